@@ -1,0 +1,94 @@
+"""Every event type converts to one JSON object with a type field and back, exactly."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from decimal import Decimal
+from enum import StrEnum
+from types import NoneType, UnionType
+
+import pytest
+
+from trader.events import (
+    EVENT_TYPES,
+    BalanceUpdate,
+    Event,
+    QuoteTick,
+    event_from_dict,
+    event_from_json,
+    event_to_json,
+)
+
+
+def _sample(tp: object, i: int) -> object:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, UnionType):
+        (inner,) = [a for a in typing.get_args(tp) if a is not NoneType]
+        return _sample(inner, i)
+    if tp is Decimal:
+        return Decimal("12345.678900") + i  # trailing zeros must survive
+    if tp is int:
+        return 1_700_000_000_123_456_789 + i
+    if tp is bool:
+        return True
+    if tp is str:
+        return f"value-{i}"
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        return list(tp)[-1]
+    raise AssertionError(tp)
+
+
+def sample_event(cls: type[Event]) -> Event:
+    """An instance of ``cls`` with every field set to a non-default value."""
+    hints = typing.get_type_hints(cls)
+    return cls(**{f.name: _sample(hints[f.name], i)
+                  for i, f in enumerate(dataclasses.fields(cls))})
+
+
+@pytest.mark.parametrize("cls", sorted(EVENT_TYPES.values(), key=lambda c: c.__name__),
+                         ids=lambda c: c.__name__)
+def test_every_event_round_trips_through_json(cls: type[Event]) -> None:
+    ev = sample_event(cls)
+    text = event_to_json(ev)
+    data = json.loads(text)
+    assert data["type"] == cls.__name__
+    back = event_from_json(text)
+    assert back == ev
+    assert type(back) is cls
+    assert event_to_json(back) == text
+
+
+def test_optional_none_round_trips() -> None:
+    from trader.events import OrderSubmitted, OrderType, Side
+
+    ev = OrderSubmitted(ts_event=1, ts_recv=2, client_id="c", symbol="BTC/USDT", side=Side.BUY,
+                        order_type=OrderType.MARKET, amount=Decimal("0.10"))
+    assert event_from_json(event_to_json(ev)) == ev
+    assert json.loads(event_to_json(ev))["price"] is None
+
+
+def test_events_are_frozen_slotted_keyword_only() -> None:
+    ev = BalanceUpdate(ts_event=1, ts_recv=2, asset="BTC", free=Decimal(1), used=Decimal(0),
+                       total=Decimal(1))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ev.free = Decimal(2)  # type: ignore[misc]
+    assert not hasattr(ev, "__dict__")
+    with pytest.raises(TypeError):
+        BalanceUpdate(1, 2, "BTC", Decimal(1), Decimal(0), Decimal(1))  # type: ignore[misc]
+
+
+def test_decimal_keeps_exact_digits() -> None:
+    q = QuoteTick(ts_event=1, ts_recv=1, symbol="X/Y", bid=Decimal("0.00001000"),
+                  bid_size=Decimal("1E+3"), ask=Decimal("0.1"), ask_size=Decimal("2"))
+    back = event_from_json(event_to_json(q))
+    assert str(back.bid) == "0.00001000" and str(back.bid_size) == "1E+3"
+
+
+def test_unknown_type_and_unknown_field_are_errors() -> None:
+    with pytest.raises(ValueError, match="unknown event type"):
+        event_from_dict({"type": "Nope"})
+    with pytest.raises(ValueError, match="unknown fields"):
+        event_from_dict({"type": "FeedConnected", "ts_event": 1, "ts_recv": 1, "feed": "x",
+                         "extra": 1})

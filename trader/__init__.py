@@ -1,0 +1,14 @@
+"""trader: an event-driven, multi-threaded trading system for crypto exchanges.
+
+The package layout is the architecture (see ``README.md`` and ``trader/app.py``):
+
+- ``events``: every fact and command, as frozen dataclasses that round-trip through JSON;
+- ``bus`` and ``engine``: the one queue and the main loop that dispatches by event class;
+- ``store``: all state, lock-guarded, read through immutable snapshots;
+- ``exchange``: the gateway Protocol and its implementations (paper, ccxt);
+- ``feeds``: worker threads that turn the outside world into events;
+- ``trading``: strategies, risk and execution;
+- ``app``: the one module that builds everything and holds the event -> handlers table.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,253 @@
+"""The wiring: the one place that builds every object, holds the event -> handlers table and
+knows the start and stop order. Read :meth:`App.handler_table` to see the whole system.
+
+Start: load markets -> start the executor -> start the producers (feeds, poller) -> main loop.
+Stop (Ctrl-C, SIGTERM, fatal error, one path): stop and join the producers -> drain the bus
+before a deadline -> stop the executor and send what it still holds -> optional cancel-all ->
+close the gateway -> log totals.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from trader.bus import Bus
+from trader.clock import Clock, LiveClock
+from trader.config import SIMULATED, Config, strategy_id
+from trader.engine import Engine, Handler, Registry
+from trader.errors import ConfigError
+from trader.events import (
+    BalanceUpdate,
+    CancelAllOrders,
+    CancelOrder,
+    Candle,
+    Event,
+    FeedConnected,
+    FeedRecovered,
+    FeedStale,
+    HandlerFailed,
+    Heartbeat,
+    MarketUpdated,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDenied,
+    OrderFilled,
+    OrderRejected,
+    OrderStatusReport,
+    OrderStatusUnknown,
+    OrderSubmitted,
+    PollFailed,
+    QuoteTick,
+    ShutdownRequested,
+    SignalGenerated,
+    StrategyDisabled,
+    SubmitOrder,
+    TradeTick,
+    TradingStateChanged,
+    WorkerCrashed,
+)
+from trader.exchange.gateway import Gateway
+from trader.exchange.paper import PaperGateway
+from trader.feeds.poller import Poller
+from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
+from trader.report import Reporter
+from trader.stats import Stats
+from trader.store.memory import MemoryStore
+from trader.store.view import ReadOnlyView
+from trader.trading.execution import Executor
+from trader.trading.risk import ClientIdGenerator, Risk
+from trader.trading.strategies import STRATEGIES
+from trader.trading.strategy import Strategy, StrategyRunner
+from trader.workers import Supervisor, Worker
+
+log = logging.getLogger("trader")
+
+HEARTBEAT_S = 5.0
+PRODUCER_JOIN_S = 0.4
+DRAIN_S = 0.2
+EXECUTOR_JOIN_S = 0.2
+
+
+@dataclass
+class Venue:
+    """What the exchange choice decides: the gateway, the feeds that stream its data, and
+    main-thread handlers it needs (the paper gateway matches resting orders on quotes)."""
+
+    gateway: Gateway
+    feeds: list[Worker] = field(default_factory=list)
+    handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
+
+
+def build_venue(cfg: Config, publish: Callable[[Event], None], clock: Clock) -> Venue:
+    """Choose the exchange once, here; nothing else asks whether it is paper or live."""
+    if cfg.exchange.name != SIMULATED:
+        raise ConfigError(
+            f"exchange.name: '{cfg.exchange.name}' is not supported yet; use 'simulated'"
+        )
+    market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
+    paper = PaperGateway(market, clock, cfg.paper.starting_balances, cfg.paper.fee_rate,
+                         cfg.paper.slippage_bps)
+    feed = SimulatedFeed(market, publish, clock, cfg.simulated.tick_interval_s)
+    return Venue(paper, [feed], [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)])
+
+
+def build_strategies(cfg: Config, clock: Clock) -> list[Strategy]:
+    """Instantiate the configured strategies with their typed parameters."""
+    from trader.config import build
+
+    out = []
+    for i, sc in enumerate(cfg.strategies):
+        cls = STRATEGIES[sc.name]
+        params = build(cls.Params, dict(sc.params), f"strategies[{i}].params")
+        out.append(cls(strategy_id(sc), sc.market, params, clock))
+    return out
+
+
+class App:
+    """The running system."""
+
+    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+        self.cfg = cfg
+        self.clock = clock or LiveClock()
+        self.stats = Stats()
+        self.bus = Bus(cfg.bus.maxsize, cfg.bus.put_timeout_s, self.stats)
+        self.registry = Registry()
+        self.engine = Engine(self.bus, self.registry, self.stats, self.clock)
+        self.store = MemoryStore(cfg.store)
+        self.view = ReadOnlyView(self.store)
+        self.venue = build_venue(cfg, self.bus.publish, self.clock)
+        self.gateway = self.venue.gateway
+        ids = ClientIdGenerator(cfg.execution.client_id_prefix, self.clock.now_ns())
+        self.risk = Risk(self.view, cfg.risk, self.clock, ids)
+        self.runner = StrategyRunner(build_strategies(cfg, self.clock), self.view,
+                                     self.risk.evaluate, self.clock)
+        self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
+                                 self.stats)
+        self.reporter = Reporter(self.view, self.bus, self.stats, cfg.trade.markets)
+        self.poller = Poller(self.gateway, self.bus.publish, self.clock, self.stats, cfg.poller,
+                             cfg.trade.markets)
+        self.producers = Supervisor(self.bus.publish, self.clock, self.stats)
+        for worker in (*self.venue.feeds, self.poller):
+            self.producers.add(worker)
+        self.executors = Supervisor(self.bus.publish, self.clock, self.stats)
+        self.executors.add(self.executor)
+        for event_cls, handler in self.handler_table():
+            self.registry.register(event_cls, handler)
+        self.engine.every(cfg.general.stats_interval_s, self.reporter.stats_line)
+        self.engine.every(HEARTBEAT_S, self._heartbeat)
+        self.stop_event = threading.Event()
+        self.started_at = time.monotonic()
+
+    def handler_table(self) -> list[tuple[type[Event], Handler]]:
+        """Event class -> handlers, in dispatch order: the store first, then the rest."""
+        store, runner, rep, x = self.store, self.runner, self.reporter, self.executor
+        venue_handlers = self.venue.handlers
+        return [
+            (MarketUpdated, store.on_market),
+            (QuoteTick, store.on_quote),
+            *[(c, h) for c, h in venue_handlers if c is QuoteTick],
+            (QuoteTick, runner.on_quote),
+            (TradeTick, store.on_trade),
+            *[(c, h) for c, h in venue_handlers if c is TradeTick],
+            (TradeTick, runner.on_trade),
+            (Candle, store.on_candle),
+            (Candle, runner.on_candle),
+            (BalanceUpdate, store.on_balance),
+            (BalanceUpdate, rep.on_balance),
+            (SignalGenerated, store.on_signal),
+            (SignalGenerated, rep.on_signal),
+            (OrderDenied, rep.on_denied),
+            (OrderSubmitted, store.on_order_submitted),
+            (SubmitOrder, x.submit),
+            (CancelOrder, x.submit),
+            (CancelAllOrders, x.submit),
+            (OrderAccepted, store.on_order_accepted),
+            (OrderRejected, store.on_order_rejected),
+            (OrderRejected, rep.on_rejected),
+            (OrderFilled, store.on_order_filled),
+            (OrderFilled, rep.on_fill),
+            (OrderFilled, runner.on_fill),
+            (OrderCanceled, store.on_order_canceled),
+            (OrderStatusUnknown, store.on_order_unknown),
+            (OrderStatusReport, store.on_order_report),
+            (TradingStateChanged, self.risk.on_state_changed),
+            (TradingStateChanged, rep.on_system),
+            (StrategyDisabled, rep.on_system),
+            (FeedConnected, rep.on_system),
+            (FeedStale, rep.on_system),
+            (FeedRecovered, rep.on_system),
+            (PollFailed, rep.on_system),
+            (WorkerCrashed, rep.on_system),
+            (HandlerFailed, rep.on_system),
+            (ShutdownRequested, rep.on_system),
+            (Heartbeat, rep.on_heartbeat),
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Load markets, start the workers, log the start-up summary."""
+        for ev in self.gateway.load_markets(self.cfg.trade.markets):
+            self.engine.dispatch(ev)
+        self.executors.start()
+        self.producers.start()
+        c = self.cfg
+        log.info(
+            "started %s: exchange %s (%s), markets %s, strategies %s, %d event types handled",
+            c.general.name, c.exchange.name, c.exchange.mode, ", ".join(c.trade.markets),
+            ", ".join(s.id for s in self.runner.strategies) or "none",
+            len(self.registry.table()),
+        )
+
+    def run(self) -> None:
+        """The main loop, until :meth:`request_stop`."""
+        self.engine.run(self.stop_event)
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the main loop to stop (safe from a signal handler on the main thread)."""
+        if not self.stop_event.is_set():
+            now = self.clock.now_ns()
+            self.engine.emit(ShutdownRequested(ts_event=now, ts_recv=now, reason=reason))
+            self.stop_event.set()
+
+    def shutdown(self) -> dict[str, Any]:
+        """The one ordered stop path; returns the totals it logs."""
+        t0 = time.monotonic()
+        self.producers.stop(PRODUCER_JOIN_S)
+        self.engine.drain(time.monotonic() + DRAIN_S)
+        self.executors.stop(EXECUTOR_JOIN_S)
+        self.executor.drain(time.monotonic() + DRAIN_S)
+        if self.cfg.execution.cancel_open_orders_on_exit:
+            now = self.clock.now_ns()
+            self.executor.execute(CancelAllOrders(ts_event=now, ts_recv=now))
+        left = self.engine.drain(time.monotonic() + DRAIN_S)
+        self.gateway.close()
+        totals = self.totals(left)
+        log.info(
+            "stopped in %.2fs: %d events dispatched (%s), %d conflated, %d left on the queue",
+            time.monotonic() - t0, totals["dispatched_total"],
+            ", ".join(f"{k} {v}" for k, v in sorted(totals["dispatched"].items())),
+            totals["conflated"], totals["left_on_queue"],
+        )
+        return totals
+
+    def totals(self, left: int = 0) -> dict[str, Any]:
+        """Counters for the final log line (and tests)."""
+        snap = self.stats.snapshot()
+        return {
+            "dispatched": snap["dispatched"],
+            "dispatched_total": snap["dispatched_total"],
+            "conflated": self.bus.conflated,
+            "left_on_queue": left,
+            "handler_errors": sum(snap["handler_errors"].values()),
+        }
+
+    def _heartbeat(self) -> None:
+        now = self.clock.now_ns()
+        self.engine.emit(Heartbeat(ts_event=now, ts_recv=now, queue_depth=self.bus.depth(),
+                                   dispatched=sum(self.stats.dispatched.values())))
+

@@ -1,0 +1,107 @@
+"""The event bus: one bounded ``queue.Queue`` with two stated policies.
+
+1. **Never drop** (account, order, system events and commands): ``publish`` blocks the producer
+   while the queue is full, up to ``put_timeout`` seconds. A timeout is a logged, counted critical
+   error raised to the producer as :class:`BusFullError`; the event is never silently dropped.
+2. **Conflate** (market data, ``event.conflatable``): while the queue has room, market data goes
+   straight in, in order. When it is full, market data goes to an overflow table keyed by
+   (class, symbol) where the newest value replaces an older one still waiting; each replacement
+   is counted. While the overflow holds anything, all market data goes there, and the consumer
+   takes overflow entries only when the queue is empty. So every value in the overflow is newer
+   than anything of the same key in the queue, and per-key order is kept.
+
+The main thread must never ``publish`` into its own bounded queue (it could deadlock on a full
+queue); it hands follow-up events to the engine's local deque instead.
+
+Why ``queue.Queue`` and not ``queue.SimpleQueue`` (faster): ``SimpleQueue`` cannot be bounded,
+and a bound is what makes overload visible and lets us apply the policies above.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from typing import Any
+
+from trader.errors import BusFullError
+from trader.events import Event
+from trader.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+class Bus:
+    """Bounded event queue with a never-drop path and a conflating path."""
+
+    def __init__(self, maxsize: int, put_timeout: float, stats: Stats) -> None:
+        self._q: queue.Queue[Event] = queue.Queue(maxsize)
+        self.maxsize = maxsize
+        self._put_timeout = put_timeout
+        self._stats = stats
+        self._overflow: dict[tuple[type, str], Event] = {}
+        self._overflow_lock = threading.Lock()
+        self.conflated = 0  # replacements in the overflow (under _overflow_lock)
+        self.high_water = 0  # deepest queue seen by the consumer
+
+    def publish(self, event: Event) -> None:
+        """Queue ``event`` by its policy: conflate market data, never drop anything else."""
+        if event.conflatable:
+            self._publish_market(event)
+            return
+        try:
+            self._q.put(event, timeout=self._put_timeout)
+        except queue.Full:
+            self._stats.incr("bus_put_timeouts")
+            log.critical(
+                "bus full for %.1fs: could not queue %s; the producer must resynchronise",
+                self._put_timeout,
+                type(event).__name__,
+            )
+            raise BusFullError(f"bus full: {type(event).__name__} not queued") from None
+
+    def _publish_market(self, event: Any) -> None:
+        if not self._overflow:
+            try:
+                self._q.put_nowait(event)
+                return
+            except queue.Full:
+                pass
+        key = (type(event), event.symbol)
+        with self._overflow_lock:
+            if key in self._overflow:
+                self.conflated += 1
+                del self._overflow[key]  # re-insert so the dict keeps arrival order
+            self._overflow[key] = event
+
+    def get(self, timeout: float) -> Event:
+        """Take the next event for the consumer; raises ``queue.Empty`` after ``timeout``."""
+        if self._overflow:
+            try:
+                return self._q.get_nowait()
+            except queue.Empty:
+                with self._overflow_lock:
+                    if self._overflow:
+                        key = next(iter(self._overflow))
+                        return self._overflow.pop(key)
+        return self._q.get(timeout=timeout)
+
+    def get_nowait(self) -> Event:
+        """Take the next event without waiting; raises ``queue.Empty``."""
+        return self.get(0)
+
+    def depth(self) -> int:
+        """Events waiting: the queue plus the overflow."""
+        depth = self._q.qsize() + len(self._overflow)
+        if depth > self.high_water:
+            self.high_water = depth
+        return depth
+
+    def counters(self) -> dict[str, int]:
+        """Bus figures for stats and metrics."""
+        return {
+            "queue_depth": self.depth(),
+            "queue_high_water": self.high_water,
+            "conflated": self.conflated,
+            "put_timeouts": self._stats.get("bus_put_timeouts"),
+        }

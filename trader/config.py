@@ -1,0 +1,431 @@
+"""Configuration: ``config.yaml`` loaded strictly into frozen dataclasses, secrets from the env.
+
+- An unknown key is an error naming its dotted path, with a "did you mean".
+- A wrong type or a value out of range is an error naming the key.
+- A consistency pass checks across sections (strategy markets are traded, live needs keys).
+- Secrets come only from the environment (``TRADER_API_KEY``, ``TRADER_API_SECRET``,
+  ``TRADER_API_PASSWORD``); they are ``repr=False`` and never printed: :func:`redacted` is the
+  only way the config is shown.
+
+Every error is a :class:`ConfigError` with one line; ``scripts/start.py`` prints it and exits 2.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import dataclasses
+import difflib
+import os
+import re
+import typing
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from pathlib import Path
+from types import NoneType, UnionType
+from typing import Any, Mapping
+
+import yaml
+
+from trader.errors import ConfigError
+
+
+def _range(lo: float | None = None, hi: float | None = None, **kw: Any) -> dict[str, Any]:
+    return {"min": lo, "max": hi, **kw}
+
+
+class Mode(StrEnum):
+    """``paper`` simulates orders; ``live`` sends real orders."""
+
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class LogLevel(StrEnum):
+    """Log levels accepted in config and on the command line."""
+
+    DEBUG = "DEBUG"
+    INFO = "INFO"
+    WARNING = "WARNING"
+    ERROR = "ERROR"
+
+
+SIMULATED = "simulated"
+_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
+_BASE_URL = re.compile(r"^(https?|wss?)://[^/\s]+$")
+
+
+@dataclass(frozen=True)
+class GeneralConfig:
+    """[general]: who this instance is and how it logs."""
+
+    name: str = "trader"
+    log_level: LogLevel = LogLevel.INFO
+    stats_interval_s: float = field(default=5.0, metadata=_range(0.5, 3600))
+
+
+@dataclass(frozen=True)
+class UrlsConfig:
+    """Base-URL overrides (``scheme://host[:port]``) for proxies, testnets and local doubles."""
+
+    rest: str | None = None
+    ws: str | None = None
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    """[exchange]: which venue, paper or live, and how to reach it."""
+
+    name: str = SIMULATED
+    mode: Mode = Mode.PAPER
+    sandbox: bool = False
+    urls: UrlsConfig = field(default_factory=UrlsConfig)
+    timeout_ms: int = field(default=10_000, metadata=_range(100, 120_000))
+
+
+@dataclass(frozen=True)
+class TradeConfig:
+    """[trade]: the markets this instance watches and trades."""
+
+    markets: tuple[str, ...] = ("BTC/USDT", "ETH/USDT")
+
+
+@dataclass(frozen=True)
+class PaperConfig:
+    """[paper]: the simulated account used in paper mode."""
+
+    starting_balances: Mapping[str, Decimal] = field(
+        default_factory=lambda: {"USDT": Decimal(10_000)}
+    )
+    fee_rate: Decimal = field(default=Decimal("0.001"), metadata=_range(0, 0.1))
+    slippage_bps: Decimal = field(default=Decimal(0), metadata=_range(0, 1000))
+
+
+@dataclass(frozen=True)
+class SimulatedConfig:
+    """[simulated]: the built-in market (a seeded random walk) used when exchange.name is
+    ``simulated``."""
+
+    seed: int = 42
+    tick_interval_s: float = field(default=0.25, metadata=_range(0.001, 60))
+    candle_interval_s: int = field(default=1, metadata=_range(1, 3600))
+    volatility_bps: Decimal = field(default=Decimal(8), metadata=_range(0, 1000))
+    spread_bps: Decimal = field(default=Decimal(2), metadata=_range(0, 1000))
+    start_prices: Mapping[str, Decimal] = field(
+        default_factory=lambda: {
+            "BTC/USDT": Decimal(60_000), "ETH/USDT": Decimal(3_000), "SOL/USDT": Decimal(150),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class PollerConfig:
+    """[poller]: REST polling intervals in seconds (0 turns a job off)."""
+
+    balances_every_s: int = field(default=60, metadata=_range(0, 86_400))
+    tickers_every_s: int = field(default=0, metadata=_range(0, 86_400))
+    open_orders_every_s: int = field(default=30, metadata=_range(0, 86_400))
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    """[bus]: the event queue's bound and how long a never-drop put may block."""
+
+    maxsize: int = field(default=10_000, metadata=_range(10, 10_000_000))
+    put_timeout_s: float = field(default=5.0, metadata=_range(0.01, 600))
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """[store]: bounds of every in-memory collection."""
+
+    candle_history: int = field(default=500, metadata=_range(1, 1_000_000))
+    trade_history: int = field(default=1_000, metadata=_range(1, 1_000_000))
+    max_orders: int = field(default=10_000, metadata=_range(10, 10_000_000))
+    max_signals: int = field(default=1_000, metadata=_range(1, 1_000_000))
+    max_symbols: int = field(default=1_000, metadata=_range(1, 100_000))
+    max_assets: int = field(default=1_000, metadata=_range(1, 100_000))
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    """One entry of [strategies]: a strategy class by name, its market and typed parameters."""
+
+    name: str
+    market: str
+    id: str = ""
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RiskConfig:
+    """[risk]: limits every order intent must pass."""
+
+    max_order_notional: Decimal = field(default=Decimal(1_000), metadata=_range(0))
+    max_position_notional: Decimal = field(default=Decimal(5_000), metadata=_range(0))
+
+
+@dataclass(frozen=True)
+class ExecutionConfig:
+    """[execution]: order sending and shutdown behaviour."""
+
+    client_id_prefix: str = "trd"
+    cancel_open_orders_on_exit: bool = False
+
+
+@dataclass(frozen=True)
+class JournalConfig:
+    """[journal]: where the event journal is written."""
+
+    path: str = "data/journal"
+
+
+@dataclass(frozen=True)
+class Secrets:
+    """API credentials, from the environment only; never part of any output."""
+
+    api_key: str | None = field(default=None, repr=False)
+    api_secret: str | None = field(default=None, repr=False)
+    api_password: str | None = field(default=None, repr=False)
+
+    ENV: typing.ClassVar[dict[str, str]] = {
+        "api_key": "TRADER_API_KEY",
+        "api_secret": "TRADER_API_SECRET",
+        "api_password": "TRADER_API_PASSWORD",
+    }
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Secrets:
+        """Read every secret from ``env``; empty strings count as unset."""
+        return cls(**{name: env.get(var) or None for name, var in cls.ENV.items()})
+
+    @property
+    def has_keys(self) -> bool:
+        """True when both key and secret are set."""
+        return bool(self.api_key and self.api_secret)
+
+    def values(self) -> tuple[str, ...]:
+        """Every secret value that is set (for scrubbing output)."""
+        return tuple(v for v in (self.api_key, self.api_secret, self.api_password) if v)
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration."""
+
+    general: GeneralConfig = field(default_factory=GeneralConfig)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    trade: TradeConfig = field(default_factory=TradeConfig)
+    paper: PaperConfig = field(default_factory=PaperConfig)
+    simulated: SimulatedConfig = field(default_factory=SimulatedConfig)
+    poller: PollerConfig = field(default_factory=PollerConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    strategies: tuple[StrategyConfig, ...] = ()
+    risk: RiskConfig = field(default_factory=RiskConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    journal: JournalConfig = field(default_factory=JournalConfig)
+    secrets: Secrets = field(default_factory=Secrets, repr=False, metadata={"internal": True})
+
+
+# ---------------------------------------------------------------------------------- loading
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read, validate and return the configuration at ``path``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return config_from_dict(data or {}, env if env is not None else os.environ)
+
+
+def config_from_dict(data: Any, env: Mapping[str, str]) -> Config:
+    """Validate a parsed document and add the secrets from ``env``."""
+    cfg = build(Config, data, "")
+    cfg = dataclasses.replace(cfg, secrets=Secrets.from_env(env))
+    _check_consistency(cfg)
+    return cfg
+
+
+def build(cls: type, data: Any, path: str) -> Any:
+    """Build dataclass ``cls`` from ``data`` strictly; errors name the dotted ``path``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'config'}: expected a mapping, got {_kind(data)}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    for key in data:
+        if key not in fields:
+            where = f"{path}.{key}" if path else str(key)
+            hint = difflib.get_close_matches(str(key), list(fields), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"unknown key '{where}'{suggestion}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, f in fields.items():
+        where = f"{path}.{name}" if path else name
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing key '{where}'")
+            continue
+        value = _convert(data[name], hints[name], where)
+        _check_range(value, f.metadata, where)
+        kwargs[name] = value
+    try:
+        return cls(**kwargs)
+    except (ValueError, TypeError) as exc:  # a __post_init__ check of a params dataclass
+        raise ConfigError(f"{path or 'config'}: {exc}") from None
+
+
+def _kind(value: Any) -> str:
+    return "nothing" if value is None else type(value).__name__
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, UnionType):
+        if value is None and NoneType in args:
+            return None
+        (inner,) = [a for a in args if a is not NoneType]
+        return _convert(value, inner, where)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, where)
+    if tp is Any:
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {_kind(value)}")
+        return tuple(_convert(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (collections.abc.Mapping, dict):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {_kind(value)}")
+        return {str(k): _convert(v, args[1], f"{where}.{k}") for k, v in value.items()}
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        choices = [m.value for m in tp]
+        if value not in choices:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+        return tp(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is Decimal:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        try:
+            result = Decimal(str(value))
+        except InvalidOperation:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+        if not result.is_finite():
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return result
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise TypeError(f"config type {tp} not supported ({where})")
+
+
+def _check_range(value: Any, meta: Mapping[str, Any], where: str) -> None:
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and value < lo:
+        raise ConfigError(f"{where}: {value} is below the minimum {lo}")
+    if hi is not None and value > hi:
+        raise ConfigError(f"{where}: {value} is above the maximum {hi}")
+
+
+def _check_consistency(cfg: Config) -> None:
+    from trader.trading.strategies import STRATEGIES  # strategies import config types
+
+    if not cfg.trade.markets:
+        raise ConfigError("trade.markets: list at least one market")
+    for i, symbol in enumerate(cfg.trade.markets):
+        if not _SYMBOL.match(symbol):
+            raise ConfigError(f"trade.markets[{i}]: {symbol!r} is not like BASE/QUOTE (BTC/USDT)")
+    for name, url in (("rest", cfg.exchange.urls.rest), ("ws", cfg.exchange.urls.ws)):
+        if url is not None and not _BASE_URL.match(url):
+            raise ConfigError(
+                f"exchange.urls.{name}: {url!r} must be scheme://host[:port] with no path"
+            )
+    if cfg.exchange.name == SIMULATED:
+        if cfg.exchange.mode is Mode.LIVE:
+            raise ConfigError("exchange.mode: live needs a real exchange, not 'simulated'")
+        missing = [m for m in cfg.trade.markets if m not in cfg.simulated.start_prices]
+        if missing:
+            raise ConfigError(
+                f"simulated.start_prices: no start price for {', '.join(missing)}"
+            )
+    if cfg.exchange.mode is Mode.LIVE and not cfg.secrets.has_keys:
+        raise ConfigError(
+            "exchange.mode: live needs TRADER_API_KEY and TRADER_API_SECRET in the environment"
+        )
+    ids: set[str] = set()
+    for i, strat in enumerate(cfg.strategies):
+        where = f"strategies[{i}]"
+        if strat.name not in STRATEGIES:
+            hint = difflib.get_close_matches(strat.name, list(STRATEGIES), n=1)
+            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+            raise ConfigError(f"{where}.name: unknown strategy '{strat.name}'{suggestion}")
+        if strat.market not in cfg.trade.markets:
+            raise ConfigError(f"{where}.market: {strat.market} is not in trade.markets")
+        sid = strategy_id(strat)
+        if sid in ids:
+            raise ConfigError(f"{where}.id: '{sid}' is used twice; give each strategy an id")
+        ids.add(sid)
+        build(STRATEGIES[strat.name].Params, dict(strat.params), f"{where}.params")
+
+
+def strategy_id(strat: StrategyConfig) -> str:
+    """The strategy's id: its configured ``id`` or ``name:market``."""
+    return strat.id or f"{strat.name}:{strat.market}"
+
+
+# ---------------------------------------------------------------------------------- output
+
+
+def redacted(cfg: Config) -> dict[str, Any]:
+    """The effective config as plain data, secrets shown only as set or not set."""
+
+    def plain(value: Any) -> Any:
+        if dataclasses.is_dataclass(value):
+            return {
+                f.name: plain(getattr(value, f.name))
+                for f in dataclasses.fields(value)
+                if not f.metadata.get("internal")
+            }
+        if isinstance(value, StrEnum):
+            return value.value
+        if isinstance(value, Decimal):
+            return str(value)
+        if isinstance(value, (tuple, list)):
+            return [plain(v) for v in value]
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    out = plain(cfg)
+    out["secrets"] = {
+        var: ("<set>" if getattr(cfg.secrets, name) else "<not set>")
+        for name, var in Secrets.ENV.items()
+    }
+    return out
+
+
+def dump_redacted(cfg: Config) -> str:
+    """:func:`redacted` as YAML, for ``--check-config``."""
+    return yaml.safe_dump(redacted(cfg), sort_keys=False, default_flow_style=False)

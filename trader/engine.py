@@ -1,0 +1,185 @@
+"""The handler registry and the main loop.
+
+The main thread owns the logic: it takes each event off the bus and calls the handlers registered
+for the event's exact class, in registration order. Handlers may return follow-up events; those
+go to a local deque that is emptied before the next ``get`` (the main thread never ``put``s into
+its own bounded queue). A handler that raises is logged with the event and traceback, counted and
+turned into a ``HandlerFailed`` event; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from collections import deque
+from typing import Callable, Iterable
+
+from trader.bus import Bus
+from trader.clock import Clock
+from trader.events import Event, HandlerFailed
+from trader.stats import Stats
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Event], "Iterable[Event] | None"]
+
+
+def handler_name(handler: Callable[..., object]) -> str:
+    """A readable name for a handler (``Store.on_quote``)."""
+    return getattr(handler, "__qualname__", None) or repr(handler)
+
+
+class Registry:
+    """Event class -> ordered handlers. Observers see every event before the typed handlers."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[Event], list[Handler]] = {}
+        self._observers: list[Handler] = []
+        self._cache: dict[type[Event], tuple[Handler, ...]] = {}
+
+    def register(self, event_cls: type[Event], handler: Handler) -> None:
+        """Append ``handler`` for ``event_cls``; registering the same pair twice is an error."""
+        handlers = self._handlers.setdefault(event_cls, [])
+        if handler in handlers:
+            raise ValueError(
+                f"{handler_name(handler)} is already registered for {event_cls.__name__}"
+            )
+        handlers.append(handler)
+        self._cache.clear()
+
+    def observe(self, handler: Handler) -> None:
+        """Call ``handler`` for every dispatched event, before the typed handlers (journal)."""
+        if handler in self._observers:
+            raise ValueError(f"{handler_name(handler)} is already an observer")
+        self._observers.append(handler)
+        self._cache.clear()
+
+    def handlers_for(self, event_cls: type[Event]) -> tuple[Handler, ...]:
+        """Observers then typed handlers for ``event_cls`` (empty when nothing handles it)."""
+        cached = self._cache.get(event_cls)
+        if cached is None:
+            typed = self._handlers.get(event_cls, [])
+            cached = tuple(self._observers) + tuple(typed) if typed else ()
+            self._cache[event_cls] = cached
+        return cached
+
+    def table(self) -> dict[str, list[str]]:
+        """The event -> handler names table, for logs and docs."""
+        return {
+            cls.__name__: [handler_name(h) for h in hs] for cls, hs in self._handlers.items()
+        }
+
+
+class Engine:
+    """The main loop: drain follow-ups, take the next event, dispatch it."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        registry: Registry,
+        stats: Stats,
+        clock: Clock,
+        get_timeout: float = 0.1,
+    ) -> None:
+        self._bus = bus
+        self._registry = registry
+        self._stats = stats
+        self._clock = clock
+        self._get_timeout = get_timeout
+        self._followups: deque[Event] = deque()
+        self._timers: list[list] = []  # [interval_s, next_due_monotonic, fn]
+        self.last_dispatch_monotonic = time.monotonic()
+
+    def emit(self, event: Event) -> None:
+        """Queue a follow-up event from the main thread (dispatched before the next ``get``)."""
+        self._followups.append(event)
+
+    def every(self, interval_s: float, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the main thread about every ``interval_s`` seconds."""
+        self._timers.append([interval_s, time.monotonic() + interval_s, fn])
+
+    def run(self, stop: threading.Event) -> None:
+        """Dispatch until ``stop`` is set."""
+        bus_get = self._bus.get
+        timeout = self._get_timeout
+        followups = self._followups
+        dispatch = self.dispatch
+        while not stop.is_set():
+            while followups:
+                dispatch(followups.popleft())
+            try:
+                event = bus_get(timeout)
+            except queue.Empty:
+                self._run_timers(time.monotonic())
+                continue
+            dispatch(event)
+            now = time.monotonic()
+            self.last_dispatch_monotonic = now
+            if self._timers:
+                self._run_timers(now)
+
+    def drain(self, deadline_monotonic: float) -> int:
+        """Dispatch what is queued until empty or the deadline; return how many are left."""
+        while time.monotonic() < deadline_monotonic:
+            while self._followups:
+                self.dispatch(self._followups.popleft())
+            try:
+                self.dispatch(self._bus.get_nowait())
+            except queue.Empty:
+                if not self._followups:
+                    return 0
+        return self._bus.depth() + len(self._followups)
+
+    def dispatch(self, event: Event) -> None:
+        """Call every handler for ``event``'s class; failures become ``HandlerFailed``."""
+        cls = type(event)
+        self._stats.dispatched[cls.__name__] += 1
+        handlers = self._registry.handlers_for(cls)
+        if not handlers:
+            self._unhandled(cls)
+            return
+        for handler in handlers:
+            try:
+                out = handler(event)
+            except Exception as exc:  # noqa: BLE001 - one bad handler must not stop the loop
+                self._handler_failed(handler, event, exc)
+                continue
+            if out:
+                self._followups.extend(out)
+
+    def _unhandled(self, cls: type[Event]) -> None:
+        name = cls.__name__
+        if not self._stats.unhandled[name]:
+            log.warning("no handler for %s (counted; logged once)", name)
+        self._stats.unhandled[name] += 1
+
+    def _handler_failed(self, handler: Handler, event: Event, exc: Exception) -> None:
+        name = handler_name(handler)
+        tb = traceback.format_exc()
+        self._stats.handler_errors[name] += 1
+        log.error("handler %s failed on %r\n%s", name, event, tb)
+        if isinstance(event, HandlerFailed):
+            return  # a failing HandlerFailed handler must not feed itself
+        now = self._clock.now_ns()
+        self._followups.append(
+            HandlerFailed(
+                ts_event=event.ts_event,
+                ts_recv=now,
+                handler=name,
+                event_type=type(event).__name__,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=tb,
+            )
+        )
+
+    def _run_timers(self, now: float) -> None:
+        for timer in self._timers:
+            if now >= timer[1]:
+                timer[1] = now + timer[0]
+                try:
+                    timer[2]()
+                except Exception:  # noqa: BLE001
+                    log.exception("timer %s failed", handler_name(timer[2]))

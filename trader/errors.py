@@ -1,0 +1,77 @@
+"""The exception hierarchy. Each class says what the system does when it sees one.
+
+Exchange errors are translated into these once, at the exchange boundary (only
+``trader.exchange`` knows ccxt); everything else reasons about these classes only.
+"""
+
+from __future__ import annotations
+
+from trader.events import ErrorKind
+
+
+class TraderError(Exception):
+    """Base of our errors."""
+
+    kind: ErrorKind = ErrorKind.INTERNAL
+
+
+class ConfigError(TraderError):
+    """Invalid configuration: the process exits with code 2 and this one-line message."""
+
+
+class BusFullError(TraderError):
+    """A never-drop event could not be queued within the timeout; logged and counted as critical.
+
+    The producer must treat its state as out of sync (a listener reconnects and the REST
+    refresh fills the gap); the event is never silently dropped.
+    """
+
+
+class ExchangeError(TraderError):
+    """Base of errors coming from an exchange."""
+
+
+class TemporaryError(ExchangeError):
+    """Network failure or 5xx: safe to retry with backoff (but never an order create)."""
+
+    kind = ErrorKind.TEMPORARY
+
+
+class RateLimitedError(TemporaryError):
+    """429/418: every REST call pauses until ``retry_after_s`` has passed."""
+
+    kind = ErrorKind.RATE_LIMITED
+
+    def __init__(self, message: str, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class InvalidOrderError(ExchangeError):
+    """The exchange refused the order's parameters: deny, never retry."""
+
+    kind = ErrorKind.INVALID_ORDER
+
+
+class InsufficientFundsError(InvalidOrderError):
+    """Not enough balance: deny, never retry."""
+
+    kind = ErrorKind.INSUFFICIENT_FUNDS
+
+
+class AuthenticationError(ExchangeError):
+    """Bad or missing keys, clock skew, permissions: fatal at start."""
+
+    kind = ErrorKind.AUTHENTICATION
+
+
+class UnknownOutcomeError(ExchangeError):
+    """The request may or may not have taken effect: the order becomes UNKNOWN and is looked up."""
+
+    kind = ErrorKind.UNKNOWN_OUTCOME
+
+
+class OrderNotFoundError(ExchangeError):
+    """The exchange does not know this order."""
+
+    kind = ErrorKind.INVALID_ORDER

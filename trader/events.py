@@ -1,0 +1,527 @@
+"""Every event (a fact) and command (a request) in the system.
+
+Rules (see DESIGN.md section 3):
+
+- frozen, slotted, keyword-only dataclasses; facts are named in the past tense;
+- ``ts_event`` is the exchange's time and ``ts_recv`` the local receipt, both integer nanoseconds
+  since the epoch, UTC;
+- money and quantities are ``Decimal``; closed sets are ``StrEnum``;
+- each event converts to one JSON object with a ``type`` field (its class name) and back,
+  exactly: ``event_from_json(event_to_json(e)) == e``.
+
+The article this project started from defined ``BalanceUpdate(timestamp, symbol, amount)`` with a
+``type = 'BALANCEUPDATE'`` string; we keep the name and the idea (one event per asset, now with
+free/used/total) but dispatch on the class, never on a string.
+
+Market data events (``conflatable = True``) may be conflated by the bus under pressure; every
+other event is never dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from types import NoneType, UnionType
+from typing import Any, Callable, ClassVar
+
+# --------------------------------------------------------------------------------------------
+# Closed sets
+
+
+class Side(StrEnum):
+    """Order or trade side."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class OrderType(StrEnum):
+    """Order type."""
+
+    MARKET = "market"
+    LIMIT = "limit"
+
+
+class OrderStatus(StrEnum):
+    """Lifecycle state of an order (see ``trader.trading.orders`` for the legal transitions)."""
+
+    PENDING = "pending"
+    OPEN = "open"
+    PARTIALLY_FILLED = "partially_filled"
+    FILLED = "filled"
+    CANCELED = "canceled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+    @property
+    def is_final(self) -> bool:
+        """True for states an order never leaves."""
+        return self in _FINAL_STATUSES
+
+
+_FINAL_STATUSES = frozenset(
+    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
+)
+
+
+class Liquidity(StrEnum):
+    """Whether a fill added or took liquidity."""
+
+    MAKER = "maker"
+    TAKER = "taker"
+    UNKNOWN = "unknown"
+
+
+class SignalKind(StrEnum):
+    """What a strategy's signal says."""
+
+    LONG = "long"
+    SHORT = "short"
+    FLAT = "flat"
+
+
+class TradingState(StrEnum):
+    """Gate on every new order: ACTIVE trades, REDUCING only reduces positions, HALTED nothing."""
+
+    ACTIVE = "active"
+    REDUCING = "reducing"
+    HALTED = "halted"
+
+
+class ErrorKind(StrEnum):
+    """Classification of an error, used for counting and for deciding what to do."""
+
+    TEMPORARY = "temporary"
+    RATE_LIMITED = "rate_limited"
+    INVALID_ORDER = "invalid_order"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    AUTHENTICATION = "authentication"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+    BAD_DATA = "bad_data"
+    INTERNAL = "internal"
+
+
+# --------------------------------------------------------------------------------------------
+# Base classes and the type table
+
+EVENT_TYPES: dict[str, type[Event]] = {}
+
+
+def event(cls: type) -> Any:
+    """Make ``cls`` a frozen, slotted, keyword-only dataclass and register it for JSON."""
+    dc = dataclass(frozen=True, slots=True, kw_only=True)(cls)
+    if dc.__name__ in EVENT_TYPES:
+        raise TypeError(f"duplicate event type name {dc.__name__}")
+    EVENT_TYPES[dc.__name__] = dc
+    return dc
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Base of all events: exchange time and local receipt time, in ns since the epoch."""
+
+    conflatable: ClassVar[bool] = False
+
+    ts_event: int
+    ts_recv: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MarketData(Event):
+    """Base of market data: the bus may conflate these per (class, symbol) under pressure."""
+
+    conflatable: ClassVar[bool] = True
+
+    symbol: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Command(Event):
+    """Base of commands: a request with exactly one handler."""
+
+
+# --------------------------------------------------------------------------------------------
+# Market data
+
+
+@event
+class QuoteTick(MarketData):
+    """Top of book (Binance ``bookTicker``, Bybit ``tickers``, a REST ticker)."""
+
+    bid: Decimal
+    bid_size: Decimal
+    ask: Decimal
+    ask_size: Decimal
+
+    @property
+    def mid(self) -> Decimal:
+        """Mid price."""
+        return (self.bid + self.ask) / 2
+
+
+@event
+class TradeTick(MarketData):
+    """One public trade."""
+
+    price: Decimal
+    size: Decimal
+    aggressor: Side
+    trade_id: str
+
+
+@event
+class Candle(MarketData):
+    """One OHLCV bar; ``closed`` is False while the bar is still forming."""
+
+    interval: str
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal
+    start_ns: int
+    closed: bool
+
+
+@event
+class MarketUpdated(Event):
+    """A market's trading rules (loaded at start from the exchange)."""
+
+    symbol: str
+    base: str
+    quote: str
+    price_increment: Decimal
+    amount_increment: Decimal
+    min_amount: Decimal
+    min_notional: Decimal
+    active: bool = True
+
+
+# --------------------------------------------------------------------------------------------
+# Account
+
+
+@event
+class BalanceUpdate(Event):
+    """One asset's balance (free, used, total), from a stream or a REST snapshot."""
+
+    asset: str
+    free: Decimal
+    used: Decimal
+    total: Decimal
+
+
+# --------------------------------------------------------------------------------------------
+# Orders
+
+
+@event
+class OrderSubmitted(Event):
+    """An order passed risk and was recorded; it is about to be sent to the exchange."""
+
+    client_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    amount: Decimal
+    price: Decimal | None = None
+    strategy: str = ""
+
+
+@event
+class OrderAccepted(Event):
+    """The exchange acknowledged the order."""
+
+    client_id: str
+    exchange_id: str
+
+
+@event
+class OrderRejected(Event):
+    """The exchange (or the gateway) refused the order."""
+
+    client_id: str
+    reason: str
+    kind: ErrorKind = ErrorKind.INVALID_ORDER
+
+
+@event
+class OrderFilled(Event):
+    """A fill, partial or full: ``filled_total`` is the order's cumulative filled amount."""
+
+    client_id: str
+    exchange_id: str
+    trade_id: str
+    symbol: str
+    side: Side
+    price: Decimal
+    amount: Decimal
+    fee: Decimal
+    fee_asset: str
+    filled_total: Decimal
+    is_final: bool
+    liquidity: Liquidity = Liquidity.UNKNOWN
+
+
+@event
+class OrderCanceled(Event):
+    """The order was canceled (by us, the exchange, or it expired)."""
+
+    client_id: str
+    reason: str = ""
+    expired: bool = False
+
+
+@event
+class OrderStatusUnknown(Event):
+    """We do not know whether the exchange has the order (timeout, 5xx); it will be looked up."""
+
+    client_id: str
+    reason: str
+
+
+@event
+class OrderStatusReport(Event):
+    """A snapshot of one order as the exchange reports it (REST poll, lookup, reconciliation)."""
+
+    client_id: str
+    exchange_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    status: OrderStatus
+    amount: Decimal
+    filled: Decimal
+    price: Decimal | None = None
+    avg_price: Decimal | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Trading
+
+
+@event
+class SignalGenerated(Event):
+    """A strategy's view of a market, journaled whether or not it leads to an order."""
+
+    strategy: str
+    symbol: str
+    kind: SignalKind
+    strength: Decimal = Decimal(1)
+    note: str = ""
+
+
+@event
+class OrderDenied(Event):
+    """Risk refused an order intent; nothing was sent."""
+
+    strategy: str
+    symbol: str
+    side: Side
+    amount: Decimal
+    reason: str
+
+
+@event
+class TradingStateChanged(Event):
+    """The trading gate moved (e.g. the daily loss limit or the operator halted trading)."""
+
+    state: TradingState
+    reason: str
+
+
+@event
+class StrategyDisabled(Event):
+    """A strategy raised too many times in a row and no longer receives events."""
+
+    strategy: str
+    reason: str
+
+
+# --------------------------------------------------------------------------------------------
+# System
+
+
+@event
+class FeedConnected(Event):
+    """A feed (websocket connection, simulated market) is connected and subscribed."""
+
+    feed: str
+
+
+@event
+class FeedStale(Event):
+    """A feed sent no data for ``silent_s`` seconds."""
+
+    feed: str
+    silent_s: Decimal
+
+
+@event
+class FeedRecovered(Event):
+    """Data flows again on a feed that was stale or disconnected."""
+
+    feed: str
+
+
+@event
+class PollFailed(Event):
+    """A REST polling job raised."""
+
+    job: str
+    kind: ErrorKind
+    error: str
+
+
+@event
+class HandlerFailed(Event):
+    """A handler raised while handling an event; the loop went on."""
+
+    handler: str
+    event_type: str
+    error: str
+    traceback: str = ""
+
+
+@event
+class WorkerCrashed(Event):
+    """A worker thread raised; the supervisor restarts it after ``restart_in_s``."""
+
+    worker: str
+    error: str
+    restart_in_s: Decimal
+
+
+@event
+class Heartbeat(Event):
+    """Emitted by the engine at a fixed interval so silence is visible."""
+
+    queue_depth: int
+    dispatched: int
+
+
+@event
+class ShutdownRequested(Event):
+    """Shutdown was asked for (signal, operator command, fatal error)."""
+
+    reason: str
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+@event
+class SubmitOrder(Command):
+    """Ask the executor to send an order (risk has decided; the id is already recorded)."""
+
+    client_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    amount: Decimal
+    price: Decimal | None = None
+    strategy: str = ""
+
+
+@event
+class CancelOrder(Command):
+    """Ask the executor to cancel one order."""
+
+    client_id: str
+    symbol: str
+
+
+@event
+class CancelAllOrders(Command):
+    """Ask the executor to cancel every open order (optionally of one market)."""
+
+    symbol: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# JSON
+
+
+Encoder = Callable[[Any], Any]
+Decoder = Callable[[Any], Any]
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _codec_for(tp: Any) -> tuple[Encoder, Decoder]:
+    """Return (encode, decode) for one annotated field type."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, UnionType):
+        args = [a for a in typing.get_args(tp) if a is not NoneType]
+        if len(args) != 1:
+            raise TypeError(f"unsupported union {tp}")
+        enc, dec = _codec_for(args[0])
+        return (lambda v: None if v is None else enc(v)), (lambda v: None if v is None else dec(v))
+    if tp is Decimal:
+        # A string keeps every digit and the exponent: Decimal("1.10") comes back as "1.10".
+        return str, Decimal
+    if isinstance(tp, type) and issubclass(tp, StrEnum):
+        return str, tp
+    if tp in (int, str, bool):
+        return _identity, _identity
+    raise TypeError(f"unsupported event field type {tp}")
+
+
+_CODECS: dict[type, tuple[tuple[str, Encoder, Decoder], ...]] = {}
+
+
+def _codecs(cls: type) -> tuple[tuple[str, Encoder, Decoder], ...]:
+    codecs = _CODECS.get(cls)
+    if codecs is None:
+        hints = typing.get_type_hints(cls)
+        codecs = tuple(
+            (f.name, *_codec_for(hints[f.name])) for f in dataclasses.fields(cls)
+        )
+        _CODECS[cls] = codecs
+    return codecs
+
+
+def event_to_dict(ev: Event) -> dict[str, Any]:
+    """Convert an event to a JSON-ready dict with a ``type`` field first."""
+    out: dict[str, Any] = {"type": type(ev).__name__}
+    for name, enc, _ in _codecs(type(ev)):
+        out[name] = enc(getattr(ev, name))
+    return out
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Rebuild an event from :func:`event_to_dict` output; unknown types or fields raise."""
+    try:
+        cls = EVENT_TYPES[data["type"]]
+    except KeyError as exc:
+        raise ValueError(f"unknown event type {data.get('type')!r}") from exc
+    kwargs = {}
+    for name, _, dec in _codecs(cls):
+        if name in data:
+            kwargs[name] = dec(data[name])
+    extra = set(data) - set(kwargs) - {"type"}
+    if extra:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(extra)}")
+    return cls(**kwargs)
+
+
+def event_to_json(ev: Event) -> str:
+    """One compact JSON object."""
+    return json.dumps(event_to_dict(ev), separators=(",", ":"))
+
+
+def event_from_json(text: str) -> Event:
+    """Inverse of :func:`event_to_json`."""
+    return event_from_dict(json.loads(text))
+
+
+for _cls in EVENT_TYPES.values():  # fail at import, not at the first journal write
+    _codecs(_cls)

@@ -1,0 +1,1 @@
+"""State: the store backends and the read-only view strategies and risk get."""

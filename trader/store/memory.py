@@ -1,0 +1,373 @@
+"""The in-memory store: all state, written by the main thread's handlers, read by any thread.
+
+Every write takes the lock briefly and replaces immutable records; every read takes the lock,
+copies what it needs, and returns immutable snapshots (frozen records, tuples, read-only
+mappings). Nothing under the lock logs, does I/O or calls back. Every collection is bounded by
+``StoreConfig``; what does not fit is counted in ``dropped``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict, deque
+from dataclasses import replace
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Mapping
+
+from trader.config import StoreConfig
+from trader.events import (
+    BalanceUpdate,
+    Candle,
+    MarketUpdated,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    OrderStatusReport,
+    OrderStatusUnknown,
+    OrderSubmitted,
+    QuoteTick,
+    SignalGenerated,
+    TradeTick,
+)
+from trader.store.models import Balance, BalancesSnapshot, Market, Order, Position
+from trader.trading import portfolio
+from trader.trading.orders import is_legal
+
+log = logging.getLogger(__name__)
+
+USD_QUOTES = ("USDT", "USD", "USDC")
+USD_ASSETS = frozenset({"USD", "USDT", "USDC"})
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """``"BTC/USDT"`` -> ``("BTC", "USDT")`` (ccxt's unified symbols; ``:SETTLE`` ignored)."""
+    base, _, quote = symbol.partition("/")
+    return base, quote.partition(":")[0]
+
+
+class MemoryStore:
+    """All state in process memory. Implements :class:`trader.store.view.StoreView`."""
+
+    def __init__(self, config: StoreConfig) -> None:
+        self._cfg = config
+        self._lock = threading.Lock()
+        self._markets: dict[str, Market] = {}
+        self._quotes: dict[str, QuoteTick] = {}
+        self._last_trades: dict[str, TradeTick] = {}
+        self._trades: dict[str, deque[TradeTick]] = {}
+        self._candles: dict[str, deque[Candle]] = {}
+        self._balances: dict[str, Balance] = {}
+        self._orders: OrderedDict[str, Order] = OrderedDict()
+        self._by_exchange_id: dict[str, str] = {}
+        self._positions: dict[str, Position] = {}
+        self._signals: deque[SignalGenerated] = deque(maxlen=config.max_signals)
+        self.dropped = 0  # records refused because a bound was reached
+        self.illegal_transitions = 0
+        self._warned: set[str] = set()
+
+    # ------------------------------------------------------------------ writes (main thread)
+
+    def _symbol_ok(self, table: Mapping[str, object], symbol: str) -> bool:
+        if symbol in table or len(table) < self._cfg.max_symbols:
+            return True
+        self.dropped += 1
+        if symbol not in self._warned:
+            self._warned.add(symbol)
+            log.warning("store: max_symbols=%d reached, ignoring %s", self._cfg.max_symbols, symbol)
+        return False
+
+    def on_market(self, ev: MarketUpdated) -> None:
+        """Record a market's rules."""
+        market = Market(
+            ev.symbol, ev.base, ev.quote, ev.price_increment, ev.amount_increment,
+            ev.min_amount, ev.min_notional, ev.active,
+        )
+        with self._lock:
+            if self._symbol_ok(self._markets, ev.symbol):
+                self._markets[ev.symbol] = market
+
+    def on_quote(self, ev: QuoteTick) -> None:
+        """Record the top of book."""
+        with self._lock:
+            quotes = self._quotes
+            if ev.symbol in quotes or self._symbol_ok(quotes, ev.symbol):
+                quotes[ev.symbol] = ev
+
+    def on_trade(self, ev: TradeTick) -> None:
+        """Record the last trade and keep a bounded history."""
+        with self._lock:
+            if not self._symbol_ok(self._last_trades, ev.symbol):
+                return
+            self._last_trades[ev.symbol] = ev
+            hist = self._trades.get(ev.symbol)
+            if hist is None:
+                hist = self._trades[ev.symbol] = deque(maxlen=self._cfg.trade_history)
+            hist.append(ev)
+
+    def on_candle(self, ev: Candle) -> None:
+        """Keep a bounded history of candles; a forming candle replaces the previous update."""
+        with self._lock:
+            if not self._symbol_ok(self._candles, ev.symbol):
+                return
+            hist = self._candles.get(ev.symbol)
+            if hist is None:
+                hist = self._candles[ev.symbol] = deque(maxlen=self._cfg.candle_history)
+            if hist and hist[-1].start_ns == ev.start_ns:
+                hist[-1] = ev
+            else:
+                hist.append(ev)
+
+    def on_balance(self, ev: BalanceUpdate) -> None:
+        """Record one asset's balance."""
+        with self._lock:
+            if ev.asset in self._balances or len(self._balances) < self._cfg.max_assets:
+                self._balances[ev.asset] = Balance(ev.asset, ev.free, ev.used, ev.total)
+            else:
+                self.dropped += 1
+
+    def on_signal(self, ev: SignalGenerated) -> None:
+        """Keep a bounded history of signals."""
+        with self._lock:
+            self._signals.append(ev)
+
+    # Orders ---------------------------------------------------------------------------------
+
+    def on_order_submitted(self, ev: OrderSubmitted) -> None:
+        """Record a new order in PENDING before it is sent."""
+        order = Order(
+            ev.client_id, ev.symbol, ev.side, ev.order_type, ev.amount, ev.price,
+            OrderStatus.PENDING, strategy=ev.strategy, ts_update=ev.ts_recv,
+        )
+        with self._lock:
+            self._orders[ev.client_id] = order
+            self._evict_orders()
+
+    def on_order_accepted(self, ev: OrderAccepted) -> None:
+        """PENDING/UNKNOWN -> OPEN."""
+        self._transition(ev.client_id, OrderStatus.OPEN, ev.ts_recv, exchange_id=ev.exchange_id)
+
+    def on_order_rejected(self, ev: OrderRejected) -> None:
+        """-> REJECTED."""
+        self._transition(ev.client_id, OrderStatus.REJECTED, ev.ts_recv, reason=ev.reason)
+
+    def on_order_canceled(self, ev: OrderCanceled) -> None:
+        """-> CANCELED (or EXPIRED)."""
+        status = OrderStatus.EXPIRED if ev.expired else OrderStatus.CANCELED
+        self._transition(ev.client_id, status, ev.ts_recv, reason=ev.reason)
+
+    def on_order_unknown(self, ev: OrderStatusUnknown) -> None:
+        """-> UNKNOWN: the executor will look it up."""
+        self._transition(ev.client_id, OrderStatus.UNKNOWN, ev.ts_recv, reason=ev.reason)
+
+    def on_order_filled(self, ev: OrderFilled) -> None:
+        """Apply a fill to the order and to the market's position."""
+        base, quote = split_symbol(ev.symbol)
+        with self._lock:
+            order = self._orders.get(ev.client_id)
+            if order is not None:
+                status = OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
+                if not is_legal(order.status, status):
+                    self._illegal(order, status)
+                    return
+                filled = order.filled + ev.amount
+                avg = ((order.avg_price or Decimal(0)) * order.filled + ev.price * ev.amount) / filled
+                self._orders[ev.client_id] = replace(
+                    order, status=status, filled=filled, avg_price=avg,
+                    fee=order.fee + ev.fee, ts_update=ev.ts_recv,
+                    exchange_id=order.exchange_id or ev.exchange_id,
+                )
+            pos = self._positions.get(ev.symbol) or Position(ev.symbol)
+            self._positions[ev.symbol] = portfolio.apply_fill(
+                pos, ev.side, ev.price, ev.amount, ev.fee, ev.fee_asset, base, quote
+            )
+
+    def on_order_report(self, ev: OrderStatusReport) -> None:
+        """Take the exchange's view of an order; orders we never placed are marked external."""
+        with self._lock:
+            order = self._orders.get(ev.client_id)
+            if order is None:
+                self._orders[ev.client_id] = Order(
+                    ev.client_id, ev.symbol, ev.side, ev.order_type, ev.amount, ev.price,
+                    ev.status, ev.filled, ev.avg_price, exchange_id=ev.exchange_id,
+                    external=True, ts_update=ev.ts_recv,
+                )
+                self._evict_orders()
+                return
+            if order.status != ev.status and not is_legal(order.status, ev.status):
+                self._illegal(order, ev.status)
+                return
+            self._orders[ev.client_id] = replace(
+                order, status=ev.status, filled=max(order.filled, ev.filled),
+                avg_price=ev.avg_price or order.avg_price, exchange_id=ev.exchange_id,
+                ts_update=ev.ts_recv,
+            )
+
+    def _transition(self, client_id: str, status: OrderStatus, ts: int, **changes: str) -> None:
+        with self._lock:
+            order = self._orders.get(client_id)
+            if order is None:
+                self.illegal_transitions += 1
+                log.warning("order %s unknown to the store; %s ignored", client_id, status)
+                return
+            if not is_legal(order.status, status):
+                self._illegal(order, status)
+                return
+            self._orders[client_id] = replace(order, status=status, ts_update=ts, **changes)
+            if order.exchange_id == "" and changes.get("exchange_id"):
+                self._by_exchange_id[changes["exchange_id"]] = client_id
+
+    def _illegal(self, order: Order, status: OrderStatus) -> None:
+        self.illegal_transitions += 1
+        log.warning(
+            "illegal order transition %s: %s -> %s (ignored)", order.client_id, order.status, status
+        )
+
+    def _evict_orders(self) -> None:
+        """Drop the oldest final orders beyond ``max_orders``; open ones are never evicted."""
+        excess = len(self._orders) - self._cfg.max_orders
+        if excess <= 0:
+            return
+        for cid in [c for c, o in self._orders.items() if not o.is_open][:excess]:
+            order = self._orders.pop(cid)
+            self._by_exchange_id.pop(order.exchange_id, None)
+
+    # ------------------------------------------------------------------ reads (any thread)
+
+    def market(self, symbol: str) -> Market | None:
+        """A market's rules, or None."""
+        with self._lock:
+            return self._markets.get(symbol)
+
+    def markets(self) -> Mapping[str, Market]:
+        """Every known market."""
+        with self._lock:
+            return MappingProxyType(dict(self._markets))
+
+    def quote(self, symbol: str) -> QuoteTick | None:
+        """The latest top of book."""
+        with self._lock:
+            return self._quotes.get(symbol)
+
+    def quotes(self) -> Mapping[str, QuoteTick]:
+        """Every latest top of book."""
+        with self._lock:
+            return MappingProxyType(dict(self._quotes))
+
+    def last_trade(self, symbol: str) -> TradeTick | None:
+        """The latest public trade."""
+        with self._lock:
+            return self._last_trades.get(symbol)
+
+    def trades(self, symbol: str) -> tuple[TradeTick, ...]:
+        """Recent public trades, oldest first."""
+        with self._lock:
+            return tuple(self._trades.get(symbol, ()))
+
+    def candles(self, symbol: str) -> tuple[Candle, ...]:
+        """Recent candles, oldest first."""
+        with self._lock:
+            return tuple(self._candles.get(symbol, ()))
+
+    def last_price(self, symbol: str) -> Decimal | None:
+        """Mid of the latest quote, else the last trade price."""
+        with self._lock:
+            return self._last_price(symbol)
+
+    def _last_price(self, symbol: str) -> Decimal | None:
+        q = self._quotes.get(symbol)
+        if q is not None:
+            return (q.bid + q.ask) / 2
+        t = self._last_trades.get(symbol)
+        return t.price if t is not None else None
+
+    def balance(self, asset: str) -> Balance | None:
+        """One asset's balance."""
+        with self._lock:
+            return self._balances.get(asset)
+
+    def balances(self) -> BalancesSnapshot:
+        """Every balance with its USD value and the total (the article's ``calc_usd_value``)."""
+        with self._lock:
+            balances = dict(self._balances)
+            prices = {s: self._last_price(s) for s in set(self._quotes) | set(self._last_trades)}
+        usd: dict[str, Decimal | None] = {}
+        for asset, bal in balances.items():
+            px = usd_price(asset, prices)
+            usd[asset] = None if px is None else bal.total * px
+        total = sum((v for v in usd.values() if v is not None), Decimal(0))
+        return BalancesSnapshot(MappingProxyType(balances), MappingProxyType(usd), total)
+
+    def order(self, client_id: str) -> Order | None:
+        """One order by client id."""
+        with self._lock:
+            return self._orders.get(client_id)
+
+    def client_id_for(self, exchange_id: str) -> str | None:
+        """Our client id for an exchange order id, when we know it."""
+        with self._lock:
+            return self._by_exchange_id.get(exchange_id)
+
+    def orders(self) -> tuple[Order, ...]:
+        """Every order we remember, oldest first."""
+        with self._lock:
+            return tuple(self._orders.values())
+
+    def open_orders(self, symbol: str | None = None) -> tuple[Order, ...]:
+        """Orders that may still fill (including UNKNOWN)."""
+        with self._lock:
+            return tuple(
+                o for o in self._orders.values()
+                if o.is_open and (symbol is None or o.symbol == symbol)
+            )
+
+    def position(self, symbol: str) -> Position:
+        """The position in one market (flat when none)."""
+        with self._lock:
+            return self._positions.get(symbol) or Position(symbol)
+
+    def positions(self) -> Mapping[str, Position]:
+        """Every position."""
+        with self._lock:
+            return MappingProxyType(dict(self._positions))
+
+    def signals(self) -> tuple[SignalGenerated, ...]:
+        """Recent signals, oldest first."""
+        with self._lock:
+            return tuple(self._signals)
+
+    def sizes(self) -> dict[str, int]:
+        """Collection sizes, for metrics."""
+        with self._lock:
+            return {
+                "markets": len(self._markets),
+                "quotes": len(self._quotes),
+                "candles": sum(len(d) for d in self._candles.values()),
+                "trades": sum(len(d) for d in self._trades.values()),
+                "balances": len(self._balances),
+                "orders": len(self._orders),
+                "positions": len(self._positions),
+                "signals": len(self._signals),
+            }
+
+
+def usd_price(asset: str, prices: Mapping[str, Decimal | None]) -> Decimal | None:
+    """USD price of ``asset`` through a USD/USDT/USDC quote, or through BTC; None when unknown.
+
+    USD stablecoins count as 1 USD.
+    """
+    if asset in USD_ASSETS:
+        return Decimal(1)
+    for quote in USD_QUOTES:
+        px = prices.get(f"{asset}/{quote}")
+        if px:
+            return px
+    via_btc = prices.get(f"{asset}/BTC")
+    if via_btc and asset != "BTC":
+        btc = usd_price("BTC", prices)
+        if btc:
+            return via_btc * btc
+    return None
