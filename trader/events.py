@@ -355,6 +355,14 @@ class FeedConnected(Event):
 
 
 @event
+class FeedDisconnected(Event):
+    """A feed's connection closed or failed; it will reconnect with backoff."""
+
+    feed: str
+    reason: str
+
+
+@event
 class FeedStale(Event):
     """A feed sent no data for ``silent_s`` seconds."""
 
@@ -367,6 +375,30 @@ class FeedRecovered(Event):
     """Data flows again on a feed that was stale or disconnected."""
 
     feed: str
+
+
+@event
+class ReconciliationCompleted(Event):
+    """Open orders, recent trades and balances were compared with the exchange."""
+
+    ok: bool
+    differences: int
+    summary: str = ""
+
+
+@event
+class StorageFailed(Event):
+    """A persistence component (journal, Redis) failed; the system goes on in memory."""
+
+    component: str
+    error: str
+
+
+@event
+class StorageRecovered(Event):
+    """A persistence component works again."""
+
+    component: str
 
 
 @event
@@ -435,6 +467,21 @@ class CancelOrder(Command):
 
     client_id: str
     symbol: str
+
+
+@event
+class HaltTrading(Command):
+    """Operator kill switch: set trading HALTED, optionally cancel every open order."""
+
+    reason: str
+    cancel_orders: bool = False
+
+
+@event
+class ResumeTrading(Command):
+    """Operator: set trading ACTIVE again."""
+
+    reason: str
 
 
 @event
