@@ -87,3 +87,16 @@ def test_full_queue_timeout_is_a_counted_loud_error_not_a_silent_drop(caplog) ->
     assert stats.get("bus_put_timeouts") == 1
     assert any(r.levelname == "CRITICAL" for r in caplog.records)
     assert bus.counters()["put_timeouts"] == 1
+
+
+def test_get_batch_keeps_order_and_takes_the_overflow_only_when_the_queue_is_empty() -> None:
+    bus = Bus(maxsize=3, put_timeout=0.1, stats=Stats())
+    for i in range(6):
+        bus.publish(quote(bid=str(i), ts=i))  # 0,1,2 queued; 3,4,5 conflate to 5
+    bus.publish(quote("ETH/USDT", ts=9))
+    first = bus.get_batch(2, 0.1)
+    assert [e.ts_event for e in first] == [0, 1]
+    rest = bus.get_batch(10, 0.1)
+    assert [e.ts_event for e in rest] == [2, 5, 9]
+    assert bus.get_batch(10, 0.01) == []
+    assert bus.conflated == 2

@@ -24,6 +24,8 @@ from trader.stats import Stats
 
 log = logging.getLogger(__name__)
 
+BATCH = 256  # events taken from the bus per lock acquisition
+
 Handler = Callable[[Event], "Iterable[Event] | None"]
 
 
@@ -91,6 +93,7 @@ class Engine:
         self._get_timeout = get_timeout
         self._followups: deque[Event] = deque()
         self._timers: list[list] = []  # [interval_s, next_due_monotonic, fn]
+        self._next_timer = float("inf")
         self.last_dispatch_monotonic = time.monotonic()
 
     def emit(self, event: Event) -> None:
@@ -99,26 +102,33 @@ class Engine:
 
     def every(self, interval_s: float, fn: Callable[[], None]) -> None:
         """Run ``fn`` on the main thread about every ``interval_s`` seconds."""
-        self._timers.append([interval_s, time.monotonic() + interval_s, fn])
+        due = time.monotonic() + interval_s
+        self._timers.append([interval_s, due, fn])
+        self._next_timer = min(self._next_timer, due)
 
     def run(self, stop: threading.Event) -> None:
-        """Dispatch until ``stop`` is set."""
-        bus_get = self._bus.get
+        """Dispatch until ``stop`` is set.
+
+        Events are taken in batches (see :meth:`Bus.get_batch`) but dispatched one at a time,
+        each followed by its follow-ups, exactly as if taken singly.
+        """
+        get_batch = self._bus.get_batch
         timeout = self._get_timeout
         followups = self._followups
+        popleft = followups.popleft
         dispatch = self.dispatch
         while not stop.is_set():
             while followups:
-                dispatch(followups.popleft())
-            try:
-                event = bus_get(timeout)
-            except queue.Empty:
-                self._run_timers(time.monotonic())
-                continue
-            dispatch(event)
+                dispatch(popleft())
+            batch = get_batch(BATCH, timeout)
+            for event in batch:
+                dispatch(event)
+                while followups:
+                    dispatch(popleft())
             now = time.monotonic()
-            self.last_dispatch_monotonic = now
-            if self._timers:
+            if batch:
+                self.last_dispatch_monotonic = now
+            if now >= self._next_timer:
                 self._run_timers(now)
 
     def drain(self, deadline_monotonic: float) -> int:
@@ -183,3 +193,4 @@ class Engine:
                     timer[2]()
                 except Exception:  # noqa: BLE001
                     log.exception("timer %s failed", handler_name(timer[2]))
+        self._next_timer = min((t[1] for t in self._timers), default=float("inf"))

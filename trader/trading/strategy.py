@@ -109,9 +109,13 @@ class StrategyRunner:
         clock: Clock,
         max_consecutive_errors: int = 3,
     ) -> None:
-        self._by_symbol: dict[str, list[Strategy]] = {}
+        # (callback name, symbol) -> strategies that override that callback: most events reach
+        # no strategy at all, and that must cost one dict lookup.
+        self._routes: dict[tuple[str, str], list[Strategy]] = {}
         for s in strategies:
-            self._by_symbol.setdefault(s.symbol, []).append(s)
+            for method in ("on_quote", "on_trade", "on_candle"):
+                if getattr(type(s), method) is not getattr(Strategy, method):
+                    self._routes.setdefault((method, s.symbol), []).append(s)
         self._by_id = {s.id: s for s in strategies}
         self._view = view
         self._sink = sink
@@ -146,7 +150,7 @@ class StrategyRunner:
         return self._call(strat, strat.on_fill, ev)
 
     def _route(self, ev: Any, method: str) -> list[Event]:
-        strategies = self._by_symbol.get(ev.symbol)
+        strategies = self._routes.get((method, ev.symbol))
         if not strategies:
             return []
         out: list[Event] = []
