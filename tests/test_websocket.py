@@ -197,6 +197,23 @@ def test_server_close_reconnects_with_backoff_and_resubscribes(
     assert h.stats.get("ws-binance-market.disconnects") == 1
 
 
+def test_a_healthy_connection_resets_the_backoff(server: FakeExchange,
+                                                 harnesses: list[Harness]) -> None:
+    cfg = dataclasses.replace(FAST, healthy_after_s=0.2)
+    h = run(harnesses, market(server.url), cfg=cfg)
+    for n in (1, 2):  # two connections closed at once: the backoff grows
+        assert wait_until(lambda: subscribed(server, n))
+        server.close(n - 1)
+    assert wait_until(lambda: subscribed(server, 3))
+    assert h.listener.backoff.attempt == 2
+    server.send(book())  # data: the connection is ready; it stays up past healthy_after_s
+    assert wait_until(lambda: h.of(FeedRecovered))
+    threading.Event().wait(0.25)
+    server.close(2)
+    assert wait_until(lambda: subscribed(server, 4))
+    assert h.listener.backoff.attempt == 1  # reset, then one attempt
+
+
 def test_silent_server_goes_stale_then_reconnects_and_recovers(harnesses: list[Harness]) -> None:
     server = FakeExchange(ping_interval=0.03).start()  # pings keep flowing: they are not data
     try:

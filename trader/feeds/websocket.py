@@ -127,7 +127,7 @@ class _Conn:
             self.outcome = (reason, immediate)
 
 
-def _default_connect(url: str, timeout: float) -> Any:
+def _connect(url: str, timeout: float) -> Any:
     return websocket.create_connection(
         url, timeout=timeout, skip_utf8_validation=True, enable_multithread=True
     )
@@ -151,7 +151,6 @@ class Listener(Worker):
         on_reconnect: Callable[[], None],
         rotate_after_s: float | None = None,
         rng: random.Random | None = None,
-        connect: Callable[[str, float], Any] = _default_connect,
     ) -> None:
         """``on_reconnect`` runs on this thread and must return quickly (hand the REST refresh
         to another thread); ``rotate_after_s`` None never rotates."""
@@ -163,8 +162,7 @@ class Listener(Worker):
         self._cfg = cfg
         self._on_reconnect = on_reconnect
         self.rotate_after_s = rotate_after_s
-        self._connect = connect
-        self._backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, rng or random.Random())
+        self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, rng or random.Random())
         self._recovering = False
         self._unknown: set[str] = set()
         self._sockets: set[Any] = set()
@@ -191,7 +189,7 @@ class Listener(Worker):
             self._recovering = True
             if conn.ready_at is not None and time.monotonic() - conn.ready_at >= \
                     self._cfg.healthy_after_s:
-                self._backoff.reset()
+                self.backoff.reset()
             reason, immediate = conn.outcome or ("closed", False)
             self._disconnected(reason, stop, immediate)
 
@@ -206,7 +204,7 @@ class Listener(Worker):
     # ------------------------------------------------------------------ connections
 
     def _open(self) -> _Conn:
-        ws = self._connect(self.protocol.url, self._cfg.connect_timeout_s)
+        ws = _connect(self.protocol.url, self._cfg.connect_timeout_s)
         with self._sockets_lock:
             self._sockets.add(ws)
             closing = self._closing
@@ -237,7 +235,7 @@ class Listener(Worker):
 
     def _disconnected(self, reason: str, stop: threading.Event, immediate: bool = False) -> None:
         self._stats.incr(f"{self.name}.disconnects")
-        delay = 0.0 if immediate else self._backoff.next()
+        delay = 0.0 if immediate else self.backoff.next()
         log.warning("%s: disconnected (%s); reconnecting in %.2fs", self.name, reason, delay)
         now = self._now()
         self._emit(FeedDisconnected(ts_event=now, ts_recv=now, feed=self.name, reason=reason))
@@ -460,7 +458,8 @@ class Listener(Worker):
         return old
 
     def _drain(self, old: _Conn) -> set[bytes]:
-        """Handle what the old connection still holds; return those frames for dedupe."""
+        """Handle what the old connection still holds (until it is quiet for DRAIN_WAIT_S, at
+        most DRAIN_MAX_S on a busy stream); return those frames for dedupe."""
         seen: set[bytes] = set()
         end = time.monotonic() + DRAIN_MAX_S
         while old.outcome is None and time.monotonic() < end:
