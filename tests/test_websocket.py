@@ -274,6 +274,9 @@ def test_server_shutdown_reconnects_at_once(server: FakeExchange,
     server.send(book())
     assert wait_until(lambda: h.of(FeedRecovered))
     assert h.reconnects == 1
+    server.send({"e": "serverShutdown", "E": 2})  # again at once: now it waits its backoff
+    assert wait_until(lambda: len(h.of(FeedDisconnected)) == 2)
+    assert not wait_until(lambda: len(server.conns) == 3, timeout=0.3)
 
 
 def test_rotation_opens_the_new_connection_before_closing_the_old(

@@ -6,7 +6,8 @@ timeout, so the watchdogs run between frames):
 
 - **Reconnect** with capped exponential backoff and jitter (:class:`Backoff`); a connection that
   stayed up ``healthy_after_s`` resets it. ``serverShutdown`` (a ``RECONNECT`` control) skips
-  the wait. Every connect sends the protocol's subscriptions again.
+  the wait, once per ``healthy_after_s``. Every connect sends the protocol's subscriptions
+  again.
 - **Data watchdog** (market streams): no data message for ``stale_after_s`` -> ``FeedStale``,
   then reconnect. Pings, pongs and replies to our requests are not data. The first data message
   after any trouble (stale, disconnect, failed connect) publishes ``FeedRecovered`` and calls
@@ -164,6 +165,7 @@ class Listener(Worker):
         self.rotate_after_s = rotate_after_s
         self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, rng or random.Random())
         self._recovering = False
+        self._last_immediate = -float("inf")
         self._unknown: set[str] = set()
         self._sockets: set[Any] = set()
         self._sockets_lock = threading.Lock()
@@ -177,6 +179,8 @@ class Listener(Worker):
             try:
                 conn = self._open()
             except Exception as exc:  # noqa: BLE001 - any connect failure: back off, retry
+                if stop.is_set():
+                    return
                 self._recovering = True
                 self._disconnected(f"connect failed: {type(exc).__name__}: {exc}", stop)
                 continue
@@ -191,6 +195,13 @@ class Listener(Worker):
                     self._cfg.healthy_after_s:
                 self.backoff.reset()
             reason, immediate = conn.outcome or ("closed", False)
+            if immediate:
+                # at most once per healthy period: a server that keeps saying "reconnect now"
+                # gets the backoff, not a connection storm (Binance bans IPs for those)
+                now_m = time.monotonic()
+                immediate = now_m - self._last_immediate >= self._cfg.healthy_after_s
+                if immediate:
+                    self._last_immediate = now_m
             self._disconnected(reason, stop, immediate)
 
     def close(self) -> None:
