@@ -128,6 +128,21 @@ class PollerConfig:
 
 
 @dataclass(frozen=True)
+class StreamsConfig:
+    """[streams]: the websocket listeners (Binance, Bybit): watchdogs, reconnect, rotation."""
+
+    stale_after_s: float = field(default=60.0, metadata=_range(0.01, 3600))
+    dead_after_s: float = field(default=60.0, metadata=_range(0.01, 3600))
+    backoff_initial_s: float = field(default=1.0, metadata=_range(0.001, 600))
+    backoff_max_s: float = field(default=30.0, metadata=_range(0.001, 3600))
+    healthy_after_s: float = field(default=60.0, metadata=_range(0, 86_400))
+    rotate_after_s: float = field(default=82_800.0, metadata=_range(0.01, 86_000))
+    connect_timeout_s: float = field(default=10.0, metadata=_range(0.01, 120))
+    ping_interval_s: float = field(default=20.0, metadata=_range(0.01, 600))
+    kline_interval: str | None = "1m"
+
+
+@dataclass(frozen=True)
 class BusConfig:
     """[bus]: the event queue's bound and how long a never-drop put may block."""
 
@@ -219,6 +234,7 @@ class Config:
     paper: PaperConfig = field(default_factory=PaperConfig)
     simulated: SimulatedConfig = field(default_factory=SimulatedConfig)
     poller: PollerConfig = field(default_factory=PollerConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
     bus: BusConfig = field(default_factory=BusConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     strategies: tuple[StrategyConfig, ...] = ()
@@ -362,6 +378,8 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(
                 f"exchange.urls.{name}: {url!r} must be scheme://host[:port] with no path"
             )
+    if cfg.streams.backoff_max_s < cfg.streams.backoff_initial_s:
+        raise ConfigError("streams.backoff_max_s: must be at least streams.backoff_initial_s")
     if cfg.exchange.name == SIMULATED:
         if cfg.exchange.mode is Mode.LIVE:
             raise ConfigError("exchange.mode: live needs a real exchange, not 'simulated'")

@@ -11,6 +11,7 @@ from trader.bus import Bus
 from trader.events import (
     BalanceUpdate,
     FeedConnected,
+    FeedDisconnected,
     FeedRecovered,
     FeedStale,
     HandlerFailed,
@@ -71,8 +72,9 @@ class Reporter:
 
     def on_system(
         self,
-        ev: FeedConnected | FeedStale | FeedRecovered | PollFailed | WorkerCrashed
-        | StrategyDisabled | TradingStateChanged | HandlerFailed | ShutdownRequested,
+        ev: FeedConnected | FeedDisconnected | FeedStale | FeedRecovered | PollFailed
+        | WorkerCrashed | StrategyDisabled | TradingStateChanged | HandlerFailed
+        | ShutdownRequested,
     ) -> None:
         """System events, one line each."""
         fields = {

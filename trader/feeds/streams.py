@@ -1,0 +1,107 @@
+"""Which websocket listeners an exchange gets.
+
+Binance (spot) and Bybit (v5) stream; every other exchange gets none and is covered by REST
+polling. Public market data streams for ``trade.markets``. The private stream (orders, fills,
+balances) runs only in live mode with keys set: in paper mode the account is simulated, and
+the real account's orders and balances must not overwrite it.
+
+``exchange.sandbox`` selects the testnet hosts; ``exchange.urls.ws`` then replaces the scheme
+and host of every websocket URL, keeping its path, so nothing connects anywhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from trader.clock import Clock
+from trader.config import Config, Mode
+from trader.events import Event
+from trader.feeds import binance, bybit
+from trader.feeds.parsers.common import INVERSE, LINEAR, SPOT, market_category
+from trader.feeds.websocket import Listener, StreamProtocol
+from trader.stats import Stats
+from trader.workers import Worker
+
+log = logging.getLogger(__name__)
+
+
+def with_base(url: str, base: str | None) -> str:
+    """``url`` with its scheme and host (and port) taken from ``base``, path kept."""
+    if base is None:
+        return url
+    parts, new = urlsplit(url), urlsplit(base)
+    return urlunsplit((new.scheme, new.netloc, parts.path, parts.query, parts.fragment))
+
+
+def _private(cfg: Config) -> bool:
+    return cfg.exchange.mode is Mode.LIVE and cfg.secrets.has_keys
+
+
+def _binance(cfg: Config, clock: Clock) -> list[StreamProtocol]:
+    ex = cfg.exchange
+    market_url = binance.TESTNET_MARKET_URL if ex.sandbox else binance.MARKET_URL
+    user_url = binance.TESTNET_USER_URL if ex.sandbox else binance.USER_URL
+    spot = [m for m in cfg.trade.markets if market_category(m) == SPOT]
+    other = [m for m in cfg.trade.markets if m not in spot]
+    if other:
+        log.warning("binance streams cover spot markets only; %s polled over REST",
+                    ", ".join(other))
+    out: list[StreamProtocol] = []
+    if spot:
+        out.append(binance.BinanceMarketStreams(with_base(market_url, ex.urls.ws), spot,
+                                                cfg.streams.kline_interval))
+    if _private(cfg):
+        s = cfg.secrets
+        out.append(binance.BinanceUserStream(with_base(user_url, ex.urls.ws), cfg.trade.markets,
+                                             s.api_key or "", s.api_secret or "", clock))
+    return out
+
+
+def _bybit(cfg: Config, clock: Clock) -> list[StreamProtocol]:
+    ex = cfg.exchange
+    public_url = bybit.TESTNET_PUBLIC_URL if ex.sandbox else bybit.PUBLIC_URL
+    private_url = bybit.TESTNET_PRIVATE_URL if ex.sandbox else bybit.PRIVATE_URL
+    out: list[StreamProtocol] = []
+    for category in (SPOT, LINEAR, INVERSE):
+        markets = [m for m in cfg.trade.markets if market_category(m) == category]
+        if markets:
+            url = with_base(public_url.format(category=category), ex.urls.ws)
+            out.append(bybit.BybitPublicStreams(url, category, markets))
+    if _private(cfg):
+        s = cfg.secrets
+        out.append(bybit.BybitPrivateStream(with_base(private_url, ex.urls.ws), cfg.trade.markets,
+                                            s.api_key or "", s.api_secret or "", clock))
+    return out
+
+
+_VENUES: dict[str, Callable[[Config, Clock], list[StreamProtocol]]] = {
+    "binance": _binance,
+    "bybit": _bybit,
+}
+
+# Binance closes every connection after 24 hours; Bybit has no such limit.
+_ROTATES = frozenset({"binance"})
+
+
+def build_stream_workers(
+    cfg: Config,
+    publish: Callable[[Event], None],
+    clock: Clock,
+    stats: Stats,
+    on_reconnect: Callable[[], None],
+) -> list[Worker]:
+    """The websocket listeners for ``cfg.exchange.name``; ``[]`` if it has no stream support.
+
+    ``on_reconnect`` is called on a listener's thread after every reconnect and must not block
+    (it should ask the poller to refresh balances and open orders, not do it).
+    """
+    venue = _VENUES.get(cfg.exchange.name)
+    if venue is None:
+        return []
+    rotate = cfg.streams.rotate_after_s if cfg.exchange.name in _ROTATES else None
+    return [
+        Listener(p, publish, clock, stats, cfg.streams, on_reconnect, rotate_after_s=rotate)
+        for p in venue(cfg, clock)
+    ]
