@@ -150,3 +150,12 @@ def test_concurrent_readers_see_consistent_snapshots(store: MemoryStore) -> None
     for t in readers:
         t.join(10)
     assert errors == []
+
+
+def test_a_fill_delivered_twice_is_applied_once(store: MemoryStore) -> None:
+    store.on_order_submitted(submitted())
+    store.on_order_filled(fill(amount="0.4", final=False))
+    store.on_order_filled(fill(amount="0.4", final=False))  # same trade id from another path
+    assert store.order("c1").filled == D("0.4")
+    assert store.position("BTC/USDT").amount == D("0.4")
+    assert store.duplicate_fills == 1

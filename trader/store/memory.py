@@ -64,6 +64,10 @@ class MemoryStore:
         self._orders: OrderedDict[str, Order] = OrderedDict()
         self._by_exchange_id: dict[str, str] = {}
         self._positions: dict[str, Position] = {}
+        # A fill can arrive twice (the REST create response and the user stream, a reconnect
+        # refresh): applied once, keyed by (client id, trade id).
+        self._fills_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self.duplicate_fills = 0
         self._signals: deque[SignalGenerated] = deque(maxlen=config.max_signals)
         self.dropped = 0  # records refused because a bound was reached
         self.illegal_transitions = 0
@@ -166,7 +170,11 @@ class MemoryStore:
     def on_order_filled(self, ev: OrderFilled) -> None:
         """Apply a fill to the order and to the market's position."""
         base, quote = split_symbol(ev.symbol)
+        key = (ev.client_id, ev.trade_id)
         with self._lock:
+            if key in self._fills_seen:
+                self.duplicate_fills += 1
+                return
             order = self._orders.get(ev.client_id)
             if order is not None:
                 status = OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
@@ -180,6 +188,9 @@ class MemoryStore:
                     fee=order.fee + ev.fee, ts_update=ev.ts_recv,
                     exchange_id=order.exchange_id or ev.exchange_id,
                 )
+            self._fills_seen[key] = None
+            if len(self._fills_seen) > 4 * self._cfg.max_orders:
+                self._fills_seen.popitem(last=False)
             pos = self._positions.get(ev.symbol) or Position(ev.symbol)
             self._positions[ev.symbol] = portfolio.apply_fill(
                 pos, ev.side, ev.price, ev.amount, ev.fee, ev.fee_asset, base, quote
