@@ -28,8 +28,10 @@ def submitted(cid: str = "c1", amount: str = "1") -> OrderSubmitted:
                           order_type=OrderType.LIMIT, amount=D(amount), price=D("100"))
 
 
-def fill(cid: str = "c1", amount: str = "1", final: bool = True, price: str = "100") -> OrderFilled:
-    return OrderFilled(ts_event=2, ts_recv=2, client_id=cid, exchange_id="x1", trade_id="t",
+def fill(cid: str = "c1", amount: str = "1", final: bool = True, price: str = "100",
+         trade_id: str = "") -> OrderFilled:
+    return OrderFilled(ts_event=2, ts_recv=2, client_id=cid, exchange_id="x1",
+                       trade_id=trade_id or f"t-{amount}-{price}",
                        symbol="BTC/USDT", side=Side.BUY, price=D(price), amount=D(amount),
                        fee=D("0.1"), fee_asset="USDT", filled_total=D(amount), is_final=final)
 
