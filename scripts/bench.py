@@ -10,6 +10,12 @@ P2  one thread: build a quote from the exchange's price strings and dispatch it 
     updates the store; ours vs NautilusTrader (QuoteTick from strings, MessageBus.publish to a
     handler updating a locked dict). Skipped with a note when nautilus_trader is not installed
     (pip install -e '.[bench]').
+P3  one websocket connection from a local `websockets` server (another process): bare
+    websocket-client receive + json.loads (skip_utf8_validation, as we use) vs our listener
+    producing typed events into the store, messages/s.
+P4  websocket -> handler latency p50/p99/p99.9 at 1k and 10k messages/s, ours vs a bare
+    websocket-client -> queue.Queue -> handler pipeline; and at 2x our sustainable rate, account
+    events interleaved: none lost, market data conflated and counted.
 P5  process memory (RSS) after 1M and 10M events through the engine; growth between them.
 P6  start to first event, and SIGINT to exit, of scripts/start.py on the default config.
 """
@@ -211,6 +217,231 @@ def _nautilus(raw: list[tuple[str, str, str, str]]) -> float:
     return n / (time.perf_counter() - t0)
 
 
+# ------------------------------------------------------------------------------------- P3/P4
+
+ACCOUNT_EVERY = 50  # in the overload run, every 50th message is an account update
+
+
+def _ws_server(port_q: Any, plan_q: Any) -> None:
+    """Runs in a child process: for each connection, take a plan (count, rate) from ``plan_q``
+    and send that many Binance bookTicker messages (combined-stream form) whose bid is the send
+    time in perf_counter ns, paced at ``rate`` per second (0 = as fast as possible)."""
+    import asyncio
+
+    import websockets
+
+    async def handler(ws: Any) -> None:
+        count, rate, with_account = plan_q.get()
+        try:
+            first = await asyncio.wait_for(ws.recv(), 0.3)  # our listener subscribes first
+            msg = json.loads(first)
+            await ws.send(json.dumps({"result": None, "id": msg.get("id")}))
+        except (asyncio.TimeoutError, ValueError):
+            pass
+        t0 = time.perf_counter()
+        for i in range(count):
+            if rate:
+                delay = t0 + i / rate - time.perf_counter()
+                if delay > 0.0005:
+                    await asyncio.sleep(delay)
+            if with_account and i % ACCOUNT_EVERY == 0:
+                payload = {"e": "outboundAccountPosition", "E": 1, "u": i,
+                           "B": [{"a": "USDT", "f": f"{i}.0", "l": "0"}]}
+                await ws.send(json.dumps({"subscriptionId": 0, "event": payload}))
+            now = time.perf_counter_ns()
+            await ws.send(
+                '{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%d",'
+                '"B":"1.5","a":"%d","A":"2.5"}}' % (i, now, now + 1)
+            )
+        await asyncio.sleep(3600)  # keep the connection open; the client closes it
+
+    async def main() -> None:
+        async with websockets.serve(handler, "127.0.0.1", 0, max_queue=None,
+                                    compression=None) as server:
+            port_q.put(server.sockets[0].getsockname()[1])
+            await asyncio.Future()
+
+    asyncio.run(main())
+
+
+class WsServer:
+    """The benchmark's websocket server in a separate process (so it does not share our GIL)."""
+
+    def __enter__(self) -> WsServer:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("spawn")
+        self._port_q, self.plans = ctx.Queue(), ctx.Queue()
+        self._proc = ctx.Process(target=_ws_server, args=(self._port_q, self.plans), daemon=True)
+        self._proc.start()
+        self.url = f"ws://127.0.0.1:{self._port_q.get(timeout=30)}"
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._proc.terminate()
+        self._proc.join(5)
+
+
+def _bare_receive(url: str, count: int) -> float:
+    import websocket
+
+    ws = websocket.create_connection(url + "/stream", skip_utf8_validation=True)
+    ws.send(json.dumps({"method": "SUBSCRIBE", "params": [], "id": 1}))
+    recv, loads = ws.recv, json.loads
+    loads(recv())  # the subscription reply
+    t0 = time.perf_counter()
+    for _ in range(count):
+        loads(recv())
+    rate = count / (time.perf_counter() - t0)
+    ws.close()
+    return rate
+
+
+class OurPipeline:
+    """Our listener (real Binance protocol) -> bus -> engine -> store, plus a probe handler."""
+
+    def __init__(self, url: str, maxsize: int = 10_000) -> None:
+        from trader.bus import Bus
+        from trader.clock import LiveClock
+        from trader.config import StoreConfig, StreamsConfig
+        from trader.engine import Engine, Registry
+        from trader.events import BalanceUpdate
+        from trader.feeds.binance import BinanceMarketStreams
+        from trader.feeds.websocket import Listener
+        from trader.stats import Stats
+        from trader.store.memory import MemoryStore
+
+        self.stats = Stats()
+        self.bus = Bus(maxsize, 5.0, self.stats)
+        registry = Registry()
+        self.store = MemoryStore(StoreConfig())
+        registry.register(QuoteTick, self.store.on_quote)
+        registry.register(QuoteTick, self._probe)
+        registry.register(BalanceUpdate, self.store.on_balance)
+        registry.register(BalanceUpdate, lambda ev: self.balances.append(ev.free))
+        self.engine = Engine(self.bus, registry, self.stats, LiveClock())
+        self.latencies: list[int] = []
+        self.balances: list[Decimal] = []
+        self.quotes = 0
+        self.first_ns = 0
+        self.last_ns = 0
+        protocol = BinanceMarketStreams(url + "/stream", ["BTC/USDT"], None)
+        self.listener = Listener(protocol, self.bus.publish, LiveClock(), self.stats,
+                                 StreamsConfig(), on_reconnect=lambda: None)
+        self._stop_listener = threading.Event()
+        self.stop = threading.Event()
+
+    def _probe(self, ev: QuoteTick) -> None:
+        now = time.perf_counter_ns()
+        if not self.quotes:
+            self.first_ns = now
+        self.quotes += 1
+        self.last_ns = now
+        self.latencies.append(now - int(ev.bid))
+
+    def run(self, until: Callable[[], bool], timeout_s: float) -> None:
+        t = threading.Thread(target=self.listener.run, args=(self._stop_listener,),
+                             name="ws-bench", daemon=True)
+        t.start()
+        deadline = time.monotonic() + timeout_s
+
+        def check() -> None:
+            if until() or time.monotonic() > deadline:
+                self.stop.set()
+
+        self.engine.every(0.01, check)
+        self.engine.run(self.stop)
+        self._stop_listener.set()
+        self.listener.close()
+        t.join(5)
+
+
+def _percentiles(samples_ns: list[int]) -> dict[str, float]:
+    xs = sorted(samples_ns)
+
+    def pct(p: float) -> float:
+        return round(xs[min(len(xs) - 1, int(p * len(xs)))] / 1000, 1)
+
+    return {"p50_us": pct(0.50), "p99_us": pct(0.99), "p999_us": pct(0.999)}
+
+
+def p3(n: int, runs: int) -> dict[str, Any]:
+    anchors, ours = [], []
+    with WsServer() as srv:
+        for _ in range(runs):
+            srv.plans.put((n, 0, False))
+            anchors.append(_bare_receive(srv.url, n))
+            srv.plans.put((n, 0, False))
+            pipe = OurPipeline(srv.url, maxsize=n + 10)
+            pipe.run(lambda: pipe.quotes >= n, 120)
+            assert pipe.bus.conflated == 0
+            ours.append((pipe.quotes - 1) / ((pipe.last_ns - pipe.first_ns) / 1e9))
+    anchor, our = max(anchors), max(ours)
+    return {"messages": n, "anchor_bare_ws_eps": round(anchor), "ours_eps": round(our),
+            "ratio": round(our / anchor, 3), "target": 0.7, "met": our / anchor >= 0.7}
+
+
+def _bare_latency(url: str, count: int, plans: Any, rate: int) -> list[int]:
+    import websocket
+
+    plans.put((count, rate, False))
+    ws = websocket.create_connection(url + "/stream", skip_utf8_validation=True)
+    ws.send(json.dumps({"method": "SUBSCRIBE", "params": [], "id": 1}))
+    q: queue.Queue = queue.Queue()
+    lat: list[int] = []
+
+    def receive() -> None:
+        recv, loads, put = ws.recv, json.loads, q.put
+        loads(recv())
+        for _ in range(count):
+            put(loads(recv()))
+        put(None)
+
+    t = threading.Thread(target=receive, daemon=True)
+    t.start()
+    while (msg := q.get()) is not None:
+        lat.append(time.perf_counter_ns() - int(msg["data"]["b"]))
+    ws.close()
+    return lat
+
+
+def p4(count_per_rate: dict[int, int], sustainable_eps: float) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with WsServer() as srv:
+        for rate, count in count_per_rate.items():
+            anchor = _percentiles(_bare_latency(srv.url, count, srv.plans, rate))
+            srv.plans.put((count, rate, False))
+            pipe = OurPipeline(srv.url)
+            pipe.run(lambda: pipe.quotes >= count, 120)
+            ours = _percentiles(pipe.latencies[count // 10:])  # skip the connect warm-up
+            out[f"{rate}_per_s"] = {"ours": ours, "anchor_bare": anchor}
+        rate = int(sustainable_eps * 2)
+        count = rate * 2  # two seconds at twice what we sustain
+        srv.plans.put((count, rate, True))
+        pipe = OurPipeline(srv.url, maxsize=1_000)
+        accounts = (count + ACCOUNT_EVERY - 1) // ACCOUNT_EVERY
+        pipe.run(lambda: len(pipe.balances) >= accounts
+                 and pipe.quotes + pipe.bus.conflated >= count, 60)
+        achieved = (pipe.quotes - 1) / max((pipe.last_ns - pipe.first_ns) / 1e9, 1e-9)
+        out["overload_2x"] = {
+            "rate_per_s": rate, "quotes_sent": count, "quotes_dispatched": pipe.quotes,
+            "conflated": pipe.bus.conflated, "account_events_sent": accounts,
+            "account_events_dispatched": len(pipe.balances),
+            "account_events_in_order": pipe.balances == sorted(pipe.balances),
+            "counters_add_up": pipe.quotes + pipe.bus.conflated == count,
+            "achieved_dispatch_rate_per_s": round(achieved),
+        }
+    at10k = out.get("10000_per_s", {}).get("ours", {})
+    over = out["overload_2x"]
+    met = (at10k.get("p50_us", 1e9) <= 100 and at10k.get("p99_us", 1e9) <= 300
+           and over["account_events_dispatched"] == over["account_events_sent"])
+    out.update(target={"p50_us_at_10k": 100, "p99_us_at_10k": 300,
+                       "overload": "no account event lost"},
+               ratio=round(at10k["p99_us"] / out["10000_per_s"]["anchor_bare"]["p99_us"], 3)
+               if at10k else None, met=met)
+    return out
+
+
 # ------------------------------------------------------------------------------------- P5
 
 
@@ -283,6 +514,9 @@ def main() -> int:
     plan: dict[str, Callable[[], dict[str, Any]]] = {
         "P1": lambda: p1(50_000 if quick else 200_000, runs),
         "P2": lambda: p2(50_000 if quick else 200_000, runs),
+        "P3": lambda: p3(20_000 if quick else 100_000, runs),
+        "P4": lambda: p4({1_000: 2_000 if quick else 5_000, 10_000: 20_000 if quick else 50_000},
+                         results.get("P3", {}).get("ours_eps") or 20_000),
         "P5": lambda: p5(1_000_000 if not quick else 100_000,
                          10_000_000 if not quick else 1_000_000),
         "P6": lambda: p6(runs),

@@ -56,6 +56,9 @@ from trader.workers import Worker
 
 log = logging.getLogger(__name__)
 
+OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
+# One decoder, built once: json.loads(..., parse_float=...) builds a new one per call.
+_DECODE = json.JSONDecoder(parse_float=Decimal).decode
 MAX_READ_WAIT_S = 1.0  # the read loop re-checks its deadlines at least this often
 DRAIN_WAIT_S = 0.05  # rotation: the old connection is drained until it is quiet this long
 DRAIN_MAX_S = 1.0  # ... or for at most this long
@@ -254,44 +257,70 @@ class Listener(Worker):
 
     def _serve(self, conn: _Conn, stop: threading.Event) -> _Conn:
         """Read frames and run the watchdogs until the connection ends; return the connection
-        in use at the end (a rotation replaces it)."""
+        in use at the end (a rotation replaces it).
+
+        The watchdogs run when the next deadline is due or a read times out, not per frame:
+        on a busy stream the per-frame cost is the read, the parse and the publish only.
+        """
         cfg = self._cfg
         watch_data = self.protocol.watch_data
+        ping = self.protocol.ping_message
+        on_message = self._on_message
+        now_ns = self._clock.now_ns
+        monotonic = time.monotonic
+        next_check = 0.0
+        wait = 0.0
         while conn.outcome is None and not stop.is_set():
-            now = time.monotonic()
-            if watch_data and now - conn.last_data >= cfg.stale_after_s:
-                silent = now - conn.last_data
-                self._stats.incr(f"{self.name}.stale")
-                ts = self._now()
-                self._emit(FeedStale(ts_event=ts, ts_recv=ts, feed=self.name,
-                                     silent_s=Decimal(str(round(silent, 3)))))
-                conn.end(f"no data for {silent:.1f}s")
-                break
-            if now - conn.last_frame >= cfg.dead_after_s:
-                conn.end(f"no frames for {now - conn.last_frame:.1f}s")
-                break
-            ping = self.protocol.ping_message
-            if ping is not None and now >= conn.next_ping:
-                conn.next_ping = now + cfg.ping_interval_s
-                self._send(conn, ping)
-            if now >= conn.rotate_at:
-                conn = self._rotate(conn, stop)
-                continue
-            deadlines = [conn.last_frame + cfg.dead_after_s, conn.rotate_at]
-            if watch_data:
-                deadlines.append(conn.last_data + cfg.stale_after_s)
-            if ping is not None:
-                deadlines.append(conn.next_ping)
-            frame = self._recv(conn, min(deadlines) - now)
+            now = monotonic()
+            if now >= next_check:
+                if watch_data and now - conn.last_data >= cfg.stale_after_s:
+                    silent = now - conn.last_data
+                    self._stats.incr(f"{self.name}.stale")
+                    ts = self._now()
+                    self._emit(FeedStale(ts_event=ts, ts_recv=ts, feed=self.name,
+                                         silent_s=Decimal(str(round(silent, 3)))))
+                    conn.end(f"no data for {silent:.1f}s")
+                    break
+                if now - conn.last_frame >= cfg.dead_after_s:
+                    conn.end(f"no frames for {now - conn.last_frame:.1f}s")
+                    break
+                if ping is not None and now >= conn.next_ping:
+                    conn.next_ping = now + cfg.ping_interval_s
+                    self._send(conn, ping)
+                if now >= conn.rotate_at:
+                    conn = self._rotate(conn, stop)
+                    next_check, wait = 0.0, -1.0  # a new socket: set its timeout afresh
+                    continue
+                deadlines = [conn.last_frame + cfg.dead_after_s, conn.rotate_at]
+                if watch_data:
+                    deadlines.append(conn.last_data + cfg.stale_after_s)
+                if ping is not None:
+                    deadlines.append(conn.next_ping)
+                next_check = min(min(deadlines), now + MAX_READ_WAIT_S)
+                wait = self._set_wait(conn, next_check - now, wait)
+            frame = self._recv(conn)
             if frame is not None:
-                self._on_message(conn, frame, self._now())
+                on_message(conn, frame, now_ns())
+            else:
+                next_check = 0.0  # a timeout or a control frame: re-check the deadlines now
         return conn
 
-    def _recv(self, conn: _Conn, wait: float) -> bytes | None:
+    @staticmethod
+    def _set_wait(conn: _Conn, wait: float, current: float) -> float:
+        """Set the socket's read timeout if it changed enough to matter (a syscall saved)."""
+        wait = min(max(wait, 0.001), MAX_READ_WAIT_S)
+        if abs(wait - current) > 0.01 or wait < current:
+            conn.ws.settimeout(wait)
+            return wait
+        return current
+
+    def _recv(self, conn: _Conn, wait: float | None = None) -> bytes | None:
         """One frame's payload if it is a data frame; None on timeout, control frames, or the
-        end of the connection (then ``conn.outcome`` says why)."""
+        end of the connection (then ``conn.outcome`` says why). ``wait`` sets the read
+        timeout first (the main loop sets it only when it changes, see ``_set_wait``)."""
         try:
-            conn.ws.settimeout(min(max(wait, 0.001), MAX_READ_WAIT_S))
+            if wait is not None:
+                conn.ws.settimeout(min(max(wait, 0.001), MAX_READ_WAIT_S))
             opcode, frame = conn.ws.recv_data_frame(True)
         except websocket.WebSocketTimeoutException:
             return None
@@ -299,6 +328,8 @@ class Listener(Worker):
             conn.end(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
             return None
         conn.last_frame = time.monotonic()
+        if opcode == OPCODE_TEXT:
+            return frame.data
         if opcode == websocket.ABNF.OPCODE_CLOSE:
             code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
             text = frame.data[2:].decode("utf-8", "replace")
@@ -331,7 +362,7 @@ class Listener(Worker):
     def _decode(self, raw: bytes, ts_recv: int) -> Parsed | None:
         """Parse one frame; None (counted, logged) when it is malformed or unknown."""
         try:
-            msg = json.loads(raw.decode("utf-8"), parse_float=Decimal)
+            msg = _DECODE(raw.decode("utf-8"))
         except ValueError as exc:  # UnicodeDecodeError included
             self._stats.incr(f"{self.name}.malformed")
             log.warning("%s: malformed JSON (%s): %r", self.name, exc, _truncate(raw))
@@ -354,6 +385,13 @@ class Listener(Worker):
 
     def _apply(self, conn: _Conn, items: Parsed) -> None:
         """Act on a parsed message: controls steer the connection, events go to the bus."""
+        if len(items) == 1 and not isinstance(items[0], Control):  # the common case, fast
+            conn.last_data = time.monotonic()
+            if conn.ready_at is None and self.protocol.watch_data:
+                self._ready(conn)
+            if not self._emit(items[0]):
+                conn.end("bus full: events lost; reconnecting to resynchronise")
+            return
         controls = [i for i in items if isinstance(i, Control)]
         if not controls:
             conn.last_data = time.monotonic()
