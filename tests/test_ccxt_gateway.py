@@ -297,3 +297,9 @@ def test_an_order_accepted_then_timed_out_is_looked_up_not_resent(double) -> Non
     assert report.filled == D("2.5")
     assert double.count("POST", "/api/v3/order") == 1
     assert [o["clientOrderId"] for o in double.orders.values()] == ["trd-u"]
+
+
+def test_an_answer_with_fields_missing_is_bad_data(double) -> None:
+    double.script("GET", "/api/v3/openOrders", Fault(200, '[{"symbol": "BTCUSDT", "orderId": 1}]'))
+    with pytest.raises(BadResponseError, match="fetch_open_orders: unexpected answer"):
+        gateway(double).fetch_open_orders(["BTC/USDT"])

@@ -4,6 +4,7 @@ local Binance double through ``exchange.urls.rest``."""
 from __future__ import annotations
 
 import os
+import socket
 import signal
 import subprocess
 import time
@@ -80,3 +81,27 @@ def test_keys_the_exchange_refuses_stop_the_start_with_one_line(
     assert "-1022" in last and "Signature for this request is not valid." in last
     assert "Traceback" not in out and "wrong-secret" not in out
     assert "started trader" not in out
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("market,reachable,code,line", [
+    ("BTC/USDX", True, 2,
+     "config error: trade.markets: BTC/USDX is not a market on binance "
+     "(did you mean 'BTC/USDT'?)"),
+    ("BTC/USDT", False, 1, "exchange error at start: NetworkError: binance GET http://127.0.0.1"),
+])
+def test_a_start_that_cannot_work_exits_with_one_line(
+    tmp_path: Path, double: BinanceRestDouble, market: str, reachable: bool, code: int, line: str
+) -> None:
+    cfg = live_config(tmp_path, double.url if reachable else closed_port_url())
+    cfg.write_text(cfg.read_text().replace("BTC/USDT", market))
+    proc = start(cfg)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == code, out
+    assert out.strip().splitlines()[-1].startswith(line), out
+    assert "Traceback" not in out

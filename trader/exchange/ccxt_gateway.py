@@ -20,13 +20,14 @@ Protocol (and, built without keys, the :class:`MarketDataSource` of the paper ga
 from __future__ import annotations
 
 import difflib
+import functools
 import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import ccxt
 
@@ -37,6 +38,7 @@ from trader.errors import (
     ConfigError,
     OrderNotFoundError,
     RateLimitedError,
+    TraderError,
     UnknownOutcomeError,
 )
 from trader.events import (
@@ -88,9 +90,37 @@ class _ClientIdParams:
 _CLIENT_ID_PARAMS = {"binance": _ClientIdParams("newClientOrderId", "origClientOrderId")}
 
 
+F = TypeVar("F", bound=Callable[..., Any])
+
+
 def _dec(value: Any) -> Decimal:
     """A ccxt number (float, int, str or None) as an exact Decimal; None is 0."""
     return ZERO if value is None else Decimal(str(value))
+
+
+def _wire(value: Decimal) -> str:
+    """A Decimal as ccxt gets it: a plain string, never in exponent notation."""
+    return format(value, "f")
+
+
+def _reads_answer(unknown_outcome: bool = False) -> Callable[[F], F]:
+    """Turn a malformed answer (a field missing or of the wrong kind) into ``BadResponseError``,
+    or ``UnknownOutcomeError`` for an order create: it was answered, so the order may exist."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(self: CcxtGateway, *args: Any) -> Any:
+            try:
+                return fn(self, *args)
+            except TraderError:
+                raise
+            except (KeyError, ValueError, TypeError, AttributeError, ArithmeticError) as exc:
+                cls = UnknownOutcomeError if unknown_outcome else BadResponseError
+                raise cls(f"{self._ex.id} {fn.__name__}: unexpected answer: {exc!r}") from exc
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
 
 
 class CcxtGateway:
@@ -162,6 +192,7 @@ class CcxtGateway:
 
     # ------------------------------------------------------------------ market data
 
+    @_reads_answer()
     def load_markets(self, symbols: Sequence[str]) -> list[MarketUpdated]:
         """Trading rules of ``symbols``; a symbol the exchange does not list is a config error."""
         markets = self._call("load_markets")
@@ -196,6 +227,7 @@ class CcxtGateway:
             return Decimal(1).scaleb(-int(precision))
         return ZERO
 
+    @_reads_answer()
     def fetch_tickers(self, symbols: Sequence[str]) -> list[QuoteTick]:
         """Top of book of ``symbols``: one request for all where the exchange has
         ``fetchTickers``, else (and for a single symbol, which costs less) one per symbol."""
@@ -218,6 +250,7 @@ class CcxtGateway:
 
     # ------------------------------------------------------------------ account
 
+    @_reads_answer()
     def fetch_balances(self) -> list[BalanceUpdate]:
         """Every asset with a balance, and every asset that had one at the previous call (so a
         balance going to zero is reported once)."""
@@ -241,6 +274,7 @@ class CcxtGateway:
                                          total=total))
         return out
 
+    @_reads_answer()
     def fetch_open_orders(self, symbols: Sequence[str]) -> list[OrderStatusReport]:
         """Open orders in ``symbols`` (one request per symbol: Binance charges 80x the weight
         for all symbols at once)."""
@@ -250,6 +284,7 @@ class CcxtGateway:
                 out.append(self._report(raw))
         return out
 
+    @_reads_answer()
     def fetch_order(self, client_id: str, symbol: str) -> OrderStatusReport:
         """One order by our client id; ``OrderNotFoundError`` when the exchange has none."""
         with self._state:
@@ -264,6 +299,7 @@ class CcxtGateway:
             )
         return self._report(raw, client_id)
 
+    @_reads_answer()
     def fetch_my_trades(self, symbol: str, since_ns: int) -> list[OrderFilled]:
         """Our fills in ``symbol`` since ``since_ns``, each with its order's client id and
         cumulative filled amount (one order lookup per order with fills; final orders cached)."""
@@ -301,15 +337,16 @@ class CcxtGateway:
 
     # ------------------------------------------------------------------ orders
 
+    @_reads_answer(unknown_outcome=True)
     def create_order(self, cmd: SubmitOrder) -> list[Event]:
         """Send an order with our client id; returns it accepted, with any fills the answer
         already holds. A timeout or 5xx raises ``UnknownOutcomeError`` (the executor looks the
         order up); a rate limit returns ``OrderRejected``."""
-        price = None if cmd.price is None else str(cmd.price)
+        price = None if cmd.price is None else _wire(cmd.price)
         try:
             raw = self._call(
                 "create_order", cmd.symbol, cmd.order_type.value, cmd.side.value,
-                str(cmd.amount), price, {self._ids.create: cmd.client_id}, order_create=True,
+                _wire(cmd.amount), price, {self._ids.create: cmd.client_id}, order_create=True,
             )
         except RateLimitedError as exc:
             now = self._clock.now_ns()
@@ -337,6 +374,7 @@ class CcxtGateway:
                                         expired=status is OrderStatus.EXPIRED))
         return events
 
+    @_reads_answer()
     def cancel_order(self, client_id: str, symbol: str) -> list[Event]:
         """Cancel one order by our client id."""
         with self._state:

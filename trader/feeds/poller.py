@@ -71,7 +71,7 @@ class Poller(Worker):
         self._symbols = tuple(symbols)
         self._fast_every = cfg.fast_every_s
         self.scheduler = schedule.Scheduler()
-        self.fetchers: dict[str, Callable[[], Sequence[Event]]] = {
+        self._fetchers: dict[str, Callable[[], Sequence[Event]]] = {
             "balances": gateway.fetch_balances,
             "tickers": lambda: gateway.fetch_tickers(self._symbols),
             "open_orders": lambda: gateway.fetch_open_orders(self._symbols),
@@ -86,7 +86,7 @@ class Poller(Worker):
         for name, every in intervals.items():
             if every > 0:
                 self.scheduler.every(every).seconds.do(self.run_job, name,
-                                                       self.fetchers[name]).tag(name)
+                                                       self._fetchers[name]).tag(name)
         # Requests from other threads, under _lock; the poller thread applies them.
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -110,7 +110,7 @@ class Poller(Worker):
     def request_refresh(self, *jobs: str) -> None:
         """Ask the poller thread to run ``jobs`` (all when none given) now; thread-safe."""
         with self._lock:
-            self._refresh.extend(jobs or self.fetchers)
+            self._refresh.extend(jobs or self._fetchers)
         self._wake.set()
 
     def on_feed_stale(self, ev: FeedStale) -> None:
@@ -164,15 +164,16 @@ class Poller(Worker):
             self._wake.wait(1.0 if idle is None else min(max(idle, 0.0), 1.0))
 
     def serve_requests(self) -> None:
-        """Apply what other threads asked for: refreshes, then the fast schedule."""
+        """On the poller thread: carry out what other threads asked for (refreshes, then the
+        fast schedule)."""
         with self._lock:
             refresh, self._refresh = list(dict.fromkeys(self._refresh)), []
             want_fast = bool(self._stale)
         for name in refresh:
-            self.run_job(name, self.fetchers[name])
+            self.run_job(name, self._fetchers[name])
         if want_fast and not self._fast_on:
             log.info("a feed is stale: polling every %ds", self._fast_every)
-            for name, fetch in self.fetchers.items():
+            for name, fetch in self._fetchers.items():
                 self.scheduler.every(self._fast_every).seconds.do(self.run_job, name,
                                                                   fetch).tag(FAST)
             self.run_now(FAST)
