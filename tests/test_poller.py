@@ -176,3 +176,23 @@ def test_fills_are_published_once_whoever_delivered_them_first() -> None:
     poller.run_now("trades")
     assert [f.trade_id for f in published] == ["t2", "t3"]
     assert gw.trades_since[1:] == [940 * NS, (1028 - 60) * NS]
+
+
+def test_the_wiring_speeds_up_on_stale_feeds_and_refreshes_after_a_reconnect() -> None:
+    from trader.app import App
+    from trader.config import Config
+
+    app = App(Config())
+    app.engine.dispatch(FeedStale(ts_event=1, ts_recv=1, feed="ws-binance", silent_s=D(30)))
+    asker = threading.Thread(target=app.refresh_after_reconnect, args=("ws-binance",))
+    asker.start()
+    asker.join(5)
+    app.poller.serve_requests()  # what the poller thread does at its next turn
+    assert any("fast" in job.tags for job in app.poller.scheduler.jobs)
+    published = []
+    while app.bus.depth():
+        published.append(type(app.bus.get(0)).__name__)
+    assert "BalanceUpdate" in published
+    app.engine.dispatch(FeedRecovered(ts_event=2, ts_recv=2, feed="ws-binance"))
+    app.poller.serve_requests()
+    assert not any("fast" in job.tags for job in app.poller.scheduler.jobs)

@@ -49,7 +49,7 @@ def translate(
     headers: Mapping[str, str] | None = None,
     order_create: bool = False,
 ) -> TraderError:
-    """Our exception for ``exc``, raised by a ccxt call (see the module table)."""
+    """Our exception for ``exc``, raised by a ccxt call (see the module docstring)."""
     msg = one_line(f"{type(exc).__name__}: {exc}")
     if isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
         return RateLimitedError(msg, retry_after_s(headers))

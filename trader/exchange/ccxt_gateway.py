@@ -14,7 +14,9 @@ Protocol (and, built without keys, the :class:`MarketDataSource` of the paper ga
   ``Decimal(str(x))``.
 - Orders carry our client id (``newClientOrderId`` on Binance, ccxt's ``clientOrderId``
   elsewhere) and are looked up by it (``origClientOrderId`` on Binance), so an order whose create
-  timed out can be found without sending it again.
+  timed out can be found without sending it again. Once an order's exchange id is known (from
+  the create answer or a poll) it is used instead; an exchange whose ccxt ``fetch_order``
+  cannot take a client id therefore cannot look up an order whose create answer was lost.
 """
 
 from __future__ import annotations
@@ -143,6 +145,7 @@ class CcxtGateway:
         self._client_ids: OrderedDict[str, str] = OrderedDict()  # exchange id -> client id
         self._final_orders: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._nonzero: set[str] = set()  # assets last reported non-zero
+        self._warned_no_trades = False
 
     @classmethod
     def from_config(
@@ -303,6 +306,12 @@ class CcxtGateway:
     def fetch_my_trades(self, symbol: str, since_ns: int) -> list[OrderFilled]:
         """Our fills in ``symbol`` since ``since_ns``, each with its order's client id and
         cumulative filled amount (one order lookup per order with fills; final orders cached)."""
+        if not self._ex.has.get("fetchMyTrades"):
+            if not self._warned_no_trades:
+                self._warned_no_trades = True
+                log.warning("%s has no fetchMyTrades in ccxt: fills come only from order "
+                            "answers and streams", self._ex.id)
+            return []
         trades = self._call("fetch_my_trades", symbol, since_ns // MS)
         by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for t in sorted(trades, key=lambda t: t.get("timestamp") or 0):
