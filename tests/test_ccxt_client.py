@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from decimal import Decimal
 from urllib.parse import urlsplit
 
 import ccxt
@@ -22,6 +23,7 @@ from trader.config import (
     config_from_dict,
 )
 from trader.errors import ConfigError
+from trader.events import OrderType, Side, SubmitOrder
 from trader.exchange.ccxt_client import make_exchange
 from trader.exchange.ccxt_gateway import CcxtGateway
 from trader.exchange.paper import PaperGateway
@@ -102,7 +104,8 @@ def test_paper_mode_trades_on_paper_with_public_ccxt_market_data() -> None:
                      trade=TradeConfig(markets=("BTC/USDT",)),
                      secrets=Secrets(api_key="test-key", api_secret="test-secret"))
         venue = build_venue(cfg, lambda ev: None, LiveClock())
-        assert isinstance(venue.gateway, PaperGateway) and venue.feeds == []
+        assert isinstance(venue.gateway, PaperGateway)
+        assert [w.name for w in venue.feeds] == ["ws-binance-market"]  # no account stream
         (market,) = venue.gateway.load_markets(["BTC/USDT"])
         (quote,) = venue.gateway.fetch_tickers(["BTC/USDT"])
         venue.gateway.on_quote(quote)
@@ -112,10 +115,19 @@ def test_paper_mode_trades_on_paper_with_public_ccxt_market_data() -> None:
         assert {r.path for r in double.requests} == {"/api/v3/exchangeInfo", "/api/v3/ticker/24hr"}
 
 
-def test_live_mode_uses_the_ccxt_gateway_with_the_keys() -> None:
-    cfg = Config(exchange=ExchangeConfig(name="binance", mode=Mode.LIVE,
-                                         urls=UrlsConfig(rest=BASE)),
-                 secrets=Secrets(api_key="test-key", api_secret="test-secret"))
-    venue = build_venue(cfg, lambda ev: None, LiveClock())
-    assert isinstance(venue.gateway, CcxtGateway) and venue.handlers == []
-    assert venue.gateway.exchange.apiKey == "test-key"
+def test_live_mode_uses_the_ccxt_gateway_with_the_keys_and_fills_from_the_stream() -> None:
+    with BinanceRestDouble() as double:
+        cfg = Config(exchange=ExchangeConfig(name="binance", mode=Mode.LIVE,
+                                             urls=UrlsConfig(rest=double.url)),
+                     trade=TradeConfig(markets=("BTC/USDT",)),
+                     secrets=Secrets(api_key="test-key", api_secret="test-secret"))
+        venue = build_venue(cfg, lambda ev: None, LiveClock())
+        assert isinstance(venue.gateway, CcxtGateway) and venue.handlers == []
+        assert venue.gateway.exchange.apiKey == "test-key"
+        assert [w.name for w in venue.feeds] == ["ws-binance-market", "ws-binance-user"]
+        events = venue.gateway.create_order(SubmitOrder(
+            ts_event=1, ts_recv=1, client_id="trd-1", symbol="BTC/USDT", side=Side.BUY,
+            order_type=OrderType.MARKET, amount=Decimal("3")))
+        # the user stream reports the fill: the order's answer must not report it a second time
+        assert [type(e).__name__ for e in events] == ["OrderAccepted"]
+        assert len(double.trades) == 1

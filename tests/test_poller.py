@@ -184,7 +184,7 @@ def test_the_wiring_speeds_up_on_stale_feeds_and_refreshes_after_a_reconnect() -
 
     app = App(Config())
     app.engine.dispatch(FeedStale(ts_event=1, ts_recv=1, feed="ws-binance", silent_s=D(30)))
-    asker = threading.Thread(target=app.refresh_after_reconnect, args=("ws-binance",))
+    asker = threading.Thread(target=app.refresh_after_reconnect)
     asker.start()
     asker.join(5)
     app.poller.serve_requests()  # what the poller thread does at its next turn

@@ -106,11 +106,14 @@ def build_venue(
         ]
     else:
         from trader.exchange.ccxt_gateway import CcxtGateway  # imports ccxt: only when used
-        from trader.feeds.streams import build_stream_workers
+        from trader.feeds.streams import build_stream_workers, streams_account
 
         live = cfg.exchange.mode is Mode.LIVE
+        # With a private stream, fills come from it (and the poller), not from order answers too:
+        # the same fill from two sources would be applied twice.
         ccxt_gw = CcxtGateway.from_config(cfg.exchange, cfg.secrets if live else None, clock,
-                                          cfg.trade.markets)
+                                          cfg.trade.markets,
+                                          answer_fills=not streams_account(cfg))
         feeds = build_stream_workers(cfg, publish, clock, stats or Stats(), on_reconnect)
         if live:
             return Venue(ccxt_gw, feeds)
