@@ -13,7 +13,15 @@ from tests.conftest import balance
 from trader.clock import ManualClock
 from trader.config import PollerConfig
 from trader.errors import TemporaryError
-from trader.events import ErrorKind, FeedRecovered, FeedStale, OrderFilled, PollFailed, Side
+from trader.events import (
+    ErrorKind,
+    FeedDisconnected,
+    FeedRecovered,
+    FeedStale,
+    OrderFilled,
+    PollFailed,
+    Side,
+)
 from trader.feeds.poller import Poller
 from trader.stats import Stats
 
@@ -108,7 +116,7 @@ def test_every_job_polls_fast_while_any_feed_is_stale() -> None:
                                           fast_every_s=5))
         poller.run_now()
         assert gw.calls == {"balances": 1, "tickers": 0, "open_orders": 1}
-        asker = threading.Thread(target=poller.on_feed_stale,
+        asker = threading.Thread(target=poller.on_feed_down,
                                  args=(FeedStale(ts_event=1, ts_recv=1, feed="market",
                                                  silent_s=D(30)),))
         asker.start()
@@ -178,12 +186,12 @@ def test_fills_are_published_once_whoever_delivered_them_first() -> None:
     assert gw.trades_since[1:] == [940 * NS, (1028 - 60) * NS]
 
 
-def test_the_wiring_speeds_up_on_stale_feeds_and_refreshes_after_a_reconnect() -> None:
+def test_the_wiring_speeds_up_while_a_feed_is_down_and_refreshes_after_a_reconnect() -> None:
     from trader.app import App
     from trader.config import Config
 
     app = App(Config())
-    app.engine.dispatch(FeedStale(ts_event=1, ts_recv=1, feed="ws-binance", silent_s=D(30)))
+    app.engine.dispatch(FeedDisconnected(ts_event=1, ts_recv=1, feed="ws-binance", reason="x"))
     asker = threading.Thread(target=app.refresh_after_reconnect)
     asker.start()
     asker.join(5)

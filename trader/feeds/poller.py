@@ -16,11 +16,12 @@ is not published twice.
 Other threads never touch the scheduler. They leave requests that the poller thread carries
 out at its next turn (it is woken at once):
 
-- :meth:`set_fast` (through the main-thread handlers :meth:`on_feed_stale` /
-  :meth:`on_feed_recovered`): while any feed is stale, every job also runs every
-  ``fast_every_s``, tickers included even when their normal schedule is off, because REST is
-  then the only source of that data. One stale feed speeds up every job: the poller does not
-  know which data a feed carries, and a few extra requests while a stream is down are cheap.
+- :meth:`set_fast` (through the main-thread handlers :meth:`on_feed_down`, for ``FeedStale``
+  and ``FeedDisconnected``, and :meth:`on_feed_recovered`): from the moment a feed goes stale
+  or drops until it delivers data again, every job also runs every ``fast_every_s``, tickers
+  included even when their normal schedule is off, because REST is then the only source of
+  that data. One feed down speeds up every job: the poller does not know which data a feed
+  carries, and a few extra requests while a stream is down are cheap.
 - :meth:`request_refresh`: run jobs now, e.g. balances and open orders after a reconnect.
 """
 
@@ -36,7 +37,15 @@ import schedule
 from trader.clock import Clock
 from trader.config import PollerConfig
 from trader.errors import TraderError
-from trader.events import ErrorKind, Event, FeedRecovered, FeedStale, OrderFilled, PollFailed
+from trader.events import (
+    ErrorKind,
+    Event,
+    FeedDisconnected,
+    FeedRecovered,
+    FeedStale,
+    OrderFilled,
+    PollFailed,
+)
 from trader.exchange.gateway import Gateway
 from trader.stats import Stats
 from trader.workers import Worker
@@ -113,8 +122,8 @@ class Poller(Worker):
             self._refresh.extend(jobs or self._fetchers)
         self._wake.set()
 
-    def on_feed_stale(self, ev: FeedStale) -> None:
-        """Main-thread handler: poll fast while the feed is stale."""
+    def on_feed_down(self, ev: FeedStale | FeedDisconnected) -> None:
+        """Main-thread handler: poll fast until the feed delivers again."""
         self.set_fast(ev.feed, True)
 
     def on_feed_recovered(self, ev: FeedRecovered) -> None:
