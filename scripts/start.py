@@ -3,8 +3,9 @@
 
     python scripts/start.py [--config config.yaml] [--log-level INFO] [--check-config]
 
-Ctrl-C or SIGTERM stops it cleanly (a second Ctrl-C exits at once). A configuration error
-prints one line and exits with code 2.
+Ctrl-C or SIGTERM stops it cleanly (a second Ctrl-C exits at once). A configuration error, or
+keys the exchange refuses at start, print one line and exit with code 2; an exchange that cannot
+be reached at start prints one line and exits with code 1.
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
 from trader.config import dump_redacted, load_config  # noqa: E402
-from trader.errors import ConfigError  # noqa: E402
+from trader.errors import AuthenticationError, ConfigError, ExchangeError  # noqa: E402
 from trader.logsetup import setup_logging  # noqa: E402
+
+if TYPE_CHECKING:
+    from trader.app import App
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,12 +61,26 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    app.start()
+    try:
+        app.start()
+    except ConfigError as exc:  # e.g. a market the exchange does not list
+        return failed_start(app, f"config error: {exc}", 2)
+    except AuthenticationError as exc:
+        return failed_start(app, f"authentication failed: {exc}", 2)
+    except ExchangeError as exc:
+        return failed_start(app, f"exchange error at start: {exc}", 1)
     try:
         app.run()
     finally:
         app.shutdown()
     return 0
+
+
+def failed_start(app: App, message: str, code: int) -> int:
+    """Print the one-line reason the start failed (no thread has started yet)."""
+    app.gateway.close()
+    print(message, file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

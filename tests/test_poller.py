@@ -1,6 +1,11 @@
-"""The poller's schedule under freezegun, and failing jobs."""
+"""The poller's schedule under freezegun, failing jobs, fast polling while a feed is stale,
+refreshes asked from other threads, and fills published once."""
 
 from __future__ import annotations
+
+import threading
+import time
+from decimal import Decimal as D
 
 from freezegun import freeze_time
 
@@ -8,9 +13,19 @@ from tests.conftest import balance
 from trader.clock import ManualClock
 from trader.config import PollerConfig
 from trader.errors import TemporaryError
-from trader.events import ErrorKind, PollFailed
+from trader.events import (
+    ErrorKind,
+    FeedDisconnected,
+    FeedRecovered,
+    FeedStale,
+    OrderFilled,
+    PollFailed,
+    Side,
+)
 from trader.feeds.poller import Poller
 from trader.stats import Stats
+
+NS = 1_000_000_000
 
 
 class FakeGateway:
@@ -19,9 +34,13 @@ class FakeGateway:
     def __init__(self) -> None:
         self.calls: dict[str, int] = {"balances": 0, "tickers": 0, "open_orders": 0}
         self.fail = False
+        self.threads: set[str] = set()
+        self.fills: list[OrderFilled] = []
+        self.trades_since: list[int] = []
 
     def fetch_balances(self):
         self.calls["balances"] += 1
+        self.threads.add(threading.current_thread().name)
         if self.fail:
             raise TemporaryError("HTTP 503")
         return [balance("USDT", "100")]
@@ -34,11 +53,23 @@ class FakeGateway:
         self.calls["open_orders"] += 1
         return []
 
+    def fetch_my_trades(self, symbol, since_ns):
+        self.trades_since.append(since_ns)
+        return [f for f in self.fills if f.symbol == symbol and f.ts_event >= since_ns]
 
-def make(cfg: PollerConfig):
+
+def make(cfg: PollerConfig, clock: ManualClock | None = None):
     gw, published = FakeGateway(), []
-    poller = Poller(gw, published.append, ManualClock(1), Stats(), cfg, ["BTC/USDT"])
+    poller = Poller(gw, published.append, clock or ManualClock(1), Stats(), cfg, ["BTC/USDT"])
     return poller, gw, published
+
+
+def fill(trade_id: str, ts_s: float) -> OrderFilled:
+    ts = int(ts_s * NS)
+    return OrderFilled(ts_event=ts, ts_recv=ts, client_id="c1", exchange_id="1",
+                       trade_id=trade_id, symbol="BTC/USDT", side=Side.BUY, price=D("100"),
+                       amount=D("1"), fee=D("0.1"), fee_asset="USDT", filled_total=D("1"),
+                       is_final=False)
 
 
 def test_balances_at_start_and_every_60_seconds() -> None:
@@ -76,3 +107,100 @@ def test_a_failing_job_becomes_poll_failed_and_keeps_its_schedule() -> None:
         poller.scheduler.run_pending()
         assert gw.calls["balances"] == 2
         assert type(published[-1]).__name__ == "BalanceUpdate"
+
+
+def test_every_job_polls_fast_while_any_feed_is_stale() -> None:
+    with freeze_time("2026-01-01 00:00:00") as frozen:
+        poller, gw, _ = make(PollerConfig(balances_every_s=60, tickers_every_s=0,
+                                          open_orders_every_s=30, trades_every_s=0,
+                                          fast_every_s=5))
+        poller.run_now()
+        assert gw.calls == {"balances": 1, "tickers": 0, "open_orders": 1}
+        asker = threading.Thread(target=poller.on_feed_down,
+                                 args=(FeedStale(ts_event=1, ts_recv=1, feed="market",
+                                                 silent_s=D(30)),))
+        asker.start()
+        asker.join(5)
+        assert gw.calls["tickers"] == 0  # nothing runs until the poller thread serves it
+        poller.serve_requests()
+        assert gw.calls == {"balances": 2, "tickers": 1, "open_orders": 2}  # at once, tickers too
+        poller.set_fast("user", True)
+        poller.serve_requests()  # a second stale feed adds no second set of jobs
+        frozen.tick(5)
+        poller.scheduler.run_pending()
+        assert gw.calls == {"balances": 3, "tickers": 2, "open_orders": 3}
+        poller.on_feed_recovered(FeedRecovered(ts_event=2, ts_recv=2, feed="market"))
+        poller.serve_requests()
+        frozen.tick(5)
+        poller.scheduler.run_pending()
+        assert gw.calls["tickers"] == 3  # "user" is still stale
+        poller.set_fast("user", False)
+        poller.serve_requests()
+        frozen.tick(5)
+        poller.scheduler.run_pending()
+        assert gw.calls["tickers"] == 3 and gw.calls["balances"] == 4  # normal schedule again
+        frozen.tick(15)
+        poller.scheduler.run_pending()
+        assert gw.calls == {"balances": 4, "tickers": 3, "open_orders": 5}
+
+
+def test_a_refresh_asked_from_another_thread_runs_at_once_on_the_poller_thread() -> None:
+    poller, gw, published = make(PollerConfig(balances_every_s=3600, open_orders_every_s=3600,
+                                              trades_every_s=0))
+    stop = threading.Event()
+    thread = threading.Thread(target=poller.run, args=(stop,), name="poller")
+    thread.start()
+    try:
+        deadline = time.monotonic() + 5
+        while gw.calls["balances"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        asked = time.monotonic()
+        asker = threading.Thread(target=poller.request_refresh, args=("balances", "open_orders"))
+        asker.start()
+        asker.join(5)
+        while gw.calls["balances"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        took = time.monotonic() - asked
+    finally:
+        stop.set()
+        poller.close()
+        thread.join(2)
+    assert not thread.is_alive()
+    assert gw.calls == {"balances": 2, "tickers": 0, "open_orders": 2}
+    assert took < 0.5, f"refresh served after {took:.2f}s"
+    assert gw.threads == {"poller"}
+
+
+def test_fills_are_published_once_whoever_delivered_them_first() -> None:
+    clock = ManualClock(1_000 * NS)
+    poller, gw, published = make(PollerConfig(trades_every_s=30), clock)
+    gw.fills = [fill("t1", 990), fill("t2", 995), fill("t3", 999.5)]
+    poller.on_fill(gw.fills[0])  # the executor or a stream delivered it already
+    poller.run_now("trades")
+    assert [f.trade_id for f in published] == ["t2"]  # t3 is too young: it may be in flight
+    assert gw.trades_since == [940 * NS]  # since the start, with the overlap
+    clock.advance(30)
+    poller.run_now("trades")
+    poller.run_now("trades")
+    assert [f.trade_id for f in published] == ["t2", "t3"]
+    assert gw.trades_since[1:] == [940 * NS, (1028 - 60) * NS]
+
+
+def test_the_wiring_speeds_up_while_a_feed_is_down_and_refreshes_after_a_reconnect() -> None:
+    from trader.app import App
+    from trader.config import Config
+
+    app = App(Config())
+    app.engine.dispatch(FeedDisconnected(ts_event=1, ts_recv=1, feed="ws-binance", reason="x"))
+    asker = threading.Thread(target=app.refresh_after_reconnect)
+    asker.start()
+    asker.join(5)
+    app.poller.serve_requests()  # what the poller thread does at its next turn
+    assert any("fast" in job.tags for job in app.poller.scheduler.jobs)
+    published = []
+    while app.bus.depth():
+        published.append(type(app.bus.get(0)).__name__)
+    assert "BalanceUpdate" in published
+    app.engine.dispatch(FeedRecovered(ts_event=2, ts_recv=2, feed="ws-binance"))
+    app.poller.serve_requests()
+    assert not any("fast" in job.tags for job in app.poller.scheduler.jobs)

@@ -1,7 +1,8 @@
 """The wiring: the one place that builds every object, holds the event -> handlers table and
 knows the start and stop order. Read :meth:`App.handler_table` to see the whole system.
 
-Start: load markets -> start the executor -> start the producers (feeds, poller) -> main loop.
+Start: load markets and balances -> start the executor -> start the producers (feeds, poller) ->
+main loop.
 Stop (Ctrl-C, SIGTERM, fatal error, one path): stop and join the producers -> drain the bus
 before a deadline -> stop the executor and send what it still holds -> optional cancel-all ->
 close the gateway -> log totals.
@@ -17,9 +18,8 @@ from typing import Any, Callable
 
 from trader.bus import Bus
 from trader.clock import Clock, LiveClock
-from trader.config import SIMULATED, Config, strategy_id
+from trader.config import SIMULATED, Config, Mode, strategy_id
 from trader.engine import Engine, Handler, Registry
-from trader.errors import ConfigError
 from trader.events import (
     BalanceUpdate,
     CancelAllOrders,
@@ -51,7 +51,7 @@ from trader.events import (
     TradingStateChanged,
     WorkerCrashed,
 )
-from trader.exchange.gateway import Gateway
+from trader.exchange.gateway import Gateway, MarketDataSource
 from trader.exchange.paper import PaperGateway
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
@@ -83,17 +83,44 @@ class Venue:
     handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
 
 
-def build_venue(cfg: Config, publish: Callable[[Event], None], clock: Clock) -> Venue:
-    """Choose the exchange once, here; nothing else asks whether it is paper or live."""
-    if cfg.exchange.name != SIMULATED:
-        raise ConfigError(
-            f"exchange.name: '{cfg.exchange.name}' is not supported yet; use 'simulated'"
-        )
-    market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
-    paper = PaperGateway(market, clock, cfg.paper.starting_balances, cfg.paper.fee_rate,
+def build_venue(
+    cfg: Config,
+    publish: Callable[[Event], None],
+    clock: Clock,
+    stats: Stats | None = None,
+    on_reconnect: Callable[[], None] = lambda: None,
+) -> Venue:
+    """Choose the exchange once, here; nothing else asks whether it is paper or live.
+
+    ``simulated``: the built-in market and the paper gateway. Any ccxt exchange: ccxt market
+    data; in ``paper`` mode the paper gateway (public client, no keys) simulates the account and
+    the orders, in ``live`` mode the ccxt gateway (with the keys) does everything. Websocket
+    streams come from :func:`trader.feeds.streams.build_stream_workers`; ``on_reconnect()`` is
+    what a stream calls after it reconnected.
+    """
+    if cfg.exchange.name == SIMULATED:
+        market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
+        source: MarketDataSource = market
+        feeds: list[Worker] = [
+            SimulatedFeed(market, publish, clock, cfg.simulated.tick_interval_s)
+        ]
+    else:
+        from trader.exchange.ccxt_gateway import CcxtGateway  # imports ccxt: only when used
+        from trader.feeds.streams import build_stream_workers, streams_account
+
+        live = cfg.exchange.mode is Mode.LIVE
+        # With a private stream, fills come from it (and the poller), not from order answers too:
+        # the same fill from two sources would be applied twice.
+        ccxt_gw = CcxtGateway.from_config(cfg.exchange, cfg.secrets if live else None, clock,
+                                          cfg.trade.markets,
+                                          answer_fills=not streams_account(cfg))
+        feeds = build_stream_workers(cfg, publish, clock, stats or Stats(), on_reconnect)
+        if live:
+            return Venue(ccxt_gw, feeds)
+        source = ccxt_gw
+    paper = PaperGateway(source, clock, cfg.paper.starting_balances, cfg.paper.fee_rate,
                          cfg.paper.slippage_bps)
-    feed = SimulatedFeed(market, publish, clock, cfg.simulated.tick_interval_s)
-    return Venue(paper, [feed], [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)])
+    return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)])
 
 
 def build_strategies(cfg: Config, clock: Clock) -> list[Strategy]:
@@ -120,7 +147,8 @@ class App:
         self.engine = Engine(self.bus, self.registry, self.stats, self.clock)
         self.store = MemoryStore(cfg.store)
         self.view = ReadOnlyView(self.store)
-        self.venue = build_venue(cfg, self.bus.publish, self.clock)
+        self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats,
+                                 self.refresh_after_reconnect)
         self.gateway = self.venue.gateway
         ids = ClientIdGenerator(cfg.execution.client_id_prefix, self.clock.now_ns())
         self.risk = Risk(self.view, cfg.risk, self.clock, ids)
@@ -172,6 +200,7 @@ class App:
             (OrderFilled, store.on_order_filled),
             (OrderFilled, rep.on_fill),
             (OrderFilled, runner.on_fill),
+            (OrderFilled, self.poller.on_fill),
             (OrderCanceled, store.on_order_canceled),
             (OrderStatusUnknown, store.on_order_unknown),
             (OrderStatusReport, store.on_order_report),
@@ -180,8 +209,11 @@ class App:
             (StrategyDisabled, rep.on_system),
             (FeedConnected, rep.on_system),
             (FeedDisconnected, rep.on_system),
+            (FeedDisconnected, self.poller.on_feed_down),
             (FeedStale, rep.on_system),
+            (FeedStale, self.poller.on_feed_down),
             (FeedRecovered, rep.on_system),
+            (FeedRecovered, self.poller.on_feed_recovered),
             (PollFailed, rep.on_system),
             (WorkerCrashed, rep.on_system),
             (HandlerFailed, rep.on_system),
@@ -194,6 +226,9 @@ class App:
     def start(self) -> None:
         """Load markets, start the workers, log the start-up summary."""
         for ev in self.gateway.load_markets(self.cfg.trade.markets):
+            self.engine.dispatch(ev)
+        # A signed request before any thread starts: bad keys end the start here, in one line.
+        for ev in self.gateway.fetch_balances():
             self.engine.dispatch(ev)
         self.executors.start()
         self.producers.start()
@@ -247,6 +282,12 @@ class App:
             "left_on_queue": left,
             "handler_errors": sum(snap["handler_errors"].values()),
         }
+
+    def refresh_after_reconnect(self) -> None:
+        """Called by a stream (any thread) after it reconnected: what happened while it was down
+        was missed, so the poller refreshes balances, open orders and our trades over REST."""
+        log.info("a stream reconnected: refreshing balances, open orders and trades over REST")
+        self.poller.request_refresh("balances", "open_orders", "trades")
 
     def _heartbeat(self) -> None:
         now = self.clock.now_ns()

@@ -125,6 +125,8 @@ class PollerConfig:
     balances_every_s: int = field(default=60, metadata=_range(0, 86_400))
     tickers_every_s: int = field(default=0, metadata=_range(0, 86_400))
     open_orders_every_s: int = field(default=30, metadata=_range(0, 86_400))
+    trades_every_s: int = field(default=30, metadata=_range(0, 86_400))
+    fast_every_s: int = field(default=5, metadata=_range(1, 3_600))
 
 
 @dataclass(frozen=True)
@@ -380,6 +382,10 @@ def _check_consistency(cfg: Config) -> None:
             )
     if cfg.streams.backoff_max_s < cfg.streams.backoff_initial_s:
         raise ConfigError("streams.backoff_max_s: must be at least streams.backoff_initial_s")
+    if cfg.exchange.name != SIMULATED:
+        from trader.exchange.ccxt_client import check_exchange_id  # imports ccxt: only if used
+
+        check_exchange_id(cfg.exchange.name)
     if cfg.exchange.name == SIMULATED:
         if cfg.exchange.mode is Mode.LIVE:
             raise ConfigError("exchange.mode: live needs a real exchange, not 'simulated'")

@@ -75,3 +75,10 @@ class OrderNotFoundError(ExchangeError):
     """The exchange does not know this order."""
 
     kind = ErrorKind.INVALID_ORDER
+
+
+class BadResponseError(TemporaryError):
+    """The exchange answered with something we cannot read (malformed JSON, missing fields):
+    retried like a temporary failure; after an order create the outcome is unknown."""
+
+    kind = ErrorKind.BAD_DATA

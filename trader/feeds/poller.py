@@ -1,15 +1,35 @@
 """The REST poller: a private ``schedule.Scheduler()`` in its own thread.
 
 Jobs: balances (at start and every ``balances_every_s``), tickers for the configured markets,
-open orders. ``schedule`` does not catch job exceptions, so every job is wrapped: a failure is
-logged, counted and published as ``PollFailed``, and the next run happens on time. Jobs use
-``every(n).seconds`` (never ``.at()``), so nothing depends on the local time zone.
+open orders, and our recent trades. ``schedule`` does not catch job exceptions, so every job is
+wrapped: a failure is logged, counted and published as ``PollFailed``, and the next run happens
+on time. Jobs use ``every(n).seconds`` (never ``.at()``), so nothing depends on the local time
+zone.
+
+Recent trades: each run asks for fills since the previous run (with an overlap for clock skew)
+and publishes only fills it has not seen. A fill counts as seen once any source delivered it:
+the main thread reports every dispatched ``OrderFilled`` through :meth:`Poller.on_fill` (the
+executor publishes fills from an order's answer, a user stream publishes its own), and fills
+younger than ``TRADES_GRACE_S`` wait for the next run, so one still on its way through the bus
+is not published twice.
+
+Other threads never touch the scheduler. They leave requests that the poller thread carries
+out at its next turn (it is woken at once):
+
+- :meth:`set_fast` (through the main-thread handlers :meth:`on_feed_down`, for ``FeedStale``
+  and ``FeedDisconnected``, and :meth:`on_feed_recovered`): from the moment a feed goes stale
+  or drops until it delivers data again, every job also runs every ``fast_every_s``, tickers
+  included even when their normal schedule is off, because REST is then the only source of
+  that data. One feed down speeds up every job: the poller does not know which data a feed
+  carries, and a few extra requests while a stream is down are cheap.
+- :meth:`request_refresh`: run jobs now, e.g. balances and open orders after a reconnect.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from typing import Callable, Sequence
 
 import schedule
@@ -17,12 +37,26 @@ import schedule
 from trader.clock import Clock
 from trader.config import PollerConfig
 from trader.errors import TraderError
-from trader.events import ErrorKind, Event, PollFailed
+from trader.events import (
+    ErrorKind,
+    Event,
+    FeedDisconnected,
+    FeedRecovered,
+    FeedStale,
+    OrderFilled,
+    PollFailed,
+)
 from trader.exchange.gateway import Gateway
 from trader.stats import Stats
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+TRADES_OVERLAP_S = 60  # each trades poll reaches this far behind the previous one
+TRADES_GRACE_S = 2  # fills younger than this wait for the next poll
+MAX_SEEN_FILLS = 10_000
+FAST = "fast"
 
 
 class Poller(Worker):
@@ -39,18 +73,72 @@ class Poller(Worker):
         cfg: PollerConfig,
         symbols: Sequence[str],
     ) -> None:
+        self._gateway = gateway
         self._publish = publish
         self._clock = clock
         self._stats = stats
+        self._symbols = tuple(symbols)
+        self._fast_every = cfg.fast_every_s
         self.scheduler = schedule.Scheduler()
-        jobs: list[tuple[str, int, Callable[[], Sequence[Event]]]] = [
-            ("balances", cfg.balances_every_s, gateway.fetch_balances),
-            ("tickers", cfg.tickers_every_s, lambda: gateway.fetch_tickers(symbols)),
-            ("open_orders", cfg.open_orders_every_s, lambda: gateway.fetch_open_orders(symbols)),
-        ]
-        for name, every, fetch in jobs:
+        self._fetchers: dict[str, Callable[[], Sequence[Event]]] = {
+            "balances": gateway.fetch_balances,
+            "tickers": lambda: gateway.fetch_tickers(self._symbols),
+            "open_orders": lambda: gateway.fetch_open_orders(self._symbols),
+            "trades": self._new_fills,
+        }
+        intervals = {
+            "balances": cfg.balances_every_s,
+            "tickers": cfg.tickers_every_s,
+            "open_orders": cfg.open_orders_every_s,
+            "trades": cfg.trades_every_s,
+        }
+        for name, every in intervals.items():
             if every > 0:
-                self.scheduler.every(every).seconds.do(self.run_job, name, fetch).tag(name)
+                self.scheduler.every(every).seconds.do(self.run_job, name,
+                                                       self._fetchers[name]).tag(name)
+        # Requests from other threads, under _lock; the poller thread applies them.
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stale: set[str] = set()
+        self._refresh: list[str] = []
+        self._fast_on = False  # poller thread only
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._trades_since = clock.now_ns()  # poller thread only
+
+    # ------------------------------------------------------------------ any thread
+
+    def set_fast(self, feed: str, stale: bool) -> None:
+        """Note that ``feed`` went stale (or recovered); thread-safe, applied by the poller."""
+        with self._lock:
+            if stale:
+                self._stale.add(feed)
+            else:
+                self._stale.discard(feed)
+        self._wake.set()
+
+    def request_refresh(self, *jobs: str) -> None:
+        """Ask the poller thread to run ``jobs`` (all when none given) now; thread-safe."""
+        with self._lock:
+            self._refresh.extend(jobs or self._fetchers)
+        self._wake.set()
+
+    def on_feed_down(self, ev: FeedStale | FeedDisconnected) -> None:
+        """Main-thread handler: poll fast until the feed delivers again."""
+        self.set_fast(ev.feed, True)
+
+    def on_feed_recovered(self, ev: FeedRecovered) -> None:
+        """Main-thread handler: back to the normal schedule once no feed is stale."""
+        self.set_fast(ev.feed, False)
+
+    def on_fill(self, ev: OrderFilled) -> None:
+        """Main-thread handler: a fill delivered by any source is not published again."""
+        self._mark_seen((ev.symbol, ev.trade_id))
+
+    def close(self) -> None:
+        """Wake the loop so it sees the stop at once."""
+        self._wake.set()
+
+    # ------------------------------------------------------------------ poller thread
 
     def run_job(self, name: str, fetch: Callable[[], Sequence[Event]]) -> None:
         """Run one job; publish its events, or a ``PollFailed`` when it raises."""
@@ -69,7 +157,7 @@ class Poller(Worker):
             self._publish(ev)
 
     def run_now(self, tag: str | None = None) -> None:
-        """Run every job (or those tagged ``tag``) now, e.g. at start or after a reconnect."""
+        """Run every job (or those tagged ``tag``) now; on the poller thread (or in tests)."""
         for job in list(self.scheduler.jobs):
             if tag is None or tag in job.tags:
                 job.run()
@@ -78,6 +166,51 @@ class Poller(Worker):
         """Run every job at start, then each on its schedule, until stopped."""
         self.run_now()
         while not stop.is_set():
+            self._wake.clear()  # before serving, so a request arriving meanwhile wakes the wait
+            self.serve_requests()
             self.scheduler.run_pending()
             idle = self.scheduler.idle_seconds
-            stop.wait(1.0 if idle is None else min(max(idle, 0.0), 1.0))
+            self._wake.wait(1.0 if idle is None else min(max(idle, 0.0), 1.0))
+
+    def serve_requests(self) -> None:
+        """On the poller thread: carry out what other threads asked for (refreshes, then the
+        fast schedule)."""
+        with self._lock:
+            refresh, self._refresh = list(dict.fromkeys(self._refresh)), []
+            want_fast = bool(self._stale)
+        for name in refresh:
+            self.run_job(name, self._fetchers[name])
+        if want_fast and not self._fast_on:
+            log.info("a feed is stale: polling every %ds", self._fast_every)
+            for name, fetch in self._fetchers.items():
+                self.scheduler.every(self._fast_every).seconds.do(self.run_job, name,
+                                                                  fetch).tag(FAST)
+            self.run_now(FAST)
+        elif self._fast_on and not want_fast:
+            log.info("feeds recovered: polling on the normal schedule")
+            self.scheduler.clear(FAST)
+        self._fast_on = want_fast
+
+    def _new_fills(self) -> list[Event]:
+        now = self._clock.now_ns()
+        horizon = now - TRADES_GRACE_S * NS
+        since = self._trades_since - TRADES_OVERLAP_S * NS
+        fills = [f for s in self._symbols for f in self._gateway.fetch_my_trades(s, since)]
+        out: list[Event] = []
+        for fill in sorted(fills, key=lambda f: f.ts_event):
+            if fill.ts_event <= horizon and self._mark_seen((fill.symbol, fill.trade_id)):
+                out.append(fill)
+        self._trades_since = max(self._trades_since, horizon)
+        if out:
+            log.info("poll trades: %d new fill(s)", len(out))
+        return out
+
+    def _mark_seen(self, key: tuple[str, str]) -> bool:
+        """Record a fill; True when it was new."""
+        with self._lock:
+            if key in self._seen:
+                return False
+            self._seen[key] = None
+            while len(self._seen) > MAX_SEEN_FILLS:
+                self._seen.popitem(last=False)
+            return True

@@ -1,0 +1,473 @@
+"""The ccxt gateway: a real exchange account behind the :class:`~trader.exchange.gateway.Gateway`
+Protocol (and, built without keys, the :class:`MarketDataSource` of the paper gateway).
+
+- One ccxt instance per account and every call behind one lock: the sync client's rate limiter
+  and nonce are not thread-safe (ccxt issues 2252, 3189, 26968), and the poller and the executor
+  both call it. ``enableRateLimit`` stays on (see :mod:`trader.exchange.ccxt_client`).
+- Errors are translated once (:mod:`trader.exchange.ccxt_errors`). A rate limit (429/418)
+  pauses every REST call of this gateway until its ``Retry-After`` has passed: until then each
+  call fails at once with ``RateLimitedError`` and nothing is sent, so no thread sleeps holding
+  the lock and no caller hammers an exchange that asked for quiet (a 418 ban can last days).
+  An order create refused that way (or by a 429 itself) comes back as ``OrderRejected`` of kind
+  ``RATE_LIMITED``: the exchange provably did not take it.
+- Decimal in and out: quantities go to ccxt as strings; every float ccxt returns becomes
+  ``Decimal(str(x))``.
+- Orders carry our client id (``newClientOrderId`` on Binance, ccxt's ``clientOrderId``
+  elsewhere) and are looked up by it (``origClientOrderId`` on Binance), so an order whose create
+  timed out can be found without sending it again. Once an order's exchange id is known (from
+  the create answer or a poll) it is used instead; an exchange whose ccxt ``fetch_order``
+  cannot take a client id therefore cannot look up an order whose create answer was lost.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import logging
+import threading
+import time
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Callable, Sequence, TypeVar
+
+import ccxt
+
+from trader.clock import Clock
+from trader.config import ExchangeConfig, Secrets
+from trader.errors import (
+    BadResponseError,
+    ConfigError,
+    OrderNotFoundError,
+    RateLimitedError,
+    TraderError,
+    UnknownOutcomeError,
+)
+from trader.events import (
+    BalanceUpdate,
+    ErrorKind,
+    Event,
+    Liquidity,
+    MarketUpdated,
+    OrderAccepted,
+    OrderCanceled,
+    OrderFilled,
+    OrderRejected,
+    OrderStatus,
+    OrderStatusReport,
+    OrderType,
+    QuoteTick,
+    Side,
+    SubmitOrder,
+)
+from trader.exchange.ccxt_client import make_exchange
+from trader.exchange.ccxt_errors import translate
+
+log = logging.getLogger(__name__)
+
+ZERO = Decimal(0)
+MS = 1_000_000  # ns per ms
+DEFAULT_PAUSE_S = 10.0  # a 429 without Retry-After
+MAX_REMEMBERED = 10_000  # client id <-> exchange id pairs, final orders
+
+_STATUS = {
+    "open": OrderStatus.OPEN,
+    "closed": OrderStatus.FILLED,
+    "canceled": OrderStatus.CANCELED,
+    "cancelled": OrderStatus.CANCELED,
+    "expired": OrderStatus.EXPIRED,
+    "rejected": OrderStatus.REJECTED,
+}
+_LIQUIDITY = {"maker": Liquidity.MAKER, "taker": Liquidity.TAKER}
+
+
+@dataclass(frozen=True)
+class _ClientIdParams:
+    """The params that carry our client order id: on create, and on lookup / cancel."""
+
+    create: str = "clientOrderId"
+    lookup: str = "clientOrderId"
+
+
+_CLIENT_ID_PARAMS = {"binance": _ClientIdParams("newClientOrderId", "origClientOrderId")}
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _dec(value: Any) -> Decimal:
+    """A ccxt number (float, int, str or None) as an exact Decimal; None is 0."""
+    return ZERO if value is None else Decimal(str(value))
+
+
+def _wire(value: Decimal) -> str:
+    """A Decimal as ccxt gets it: a plain string, never in exponent notation."""
+    return format(value, "f")
+
+
+def _reads_answer(unknown_outcome: bool = False) -> Callable[[F], F]:
+    """Turn a malformed answer (a field missing or of the wrong kind) into ``BadResponseError``,
+    or ``UnknownOutcomeError`` for an order create: it was answered, so the order may exist."""
+
+    def decorate(fn: F) -> F:
+        @functools.wraps(fn)
+        def wrapper(self: CcxtGateway, *args: Any) -> Any:
+            try:
+                return fn(self, *args)
+            except TraderError:
+                raise
+            except (KeyError, ValueError, TypeError, AttributeError, ArithmeticError) as exc:
+                cls = UnknownOutcomeError if unknown_outcome else BadResponseError
+                raise cls(f"{self._ex.id} {fn.__name__}: unexpected answer: {exc!r}") from exc
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+class CcxtGateway:
+    """A ccxt exchange account; see the module docstring."""
+
+    def __init__(
+        self,
+        exchange: ccxt.Exchange,
+        clock: Clock,
+        monotonic: Callable[[], float] = time.monotonic,
+        answer_fills: bool = True,
+    ) -> None:
+        """``answer_fills`` False: an order answer's fills are not reported (a private stream
+        reports them; the poller's trades job covers what a stream misses)."""
+        self._ex = exchange
+        self._answer_fills = answer_fills
+        self._clock = clock
+        self._monotonic = monotonic
+        self._lock = threading.Lock()  # every ccxt call
+        self._paused_until = 0.0  # monotonic seconds; under _lock
+        self._ids = _CLIENT_ID_PARAMS.get(exchange.id, _ClientIdParams())
+        self._state = threading.Lock()  # the maps below; never held during I/O
+        self._exchange_ids: OrderedDict[str, str] = OrderedDict()  # client id -> exchange id
+        self._client_ids: OrderedDict[str, str] = OrderedDict()  # exchange id -> client id
+        self._final_orders: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._nonzero: set[str] = set()  # assets last reported non-zero
+        self._warned_no_trades = False
+
+    @classmethod
+    def from_config(
+        cls,
+        cfg: ExchangeConfig,
+        secrets: Secrets | None,
+        clock: Clock,
+        symbols: Sequence[str] = (),
+        monotonic: Callable[[], float] = time.monotonic,
+        answer_fills: bool = True,
+    ) -> CcxtGateway:
+        """A gateway for ``cfg``; ``secrets`` None gives a public-only market-data source."""
+        return cls(make_exchange(cfg, secrets, symbols), clock, monotonic, answer_fills)
+
+    @property
+    def exchange(self) -> ccxt.Exchange:
+        """The ccxt instance (for tests and diagnostics; call it only through this gateway)."""
+        return self._ex
+
+    # ------------------------------------------------------------------ the one way to ccxt
+
+    def _call(self, method: str, *args: Any, order_create: bool = False) -> Any:
+        """Call ``exchange.method(*args)`` under the lock, translating every failure."""
+        with self._lock:
+            wait = self._paused_until - self._monotonic()
+            if wait > 0:
+                raise RateLimitedError(
+                    f"{self._ex.id}: REST paused for {wait:.1f}s more after a rate limit", wait
+                )
+            ex = self._ex
+            ex.last_http_response = ex.last_json_response = ex.last_response_headers = None
+            try:
+                result = getattr(ex, method)(*args)
+            except Exception as exc:  # noqa: BLE001 - translated, nothing escapes untranslated
+                err = translate(exc, ex.last_response_headers, order_create)
+                if isinstance(err, RateLimitedError):
+                    pause = DEFAULT_PAUSE_S if err.retry_after_s is None else err.retry_after_s
+                    err.retry_after_s = pause
+                    self._paused_until = self._monotonic() + pause
+                    log.warning("%s rate limited: every REST call paused for %.1fs (%s)",
+                                ex.id, pause, err)
+                raise err from exc
+            if ex.last_json_response is None and (ex.last_http_response or "").strip():
+                body = ex.last_http_response[:120]
+                cls = UnknownOutcomeError if order_create else BadResponseError
+                raise cls(f"{ex.id} {method}: answer is not JSON: {body!r}")
+            return result
+
+    # ------------------------------------------------------------------ market data
+
+    @_reads_answer()
+    def load_markets(self, symbols: Sequence[str]) -> list[MarketUpdated]:
+        """Trading rules of ``symbols``; a symbol the exchange does not list is a config error."""
+        markets = self._call("load_markets")
+        for s in symbols:
+            if s not in markets:
+                hint = difflib.get_close_matches(s, list(markets), n=1)
+                suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+                raise ConfigError(f"trade.markets: {s} is not a market on {self._ex.id}"
+                                  f"{suggestion}")
+        now = self._clock.now_ns()
+        return [self._market(markets[s], now) for s in symbols]
+
+    def _market(self, m: dict[str, Any], now: int) -> MarketUpdated:
+        precision, limits = m.get("precision") or {}, m.get("limits") or {}
+        return MarketUpdated(
+            ts_event=now, ts_recv=now, symbol=m["symbol"], base=m["base"], quote=m["quote"],
+            price_increment=self._step(precision.get("price")),
+            amount_increment=self._step(precision.get("amount")),
+            min_amount=_dec((limits.get("amount") or {}).get("min")),
+            min_notional=_dec((limits.get("cost") or {}).get("min")),
+            active=m.get("active") is not False,
+        )
+
+    def _step(self, precision: Any) -> Decimal:
+        """ccxt's precision as a step: a tick size as is, decimal places as 10^-n; significant
+        digits have no fixed step (0 leaves amounts unquantised)."""
+        if precision is None:
+            return ZERO
+        if self._ex.precisionMode == ccxt.TICK_SIZE:
+            return _dec(precision)
+        if self._ex.precisionMode == ccxt.DECIMAL_PLACES:
+            return Decimal(1).scaleb(-int(precision))
+        return ZERO
+
+    @_reads_answer()
+    def fetch_tickers(self, symbols: Sequence[str]) -> list[QuoteTick]:
+        """Top of book of ``symbols``: one request for all where the exchange has
+        ``fetchTickers``, else (and for a single symbol, which costs less) one per symbol."""
+        if len(symbols) > 1 and self._ex.has.get("fetchTickers"):
+            tickers = self._call("fetch_tickers", list(symbols))
+        else:
+            tickers = {s: self._call("fetch_ticker", s) for s in symbols}
+        now = self._clock.now_ns()
+        out = []
+        for s in symbols:
+            t = tickers.get(s)
+            if not t or t.get("bid") is None or t.get("ask") is None:
+                continue  # no book right now (halted market): nothing to report
+            out.append(QuoteTick(
+                ts_event=_ns(t.get("timestamp"), now), ts_recv=now, symbol=s,
+                bid=_dec(t["bid"]), bid_size=_dec(t.get("bidVolume")),
+                ask=_dec(t["ask"]), ask_size=_dec(t.get("askVolume")),
+            ))
+        return out
+
+    # ------------------------------------------------------------------ account
+
+    @_reads_answer()
+    def fetch_balances(self) -> list[BalanceUpdate]:
+        """Every asset with a balance, and every asset that had one at the previous call (so a
+        balance going to zero is reported once)."""
+        raw = self._call("fetch_balance")
+        now = self._clock.now_ns()
+        ts = _ns(raw.get("timestamp"), now)
+        totals = raw.get("total") or {}
+        out = []
+        with self._state:
+            previous = self._nonzero
+            self._nonzero = set()
+            for asset in sorted(set(totals) | previous):
+                row = raw.get(asset) or {}
+                total = _dec(row.get("total"))
+                if total:
+                    self._nonzero.add(asset)
+                elif asset not in previous:
+                    continue
+                out.append(BalanceUpdate(ts_event=ts, ts_recv=now, asset=asset,
+                                         free=_dec(row.get("free")), used=_dec(row.get("used")),
+                                         total=total))
+        return out
+
+    @_reads_answer()
+    def fetch_open_orders(self, symbols: Sequence[str]) -> list[OrderStatusReport]:
+        """Open orders in ``symbols`` (one request per symbol: Binance charges 80x the weight
+        for all symbols at once)."""
+        out = []
+        for s in symbols:
+            for raw in self._call("fetch_open_orders", s):
+                out.append(self._report(raw))
+        return out
+
+    @_reads_answer()
+    def fetch_order(self, client_id: str, symbol: str) -> OrderStatusReport:
+        """One order by our client id; ``OrderNotFoundError`` when the exchange has none."""
+        with self._state:
+            exchange_id = self._exchange_ids.get(client_id)
+        if exchange_id:
+            raw = self._call("fetch_order", exchange_id, symbol)
+        else:
+            raw = self._call("fetch_order", None, symbol, {self._ids.lookup: client_id})
+        if raw.get("clientOrderId") not in (None, client_id):
+            raise OrderNotFoundError(
+                f"{self._ex.id}: asked for {client_id}, got {raw.get('clientOrderId')}"
+            )
+        return self._report(raw, client_id)
+
+    @_reads_answer()
+    def fetch_my_trades(self, symbol: str, since_ns: int) -> list[OrderFilled]:
+        """Our fills in ``symbol`` since ``since_ns``, each with its order's client id and
+        cumulative filled amount (one order lookup per order with fills; final orders cached)."""
+        if not self._ex.has.get("fetchMyTrades"):
+            if not self._warned_no_trades:
+                self._warned_no_trades = True
+                log.warning("%s has no fetchMyTrades in ccxt: fills come only from order "
+                            "answers and streams", self._ex.id)
+            return []
+        trades = self._call("fetch_my_trades", symbol, since_ns // MS)
+        by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for t in sorted(trades, key=lambda t: t.get("timestamp") or 0):
+            by_order[str(t.get("order"))].append(t)
+        now = self._clock.now_ns()
+        out: list[OrderFilled] = []
+        for order_id, group in by_order.items():
+            order = self._order_for_fills(order_id, symbol)
+            filled = _dec(order.get("filled")) if order else sum(
+                (_dec(t.get("amount")) for t in group), ZERO)
+            cumulative = filled - sum((_dec(t.get("amount")) for t in group), ZERO)
+            for i, t in enumerate(group):
+                cumulative += _dec(t.get("amount"))
+                final = bool(order) and i == len(group) - 1 and order.get("status") == "closed"
+                out.append(self._fill(t, order or {"id": order_id, "symbol": symbol},
+                                      cumulative, final, now))
+        return out
+
+    def _order_for_fills(self, order_id: str, symbol: str) -> dict[str, Any] | None:
+        with self._state:
+            cached = self._final_orders.get(order_id)
+        if cached is not None:
+            return cached
+        try:
+            order = self._call("fetch_order", order_id, symbol)
+        except OrderNotFoundError:
+            return None  # fills of an order too old to query: reported without its total
+        if _STATUS.get(order.get("status") or "", OrderStatus.OPEN).is_final:
+            with self._state:
+                _remember(self._final_orders, order_id, order)
+        return order
+
+    # ------------------------------------------------------------------ orders
+
+    @_reads_answer(unknown_outcome=True)
+    def create_order(self, cmd: SubmitOrder) -> list[Event]:
+        """Send an order with our client id; returns it accepted, with any fills the answer
+        already holds (unless ``answer_fills`` is off). A timeout or 5xx raises
+        ``UnknownOutcomeError`` (the executor looks the order up); a rate limit returns
+        ``OrderRejected``."""
+        price = None if cmd.price is None else _wire(cmd.price)
+        try:
+            raw = self._call(
+                "create_order", cmd.symbol, cmd.order_type.value, cmd.side.value,
+                _wire(cmd.amount), price, {self._ids.create: cmd.client_id}, order_create=True,
+            )
+        except RateLimitedError as exc:
+            now = self._clock.now_ns()
+            return [OrderRejected(ts_event=now, ts_recv=now, client_id=cmd.client_id,
+                                  reason=str(exc), kind=ErrorKind.RATE_LIMITED)]
+        now = self._clock.now_ns()
+        exchange_id = str(raw.get("id") or "")
+        if exchange_id:
+            self._remember_ids(cmd.client_id, exchange_id)
+        ts = _ns(raw.get("timestamp"), now)
+        events: list[Event] = [OrderAccepted(ts_event=ts, ts_recv=now, client_id=cmd.client_id,
+                                             exchange_id=exchange_id)]
+        raw = {**raw, "clientOrderId": cmd.client_id, "side": cmd.side.value,
+               "symbol": cmd.symbol}
+        trades = (raw.get("trades") or []) if self._answer_fills else []
+        cumulative = ZERO
+        for i, t in enumerate(trades):
+            cumulative += _dec(t.get("amount"))
+            final = i == len(trades) - 1 and raw.get("status") == "closed"
+            events.append(self._fill(t, raw, cumulative, final, now))
+        status = _STATUS.get(raw.get("status") or "")
+        if status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
+            events.append(OrderCanceled(ts_event=ts, ts_recv=now, client_id=cmd.client_id,
+                                        reason=f"{raw.get('status')} at once",
+                                        expired=status is OrderStatus.EXPIRED))
+        return events
+
+    @_reads_answer()
+    def cancel_order(self, client_id: str, symbol: str) -> list[Event]:
+        """Cancel one order by our client id."""
+        with self._state:
+            exchange_id = self._exchange_ids.get(client_id)
+        if exchange_id:
+            self._call("cancel_order", exchange_id, symbol)
+        else:
+            self._call("cancel_order", None, symbol, {self._ids.lookup: client_id})
+        now = self._clock.now_ns()
+        return [OrderCanceled(ts_event=now, ts_recv=now, client_id=client_id, reason="canceled")]
+
+    def close(self) -> None:
+        """Close the HTTP session."""
+        try:
+            self._ex.session.close()
+        except Exception:  # noqa: BLE001 - closing at exit must not fail the shutdown
+            log.debug("closing the %s session failed", self._ex.id, exc_info=True)
+
+    # ------------------------------------------------------------------ conversions
+
+    def _report(self, raw: dict[str, Any], client_id: str | None = None) -> OrderStatusReport:
+        now = self._clock.now_ns()
+        exchange_id = str(raw.get("id") or "")
+        client_id = client_id or self._client_id(raw)
+        self._remember_ids(client_id, exchange_id)
+        filled = _dec(raw.get("filled"))
+        status = _STATUS.get(raw.get("status") or "", OrderStatus.UNKNOWN)
+        if status is OrderStatus.OPEN and filled > 0:
+            status = OrderStatus.PARTIALLY_FILLED
+        price = raw.get("price")
+        return OrderStatusReport(
+            ts_event=_ns(raw.get("lastUpdateTimestamp") or raw.get("timestamp"), now),
+            ts_recv=now, client_id=client_id, exchange_id=exchange_id, symbol=raw["symbol"],
+            side=Side(raw["side"]),
+            order_type=OrderType.MARKET if raw.get("type") == "market" else OrderType.LIMIT,
+            status=status, amount=_dec(raw.get("amount")), filled=filled,
+            price=_dec(price) if price else None,
+            avg_price=_dec(raw["average"]) if raw.get("average") else None,
+        )
+
+    def _fill(self, t: dict[str, Any], order: dict[str, Any], filled_total: Decimal,
+              final: bool, now: int) -> OrderFilled:
+        fee = t.get("fee") or {}
+        return OrderFilled(
+            ts_event=_ns(t.get("timestamp") or order.get("timestamp"), now), ts_recv=now,
+            client_id=self._client_id(order), exchange_id=str(order.get("id") or ""),
+            trade_id=str(t.get("id") or ""), symbol=order.get("symbol") or t["symbol"],
+            side=Side(t.get("side") or order["side"]), price=_dec(t.get("price")),
+            amount=_dec(t.get("amount")), fee=_dec(fee.get("cost")),
+            fee_asset=fee.get("currency") or "", filled_total=filled_total, is_final=final,
+            liquidity=_LIQUIDITY.get(t.get("takerOrMaker") or "", Liquidity.UNKNOWN),
+        )
+
+    def _client_id(self, raw: dict[str, Any]) -> str:
+        """The order's client id: as the exchange reports it, else as we sent it, else one
+        derived from the exchange id (an order placed outside this system)."""
+        if raw.get("clientOrderId"):
+            return str(raw["clientOrderId"])
+        exchange_id = str(raw.get("id") or "")
+        with self._state:
+            known = self._client_ids.get(exchange_id)
+        return known or f"{self._ex.id}-{exchange_id}"
+
+    def _remember_ids(self, client_id: str, exchange_id: str) -> None:
+        if not exchange_id:
+            return
+        with self._state:
+            _remember(self._exchange_ids, client_id, exchange_id)
+            _remember(self._client_ids, exchange_id, client_id)
+
+
+def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
+    table[key] = value
+    table.move_to_end(key)
+    while len(table) > MAX_REMEMBERED:
+        table.popitem(last=False)
+
+
+def _ns(ms: Any, default: int) -> int:
+    """ccxt's millisecond timestamp in ns, or ``default`` when there is none."""
+    return int(ms) * MS if ms else default
