@@ -298,8 +298,10 @@ def test_an_order_accepted_then_timed_out_is_looked_up_not_resent(double) -> Non
     finally:
         stop.set()
         thread.join(5)
-    unknown, report = published
+    unknown, fill, report = published  # the lookup also brings the fill the lost answer had
     assert isinstance(unknown, OrderStatusUnknown) and unknown.client_id == "trd-u"
+    assert isinstance(fill, OrderFilled) and fill.client_id == "trd-u"
+    assert fill.amount == D("2.5")
     assert "UnknownOutcomeError" in unknown.reason
     assert report.client_id == "trd-u" and report.status is OrderStatus.FILLED
     assert report.filled == D("2.5")

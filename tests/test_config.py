@@ -24,7 +24,7 @@ def test_shipped_config_is_valid_and_commented() -> None:
     assert cfg.trade.markets == ("BTC/USDT", "ETH/USDT")
     assert cfg.journal.path == "data/journal"
     assert cfg.paper.starting_balances == {"USDT": Decimal(10000)}
-    assert len(cfg.strategies) == 2
+    assert len(cfg.strategies) == 3
     text = (ROOT / "config.yaml").read_text()
     for key in ("name:", "mode:", "sandbox:", "urls:", "markets:", "path:"):
         line = next(l for l in text.splitlines() if l.strip().startswith(key))

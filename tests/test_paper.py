@@ -8,7 +8,7 @@ import pytest
 
 from tests.conftest import quote, trade
 from trader.clock import ManualClock
-from trader.errors import OrderNotFoundError
+from trader.errors import ConfigError, OrderNotFoundError
 from trader.events import (
     BalanceUpdate,
     ErrorKind,
@@ -20,6 +20,8 @@ from trader.events import (
     OrderStatus,
     OrderType,
     Side,
+    StorageFailed,
+    StorageRecovered,
     SubmitOrder,
 )
 from trader.exchange.paper import PaperGateway
@@ -35,7 +37,7 @@ class NoSource:
 
 def gw(slippage: str = "0") -> PaperGateway:
     g = PaperGateway(NoSource(), ManualClock(10), {"USDT": D("10000")}, D("0.001"), D(slippage))
-    g.on_quote(quote(bid="100", ask="101"))
+    g.on_quote(quote(bid="100", ask="101", size="100"))
     return g
 
 
@@ -78,7 +80,8 @@ def test_limit_rests_locks_funds_and_fills_when_the_market_reaches_it() -> None:
     assert balances(g)["USDT"] == (D("10000") - D("95.095"), D("95.095"))
     assert [r.client_id for r in g.fetch_open_orders(["BTC/USDT"])] == ["l1"]
     assert g.on_quote(quote(bid="96", ask="97")) == []  # not reached
-    out = g.on_trade(trade(price="95"))
+    assert g.on_trade(trade(price="95")) == []  # a trade at the price is not through it
+    out = g.on_trade(trade(price="94.99"))
     fill = next(e for e in out if isinstance(e, OrderFilled))
     assert fill.price == D("95") and fill.liquidity is Liquidity.MAKER
     assert balances(g)["USDT"] == (D("10000") - D("95.095"), D(0))
@@ -118,3 +121,150 @@ def test_no_quote_yet_is_rejected_as_temporary() -> None:
     g = PaperGateway(NoSource(), ManualClock(1), {"USDT": D(100)}, D("0.001"))
     (rej,) = g.create_order(order("b1", Side.BUY, "1"))
     assert rej.kind is ErrorKind.TEMPORARY
+
+
+# ---------------------------------------------------------------------- honest fills
+
+
+def fills(events: list) -> list[tuple[D, D, bool]]:
+    return [(e.price, e.amount, e.is_final) for e in events if isinstance(e, OrderFilled)]
+
+
+def test_a_market_order_takes_only_the_displayed_size_and_the_rest_on_later_quotes() -> None:
+    g = PaperGateway(NoSource(), ManualClock(10), {"USDT": D("100000")}, D(0))
+    g.on_quote(quote(bid="100", ask="101", size="0.4"))
+    out = g.create_order(order("m1", Side.BUY, "1"))
+    assert fills(out) == [(D(101), D("0.4"), False)]
+    assert g.fetch_order("m1", "BTC/USDT").status is OrderStatus.PARTIALLY_FILLED
+    out = g.on_quote(quote(bid="101", ask="102", size="0.5"))
+    assert fills(out) == [(D(102), D("0.5"), False)]
+    out = g.on_quote(quote(bid="102", ask="103", size="5"))
+    assert fills(out) == [(D(103), D("0.1"), True)]
+    r = g.fetch_order("m1", "BTC/USDT")
+    assert r.status is OrderStatus.FILLED and r.avg_price == D("101.7")  # 40.4 + 51 + 10.3
+    assert balances(g)["USDT"] == (D("100000") - D("101.7"), D(0))  # nothing left locked
+
+
+def test_the_displayed_size_is_shared_by_our_orders_in_time_priority() -> None:
+    g = PaperGateway(NoSource(), ManualClock(10), {"USDT": D("100000")}, D(0))
+    g.on_quote(quote(bid="100", ask="101", size="10"))
+    g.create_order(order("l1", Side.BUY, "3", OrderType.LIMIT, "99"))
+    g.create_order(order("l2", Side.BUY, "3", OrderType.LIMIT, "99"))
+    out = g.on_quote(quote(bid="97", ask="98", size="4"))  # the ask crosses both: 4 to share
+    assert [(e.client_id, e.amount) for e in out if isinstance(e, OrderFilled)] == [
+        ("l1", D(3)), ("l2", D(1))]
+    out = g.on_trade(trade(price="98.5"))  # a trade of 1 through the price
+    assert [(e.client_id, e.amount, e.price) for e in out if isinstance(e, OrderFilled)] == [
+        ("l2", D(1), D(99))]
+
+
+def test_a_crossing_limit_takes_what_is_shown_and_rests_for_the_rest() -> None:
+    g = PaperGateway(NoSource(), ManualClock(10), {"USDT": D("100000")}, D(0))
+    g.on_quote(quote(bid="100", ask="101", size="1"))
+    out = g.create_order(order("l1", Side.BUY, "3", OrderType.LIMIT, "102"))
+    assert fills(out) == [(D(101), D(1), False)]
+    assert g.on_quote(quote(bid="101", ask="102", size="5")) == []  # at the price: not through
+    out = g.on_quote(quote(bid="100", ask="101.5", size="5"))
+    assert fills(out) == [(D(102), D(2), True)]  # resting: fills at its own price, as a maker
+    assert [e.liquidity for e in out if isinstance(e, OrderFilled)] == [Liquidity.MAKER]
+
+
+def test_without_partial_fills_the_whole_amount_fills() -> None:
+    g = PaperGateway(NoSource(), ManualClock(10), {"USDT": D("100000")}, D(0),
+                     partial_fills=False)
+    g.on_quote(quote(bid="100", ask="101", size="0.1"))
+    assert fills(g.create_order(order("m1", Side.BUY, "2"))) == [(D(101), D(2), True)]
+
+
+def test_latency_an_order_works_only_after_latency_ms_on_a_later_quote() -> None:
+    clock = ManualClock(1_000_000_000)
+    g = PaperGateway(NoSource(), clock, {"USDT": D("100000")}, D(0), latency_ms=250)
+    g.on_quote(quote(bid="100", ask="101", size="10"))
+    out = g.create_order(order("m1", Side.BUY, "1"))
+    assert [type(e) for e in out] == [OrderAccepted, BalanceUpdate]  # acknowledged, not filled
+    clock.advance(0.2)
+    assert g.on_quote(quote(bid="101", ask="102", size="10")) == []  # still on its way
+    clock.advance(0.05)
+    out = g.on_quote(quote(bid="103", ask="104", size="10"))
+    assert fills(out) == [(D(104), D(1), True)]  # the price when it arrived, not when sent
+
+
+def test_latency_also_delays_resting_limits() -> None:
+    clock = ManualClock(1_000_000_000)
+    g = PaperGateway(NoSource(), clock, {"USDT": D("100000")}, D(0), latency_ms=100)
+    g.on_quote(quote(bid="100", ask="101", size="10"))
+    g.create_order(order("l1", Side.BUY, "1", OrderType.LIMIT, "99"))
+    assert g.on_trade(trade(price="98")) == []  # traded through before our order arrived
+    clock.advance(0.1)
+    assert fills(g.on_trade(trade(price="98"))) == [(D(99), D(1), True)]
+
+
+def test_a_market_buy_whose_price_ran_away_is_canceled_for_want_of_funds() -> None:
+    clock = ManualClock(1)
+    g = PaperGateway(NoSource(), clock, {"USDT": D("101")}, D(0), latency_ms=1)
+    g.on_quote(quote(bid="100", ask="101", size="10"))
+    g.create_order(order("m1", Side.BUY, "1"))
+    clock.advance(0.001)
+    out = g.on_quote(quote(bid="110", ask="111", size="10"))
+    (canceled,) = [e for e in out if isinstance(e, OrderCanceled)]
+    assert "insufficient USDT at fill time" in canceled.reason
+    assert balances(g)["USDT"] == (D("101"), D(0))
+
+
+# ---------------------------------------------------------------------- restart
+
+
+def test_open_orders_and_balances_survive_a_restart(tmp_path) -> None:
+    path = tmp_path / "data" / "paper-account.json"
+    clock = ManualClock(10)
+
+    def start() -> PaperGateway:
+        return PaperGateway(NoSource(), clock, {"USDT": D("10000")}, D("0.001"),
+                            account_file=path)
+
+    g = start()
+    g.on_quote(quote(bid="100", ask="101", size="100"))
+    g.create_order(order("b1", Side.BUY, "2"))
+    g.create_order(order("l1", Side.BUY, "1", OrderType.LIMIT, "95"))
+    g.create_order(order("s1", Side.SELL, "1", OrderType.LIMIT, "120"))
+    before = balances(g)
+    assert path.exists() and not path.with_name(path.name + ".tmp").exists()
+
+    g2 = start()  # a new process: starting_balances are ignored, the file wins
+    assert balances(g2) == before
+    assert [r.client_id for r in g2.fetch_open_orders(["BTC/USDT"])] == ["l1", "s1"]
+    assert g2.fetch_order("b1", "BTC/USDT").status is OrderStatus.FILLED
+    assert [f.client_id for f in g2.fetch_my_trades("BTC/USDT", 0)] == ["b1"]
+    (dup,) = g2.create_order(order("l1", Side.BUY, "1", OrderType.LIMIT, "95"))
+    assert isinstance(dup, OrderRejected)  # ids are remembered across the restart
+    assert g2.on_quote(quote(bid="96", ask="97", size="100")) == []
+    out = g2.on_trade(trade(price="94"))  # matching resumes on market data after the restart
+    assert fills(out) == [(D(95), D(1), True)]
+    assert start().fetch_order("l1", "BTC/USDT").status is OrderStatus.FILLED
+    assert g2.create_order(order("n1", Side.BUY, "1"))[0].exchange_id == "paper-4"
+
+
+def test_a_corrupt_account_file_stops_the_start_and_is_kept(tmp_path) -> None:
+    path = tmp_path / "paper-account.json"
+    path.write_text('{"version": 1, "balances": ')
+    with pytest.raises(ConfigError, match="cannot be read .*delete it"):
+        PaperGateway(NoSource(), ManualClock(1), {}, D(0), account_file=path)
+    assert path.read_text() == '{"version": 1, "balances": '
+
+
+def test_an_unwritable_account_file_is_reported_and_trading_goes_on(tmp_path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    g = PaperGateway(NoSource(), ManualClock(1), {"USDT": D(1000)}, D(0),
+                     account_file=blocker / "paper-account.json")
+    g.on_quote(quote(bid="100", ask="101", size="10"))
+    out = g.create_order(order("b1", Side.BUY, "1"))
+    (failed,) = [e for e in out if isinstance(e, StorageFailed)]
+    assert failed.component == "paper-account"
+    assert any(isinstance(e, OrderFilled) for e in out)
+    out = g.create_order(order("b2", Side.BUY, "1"))
+    assert not any(isinstance(e, StorageFailed) for e in out)  # reported once
+    blocker.unlink()
+    blocker.mkdir()
+    out = g.create_order(order("b3", Side.BUY, "1"))
+    assert any(isinstance(e, StorageRecovered) for e in out)

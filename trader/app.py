@@ -1,8 +1,8 @@
 """The wiring: the one place that builds every object, holds the event -> handlers table and
 knows the start and stop order. Read :meth:`App.handler_table` to see the whole system.
 
-Start: load markets and balances -> start the executor -> start the producers (feeds, poller) ->
-main loop.
+Start: load markets and balances -> halt trading until reconciled -> start the executor -> start
+the producers (feeds, poller, reconciler) -> main loop.
 Stop (Ctrl-C, SIGTERM, fatal error, one path): stop and join the producers -> drain the bus
 before a deadline -> stop the executor and send what it still holds -> optional cancel-all ->
 close the gateway -> log totals.
@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 from trader.bus import Bus
 from trader.clock import Clock, LiveClock
-from trader.config import SIMULATED, Config, Mode, strategy_id
+from trader.config import SIMULATED, Config, Mode, paper_account_path, strategy_id
 from trader.engine import Engine, Handler, Registry
 from trader.events import (
     BalanceUpdate,
@@ -26,10 +26,12 @@ from trader.events import (
     CancelOrder,
     Candle,
     Event,
+    ExchangeStateFetched,
     FeedConnected,
     FeedDisconnected,
     FeedRecovered,
     FeedStale,
+    HaltTrading,
     HandlerFailed,
     Heartbeat,
     MarketUpdated,
@@ -43,8 +45,13 @@ from trader.events import (
     OrderSubmitted,
     PollFailed,
     QuoteTick,
+    ReconciliationCompleted,
+    ReconciliationStarted,
+    ResumeTrading,
     ShutdownRequested,
     SignalGenerated,
+    StorageFailed,
+    StorageRecovered,
     StrategyDisabled,
     SubmitOrder,
     TradeTick,
@@ -60,7 +67,9 @@ from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.trading.execution import Executor
-from trader.trading.risk import ClientIdGenerator, Risk
+from trader.trading.portfolio import Portfolio
+from trader.trading.reconcile import Reconciler
+from trader.trading.risk import ClientIdGenerator, HaltCause, Risk
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Strategy, StrategyRunner
 from trader.workers import Supervisor, Worker
@@ -68,6 +77,7 @@ from trader.workers import Supervisor, Worker
 log = logging.getLogger("trader")
 
 HEARTBEAT_S = 5.0
+RISK_CHECK_S = 1.0  # the daily loss limit is checked this often even without fills
 PRODUCER_JOIN_S = 0.4
 DRAIN_S = 0.2
 EXECUTOR_JOIN_S = 0.2
@@ -118,8 +128,9 @@ def build_venue(
         if live:
             return Venue(ccxt_gw, feeds)
         source = ccxt_gw
-    paper = PaperGateway(source, clock, cfg.paper.starting_balances, cfg.paper.fee_rate,
-                         cfg.paper.slippage_bps)
+    p = cfg.paper
+    paper = PaperGateway(source, clock, p.starting_balances, p.fee_rate, p.slippage_bps,
+                         p.latency_ms, p.partial_fills, paper_account_path(cfg))
     return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)])
 
 
@@ -145,13 +156,14 @@ class App:
         self.bus = Bus(cfg.bus.maxsize, cfg.bus.put_timeout_s, self.stats)
         self.registry = Registry()
         self.engine = Engine(self.bus, self.registry, self.stats, self.clock)
-        self.store = MemoryStore(cfg.store)
+        ids = ClientIdGenerator(cfg.execution.client_id_prefix, self.clock.now_ns())
+        self.store = MemoryStore(cfg.store, own_prefix=ids.prefix)
         self.view = ReadOnlyView(self.store)
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats,
                                  self.refresh_after_reconnect)
         self.gateway = self.venue.gateway
-        ids = ClientIdGenerator(cfg.execution.client_id_prefix, self.clock.now_ns())
         self.risk = Risk(self.view, cfg.risk, self.clock, ids)
+        self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
         self.runner = StrategyRunner(build_strategies(cfg, self.clock), self.view,
                                      self.risk.evaluate, self.clock)
         self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
@@ -159,21 +171,28 @@ class App:
         self.reporter = Reporter(self.view, self.bus, self.stats, cfg.trade.markets)
         self.poller = Poller(self.gateway, self.bus.publish, self.clock, self.stats, cfg.poller,
                              cfg.trade.markets)
+        self.reconciler = Reconciler(self.gateway, self.view, self.bus.publish, self.clock,
+                                     cfg.reconcile, cfg.trade.markets, ids.prefix)
         self.producers = Supervisor(self.bus.publish, self.clock, self.stats)
         for worker in (*self.venue.feeds, self.poller):
             self.producers.add(worker)
+        if cfg.reconcile.enabled:
+            self.producers.add(self.reconciler)
         self.executors = Supervisor(self.bus.publish, self.clock, self.stats)
         self.executors.add(self.executor)
         for event_cls, handler in self.handler_table():
             self.registry.register(event_cls, handler)
         self.engine.every(cfg.general.stats_interval_s, self.reporter.stats_line)
         self.engine.every(HEARTBEAT_S, self._heartbeat)
+        self.engine.every(RISK_CHECK_S, self._risk_check)
+        self.engine.every(cfg.portfolio.equity_sample_s, self.portfolio.sample)
         self.stop_event = threading.Event()
         self.started_at = time.monotonic()
 
     def handler_table(self) -> list[tuple[type[Event], Handler]]:
         """Event class -> handlers, in dispatch order: the store first, then the rest."""
         store, runner, rep, x = self.store, self.runner, self.reporter, self.executor
+        risk, rec = self.risk, self.reconciler
         venue_handlers = self.venue.handlers
         return [
             (MarketUpdated, store.on_market),
@@ -199,21 +218,33 @@ class App:
             (OrderRejected, rep.on_rejected),
             (OrderFilled, store.on_order_filled),
             (OrderFilled, rep.on_fill),
+            (OrderFilled, risk.on_fill),
             (OrderFilled, runner.on_fill),
             (OrderFilled, self.poller.on_fill),
             (OrderCanceled, store.on_order_canceled),
             (OrderStatusUnknown, store.on_order_unknown),
             (OrderStatusReport, store.on_order_report),
-            (TradingStateChanged, self.risk.on_state_changed),
+            (TradingStateChanged, risk.on_state_changed),
             (TradingStateChanged, rep.on_system),
+            (HaltTrading, risk.on_halt),
+            (ResumeTrading, risk.on_resume),
+            (ReconciliationStarted, risk.on_reconciliation_started),
+            (ExchangeStateFetched, rec.on_fetched),
+            (ReconciliationCompleted, risk.on_reconciliation_completed),
+            (ReconciliationCompleted, rep.on_system),
             (StrategyDisabled, rep.on_system),
             (FeedConnected, rep.on_system),
+            (FeedConnected, rec.on_feed_connected),
             (FeedDisconnected, rep.on_system),
             (FeedDisconnected, self.poller.on_feed_down),
             (FeedStale, rep.on_system),
             (FeedStale, self.poller.on_feed_down),
+            (FeedStale, risk.on_feed_stale),
             (FeedRecovered, rep.on_system),
             (FeedRecovered, self.poller.on_feed_recovered),
+            (FeedRecovered, risk.on_feed_recovered),
+            (StorageFailed, rep.on_system),
+            (StorageRecovered, rep.on_system),
             (PollFailed, rep.on_system),
             (WorkerCrashed, rep.on_system),
             (HandlerFailed, rep.on_system),
@@ -230,6 +261,10 @@ class App:
         # A signed request before any thread starts: bad keys end the start here, in one line.
         for ev in self.gateway.fetch_balances():
             self.engine.dispatch(ev)
+        if self.cfg.reconcile.enabled:
+            for ev in self.risk.halt(HaltCause.RECONCILIATION, "awaiting start-up reconciliation"):
+                self.engine.emit(ev)
+            self.reconciler.request("start-up")
         self.executors.start()
         self.producers.start()
         c = self.cfg
@@ -285,9 +320,16 @@ class App:
 
     def refresh_after_reconnect(self) -> None:
         """Called by a stream (any thread) after it reconnected: what happened while it was down
-        was missed, so the poller refreshes balances, open orders and our trades over REST."""
+        was missed, so the poller refreshes balances, open orders and our trades over REST, and a
+        reconciliation round (trading halted until it agrees) checks the store against them."""
         log.info("a stream reconnected: refreshing balances, open orders and trades over REST")
         self.poller.request_refresh("balances", "open_orders", "trades")
+        if self.cfg.reconcile.enabled:
+            self.reconciler.on_reconnect()
+
+    def _risk_check(self) -> None:
+        for ev in self.risk.check_daily_loss():
+            self.engine.emit(ev)
 
     def _heartbeat(self) -> None:
         now = self.clock.now_ns()

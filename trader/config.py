@@ -99,6 +99,10 @@ class PaperConfig:
     )
     fee_rate: Decimal = field(default=Decimal("0.001"), metadata=_range(0, 0.1))
     slippage_bps: Decimal = field(default=Decimal(0), metadata=_range(0, 1000))
+    latency_ms: int = field(default=0, metadata=_range(0, 60_000))
+    partial_fills: bool = True
+    persist: bool = False  # config.yaml turns it on; off, nothing is written to the cwd
+    account_file: str = ""  # empty: paper-account.json next to journal.path
 
 
 @dataclass(frozen=True)
@@ -180,6 +184,30 @@ class RiskConfig:
 
     max_order_notional: Decimal = field(default=Decimal(1_000), metadata=_range(0))
     max_position_notional: Decimal = field(default=Decimal(5_000), metadata=_range(0))
+    buy_reserve_bps: Decimal = field(default=Decimal(20), metadata=_range(0, 10_000))
+    max_orders_per_window: int = field(default=120, metadata=_range(0, 1_000_000))
+    order_window_s: float = field(default=60.0, metadata=_range(0.001, 86_400))
+    price_band_bps: Decimal = field(default=Decimal(500), metadata=_range(0, 100_000))
+    stale_after_s: float = field(default=60.0, metadata=_range(0, 86_400))
+    daily_loss_limit: Decimal = field(default=Decimal(500), metadata=_range(0))
+
+
+@dataclass(frozen=True)
+class ReconcileConfig:
+    """[reconcile]: comparing orders, trades and balances with the exchange (start-up and after
+    every reconnect); trading stays halted until they agree."""
+
+    enabled: bool = True
+    trades_lookback_s: int = field(default=3_600, metadata=_range(0, 30 * 86_400))
+    retry_s: float = field(default=5.0, metadata=_range(0.01, 3_600))
+
+
+@dataclass(frozen=True)
+class PortfolioConfig:
+    """[portfolio]: how often equity is sampled and how many samples are kept."""
+
+    equity_sample_s: float = field(default=60.0, metadata=_range(0.1, 86_400))
+    equity_samples: int = field(default=1_440, metadata=_range(1, 1_000_000))
 
 
 @dataclass(frozen=True)
@@ -242,6 +270,8 @@ class Config:
     strategies: tuple[StrategyConfig, ...] = ()
     risk: RiskConfig = field(default_factory=RiskConfig)
     execution: ExecutionConfig = field(default_factory=ExecutionConfig)
+    reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
+    portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     secrets: Secrets = field(default_factory=Secrets, repr=False, metadata={"internal": True})
 
@@ -453,3 +483,13 @@ def redacted(cfg: Config) -> dict[str, Any]:
 def dump_redacted(cfg: Config) -> str:
     """:func:`redacted` as YAML, for ``--check-config``."""
     return yaml.safe_dump(redacted(cfg), sort_keys=False, default_flow_style=False)
+
+
+def paper_account_path(cfg: Config) -> Path | None:
+    """Where the paper account is saved: ``paper.account_file``, else ``paper-account.json``
+    next to ``journal.path``; None when ``paper.persist`` is off."""
+    if not cfg.paper.persist:
+        return None
+    if cfg.paper.account_file:
+        return Path(cfg.paper.account_file)
+    return Path(cfg.journal.path).parent / "paper-account.json"

@@ -378,6 +378,29 @@ class FeedRecovered(Event):
 
 
 @event
+class ReconciliationStarted(Event):
+    """A reconciliation round began (start-up, reconnect, recheck); trading halts until a round
+    completes with no differences."""
+
+    round: int
+    reason: str
+
+
+@event
+class ExchangeStateFetched(Event):
+    """What the exchange said in one reconciliation round, fetched by the reconciler thread and
+    compared with the store on the main thread. Each list is a JSON array of event objects
+    (``event_to_dict``), so the journal shows what the exchange said."""
+
+    round: int
+    open_orders: str  # OrderStatusReport: the exchange's open orders
+    looked_up: str  # OrderStatusReport: orders open in the store but not in that list
+    not_found: str  # client ids the exchange does not know (JSON array of strings)
+    trades: str  # OrderFilled: our recent trades
+    balances: str  # BalanceUpdate: every asset
+
+
+@event
 class ReconciliationCompleted(Event):
     """Open orders, recent trades and balances were compared with the exchange."""
 

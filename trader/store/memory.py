@@ -33,7 +33,7 @@ from trader.events import (
     SignalGenerated,
     TradeTick,
 )
-from trader.store.models import Balance, BalancesSnapshot, Market, Order, Position
+from trader.store.models import Balance, BalancesSnapshot, Fill, Market, Order, Position
 from trader.trading import portfolio
 from trader.trading.orders import is_legal
 
@@ -52,8 +52,9 @@ def split_symbol(symbol: str) -> tuple[str, str]:
 class MemoryStore:
     """All state in process memory. Implements :class:`trader.store.view.StoreView`."""
 
-    def __init__(self, config: StoreConfig) -> None:
+    def __init__(self, config: StoreConfig, own_prefix: str = "") -> None:
         self._cfg = config
+        self.own_prefix = own_prefix  # client ids starting with it are ours (see owns())
         self._lock = threading.Lock()
         self._markets: dict[str, Market] = {}
         self._quotes: dict[str, QuoteTick] = {}
@@ -71,6 +72,7 @@ class MemoryStore:
         self._signals: deque[SignalGenerated] = deque(maxlen=config.max_signals)
         self.dropped = 0  # records refused because a bound was reached
         self.illegal_transitions = 0
+        self.late_fills = 0  # fills applied to the position after the order became final
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ writes (main thread)
@@ -141,14 +143,19 @@ class MemoryStore:
     # Orders ---------------------------------------------------------------------------------
 
     def on_order_submitted(self, ev: OrderSubmitted) -> None:
-        """Record a new order in PENDING before it is sent."""
+        """Record a new order in PENDING before it is sent (a client id is recorded once)."""
         order = Order(
             ev.client_id, ev.symbol, ev.side, ev.order_type, ev.amount, ev.price,
             OrderStatus.PENDING, strategy=ev.strategy, ts_update=ev.ts_recv,
         )
         with self._lock:
-            self._orders[ev.client_id] = order
-            self._evict_orders()
+            known = ev.client_id in self._orders
+            if not known:
+                self._orders[ev.client_id] = order
+                self._evict_orders()
+        if known:  # a generator bug: never let a second order overwrite the first
+            self.illegal_transitions += 1
+            log.error("order %s submitted twice; the second is ignored", ev.client_id)
 
     def on_order_accepted(self, ev: OrderAccepted) -> None:
         """PENDING/UNKNOWN -> OPEN."""
@@ -168,44 +175,78 @@ class MemoryStore:
         self._transition(ev.client_id, OrderStatus.UNKNOWN, ev.ts_recv, reason=ev.reason)
 
     def on_order_filled(self, ev: OrderFilled) -> None:
-        """Apply a fill to the order and to the market's position."""
+        """Apply a fill to its order and to the market's position, once per trade id.
+
+        A fill is a fact: it always moves the position, even when the order's status can no
+        longer change (a fill delivered after a REST report already made the order final); the
+        status alone follows the state machine. The same fill arriving twice (user stream, REST
+        poll, lookup, reconciliation) is applied once. ``filled`` is the largest of what we
+        knew, the exchange's cumulative amount and the sum of the fills applied.
+        """
         base, quote = split_symbol(ev.symbol)
         key = (ev.client_id, ev.trade_id)
+        late: Order | None = None
         with self._lock:
-            if key in self._fills_seen:
+            order = self._orders.get(ev.client_id)
+            # The bounded set also covers fills of orders we do not know; an order's own record
+            # outlives the set's eviction.
+            if key in self._fills_seen or (order is not None and order.has_fill(ev.trade_id)):
                 self.duplicate_fills += 1
                 return
-            order = self._orders.get(ev.client_id)
             if order is not None:
                 status = OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
                 if not is_legal(order.status, status):
-                    self._illegal(order, status)
-                    return
-                filled = order.filled + ev.amount
-                avg = ((order.avg_price or Decimal(0)) * order.filled + ev.price * ev.amount) / filled
+                    late, status = order, order.status
+                fills = (*order.fills, Fill(ev.trade_id, ev.price, ev.amount))
+                by_fills = order.filled_by_fills + ev.amount
+                cost = sum((f.price * f.amount for f in fills), Decimal(0))
                 self._orders[ev.client_id] = replace(
-                    order, status=status, filled=filled, avg_price=avg,
+                    order, status=status, filled=max(order.filled, ev.filled_total, by_fills),
+                    avg_price=cost / by_fills if by_fills else order.avg_price,
                     fee=order.fee + ev.fee, ts_update=ev.ts_recv,
-                    exchange_id=order.exchange_id or ev.exchange_id,
+                    exchange_id=order.exchange_id or ev.exchange_id, fills=fills,
                 )
             self._fills_seen[key] = None
             if len(self._fills_seen) > 4 * self._cfg.max_orders:
                 self._fills_seen.popitem(last=False)
+            fee_value = None
+            if ev.fee and ev.fee_asset not in (base, quote):
+                fee_value = self._third_asset_fee(ev.fee, ev.fee_asset, quote)
             pos = self._positions.get(ev.symbol) or Position(ev.symbol)
             self._positions[ev.symbol] = portfolio.apply_fill(
-                pos, ev.side, ev.price, ev.amount, ev.fee, ev.fee_asset, base, quote
+                pos, ev.side, ev.price, ev.amount, ev.fee, ev.fee_asset, base, quote, fee_value
             )
+        if late is not None:
+            self.late_fills += 1
+            log.warning("fill %s of order %s arrived after it became %s: position updated, "
+                        "status kept", ev.trade_id, ev.client_id, late.status)
+
+    def _third_asset_fee(self, fee: Decimal, asset: str, quote: str) -> Decimal | None:
+        """A fee paid in a third asset (BNB) valued in the quote asset through USD prices."""
+        prices = {s: self._last_price(s) for s in set(self._quotes) | set(self._last_trades)}
+        fee_usd, quote_usd = usd_price(asset, prices), usd_price(quote, prices)
+        if fee_usd is None or not quote_usd:
+            return None
+        return fee * fee_usd / quote_usd
+
+    def owns(self, client_id: str) -> bool:
+        """True for client ids this system generates (this session's or an earlier one's)."""
+        return bool(self.own_prefix) and client_id.startswith(self.own_prefix)
 
     def on_order_report(self, ev: OrderStatusReport) -> None:
-        """Take the exchange's view of an order; orders we never placed are marked external."""
+        """Take the exchange's view of an order. An order unknown to the store is recorded as
+        external (left alone by cancel-all) unless its client id carries our prefix: then an
+        earlier session placed it, and it is adopted (no strategy owns it)."""
         with self._lock:
             order = self._orders.get(ev.client_id)
             if order is None:
                 self._orders[ev.client_id] = Order(
                     ev.client_id, ev.symbol, ev.side, ev.order_type, ev.amount, ev.price,
                     ev.status, ev.filled, ev.avg_price, exchange_id=ev.exchange_id,
-                    external=True, ts_update=ev.ts_recv,
+                    external=not self.owns(ev.client_id), ts_update=ev.ts_recv,
                 )
+                if ev.exchange_id:
+                    self._by_exchange_id[ev.exchange_id] = ev.client_id
                 self._evict_orders()
                 return
             if order.status != ev.status and not is_legal(order.status, ev.status):

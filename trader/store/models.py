@@ -36,6 +36,15 @@ class Balance:
 
 
 @dataclass(frozen=True, slots=True)
+class Fill:
+    """One fill applied to an order."""
+
+    trade_id: str
+    price: Decimal
+    amount: Decimal
+
+
+@dataclass(frozen=True, slots=True)
 class Order:
     """One order as we know it. ``external`` marks orders found on the exchange, not placed by us."""
 
@@ -54,11 +63,21 @@ class Order:
     external: bool = False
     reason: str = ""
     ts_update: int = 0
+    fills: tuple[Fill, ...] = ()  # fills applied, by trade id: a fill seen twice counts once
 
     @property
     def remaining(self) -> Decimal:
         """Amount not yet filled."""
         return self.amount - self.filled
+
+    @property
+    def filled_by_fills(self) -> Decimal:
+        """Sum of the fills applied (``filled`` may be ahead of it after a REST report)."""
+        return sum((f.amount for f in self.fills), Decimal(0))
+
+    def has_fill(self, trade_id: str) -> bool:
+        """True when the fill with ``trade_id`` was already applied."""
+        return any(f.trade_id == trade_id for f in self.fills)
 
     @property
     def is_open(self) -> bool:

@@ -3,9 +3,14 @@ what came back. It decides nothing (risk has decided).
 
 A create is never blindly retried. When the outcome is unknown (timeout, 5xx, any temporary
 error), the order becomes UNKNOWN and the executor looks it up by client id with backoff until
-the exchange says what happened: found -> its status report; not found after
-``lookup_attempts`` tries -> rejected (it never reached the exchange). Invalid orders and
-insufficient funds are rejected at once.
+the exchange says what happened: found -> its fills (so positions follow; the store applies each
+trade id once) and its status report; not found after ``lookup_attempts`` tries -> rejected (it
+never reached the exchange). Invalid orders and insufficient funds are rejected at once.
+
+Cancel: a cancel the exchange answers with "order not found" asks what became of the order and
+publishes that report; when the exchange does not know it at all, the order is marked canceled
+("not found on the exchange"), so nothing waits forever on a ghost order. Cancel-all cancels our
+open orders, never external ones.
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ from trader.events import (
     Command,
     ErrorKind,
     Event,
+    OrderCanceled,
     OrderRejected,
     OrderStatus,
+    OrderStatusReport,
     OrderStatusUnknown,
     SubmitOrder,
 )
@@ -49,7 +56,12 @@ class _Lookup:
     client_id: str
     symbol: str
     due: float
+    since_ns: int  # fills are fetched from here on
     attempts: int = 0
+
+
+FILLS_MARGIN_NS = 60 * 1_000_000_000  # clock skew between us and the exchange
+FILLS_LOOKBACK_NS = 86_400 * 1_000_000_000  # how far back the fills of a vanished order are sought
 
 
 class Executor(Worker):
@@ -114,14 +126,13 @@ class Executor(Worker):
         if isinstance(cmd, SubmitOrder):
             self._create(cmd)
         elif isinstance(cmd, CancelOrder):
-            self._call(lambda: self._gateway.cancel_order(cmd.client_id, cmd.symbol), "cancel")
+            self._cancel(cmd.client_id, cmd.symbol)
         elif isinstance(cmd, CancelAllOrders):
-            for order in self._view.open_orders(cmd.symbol):
-                if not order.external:
-                    self._call(
-                        lambda o=order: self._gateway.cancel_order(o.client_id, o.symbol),
-                        "cancel",
-                    )
+            orders = [o for o in self._view.open_orders(cmd.symbol) if not o.external]
+            log.info("cancel-all%s: %d open orders", f" {cmd.symbol}" if cmd.symbol else "",
+                     len(orders))
+            for order in orders:
+                self._cancel(order.client_id, order.symbol)
         else:
             log.error("executor: unknown command %r", cmd)
 
@@ -147,8 +158,9 @@ class Executor(Worker):
     def _unknown(self, client_id: str, symbol: str, exc: Exception) -> list[Event]:
         self._stats.incr("orders_unknown")
         log.warning("order %s outcome unknown (%s); looking it up", client_id, exc)
-        self._lookups[client_id] = _Lookup(client_id, symbol, time.monotonic() + self._backoff)
         now = self._clock.now_ns()
+        self._lookups[client_id] = _Lookup(client_id, symbol, time.monotonic() + self._backoff,
+                                           now - FILLS_MARGIN_NS)
         return [OrderStatusUnknown(ts_event=now, ts_recv=now, client_id=client_id,
                                    reason=f"{type(exc).__name__}: {exc}")]
 
@@ -172,7 +184,8 @@ class Executor(Worker):
             else:
                 if report.status is not OrderStatus.UNKNOWN:
                     del self._lookups[lk.client_id]
-                    self._emit([report])
+                    self._emit(self._fills_of(lk.client_id, lk.symbol, lk.since_ns, report)
+                               + [report])
                     continue
             lk.due = now_m + self._backoff * 2 ** min(lk.attempts, 6)
 
@@ -181,14 +194,43 @@ class Executor(Worker):
             return 0.2
         return max(0.0, min(0.2, min(lk.due for lk in self._lookups.values()) - time.monotonic()))
 
-    def _call(self, fn: Callable[[], list[Event]], what: str) -> None:
+    def _fills_of(
+        self, client_id: str, symbol: str, since_ns: int, report: OrderStatusReport
+    ) -> list[Event]:
+        """The fills of an order found by a lookup (the create's answer, with them, was lost)."""
+        if not report.filled:
+            return []
         try:
-            self._emit(fn())
+            trades = self._gateway.fetch_my_trades(symbol, since_ns)
+        except Exception as exc:  # noqa: BLE001 - the report still goes out
+            log.warning("fills of %s not fetched (%s); reconciliation will bring them",
+                        client_id, exc)
+            return []
+        return [t for t in trades if t.client_id == client_id]
+
+    def _cancel(self, client_id: str, symbol: str) -> None:
+        try:
+            self._emit(self._gateway.cancel_order(client_id, symbol))
+            return
         except OrderNotFoundError as exc:
-            log.warning("%s: %s", what, exc)
+            log.warning("cancel %s: %s; asking what became of it", client_id, exc)
         except Exception as exc:  # noqa: BLE001 - report, never kill the executor
-            log.error("%s failed: %s: %s", what, type(exc).__name__, exc)
-            self._stats.incr(f"{what}_failed")
+            log.error("cancel %s failed: %s: %s", client_id, type(exc).__name__, exc)
+            self._stats.incr("cancel_failed")
+            return
+        if client_id in self._lookups:
+            return  # its outcome is being looked up already
+        try:
+            report = self._gateway.fetch_order(client_id, symbol)
+        except OrderNotFoundError:
+            now = self._clock.now_ns()
+            self._emit([OrderCanceled(ts_event=now, ts_recv=now, client_id=client_id,
+                                      reason="not found on the exchange")])
+        except Exception as exc:  # noqa: BLE001
+            log.error("lookup of %s after a failed cancel: %s", client_id, exc)
+        else:
+            since = self._clock.now_ns() - FILLS_LOOKBACK_NS
+            self._emit(self._fills_of(client_id, symbol, since, report) + [report])
 
     def _emit(self, events: list[Event]) -> None:
         for ev in events:

@@ -1,27 +1,49 @@
 """Risk: the trading-state gate and the rules every order intent must pass.
 
-Each rule returns a reason (a short sentence) or None. The first reason denies the intent with an
-``OrderDenied`` event; nothing is sent. An intent that passes is quantised to the market's
-precision, given a deterministic client order id, and becomes two follow-up events in this
-order: ``OrderSubmitted`` (recorded in the store and journal) and then the ``SubmitOrder``
-command (handed to the executor thread). So an order is always recorded before it is sent.
+**Gate.** ``TradingState`` ACTIVE trades, REDUCING only reduces positions, HALTED sends nothing.
+Trading is HALTED while any halt cause holds: the operator's ``HaltTrading`` command, a
+reconciliation round that has not yet found the store and the exchange in agreement, or the
+daily loss limit. ``ResumeTrading`` (the operator) clears every cause. Every change of state is a
+``TradingStateChanged`` event. Cancels are never gated.
+
+**Rules.** Each rule returns a reason (a short sentence) or None; the first reason denies the
+intent with an ``OrderDenied`` event and nothing is sent. Precision: the amount is rounded down
+to the market's step and a limit price is rounded toward the passive side (a buy down, a sell
+up), so an order is never larger or more aggressive than the strategy asked; the rules see the
+rounded values and deny what rounds to nothing.
+
+**Orders.** An intent that passes gets a deterministic client order id and becomes two follow-up
+events in this order: ``OrderSubmitted`` (recorded in the store and journal) and then the
+``SubmitOrder`` command (handed to the executor thread). So an order is always recorded before
+it is sent.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import deque
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from enum import StrEnum
 from typing import Callable
 
 from trader.clock import Clock
 from trader.config import RiskConfig
 from trader.events import (
+    CancelAllOrders,
     CancelOrder,
     Event,
+    FeedRecovered,
+    FeedStale,
+    HaltTrading,
     OrderDenied,
+    OrderFilled,
+    OrderStatus,
     OrderSubmitted,
     OrderType,
+    ReconciliationCompleted,
+    ReconciliationStarted,
+    ResumeTrading,
     Side,
     SubmitOrder,
     TradingState,
@@ -30,6 +52,7 @@ from trader.events import (
 from trader.store.memory import split_symbol
 from trader.store.models import Market
 from trader.store.view import StoreView
+from trader.trading.portfolio import pnl_usd, prices_of
 from trader.trading.strategy import CancelIntent, OrderIntent
 
 log = logging.getLogger(__name__)
@@ -48,13 +71,15 @@ def _base36(n: int) -> str:
 
 class ClientIdGenerator:
     """Client order ids ``<prefix>-<session>-<seq>``: unique across restarts (the session is the
-    start time in seconds, base 36), deterministic within a session, at most 36 characters of
-    ``[a-z0-9-]`` (Binance and Bybit both accept 36)."""
+    start time in milliseconds, base 36, so even a restart within the same second gets new
+    ids), deterministic within a session, at most 36 characters of ``[a-z0-9-]`` (Binance and
+    Bybit both accept 36)."""
 
     MAX_LEN = 36
 
     def __init__(self, prefix: str, session_start_ns: int) -> None:
-        self._head = f"{prefix}-{_base36(session_start_ns // 1_000_000_000)}-"
+        self.prefix = f"{prefix}-"  # what every id of this system starts with, in any session
+        self._head = f"{self.prefix}{_base36(session_start_ns // 1_000_000)}-"
         self._seq = 0
         if len(self._head) > self.MAX_LEN - 8:
             raise ValueError(f"client id prefix {prefix!r} is too long")
@@ -65,6 +90,12 @@ class ClientIdGenerator:
         return f"{self._head}{self._seq}"
 
 
+NS = 1_000_000_000
+DAY_NS = 86_400 * NS
+BPS = Decimal(10_000)
+_NOT_ON_EXCHANGE_YET = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
+
+
 def quantize_down(value: Decimal, step: Decimal) -> Decimal:
     """Round ``value`` down to a multiple of ``step`` (0 step leaves it unchanged)."""
     if step <= 0:
@@ -72,16 +103,29 @@ def quantize_down(value: Decimal, step: Decimal) -> Decimal:
     return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
 
 
+def quantize_passive(price: Decimal, step: Decimal, side: Side) -> Decimal:
+    """Round a limit price to ``step`` toward the passive side: a buy down, a sell up."""
+    if step <= 0:
+        return price
+    rounding = ROUND_DOWN if side is Side.BUY else ROUND_UP
+    return (price / step).to_integral_value(rounding=rounding) * step
+
+
 @dataclass(frozen=True, slots=True)
 class Check:
-    """What a rule sees: the quantised intent, its market and reference price."""
+    """What a rule sees: the rounded intent, its market, prices, the clock and recent activity."""
 
     intent: OrderIntent
     market: Market | None
-    amount: Decimal
-    price: Decimal | None  # limit price, else the last price
+    amount: Decimal  # rounded to the market's step
+    limit_price: Decimal | None  # rounded toward the passive side; None for a market order
+    price: Decimal | None  # the limit price, else the side we would take (ask/bid), else last
+    last: Decimal | None  # the last price (mid of the quote, else last trade)
     view: StoreView
     cfg: RiskConfig
+    now_ns: int = 0
+    recent_orders: int = 0  # orders sent in the last ``order_window_s``
+    stale_feeds: frozenset[str] = frozenset()
 
 
 Rule = Callable[[Check], "str | None"]
@@ -99,6 +143,43 @@ def market_known(c: Check) -> str | None:
 def has_price(c: Check) -> str | None:
     """A reference price exists (no trading blind)."""
     return None if c.price else f"no price for {c.intent.symbol} yet"
+
+
+def precision(c: Check) -> str | None:
+    """Amount and limit price still mean something after rounding to the market's steps."""
+    assert c.market is not None
+    if c.amount <= 0:
+        return f"amount {c.intent.amount} rounds to 0 at step {c.market.amount_increment}"
+    if c.intent.order_type is OrderType.LIMIT and (c.limit_price is None or c.limit_price <= 0):
+        return f"limit price {c.intent.price} is missing or rounds to 0"
+    return None
+
+
+def fresh_data(c: Check) -> str | None:
+    """No stale feed, and the market's latest quote is at most ``stale_after_s`` old."""
+    if c.stale_feeds:
+        return f"feed {', '.join(sorted(c.stale_feeds))} is stale"
+    if not c.cfg.stale_after_s:
+        return None
+    q = c.view.quote(c.intent.symbol)
+    if q is None:
+        return f"no quote for {c.intent.symbol}: market data is stale"
+    age = (c.now_ns - q.ts_recv) / NS
+    if age > c.cfg.stale_after_s:
+        return f"last quote for {c.intent.symbol} is {age:.1f}s old (stale_after_s " \
+               f"{c.cfg.stale_after_s:g})"
+    return None
+
+
+def price_band(c: Check) -> str | None:
+    """A limit price at most ``price_band_bps`` from the last price (fat-finger guard)."""
+    if not c.cfg.price_band_bps or c.limit_price is None or not c.last:
+        return None
+    off = abs(c.limit_price - c.last) / c.last * BPS
+    if off > c.cfg.price_band_bps:
+        return f"limit price {c.limit_price} is {off:.0f} bps from the last price {c.last} " \
+               f"(price_band_bps {c.cfg.price_band_bps})"
+    return None
 
 
 def minimums(c: Check) -> str | None:
@@ -121,7 +202,7 @@ def max_order_notional(c: Check) -> str | None:
 
 
 def max_position_notional(c: Check) -> str | None:
-    """The resulting position within ``risk.max_position_notional``."""
+    """The resulting position within ``risk.max_position_notional`` (reducing is always fine)."""
     assert c.price is not None
     pos = c.view.position(c.intent.symbol).amount
     after = pos + (c.amount if c.intent.side is Side.BUY else -c.amount)
@@ -133,28 +214,69 @@ def max_position_notional(c: Check) -> str | None:
     return None
 
 
+def taker_price(view: StoreView, symbol: str, side: Side) -> Decimal | None:
+    """What a market order would pay: the ask for a buy, the bid for a sell, else the last."""
+    q = view.quote(symbol)
+    if q is not None:
+        return q.ask if side is Side.BUY else q.bid
+    return view.last_price(symbol)
+
+
+def _need(side: Side, amount: Decimal, price: Decimal, reserve: Decimal) -> Decimal:
+    return amount * price * (1 + reserve) if side is Side.BUY else amount
+
+
 def free_balance(c: Check) -> str | None:
-    """Enough free balance: quote for a buy, base for a sell."""
+    """Enough free balance: quote for a buy (plus ``buy_reserve_bps`` for fees and slippage),
+    base for a sell, after what our orders not yet on the exchange will take."""
     assert c.price is not None
     base, quote = split_symbol(c.intent.symbol)
-    if c.intent.side is Side.BUY:
-        need, asset = c.amount * c.price, quote
-    else:
-        need, asset = c.amount, base
+    side = c.intent.side
+    asset = quote if side is Side.BUY else base
+    reserve = c.cfg.buy_reserve_bps / BPS
+    need = _need(side, c.amount, c.price, reserve)
+    in_flight = Decimal(0)
+    for o in c.view.open_orders():
+        if o.status in _NOT_ON_EXCHANGE_YET and not o.external:
+            o_base, o_quote = split_symbol(o.symbol)
+            if (o_quote if o.side is Side.BUY else o_base) == asset:
+                px = o.price or taker_price(c.view, o.symbol, o.side) or Decimal(0)
+                in_flight += _need(o.side, o.remaining, px, reserve)
     bal = c.view.balance(asset)
-    free = bal.free if bal else Decimal(0)
+    free = (bal.free if bal else Decimal(0)) - in_flight
     if free < need:
         return f"free {asset} {free} is less than the {need:.8f} needed"
     return None
 
 
+def order_rate(c: Check) -> str | None:
+    """At most ``max_orders_per_window`` new orders per ``order_window_s`` (0: no limit)."""
+    limit = c.cfg.max_orders_per_window
+    if limit and c.recent_orders >= limit:
+        return f"{c.recent_orders} orders in the last {c.cfg.order_window_s:g}s " \
+               f"(max_orders_per_window {limit})"
+    return None
+
+
 DEFAULT_RULES: tuple[Rule, ...] = (
-    market_known, has_price, minimums, max_order_notional, max_position_notional, free_balance,
+    market_known, precision, has_price, fresh_data, price_band, minimums, max_order_notional,
+    max_position_notional, free_balance, order_rate,
 )
 
 
+class HaltCause(StrEnum):
+    """Why trading is halted; trading resumes when no cause is left."""
+
+    OPERATOR = "operator"
+    RECONCILIATION = "reconciliation"
+    DAILY_LOSS = "daily_loss"
+
+
 class Risk:
-    """Gates intents by trading state and rules; turns accepted ones into orders."""
+    """Gates intents by trading state and rules; turns accepted ones into orders.
+
+    Main thread only. Its handlers return follow-up events (state changes, cancel-all).
+    """
 
     def __init__(
         self,
@@ -170,6 +292,13 @@ class Risk:
         self._ids = ids
         self._rules = rules
         self.state = TradingState.ACTIVE
+        self.halts: dict[HaltCause, str] = {}
+        self._sent: deque[int] = deque()  # times of orders sent, for the order-rate rule
+        self._stale_feeds: set[str] = set()
+        self._day = -1
+        self._day_start_pnl = Decimal(0)
+
+    # ------------------------------------------------------------------ the gate
 
     def set_state(self, state: TradingState, reason: str) -> list[Event]:
         """Move the trading gate; returns the ``TradingStateChanged`` event."""
@@ -180,9 +309,88 @@ class Risk:
         now = self._clock.now_ns()
         return [TradingStateChanged(ts_event=now, ts_recv=now, state=state, reason=reason)]
 
+    def halt(self, cause: HaltCause, reason: str) -> list[Event]:
+        """Add a halt cause; trading is HALTED while any cause holds."""
+        self.halts[cause] = reason
+        return self.set_state(TradingState.HALTED, f"{cause}: {reason}")
+
+    def release(self, cause: HaltCause, reason: str) -> list[Event]:
+        """Drop a halt cause; trading becomes ACTIVE when none is left."""
+        if self.halts.pop(cause, None) is None or self.halts:
+            return []
+        return self.set_state(TradingState.ACTIVE, f"{cause}: {reason}")
+
     def on_state_changed(self, ev: TradingStateChanged) -> None:
-        """Follow state changes made elsewhere (operator, replay)."""
+        """Follow state changes made elsewhere (replay)."""
         self.state = ev.state
+
+    def on_halt(self, cmd: HaltTrading) -> list[Event]:
+        """Operator kill switch: HALTED, and cancel every open order when asked."""
+        out = self.halt(HaltCause.OPERATOR, cmd.reason or "operator")
+        if cmd.cancel_orders:
+            now = self._clock.now_ns()
+            out.append(CancelAllOrders(ts_event=now, ts_recv=now))
+        return out
+
+    def on_resume(self, cmd: ResumeTrading) -> list[Event]:
+        """Operator: ACTIVE again. Clears every halt cause (the operator overrides a pending
+        reconciliation) and starts the daily loss count afresh from now."""
+        automatic = {c: r for c, r in self.halts.items() if c is not HaltCause.OPERATOR}
+        if automatic:
+            log.warning("operator resume overrides %s",
+                        "; ".join(f"{c}: {r}" for c, r in automatic.items()))
+        self.halts.clear()
+        self._day_start_pnl = self._pnl()
+        return self.set_state(TradingState.ACTIVE, f"operator: {cmd.reason or 'resume'}")
+
+    def on_reconciliation_started(self, ev: ReconciliationStarted) -> list[Event]:
+        """Halt until this round agrees."""
+        return self.halt(HaltCause.RECONCILIATION, f"round {ev.round} ({ev.reason})")
+
+    def on_reconciliation_completed(self, ev: ReconciliationCompleted) -> list[Event]:
+        """Resume when the store and the exchange agree; stay halted otherwise."""
+        if ev.ok:
+            return self.release(HaltCause.RECONCILIATION, "store and exchange agree")
+        return self.halt(HaltCause.RECONCILIATION, f"{ev.differences} differences")
+
+    def on_feed_stale(self, ev: FeedStale) -> None:
+        """Deny new orders while any feed is stale."""
+        self._stale_feeds.add(ev.feed)
+
+    def on_feed_recovered(self, ev: FeedRecovered) -> None:
+        """Data flows again on ``ev.feed``."""
+        self._stale_feeds.discard(ev.feed)
+
+    # ------------------------------------------------------------------ daily loss
+
+    def _pnl(self) -> Decimal:
+        realized, unrealized = pnl_usd(self._view.positions(), prices_of(self._view))
+        return realized + unrealized
+
+    def check_daily_loss(self) -> list[Event]:
+        """HALT when realized + unrealized PnL since the UTC day began is below
+        ``-daily_loss_limit`` USD. The count starts at the first check of each UTC day (or at
+        process start, or at an operator resume); a new day lifts a daily-loss halt."""
+        limit = self._cfg.daily_loss_limit
+        if not limit:
+            return []
+        pnl = self._pnl()
+        day = self._clock.now_ns() // DAY_NS
+        out: list[Event] = []
+        if day != self._day:
+            self._day, self._day_start_pnl = day, pnl
+            out += self.release(HaltCause.DAILY_LOSS, "a new UTC day began")
+        today = pnl - self._day_start_pnl
+        if today < -limit and HaltCause.DAILY_LOSS not in self.halts:
+            out += self.halt(HaltCause.DAILY_LOSS,
+                             f"PnL today {today:.2f} USD is below -{limit} (daily_loss_limit)")
+        return out
+
+    def on_fill(self, ev: OrderFilled) -> list[Event]:
+        """Every fill may move the day's PnL."""
+        return self.check_daily_loss()
+
+    # ------------------------------------------------------------------ intents
 
     def evaluate(self, intent: OrderIntent | CancelIntent) -> list[Event]:
         """Decide on one intent."""
@@ -190,43 +398,52 @@ class Risk:
         if isinstance(intent, CancelIntent):
             return [CancelOrder(ts_event=now, ts_recv=now, client_id=intent.client_id,
                                 symbol=intent.symbol)]
-        reason = self._gate(intent) or self._check(intent)
+        out = self.check_daily_loss()
+        check = self._prepare(intent, now)
+        reason = self._gate(intent) or self._check(check)
         if reason:
             log.info("denied %s %s %s: %s", intent.strategy, intent.side, intent.symbol, reason)
-            return [OrderDenied(ts_event=now, ts_recv=now, strategy=intent.strategy,
-                                symbol=intent.symbol, side=intent.side, amount=intent.amount,
-                                reason=reason)]
-        market = self._view.market(intent.symbol)
-        assert market is not None
-        amount = quantize_down(intent.amount, market.amount_increment)
-        price = intent.price
-        if price is not None:
-            price = quantize_down(price, market.price_increment)
+            return out + [OrderDenied(ts_event=now, ts_recv=now, strategy=intent.strategy,
+                                      symbol=intent.symbol, side=intent.side,
+                                      amount=intent.amount, reason=reason)]
+        self._sent.append(now)
         cid = self._ids.next()
         fields = dict(client_id=cid, symbol=intent.symbol, side=intent.side,
-                      order_type=intent.order_type, amount=amount, price=price,
-                      strategy=intent.strategy)
-        return [OrderSubmitted(ts_event=now, ts_recv=now, **fields),
-                SubmitOrder(ts_event=now, ts_recv=now, **fields)]
+                      order_type=intent.order_type, amount=check.amount,
+                      price=check.limit_price, strategy=intent.strategy)
+        return out + [OrderSubmitted(ts_event=now, ts_recv=now, **fields),
+                      SubmitOrder(ts_event=now, ts_recv=now, **fields)]
 
     def _gate(self, intent: OrderIntent) -> str | None:
         if self.state is TradingState.HALTED:
-            return "trading is halted"
+            why = "; ".join(f"{c}: {r}" for c, r in self.halts.items())
+            return f"trading is halted ({why})" if why else "trading is halted"
         if self.state is TradingState.REDUCING:
             pos = self._view.position(intent.symbol).amount
-            reduces = (pos > 0 and intent.side is Side.SELL) or (pos < 0 and intent.side is Side.BUY)
+            side = intent.side
+            reduces = (pos > 0 and side is Side.SELL) or (pos < 0 and side is Side.BUY)
             if not reduces or intent.amount > abs(pos):
                 return "trading is reducing: only orders that reduce a position"
         return None
 
-    def _check(self, intent: OrderIntent) -> str | None:
+    def _prepare(self, intent: OrderIntent, now: int) -> Check:
         market = self._view.market(intent.symbol)
-        amount = intent.amount
+        amount, limit_price = intent.amount, None
+        if intent.order_type is OrderType.LIMIT:
+            limit_price = intent.price
         if market is not None:
             amount = quantize_down(amount, market.amount_increment)
-        price = intent.price if intent.order_type is OrderType.LIMIT else None
-        price = price or self._view.last_price(intent.symbol)
-        check = Check(intent, market, amount, price, self._view, self._cfg)
+            if limit_price is not None:
+                limit_price = quantize_passive(limit_price, market.price_increment, intent.side)
+        last = self._view.last_price(intent.symbol)
+        price = limit_price or taker_price(self._view, intent.symbol, intent.side)
+        window = int(self._cfg.order_window_s * NS)
+        while self._sent and self._sent[0] <= now - window:
+            self._sent.popleft()
+        return Check(intent, market, amount, limit_price, price, last, self._view, self._cfg,
+                     now, len(self._sent), frozenset(self._stale_feeds))
+
+    def _check(self, check: Check) -> str | None:
         for rule in self._rules:
             reason = rule(check)
             if reason:

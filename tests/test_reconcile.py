@@ -1,0 +1,272 @@
+"""Reconciliation: a prepared difference between the store and the (paper) exchange is logged
+as a table, trading stays halted until a round agrees, external orders are left alone; the
+worker thread answers requests from other threads."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from decimal import Decimal as D
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import balance, quote
+from tests.harness import SYMBOL, Harness
+from trader.clock import ManualClock
+from trader.config import ReconcileConfig, StoreConfig
+from trader.events import (
+    BalanceUpdate,
+    CancelAllOrders,
+    ExchangeStateFetched,
+    FeedConnected,
+    OrderStatus,
+    OrderStatusReport,
+    OrderType,
+    ReconciliationCompleted,
+    ReconciliationStarted,
+    Side,
+    SubmitOrder,
+    TradingState,
+)
+from trader.store.memory import MemoryStore
+from trader.store.view import ReadOnlyView
+from trader.trading.reconcile import Fetched, Reconciler, Row, compare, render
+
+
+def submit(cid: str, side: Side, amount: str, price: str) -> SubmitOrder:
+    return SubmitOrder(ts_event=1, ts_recv=1, client_id=cid, symbol=SYMBOL, side=side,
+                       order_type=OrderType.LIMIT, amount=D(amount), price=D(price))
+
+
+def test_prepared_difference_is_tabled_halts_then_agrees(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    h = Harness(tmp_path)
+    store, paper = h.app.store, h.app.gateway
+    h.quote("60000", "60010")
+    # 1. one of ours rests at 59900, then fills while we do not see it (a dropped stream)
+    sub = h.order(Side.BUY, "0.01", "59900")[0]
+    paper.on_quote(quote(SYMBOL, "59800", "59850", ts=h.clock.now_ns(), size="1"))
+    # 2. an order placed on the exchange by someone else (the web UI) and one by an earlier
+    #    session of ours
+    paper.create_order(submit("web-1", Side.BUY, "0.01", "50000"))
+    paper.create_order(submit("trd-old-7", Side.BUY, "0.01", "51000"))
+    # 3. a balance the store has wrong
+    store.on_balance(balance("ETH", "3"))
+    assert store.order(sub.client_id).status is OrderStatus.OPEN
+
+    with caplog.at_level(logging.INFO, logger="trader.trading.reconcile"):
+        h.reconcile("start-up")
+    (first,) = h.of_type(ReconciliationCompleted)
+    assert not first.ok and h.app.risk.state is TradingState.HALTED
+    table = caplog.records[-1].getMessage()
+    assert "differences (trading stays halted)" in table
+    lines = table.splitlines()
+    assert lines[1].split() == ["what", "id", "store", "exchange", "action"]
+    text = "\n".join(lines)
+    assert f"fills    {sub.client_id}" in text and "applied" in text
+    assert "external: left alone" in text and "web-1" in text
+    assert "trd-old-7" in text and "adopted: placed by an earlier session" in text
+    (btc,) = [line for line in lines if line.startswith("balance  BTC")]
+    assert btc.split()[-1] == "taken"  # the store had no BTC: nothing to disagree with
+    assert "corrected if still so next round" in text  # ETH and USDT differ: confirm first
+
+    # the exchange's view is applied: the lost fill, the order's status, the orders it lists
+    order = store.order(sub.client_id)
+    assert order.status is OrderStatus.FILLED and order.filled == D("0.01")
+    assert store.position(SYMBOL).amount == D("0.01")
+    assert store.order("web-1").external and not store.order("trd-old-7").external
+    assert store.balance("BTC").total == D("0.01")
+
+    h.reconcile("recheck")  # the balance differences are the same: now they are corrected
+    assert store.balance("ETH").total == 0
+    (usdt,) = [b for b in paper.fetch_balances() if b.asset == "USDT"]
+    assert (store.balance("USDT").free, store.balance("USDT").used) == (usdt.free, usdt.used)
+    assert h.app.risk.state is TradingState.HALTED
+    h.reconcile("recheck")
+    last = h.of_type(ReconciliationCompleted)[-1]
+    assert last.ok and last.differences == 0
+    assert h.app.risk.state is TradingState.ACTIVE
+    # the external order is left alone, also by cancel-all; the adopted one is ours to cancel
+    now = h.clock.now_ns()
+    h.dispatch(CancelAllOrders(ts_event=now, ts_recv=now))
+    assert "web-1" not in h.cancels and "trd-old-7" in h.cancels
+    assert [r.client_id for r in paper.fetch_open_orders([SYMBOL])] == ["web-1"]
+    assert h.creates[sub.client_id] == 1
+    h.assert_no_duplicate_orders()
+
+
+def test_a_balance_moving_between_rounds_is_not_overwritten(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.app.store.on_balance(balance("USDT", "9000"))
+    h.reconcile()
+    h.app.store.on_balance(balance("USDT", "9500"))  # the store moved: not the same difference
+    h.reconcile()
+    assert h.app.store.balance("USDT").total == D(9500)
+    h.reconcile()  # same difference twice in a row: the exchange's value is taken
+    assert h.app.store.balance("USDT").total == D(10000)
+    h.reconcile()
+    assert h.of_type(ReconciliationCompleted)[-1].ok
+
+
+def report(cid: str, status: OrderStatus, filled: str) -> OrderStatusReport:
+    return OrderStatusReport(ts_event=1, ts_recv=1, client_id=cid, exchange_id="1", symbol=SYMBOL,
+                             side=Side.BUY, order_type=OrderType.LIMIT, status=status,
+                             amount=D(1), filled=D(filled), price=D(100))
+
+
+def test_a_store_ahead_of_the_answer_and_orders_in_flight_are_not_corrected() -> None:
+    store = MemoryStore(StoreConfig(), own_prefix="trd-")
+    store.on_order_report(report("trd-a-1", OrderStatus.PARTIALLY_FILLED, "0.5"))
+    store.on_order_report(report("trd-a-2", OrderStatus.PENDING, "0"))
+    fetched = Fetched(open_orders=(report("trd-a-1", OrderStatus.OPEN, "0"),
+                                   report("trd-a-2", OrderStatus.OPEN, "0")))
+    out = compare(ReadOnlyView(store), fetched, lambda c: c.startswith("trd-"), {}, 1)
+    assert out.corrections == []
+    assert [(r.key, r.action, r.blocking) for r in out.rows] == [
+        ("trd-a-1", "store is ahead of the answer: checked again", True)]
+
+
+def test_an_open_order_the_exchange_does_not_know_is_marked_canceled() -> None:
+    store = MemoryStore(StoreConfig(), own_prefix="trd-")
+    store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
+    out = compare(ReadOnlyView(store), Fetched(not_found=("trd-a-1",)), lambda c: True, {}, 7)
+    (cancel,) = out.corrections
+    assert cancel.client_id == "trd-a-1" and "not found" in cancel.reason
+    store.on_order_canceled(cancel)
+    assert store.order("trd-a-1").status is OrderStatus.CANCELED
+
+
+def test_render_is_a_fixed_width_table() -> None:
+    text = render([Row("balance", "USDT", "free 1 used 0", "free 2 used 0", "corrected", True),
+                   Row("order", "web-1", "-", "open 0/1 @ 5", "external: left alone", False)])
+    lines = text.splitlines()
+    assert lines[0].split() == ["what", "id", "store", "exchange", "action"]
+    assert set(lines[1].replace(" ", "")) == {"-"}
+    assert lines[2].index("free 1") == lines[3].index(" -  ") + 1 == lines[0].index("store")
+    assert lines[3].index("open 0/1") == lines[0].index("exchange")
+
+
+def test_fetched_round_trips_through_its_event() -> None:
+    bal = BalanceUpdate(ts_event=1, ts_recv=1, asset="USDT", free=D("1.50"), used=D(0),
+                        total=D("1.50"))
+    f = Fetched(open_orders=(report("a", OrderStatus.OPEN, "0"),), not_found=("b",),
+                balances=(bal,))
+    assert Fetched.from_event(f.to_event(3, 9)) == f
+
+
+class Failing:
+    def fetch_open_orders(self, symbols):
+        raise ConnectionError("exchange down")
+
+
+def reconciler(gateway, published: list, store: MemoryStore | None = None) -> Reconciler:
+    view = ReadOnlyView(store or MemoryStore(StoreConfig()))
+    return Reconciler(gateway, view, published.append, ManualClock(1),
+                      ReconcileConfig(retry_s=0.01), [SYMBOL], "trd-")
+
+
+def test_a_failed_fetch_keeps_trading_halted_and_retries() -> None:
+    published: list = []
+    rec = reconciler(Failing(), published)
+    rec.run_round("start-up")
+    started, done = published
+    assert isinstance(started, ReconciliationStarted) and started.round == 1
+    assert isinstance(done, ReconciliationCompleted) and not done.ok
+    assert "could not fetch: ConnectionError: exchange down" in done.summary
+    assert rec._due is not None  # a retry is scheduled
+
+
+def test_an_older_round_is_superseded(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    rec = h.app.reconciler
+    published: list = []
+    rec._publish = published.append
+    rec.run_round("first")
+    rec.run_round("second")
+    old, new = [e for e in published if isinstance(e, ExchangeStateFetched)]
+    assert rec.on_fetched(old) == []
+    assert isinstance(rec.on_fetched(new)[-1], ReconciliationCompleted)
+
+
+def test_requests_from_other_threads_and_reconnects_start_rounds(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    published: list = []
+    rec = Reconciler(h.app.gateway, h.app.view, published.append, h.clock,
+                     ReconcileConfig(retry_s=0.01), [SYMBOL], "trd-")
+    stop = threading.Event()
+    t = threading.Thread(target=rec.run, args=(stop,), name="reconciler")
+    t.start()
+
+    def rounds() -> list[ExchangeStateFetched]:
+        return [e for e in published if isinstance(e, ExchangeStateFetched)]
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(rounds()) < n and time.monotonic() < deadline:
+            stop.wait(0.005)
+        assert len(rounds()) == n
+
+    try:
+        # what the websocket listener's on_reconnect does, from its own thread
+        threading.Thread(target=rec.on_reconnect, name="ws-binance-market").start()
+        wait_for(1)
+        now = h.clock.now_ns()
+        rec.on_feed_connected(FeedConnected(ts_event=now, ts_recv=now, feed="ws-binance"))
+        stop.wait(0.05)
+        assert len(rounds()) == 1  # a first connect is the start-up round's business
+        rec.on_feed_connected(FeedConnected(ts_event=now, ts_recv=now, feed="ws-binance"))
+        wait_for(2)
+        reasons = [e.reason for e in published if isinstance(e, ReconciliationStarted)]
+        assert reasons == ["ws-binance-market reconnected", "ws-binance reconnected"]
+    finally:
+        rec.close()
+        stop.set()
+        t.join(2)
+    assert not t.is_alive()
+
+
+def test_against_the_real_ccxt_client_and_the_binance_rest_double() -> None:
+    """Our order filled while we were not looking, plus an order from the web UI: one round
+    applies the fill and the status, records the other order as external; the next agrees."""
+    from tests.doubles.binance_rest import BinanceRestDouble
+    from tests.test_ccxt_gateway import gateway, order
+    from trader.events import OrderAccepted, OrderCanceled, OrderFilled, OrderSubmitted
+
+    with BinanceRestDouble() as double:
+        gw = gateway(double)
+        store = MemoryStore(StoreConfig(), own_prefix="trd-")
+        handlers = {OrderFilled: store.on_order_filled, OrderStatusReport: store.on_order_report,
+                    BalanceUpdate: store.on_balance, OrderCanceled: store.on_order_canceled}
+        ours = order("trd-s-1")
+        store.on_order_submitted(OrderSubmitted(**{
+            k: getattr(ours, k) for k in ("ts_event", "ts_recv", "client_id", "symbol", "side",
+                                          "order_type", "amount", "price", "strategy")}))
+        (accepted,) = [e for e in gw.create_order(ours) if isinstance(e, OrderAccepted)]
+        store.on_order_accepted(accepted)
+        gw.create_order(order("web-9", price="3.4"))
+        double.fill(int(accepted.exchange_id))  # the fill we never heard of
+        for ev in gw.fetch_balances():
+            store.on_balance(ev)
+
+        published: list = []
+        rec = Reconciler(gw, ReadOnlyView(store), published.append, ManualClock(1),
+                         ReconcileConfig(retry_s=0.01), [SYMBOL], "trd-")
+        results = []
+        for _ in range(2):
+            rec.run_round("test")
+            fetched = [e for e in published if isinstance(e, ExchangeStateFetched)][-1]
+            out = rec.on_fetched(fetched)
+            for ev in out[:-1]:
+                handlers[type(ev)](ev)
+            results.append(out[-1])
+        first, second = results
+        assert not first.ok and "fills trd-s-1: applied" in first.summary
+        assert "order web-9: external: left alone" in first.summary
+        assert second.ok, second.summary
+        o = store.order("trd-s-1")
+        assert o.status is OrderStatus.FILLED and o.filled == D(3)
+        assert store.position(SYMBOL).amount == D(3) and store.order("web-9").external
+        assert double.count("POST", "/api/v3/order") == 2

@@ -1,0 +1,429 @@
+"""Reconciliation: the store against the exchange, at start-up and after every reconnect.
+
+A round, in two halves:
+
+1. **Fetch** (the ``reconciler`` worker thread; the main thread never waits on the network):
+   publish ``ReconciliationStarted`` (risk halts trading), then ask the gateway for the open
+   orders, every order the store thinks is open that is not in that list (by client id), our
+   trades of the last ``trades_lookback_s`` and every balance. Publish them as one
+   ``ExchangeStateFetched`` event, so the journal shows what the exchange said.
+2. **Compare** (main thread, :meth:`Reconciler.on_fetched`): the pure :func:`compare` lists the
+   differences; they are logged as a table, the exchange's view is applied as follow-up events
+   (missing fills, order reports, balances), and ``ReconciliationCompleted`` says whether the two
+   agreed. When they did not, another round follows after ``retry_s``; trading stays HALTED until
+   a round finds no difference (or the operator resumes).
+
+Rules of the comparison:
+
+- the exchange is the truth, applied through the same events and state machine as live data;
+- orders in flight (PENDING, UNKNOWN) are the executor's to resolve and are skipped;
+- an open order with our client-id prefix that the store does not know was placed by an earlier
+  session: it is adopted (recorded as ours, so cancel-all covers it; no strategy owns it);
+- any other order the store does not know is recorded as external and left alone (never
+  canceled); it does not block trading;
+- a fill the store has not applied (by trade id) is applied, up to the amount the exchange says
+  is filled; fills of orders the store does not know are not applied (they belong to an earlier
+  session's closed orders, or to someone else);
+- a store ahead of the exchange's answer (a fill or a cancel processed after the fetch) is not
+  "corrected" backwards: the next round checks again;
+- a balance the store lacks is taken at once (nothing disagrees: it does not block trading); a
+  balance that differs is taken only when the same difference is seen in two rounds in a row,
+  because a fill between the fetch and the comparison makes the store newer than the fetched
+  value.
+
+Any thread triggers a round with :meth:`Reconciler.request` (thread-safe; requests made before
+the round runs are merged); the websocket listener's ``on_reconnect`` callback can be
+:meth:`Reconciler.on_reconnect` itself. A ``FeedConnected`` event for a feed that had connected
+before also triggers one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Callable, Iterable, Mapping, Sequence
+
+from trader.clock import Clock
+from trader.config import ReconcileConfig
+from trader.errors import OrderNotFoundError
+from trader.events import (
+    BalanceUpdate,
+    Event,
+    ExchangeStateFetched,
+    FeedConnected,
+    OrderCanceled,
+    OrderFilled,
+    OrderStatus,
+    OrderStatusReport,
+    ReconciliationCompleted,
+    ReconciliationStarted,
+    event_from_dict,
+    event_to_dict,
+)
+from trader.exchange.gateway import Gateway
+from trader.store.models import Balance, Order
+from trader.store.view import StoreView
+from trader.workers import Worker
+
+log = logging.getLogger(__name__)
+
+NS = 1_000_000_000
+ZERO = Decimal(0)
+_IN_FLIGHT = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
+_LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+
+# ------------------------------------------------------------------------------ the data
+
+
+def _dump(events: Iterable[Event]) -> str:
+    return json.dumps([event_to_dict(e) for e in events], separators=(",", ":"))
+
+
+def _load(text: str, cls: type) -> tuple:
+    out = tuple(event_from_dict(d) for d in json.loads(text))
+    for ev in out:
+        if not isinstance(ev, cls):
+            raise ValueError(f"expected {cls.__name__}, got {type(ev).__name__}")
+    return out
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What the exchange said in one round."""
+
+    open_orders: tuple[OrderStatusReport, ...] = ()
+    looked_up: tuple[OrderStatusReport, ...] = ()
+    not_found: tuple[str, ...] = ()
+    trades: tuple[OrderFilled, ...] = ()
+    balances: tuple[BalanceUpdate, ...] = ()
+
+    def to_event(self, round_: int, now: int) -> ExchangeStateFetched:
+        """As one journaled event."""
+        return ExchangeStateFetched(
+            ts_event=now, ts_recv=now, round=round_, open_orders=_dump(self.open_orders),
+            looked_up=_dump(self.looked_up), not_found=json.dumps(list(self.not_found)),
+            trades=_dump(self.trades), balances=_dump(self.balances),
+        )
+
+    @classmethod
+    def from_event(cls, ev: ExchangeStateFetched) -> Fetched:
+        """Inverse of :meth:`to_event`."""
+        return cls(
+            _load(ev.open_orders, OrderStatusReport), _load(ev.looked_up, OrderStatusReport),
+            tuple(str(c) for c in json.loads(ev.not_found)), _load(ev.trades, OrderFilled),
+            _load(ev.balances, BalanceUpdate),
+        )
+
+
+BalanceKey = tuple[Decimal, Decimal]  # (free, used)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One difference, for the table."""
+
+    kind: str  # order, fills, balance
+    key: str  # client id or asset
+    store: str
+    exchange: str
+    action: str
+    blocking: bool  # trading stays halted because of it
+
+
+@dataclass
+class Comparison:
+    """The result of :func:`compare`."""
+
+    rows: list[Row] = field(default_factory=list)
+    corrections: list[Event] = field(default_factory=list)
+    # balance differences seen this round, to confirm next round: asset -> (store, exchange)
+    balance_diffs: dict[str, tuple[BalanceKey, BalanceKey]] = field(default_factory=dict)
+    ignored_trades: int = 0  # fills of orders the store does not know
+
+    @property
+    def blocking(self) -> int:
+        """Differences that keep trading halted."""
+        return sum(r.blocking for r in self.rows)
+
+
+def _order_text(status: OrderStatus, filled: Decimal, amount: Decimal,
+                price: Decimal | None) -> str:
+    at = f" @ {price}" if price is not None else ""
+    return f"{status} {filled}/{amount}{at}"
+
+
+def _desc(o: Order | OrderStatusReport) -> str:
+    return _order_text(o.status, o.filled, o.amount, o.price)
+
+
+def _missing_fills(
+    order: Order, target: Decimal, trades: Sequence[OrderFilled]
+) -> list[OrderFilled]:
+    """Fills the store has not applied, oldest first, up to ``target`` filled."""
+    gap = target - order.filled_by_fills
+    out = []
+    for t in sorted(trades, key=lambda t: t.ts_event):
+        if gap <= 0:
+            break
+        if not order.has_fill(t.trade_id):
+            out.append(t)
+            gap -= t.amount
+    return out
+
+
+def _store_ahead(o: Order, r: OrderStatusReport) -> bool:
+    return o.filled > r.filled or (o.status.is_final and not r.status.is_final)
+
+
+def compare(
+    view: StoreView,
+    fetched: Fetched,
+    owns: Callable[[str], bool],
+    previous_balance_diffs: dict[str, tuple[BalanceKey, BalanceKey]],
+    now: int,
+) -> Comparison:
+    """Compare the store with what the exchange said; pure apart from reading the view."""
+    out = Comparison()
+    _compare_orders(view, fetched, owns, out, now)
+    _compare_balances(view.balances().balances, fetched.balances, previous_balance_diffs, out,
+                      now)
+    return out
+
+
+def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], bool],
+                    out: Comparison, now: int) -> None:
+    reports = {r.client_id: r for r in (*fetched.open_orders, *fetched.looked_up)}
+    trades: dict[str, list[OrderFilled]] = {}
+    for t in fetched.trades:
+        trades.setdefault(t.client_id, []).append(t)
+    for cid in sorted(set(reports) | set(trades)):
+        r, fills, o = reports.get(cid), trades.get(cid, []), view.order(cid)
+        if o is None:
+            if r is None:
+                out.ignored_trades += len(fills)
+            elif owns(cid) and not r.status.is_final:
+                out.rows.append(Row("order", cid, "-", _desc(r),
+                                    "adopted: placed by an earlier session", True))
+                out.corrections.append(r)
+            elif not r.status.is_final:
+                out.rows.append(Row("order", cid, "-", _desc(r), "external: left alone", False))
+                out.corrections.append(r)
+            continue
+        if o.external or o.status in _IN_FLIGHT:
+            continue
+        status_differs = r is not None and (o.status != r.status or o.filled != r.filled)
+        if r is not None and status_differs and _store_ahead(o, r):
+            out.rows.append(Row("order", cid, _desc(o), _desc(r),
+                                "store is ahead of the answer: checked again", True))
+            continue
+        missing = _missing_fills(o, max(o.filled, r.filled if r else ZERO), fills)
+        if not status_differs and not missing:
+            continue
+        if missing:
+            amount = sum((f.amount for f in missing), ZERO)
+            out.rows.append(Row("fills", cid, f"{len(o.fills)} applied",
+                                f"{len(missing)} more, {amount}", "applied", True))
+            out.corrections.extend(missing)
+        if status_differs:
+            assert r is not None
+            if o.status.is_final:  # both final, different: the state machine cannot move it
+                out.rows.append(Row("order", cid, _desc(o), _desc(r),
+                                    "final in both: status kept, check by hand", False))
+            else:
+                out.rows.append(Row("order", cid, _desc(o), _desc(r), "corrected", True))
+                out.corrections.append(r)
+    for cid in fetched.not_found:
+        o = view.order(cid)
+        if o is not None and not o.external and o.status in _LIVE:
+            out.rows.append(Row("order", cid, _desc(o), "not found", "marked canceled", True))
+            out.corrections.append(OrderCanceled(
+                ts_event=now, ts_recv=now, client_id=cid,
+                reason="not found on the exchange at reconciliation"))
+
+
+def _compare_balances(
+    held: Mapping[str, Balance],
+    fetched: Sequence[BalanceUpdate],
+    previous: dict[str, tuple[BalanceKey, BalanceKey]],
+    out: Comparison,
+    now: int,
+) -> None:
+    exchange = {b.asset: b for b in fetched}
+    for asset in sorted(set(held) | set(exchange)):
+        s, e = held.get(asset), exchange.get(asset)
+        s_key = (s.free, s.used) if s else (ZERO, ZERO)
+        e_key = (e.free, e.used) if e else (ZERO, ZERO)
+        if s_key == e_key:
+            continue
+        s_text, e_text = (f"free {k[0]} used {k[1]}" for k in (s_key, e_key))
+        if s is None:  # nothing to disagree with: taken, and agreed
+            assert e is not None
+            out.rows.append(Row("balance", asset, "-", e_text, "taken", False))
+            out.corrections.append(e)
+        elif previous.get(asset) == (s_key, e_key):
+            out.rows.append(Row("balance", asset, s_text, e_text, "corrected", True))
+            out.corrections.append(e or BalanceUpdate(
+                ts_event=now, ts_recv=now, asset=asset, free=ZERO, used=ZERO, total=ZERO))
+        else:
+            out.rows.append(Row("balance", asset, s_text, e_text,
+                                "corrected if still so next round", True))
+            out.balance_diffs[asset] = (s_key, e_key)
+
+
+def render(rows: Sequence[Row]) -> str:
+    """The differences as a fixed-width table."""
+    header = ("what", "id", "store", "exchange", "action")
+    cells = [header] + [(r.kind, r.key, r.store, r.exchange, r.action) for r in rows]
+    widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip()
+             for c in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ the worker
+
+
+class Reconciler(Worker):
+    """Fetches on its own thread, compares on the main thread; see the module docstring."""
+
+    name = "reconciler"
+
+    def __init__(
+        self,
+        gateway: Gateway,
+        view: StoreView,
+        publish: Callable[[Event], None],
+        clock: Clock,
+        cfg: ReconcileConfig,
+        symbols: Sequence[str],
+        own_prefix: str,
+    ) -> None:
+        self._gateway = gateway
+        self._view = view
+        self._publish = publish
+        self._clock = clock
+        self._cfg = cfg
+        self._symbols = tuple(symbols)
+        self._prefix = own_prefix
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._due: float | None = None  # monotonic time of the next round
+        self._reasons: list[str] = []
+        self.round = 0  # the latest round started (written by the worker only)
+        self._balance_diffs: dict[str, tuple[BalanceKey, BalanceKey]] = {}  # main thread
+        self._feeds_seen: set[str] = set()  # main thread
+
+    # any thread ------------------------------------------------------------------------------
+
+    def request(self, reason: str, delay_s: float = 0.0) -> None:
+        """Ask for a round (now, or after ``delay_s``); requests before it runs are merged."""
+        due = time.monotonic() + delay_s
+        with self._lock:
+            self._reasons.append(reason)
+            self._due = due if self._due is None else min(self._due, due)
+        self._wake.set()
+
+    def on_reconnect(self) -> None:
+        """The websocket listener's ``on_reconnect`` callback (called on its thread)."""
+        self.request(f"{threading.current_thread().name} reconnected")
+
+    def owns(self, client_id: str) -> bool:
+        """True for client ids this system generates."""
+        return bool(self._prefix) and client_id.startswith(self._prefix)
+
+    # worker thread ---------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event) -> None:
+        """Run a round whenever one is due, until stopped."""
+        while not stop.is_set():
+            self._wake.clear()
+            with self._lock:
+                due = self._due
+            wait = 1.0 if due is None else due - time.monotonic()
+            if wait > 0:
+                self._wake.wait(min(wait, 1.0))
+                continue
+            with self._lock:
+                reasons, self._reasons, self._due = self._reasons, [], None
+            self.run_round("; ".join(dict.fromkeys(reasons)))
+
+    def close(self) -> None:
+        """Wake the loop so it sees the stop."""
+        self._wake.set()
+
+    def run_round(self, reason: str) -> None:
+        """Fetch the exchange's state and publish it (the comparison runs on the main thread)."""
+        self.round += 1
+        rnd = self.round
+        now = self._clock.now_ns()
+        self._publish(ReconciliationStarted(ts_event=now, ts_recv=now, round=rnd, reason=reason))
+        try:
+            fetched = self._fetch(now)
+        except Exception as exc:  # noqa: BLE001 - report, stay halted, try again
+            log.warning("reconciliation round %d: fetch failed: %s: %s", rnd,
+                        type(exc).__name__, exc)
+            now = self._clock.now_ns()
+            self._publish(ReconciliationCompleted(
+                ts_event=now, ts_recv=now, ok=False, differences=0,
+                summary=f"round {rnd}: could not fetch: {type(exc).__name__}: {exc}"))
+            self.request("retry after a failed fetch", self._cfg.retry_s)
+            return
+        self._publish(fetched.to_event(rnd, self._clock.now_ns()))
+
+    def _fetch(self, now: int) -> Fetched:
+        # The store's open orders are read before the fetch: any of them missing from the
+        # exchange's list was on the exchange before we asked, so its absence means something.
+        store_open = [o for o in self._view.open_orders() if not o.external and o.status in _LIVE]
+        gw = self._gateway
+        open_orders = gw.fetch_open_orders(self._symbols)
+        listed = {r.client_id for r in open_orders}
+        looked_up, not_found = [], []
+        for o in store_open:
+            if o.client_id not in listed:
+                try:
+                    looked_up.append(gw.fetch_order(o.client_id, o.symbol))
+                except OrderNotFoundError:
+                    not_found.append(o.client_id)
+        since = now - self._cfg.trades_lookback_s * NS
+        symbols = sorted(set(self._symbols) | {o.symbol for o in store_open})
+        trades = [t for s in symbols for t in gw.fetch_my_trades(s, since)]
+        return Fetched(tuple(open_orders), tuple(looked_up), tuple(not_found), tuple(trades),
+                       tuple(gw.fetch_balances()))
+
+    # main thread -----------------------------------------------------------------------------
+
+    def on_fetched(self, ev: ExchangeStateFetched) -> list[Event]:
+        """Compare, log the table, apply the exchange's view, say whether they agreed."""
+        if ev.round != self.round:  # a newer round decides (or, in a replay, none runs)
+            log.debug("reconciliation round %d is not the latest (%d)", ev.round, self.round)
+            return []
+        now = self._clock.now_ns()
+        result = compare(self._view, Fetched.from_event(ev), self.owns, self._balance_diffs, now)
+        self._balance_diffs = result.balance_diffs
+        n = result.blocking
+        notes = f"; {result.ignored_trades} fills of orders we do not know ignored" \
+            if result.ignored_trades else ""
+        if result.rows:
+            level = logging.WARNING if n else logging.INFO
+            log.log(level, "reconciliation round %d: %d differences%s%s\n%s", ev.round, n,
+                    " (trading stays halted)" if n else "", notes, render(result.rows))
+        else:
+            log.info("reconciliation round %d: store and exchange agree%s", ev.round, notes)
+        if n:
+            self.request("recheck after corrections", self._cfg.retry_s)
+        summary = ", ".join(f"{r.kind} {r.key}: {r.action}" for r in result.rows)
+        return result.corrections + [ReconciliationCompleted(
+            ts_event=now, ts_recv=now, ok=n == 0, differences=n,
+            summary=f"round {ev.round}: {summary or 'agree'}")]
+
+    def on_feed_connected(self, ev: FeedConnected) -> None:
+        """A feed that connects again after a drop triggers a round."""
+        if ev.feed in self._feeds_seen:
+            self.request(f"{ev.feed} reconnected")
+        self._feeds_seen.add(ev.feed)
