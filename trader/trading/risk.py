@@ -402,7 +402,6 @@ class Risk:
         check = self._prepare(intent, now)
         reason = self._gate(intent) or self._check(check)
         if reason:
-            log.info("denied %s %s %s: %s", intent.strategy, intent.side, intent.symbol, reason)
             return out + [OrderDenied(ts_event=now, ts_recv=now, strategy=intent.strategy,
                                       symbol=intent.symbol, side=intent.side,
                                       amount=intent.amount, reason=reason)]
