@@ -11,6 +11,7 @@ be reached at start prints one line and exits with code 1.
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from trader.config import dump_redacted, load_config  # noqa: E402
+from trader.config import dump_with_sources, load_config_sources  # noqa: E402
 from trader.errors import AuthenticationError, ConfigError, ExchangeError  # noqa: E402
 from trader.logsetup import setup_logging  # noqa: E402
 
@@ -34,17 +35,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="overrides general.log_level")
     parser.add_argument("--check-config", action="store_true",
-                        help="validate the config, print it (secrets redacted) and exit")
+                        help="validate the config, print every value with where it came from "
+                        "(file, environment, default; secrets redacted) and exit")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config)
+        cfg, sources = load_config_sources(args.config)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
-        print(f"# {args.config}: valid\n" + dump_redacted(cfg), end="")
+        print(f"# {args.config}: valid; each value's origin: file, env VAR (TRADER__SECTION__KEY) "
+              "or default\n" + dump_with_sources(cfg, sources), end="")
         return 0
     setup_logging(args.log_level or cfg.general.log_level.value, cfg.secrets.values())
+    # systemd's watchdog kills a stuck main loop with SIGABRT: print every thread's stack first.
+    faulthandler.enable()
 
     from trader.app import App
 

@@ -1,11 +1,12 @@
 """The wiring: the one place that builds every object, holds the event -> handlers table and
 knows the start and stop order. Read :meth:`App.handler_table` to see the whole system.
 
-Start: load markets and balances -> halt trading until reconciled -> start the executor -> start
-the producers (feeds, poller, reconciler) -> main loop.
-Stop (Ctrl-C, SIGTERM, fatal error, one path): stop and join the producers -> drain the bus
-before a deadline -> stop the executor and send what it still holds -> optional cancel-all ->
-close the gateway -> log totals.
+Start: restore saved state (Redis backend) -> load markets and balances -> halt trading until
+reconciled -> start the storage writer, the executor, the producers (feeds, poller, reconciler)
+-> main loop; systemd READY once the start-up reconciliation completed (at once without it).
+Stop (Ctrl-C, SIGTERM, fatal error, one path): tell systemd STOPPING -> stop and join the
+producers -> drain the bus before a deadline -> stop the executor and send what it still holds ->
+optional cancel-all -> close the gateway -> flush and stop the storage writer -> log totals.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Any, Callable
 
 from trader.bus import Bus
 from trader.clock import Clock, LiveClock
-from trader.config import SIMULATED, Config, Mode, paper_account_path, strategy_id
+from trader.config import (
+    SIMULATED,
+    Config,
+    Mode,
+    StorageBackend,
+    paper_account_path,
+    strategy_id,
+)
 from trader.engine import Engine, Handler, Registry
 from trader.events import (
     BalanceUpdate,
@@ -66,6 +74,7 @@ from trader.report import Reporter
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
+from trader.systemd import Notifier, StatusLine
 from trader.trading.execution import Executor
 from trader.trading.portfolio import Portfolio
 from trader.trading.reconcile import Reconciler
@@ -81,6 +90,7 @@ RISK_CHECK_S = 1.0  # the daily loss limit is checked this often even without fi
 PRODUCER_JOIN_S = 0.4
 DRAIN_S = 0.2
 EXECUTOR_JOIN_S = 0.2
+STORAGE_JOIN_S = 2.0  # the writer's last flush is bounded by its socket timeout (1 s)
 
 
 @dataclass
@@ -134,6 +144,37 @@ def build_venue(
     return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)])
 
 
+@dataclass
+class Storage:
+    """What the storage choice decides: the store, the workers that persist it, observers that
+    see every dispatched event, and how saved state is restored at start."""
+
+    store: MemoryStore
+    workers: list[Worker] = field(default_factory=list)
+    observers: list[Handler] = field(default_factory=list)
+    restore: Callable[[], list[Event]] = lambda: []
+
+
+def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None], clock: Clock,
+                  stats: Stats) -> Storage:
+    """Choose the store backend once, here; nothing else asks which it is."""
+    if cfg.storage.backend is StorageBackend.MEMORY:
+        return Storage(MemoryStore(cfg.store, own_prefix=own_prefix))
+    from trader.store import redis as rs  # redis-py is an optional extra
+
+    sc = cfg.storage
+    keys = rs.Keys(sc.key_prefix)
+    outbox = rs.Outbox(sc.buffer_max, stats, keys.stream)
+    store = rs.RedisStore(cfg.store, outbox, own_prefix=own_prefix)
+
+    def connect() -> Any:
+        return rs.connect(sc.redis_url, cfg.secrets.redis_password)
+
+    writer = rs.RedisWriter(connect, keys, outbox, store, publish, clock, stats, sc)
+    return Storage(store, [writer], [store.on_event],
+                   lambda: rs.restore(connect, keys, store, clock))
+
+
 def build_strategies(cfg: Config, clock: Clock) -> list[Strategy]:
     """Instantiate the configured strategies with their typed parameters."""
     from trader.config import build
@@ -157,7 +198,8 @@ class App:
         self.registry = Registry()
         self.engine = Engine(self.bus, self.registry, self.stats, self.clock)
         ids = ClientIdGenerator(cfg.execution.client_id_prefix, self.clock.now_ns())
-        self.store = MemoryStore(cfg.store, own_prefix=ids.prefix)
+        self.storage = build_storage(cfg, ids.prefix, self.bus.publish, self.clock, self.stats)
+        self.store = self.storage.store
         self.view = ReadOnlyView(self.store)
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats,
                                  self.refresh_after_reconnect)
@@ -180,12 +222,21 @@ class App:
             self.producers.add(self.reconciler)
         self.executors = Supervisor(self.bus.publish, self.clock, self.stats)
         self.executors.add(self.executor)
+        self.storage_workers = Supervisor(self.bus.publish, self.clock, self.stats)
+        for worker in self.storage.workers:
+            self.storage_workers.add(worker)
+        for observer in self.storage.observers:
+            self.registry.observe(observer)
         for event_cls, handler in self.handler_table():
             self.registry.register(event_cls, handler)
         self.engine.every(cfg.general.stats_interval_s, self.reporter.stats_line)
         self.engine.every(HEARTBEAT_S, self._heartbeat)
         self.engine.every(RISK_CHECK_S, self._risk_check)
         self.engine.every(cfg.portfolio.equity_sample_s, self.portfolio.sample)
+        self.systemd = Notifier()
+        self._notified_ready = False
+        self.status_line = StatusLine(lambda: self.risk.state, self.bus.depth,
+                                      lambda: sum(self.stats.dispatched.values()))
         self.stop_event = threading.Event()
         self.started_at = time.monotonic()
 
@@ -232,6 +283,7 @@ class App:
             (ExchangeStateFetched, rec.on_fetched),
             (ReconciliationCompleted, risk.on_reconciliation_completed),
             (ReconciliationCompleted, rep.on_system),
+            (ReconciliationCompleted, self._ready_once_reconciled),
             (StrategyDisabled, rep.on_system),
             (FeedConnected, rep.on_system),
             (FeedConnected, rec.on_feed_connected),
@@ -255,7 +307,10 @@ class App:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Load markets, start the workers, log the start-up summary."""
+        """Restore saved state, load markets, start the workers, log the start-up summary; tell
+        systemd READY now, or once the start-up reconciliation completed."""
+        for ev in self.storage.restore():
+            self.engine.emit(ev)
         for ev in self.gateway.load_markets(self.cfg.trade.markets):
             self.engine.dispatch(ev)
         # A signed request before any thread starts: bad keys end the start here, in one line.
@@ -265,6 +320,7 @@ class App:
             for ev in self.risk.halt(HaltCause.RECONCILIATION, "awaiting start-up reconciliation"):
                 self.engine.emit(ev)
             self.reconciler.request("start-up")
+        self.storage_workers.start()
         self.executors.start()
         self.producers.start()
         c = self.cfg
@@ -274,6 +330,26 @@ class App:
             ", ".join(s.id for s in self.runner.strategies) or "none",
             len(self.registry.table()),
         )
+        if not self.cfg.reconcile.enabled:
+            self._ready()  # else once the start-up reconciliation completed
+
+    def _ready_once_reconciled(self, _ev: ReconciliationCompleted) -> None:
+        """systemd READY after the first reconciliation round, agreed or not: start-up is done,
+        and whether trading is halted shows in the status line."""
+        if not self._notified_ready:
+            self._ready()
+
+    def _ready(self) -> None:
+        """READY, then the watchdog pings and status lines (systemd arms the watchdog at READY).
+        They are engine timers, which fire only from the main loop: see systemd.py."""
+        self._notified_ready = True
+        if not self.systemd.enabled:
+            return
+        self.systemd.ready(self.status_line())
+        if self.systemd.watchdog_interval_s:
+            self.engine.every(self.systemd.watchdog_interval_s, self.systemd.watchdog)
+        self.engine.every(self.cfg.general.stats_interval_s,
+                          lambda: self.systemd.status(self.status_line()))
 
     def run(self) -> None:
         """The main loop, until :meth:`request_stop`."""
@@ -289,6 +365,7 @@ class App:
     def shutdown(self) -> dict[str, Any]:
         """The one ordered stop path; returns the totals it logs."""
         t0 = time.monotonic()
+        self.systemd.stopping()
         self.producers.stop(PRODUCER_JOIN_S)
         self.engine.drain(time.monotonic() + DRAIN_S)
         self.executors.stop(EXECUTOR_JOIN_S)
@@ -298,6 +375,8 @@ class App:
             self.executor.execute(CancelAllOrders(ts_event=now, ts_recv=now))
         left = self.engine.drain(time.monotonic() + DRAIN_S)
         self.gateway.close()
+        self.storage_workers.stop(STORAGE_JOIN_S)
+        self.systemd.close()
         totals = self.totals(left)
         log.info(
             "stopped in %.2fs: %d events dispatched (%s), %d conflated, %d left on the queue",

@@ -13,17 +13,20 @@ Every error is a :class:`ConfigError` with one line; ``scripts/start.py`` prints
 from __future__ import annotations
 
 import collections.abc
+import copy
 import dataclasses
 import difflib
 import os
 import re
+import stat
 import typing
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -225,24 +228,53 @@ class JournalConfig:
     path: str = "data/journal"
 
 
+class StorageBackend(StrEnum):
+    """Where state lives: process memory only, or memory mirrored to Redis."""
+
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """[storage]: the store backend. With ``redis``, state is mirrored to Redis hashes and every
+    dispatched event is appended to a capped Redis Stream (see ``trader/store/redis.py``)."""
+
+    backend: StorageBackend = StorageBackend.MEMORY
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    key_prefix: str = "trader"
+    stream_maxlen: int = field(default=100_000, metadata=_range(100, 100_000_000))
+    buffer_max: int = field(default=100_000, metadata=_range(100, 10_000_000))
+    flush_interval_s: float = field(default=0.05, metadata=_range(0.001, 10))
+    retry_max_s: float = field(default=5.0, metadata=_range(0.05, 300))
+
+
 @dataclass(frozen=True)
 class Secrets:
-    """API credentials, from the environment only; never part of any output."""
+    """Credentials, from the environment only; never part of any output.
+
+    Each comes from its variable (``TRADER_API_SECRET``) or from a file named by the variable
+    with ``_FILE`` appended (``TRADER_API_SECRET_FILE``, e.g. a systemd credential); a file that
+    its group or others may read is refused.
+    """
 
     api_key: str | None = field(default=None, repr=False)
     api_secret: str | None = field(default=None, repr=False)
     api_password: str | None = field(default=None, repr=False)
+    redis_password: str | None = field(default=None, repr=False)
 
     ENV: typing.ClassVar[dict[str, str]] = {
         "api_key": "TRADER_API_KEY",
         "api_secret": "TRADER_API_SECRET",
         "api_password": "TRADER_API_PASSWORD",
+        "redis_password": "TRADER_REDIS_PASSWORD",
     }
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Secrets:
-        """Read every secret from ``env``; empty strings count as unset."""
-        return cls(**{name: env.get(var) or None for name, var in cls.ENV.items()})
+        """Read every secret from ``env`` (or the files it names); empty strings count as
+        unset."""
+        return read_secrets(env)[0]
 
     @property
     def has_keys(self) -> bool:
@@ -251,7 +283,48 @@ class Secrets:
 
     def values(self) -> tuple[str, ...]:
         """Every secret value that is set (for scrubbing output)."""
-        return tuple(v for v in (self.api_key, self.api_secret, self.api_password) if v)
+        return tuple(v for name in self.ENV if (v := getattr(self, name)))
+
+
+SECRET_FILE_SUFFIX = "_FILE"
+
+
+def read_secrets(env: Mapping[str, str]) -> tuple[Secrets, dict[str, str]]:
+    """The secrets and where each came from (variable name -> ``environment``, ``file PATH``
+    or ``not set``)."""
+    values: dict[str, str | None] = {}
+    sources: dict[str, str] = {}
+    for name, var in Secrets.ENV.items():
+        direct, path = env.get(var) or None, env.get(var + SECRET_FILE_SUFFIX) or None
+        if direct and path:
+            raise ConfigError(f"set {var} or {var}{SECRET_FILE_SUFFIX}, not both")
+        if path:
+            values[name] = _read_secret_file(var + SECRET_FILE_SUFFIX, path)
+            sources[var] = f"file {path} ({var}{SECRET_FILE_SUFFIX})"
+        else:
+            values[name] = direct
+            sources[var] = "environment" if direct else "not set"
+    return Secrets(**values), sources
+
+
+def _read_secret_file(var: str, path: str) -> str:
+    """The stripped content of a secret file that only its owner may read."""
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(f"{var}: {path} is not a regular file")
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & 0o077:
+            raise ConfigError(
+                f"{var}: {path} has mode {mode:04o}; a secret file must be readable by its owner "
+                f"only (chmod 600 {path})"
+            )
+        text = Path(path).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{var}: cannot read {path}: {exc.strerror}") from None
+    if not text:
+        raise ConfigError(f"{var}: {path} is empty")
+    return text
 
 
 @dataclass(frozen=True)
@@ -273,6 +346,7 @@ class Config:
     reconcile: ReconcileConfig = field(default_factory=ReconcileConfig)
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     secrets: Secrets = field(default_factory=Secrets, repr=False, metadata={"internal": True})
 
 
@@ -280,7 +354,14 @@ class Config:
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read, validate and return the configuration at ``path``."""
+    """Read, validate and return the configuration at ``path`` (with environment overrides)."""
+    return load_config_sources(path, env)[0]
+
+
+def load_config_sources(
+    path: str | Path, env: Mapping[str, str] | None = None
+) -> tuple[Config, dict[str, str]]:
+    """:func:`load_config` plus where each value came from (see :func:`config_with_sources`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -292,22 +373,149 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return config_from_dict(data or {}, env if env is not None else os.environ)
+    return config_with_sources(data or {}, env if env is not None else os.environ)
 
 
 def config_from_dict(data: Any, env: Mapping[str, str]) -> Config:
-    """Validate a parsed document and add the secrets from ``env``."""
-    cfg = build(Config, data, "")
-    cfg = dataclasses.replace(cfg, secrets=Secrets.from_env(env))
+    """Validate a parsed document, apply ``TRADER__...`` overrides and add secrets from ``env``."""
+    return config_with_sources(data, env)[0]
+
+
+def config_with_sources(data: Any, env: Mapping[str, str]) -> tuple[Config, dict[str, str]]:
+    """The config and its provenance: dotted key -> ``file``, ``env VAR`` or ``default`` for
+    every leaf value, and ``secrets.VAR`` -> ``environment``, ``file PATH (VAR_FILE)`` or
+    ``not set``."""
+    merged, overridden = apply_env_overrides(data, env)
+    cfg = build(Config, merged, "")
+    secrets, secret_sources = read_secrets(env)
+    cfg = dataclasses.replace(cfg, secrets=secrets)
     _check_consistency(cfg)
-    return cfg
+    sources = {
+        path: _source(path, data, overridden) for path, _ in _leaves(Config, "")
+    }
+    sources.update({f"secrets.{var}": src for var, src in secret_sources.items()})
+    return cfg, sources
+
+
+# ---------------------------------------------------------------------- environment overrides
+
+ENV_PREFIX = "TRADER__"
+
+
+def apply_env_overrides(
+    data: Any, env: Mapping[str, str]
+) -> tuple[Any, dict[str, str]]:
+    """Apply ``TRADER__SECTION__KEY=value`` variables to the parsed document.
+
+    The double-underscore path names a key (``TRADER__EXCHANGE__NAME`` -> ``exchange.name``;
+    below a mapping such as ``paper.starting_balances`` the last segment is the mapping's key,
+    case kept: ``TRADER__PAPER__STARTING_BALANCES__USDT``). The value is parsed as YAML, so
+    ``5``, ``true``, ``null`` and ``[BTC/USDT, ETH/USDT]`` mean what they mean in the file.
+    An unknown path is an error naming the variable. Returns the merged document and dotted
+    key -> variable.
+    """
+    if not isinstance(data, dict):
+        return data, {}  # build() reports the bad document
+    merged = copy.deepcopy(data)
+    applied: dict[str, str] = {}
+    for var in sorted(v for v in env if v.startswith(ENV_PREFIX)):
+        keys = _env_path(var)
+        try:
+            value = yaml.safe_load(env[var])
+        except yaml.YAMLError:
+            raise ConfigError(f"{var}: not a valid YAML value") from None
+        node = merged
+        for i, key in enumerate(keys[:-1]):
+            child = node.setdefault(key, {})
+            if child is None:
+                child = node[key] = {}
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"{var}: '{'.'.join(keys[:i + 1])}' in the file is not a mapping"
+                )
+            node = child
+        node[keys[-1]] = value
+        applied[".".join(keys)] = var
+    return merged, applied
+
+
+def _env_path(var: str) -> list[str]:
+    """The config keys a ``TRADER__...`` variable names, checked against the schema."""
+    segments = var[len(ENV_PREFIX):].split("__")
+    keys: list[str] = []
+    tp: Any = Config
+    for i, seg in enumerate(segments):
+        if not seg:
+            raise ConfigError(f"{var}: empty key in the path (use __ between keys only)")
+        if dataclasses.is_dataclass(tp):
+            fields = _fields(tp)
+            name = seg.lower()
+            if name not in fields:
+                where = ".".join([*keys, name])
+                hint = difflib.get_close_matches(name, list(fields), n=1)
+                suggestion = f" (did you mean '{'.'.join([*keys, hint[0]])}'?)" if hint else ""
+                raise ConfigError(f"{var}: unknown key '{where}'{suggestion}")
+            keys.append(name)
+            tp = _unwrap_optional(typing.get_type_hints(tp)[name])
+        elif typing.get_origin(tp) in (collections.abc.Mapping, dict) and i == len(segments) - 1:
+            keys.append(seg)  # a mapping's own key, e.g. an asset name: case kept
+            tp = Any
+        else:
+            raise ConfigError(
+                f"{var}: '{'.'.join(keys)}' takes a whole value; set it as YAML "
+                f"({ENV_PREFIX}{'__'.join(k.upper() for k in keys)}='...')"
+            )
+    if dataclasses.is_dataclass(tp):
+        raise ConfigError(f"{var}: '{'.'.join(keys)}' is a section; name one of its keys")
+    return keys
+
+
+def _fields(cls: type) -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    if typing.get_origin(tp) in (typing.Union, UnionType):
+        args = [a for a in typing.get_args(tp) if a is not NoneType]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
+def _leaves(cls: type, prefix: str) -> Iterator[tuple[str, Any]]:
+    """(dotted path, type) of every non-section key of dataclass ``cls``."""
+    hints = typing.get_type_hints(cls)
+    for name in _fields(cls):
+        path = f"{prefix}.{name}" if prefix else name
+        tp = _unwrap_optional(hints[name])
+        if dataclasses.is_dataclass(tp):
+            yield from _leaves(tp, path)
+        else:
+            yield path, tp
+
+
+def _source(path: str, data: Any, overridden: Mapping[str, str]) -> str:
+    """Where the value at ``path`` came from."""
+    in_file = True
+    node = data
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            in_file = False
+            break
+        node = node[key]
+    if path in overridden:
+        return f"env {overridden[path]}"
+    parts = [var for key, var in overridden.items() if key.startswith(path + ".")]
+    if parts:  # some keys of a mapping set by the environment, the rest from file or default
+        return ("file" if in_file else "default") + " + env " + ", ".join(parts)
+    return "file" if in_file else "default"
 
 
 def build(cls: type, data: Any, path: str) -> Any:
     """Build dataclass ``cls`` from ``data`` strictly; errors name the dotted ``path``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{path or 'config'}: expected a mapping, got {_kind(data)}")
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    fields = _fields(cls)
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else str(key)
@@ -428,6 +636,7 @@ def _check_consistency(cfg: Config) -> None:
         raise ConfigError(
             "exchange.mode: live needs TRADER_API_KEY and TRADER_API_SECRET in the environment"
         )
+    _check_storage(cfg.storage)
     ids: set[str] = set()
     for i, strat in enumerate(cfg.strategies):
         where = f"strategies[{i}]"
@@ -442,6 +651,28 @@ def _check_consistency(cfg: Config) -> None:
             raise ConfigError(f"{where}.id: '{sid}' is used twice; give each strategy an id")
         ids.add(sid)
         build(STRATEGIES[strat.name].Params, dict(strat.params), f"{where}.params")
+
+
+def _check_storage(storage: StorageConfig) -> None:
+    try:
+        url = urlsplit(storage.redis_url)
+        password = url.password
+    except ValueError as exc:
+        raise ConfigError(f"storage.redis_url: {exc}") from None
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"storage.redis_url: {storage.redis_url!r} must start with redis://, rediss:// "
+            "or unix://"
+        )
+    if password:
+        raise ConfigError(
+            "storage.redis_url: no password in the URL (it would be shown); set "
+            "TRADER_REDIS_PASSWORD in the environment"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", storage.key_prefix):
+        raise ConfigError(
+            f"storage.key_prefix: {storage.key_prefix!r} may use letters, digits and _.:- only"
+        )
 
 
 def strategy_id(strat: StrategyConfig) -> str:
@@ -493,3 +724,40 @@ def paper_account_path(cfg: Config) -> Path | None:
     if cfg.paper.account_file:
         return Path(cfg.paper.account_file)
     return Path(cfg.journal.path).parent / "paper-account.json"
+
+
+def dump_with_sources(cfg: Config, sources: Mapping[str, str]) -> str:
+    """The effective config as YAML with each value's origin as a comment (``--check-config``).
+
+    Secrets appear only as ``<set>`` / ``<not set>``; the output parses back to
+    :func:`redacted`.
+    """
+    lines: list[str] = []
+
+    def scalar(value: Any) -> str:
+        text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False,
+                              width=1_000_000).strip()
+        return text.removesuffix("\n...").removesuffix("...").strip()
+
+    def emit(key: str, text: str, indent: int, comment: str) -> None:
+        line = f"{'  ' * indent}{key}:{' ' + text if text else ''}"
+        lines.append(f"{line:<44} # {comment}" if comment else line)
+
+    def walk(cls: type, plain: Mapping[str, Any], prefix: str, indent: int) -> None:
+        hints = typing.get_type_hints(cls)
+        for name in _fields(cls):
+            path = f"{prefix}.{name}" if prefix else name
+            tp = _unwrap_optional(hints[name])
+            if dataclasses.is_dataclass(tp):
+                emit(name, "", indent, "")
+                walk(tp, plain[name], path, indent + 1)
+            else:
+                emit(name, scalar(plain[name]), indent, sources.get(path, "default"))
+
+    out = redacted(cfg)
+    walk(Config, out, "", 0)
+    emit("secrets", "", 0, "environment only; values never shown")
+    for var, shown in out["secrets"].items():
+        source = sources.get(f"secrets.{var}", "")
+        emit(var, shown, 1, "" if source == "not set" else source)
+    return "\n".join(lines) + "\n"

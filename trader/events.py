@@ -425,6 +425,19 @@ class StorageRecovered(Event):
 
 
 @event
+class StreamGap(Event):
+    """Written into an event stream in place of ``dropped`` events that were left out because
+    the stream's buffer was full while its store was unreachable; ``first_ts`` and ``last_ts``
+    are the ``ts_recv`` of the first and last left out. Consumers see the gap, never a silent
+    hole."""
+
+    stream: str
+    dropped: int
+    first_ts: int
+    last_ts: int
+
+
+@event
 class PollFailed(Event):
     """A REST polling job raised."""
 

@@ -14,7 +14,7 @@ from collections import OrderedDict, deque
 from dataclasses import replace
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from trader.config import StoreConfig
 from trader.events import (
@@ -287,6 +287,31 @@ class MemoryStore:
             order = self._orders.pop(cid)
             self._by_exchange_id.pop(order.exchange_id, None)
 
+    def restore(
+        self,
+        *,
+        markets: Iterable[Market] = (),
+        balances: Iterable[Balance] = (),
+        orders: Iterable[Order] = (),
+        positions: Iterable[Position] = (),
+        quotes: Iterable[QuoteTick] = (),
+        trades: Iterable[TradeTick] = (),
+    ) -> None:
+        """Load records saved by a persistent backend, at start before any event (orders oldest
+        first, then bounded like new ones; each order carries its fills, so a fill delivered
+        again after the restart is not applied twice)."""
+        with self._lock:
+            self._markets.update((m.symbol, m) for m in markets)
+            self._balances.update((b.asset, b) for b in balances)
+            for order in sorted(orders, key=lambda o: o.ts_update):
+                self._orders[order.client_id] = order
+                if order.exchange_id:
+                    self._by_exchange_id[order.exchange_id] = order.client_id
+            self._evict_orders()
+            self._positions.update((p.symbol, p) for p in positions)
+            self._quotes.update((q.symbol, q) for q in quotes)
+            self._last_trades.update((t.symbol, t) for t in trades)
+
     # ------------------------------------------------------------------ reads (any thread)
 
     def market(self, symbol: str) -> Market | None:
@@ -313,6 +338,11 @@ class MemoryStore:
         """The latest public trade."""
         with self._lock:
             return self._last_trades.get(symbol)
+
+    def last_trades(self) -> Mapping[str, TradeTick]:
+        """Every latest public trade."""
+        with self._lock:
+            return MappingProxyType(dict(self._last_trades))
 
     def trades(self, symbol: str) -> tuple[TradeTick, ...]:
         """Recent public trades, oldest first."""
