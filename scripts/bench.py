@@ -365,19 +365,54 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
     return {"p50_us": pct(0.50), "p99_us": pct(0.99), "p999_us": pct(0.999)}
 
 
+def _listener_only(url: str, count: int) -> float:
+    """Our listener alone (parse + typed events) publishing into a list: no engine thread."""
+    from trader.clock import LiveClock
+    from trader.config import StreamsConfig
+    from trader.feeds.binance import BinanceMarketStreams
+    from trader.feeds.websocket import Listener
+    from trader.stats import Stats
+
+    got: list = []
+    stop = threading.Event()
+    marks: list[float] = []
+
+    def publish(ev: Any) -> None:
+        if type(ev) is QuoteTick:
+            got.append(ev)
+            if len(got) == 1:
+                marks.append(time.perf_counter())
+            elif len(got) >= count:
+                marks.append(time.perf_counter())
+                stop.set()
+
+    listener = Listener(BinanceMarketStreams(url + "/stream", ["BTC/USDT"], None), publish,
+                        LiveClock(), Stats(), StreamsConfig(), on_reconnect=lambda: None)
+    t = threading.Thread(target=listener.run, args=(stop,), daemon=True)
+    t.start()
+    stop.wait(120)
+    listener.close()
+    t.join(5)
+    return (count - 1) / (marks[1] - marks[0])
+
+
 def p3(n: int, runs: int) -> dict[str, Any]:
-    anchors, ours = [], []
+    anchors, ours, alone = [], [], []
     with WsServer() as srv:
         for _ in range(runs):
             srv.plans.put((n, 0, False))
             anchors.append(_bare_receive(srv.url, n))
             srv.plans.put((n, 0, False))
+            alone.append(_listener_only(srv.url, n))
+            srv.plans.put((n, 0, False))
             pipe = OurPipeline(srv.url, maxsize=n + 10)
             pipe.run(lambda: pipe.quotes >= n, 120)
             assert pipe.bus.conflated == 0
             ours.append((pipe.quotes - 1) / ((pipe.last_ns - pipe.first_ns) / 1e9))
-    anchor, our = max(anchors), max(ours)
+    anchor, our, only = max(anchors), max(ours), max(alone)
     return {"messages": n, "anchor_bare_ws_eps": round(anchor), "ours_eps": round(our),
+            "ours_listener_only_eps": round(only),
+            "listener_only_ratio": round(only / anchor, 3),
             "ratio": round(our / anchor, 3), "target": 0.7, "met": our / anchor >= 0.7}
 
 
