@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
 from trader.app import App, RunMode
-from trader.clock import ManualClock
+from trader.clock import ManualClock, iso_utc
 from trader.config import SIMULATED, Config, Mode
 from trader.errors import ConfigError
 from trader.events import (
@@ -256,8 +256,8 @@ class BacktestResult:
         return {
             "symbols": list(self.symbols),
             "events": self.events,
-            "start": _iso(self.equity[0][0]),
-            "end": _iso(self.equity[-1][0]),
+            "start": iso_utc(self.equity[0][0]),
+            "end": iso_utc(self.equity[-1][0]),
             "start_equity_usd": str(self.start_equity),
             "end_equity_usd": str(self.end_equity),
             "return": str(self.total_return),
@@ -273,7 +273,9 @@ class BacktestResult:
 # ---------------------------------------------------------------------------------- running
 
 
-def backtest_config(cfg: Config, symbols: Sequence[str], start_prices: dict[str, Decimal]) -> Config:
+def backtest_config(
+    cfg: Config, symbols: Sequence[str], start_prices: dict[str, Decimal]
+) -> Config:
     """The config a backtest runs with: the simulated venue on paper, only ``symbols``, only the
     strategies trading them, every order kept in the store, no HTTP endpoint."""
     strategies = tuple(s for s in cfg.strategies if s.market in symbols)
@@ -303,7 +305,8 @@ class Backtest:
         self.recorder = TradeRecorder(self.app)
         # A read-only observer, like the journal: it returns nothing and changes nothing.
         self.app.registry.observe(self.recorder.on_event)
-        for ev in (*self.app.gateway.load_markets(self.symbols), *self.app.gateway.fetch_balances()):
+        gateway = self.app.gateway
+        for ev in (*gateway.load_markets(self.symbols), *gateway.fetch_balances()):
             self.app.engine.dispatch(ev)
         self._settle()
 
@@ -383,13 +386,13 @@ def write_report(result: BacktestResult, folder: str | Path) -> list[Path]:
         w.writerow(["time", "symbol", "side", "price", "amount", "fee", "fee_asset",
                     "position_after", "realized_pnl_after", "client_id", "strategy"])
         for f in result.fills:
-            w.writerow([_iso(f.ts_ns), f.symbol, f.side, f.price, f.amount, f.fee, f.fee_asset,
+            w.writerow([iso_utc(f.ts_ns), f.symbol, f.side, f.price, f.amount, f.fee, f.fee_asset,
                         f.position, f.realized_pnl, f.client_id, f.strategy])
     equity = folder / "equity.csv"
     with open(equity, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["time", "equity_usd"])
-        w.writerows((_iso(ts), e) for ts, e in result.equity)
+        w.writerows((iso_utc(ts), e) for ts, e in result.equity)
     summary = folder / "summary.json"
     summary.write_text(json.dumps(result.summary(), indent=2) + "\n")
     png = folder / "equity.png"
@@ -429,7 +432,3 @@ def plot_equity(result: BacktestResult, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def _iso(ts_ns: int) -> str:
-    return datetime.fromtimestamp(ts_ns / NS, timezone.utc).isoformat().replace("+00:00", "Z")

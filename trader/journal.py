@@ -36,9 +36,9 @@ import logging
 import re
 import threading
 from collections import deque
-from operator import attrgetter
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from operator import attrgetter
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, TextIO
 
 from trader.app import App, RunMode
-from trader.clock import ManualClock
+from trader.clock import ManualClock, iso_utc
 from trader.config import Config
 from trader.events import EVENT_TYPES, Event, HandlerFailed, SessionStarted, event_to_dict
 from trader.store.memory import MemoryStore
@@ -142,8 +142,8 @@ class Replayer:
                 "events": s.total,
                 "by_type": dict(sorted(s.events.items())),
                 "sessions": s.sessions,
-                "first": _iso(s.first_ts),
-                "last": _iso(s.last_ts),
+                "first": None if s.first_ts is None else iso_utc(s.first_ts),
+                "last": None if s.last_ts is None else iso_utc(s.last_ts),
                 "handler_failures_recorded": s.recorded_failures,
                 "handler_failures_reproduced": dict(s.reproduced_failures),
                 "followups_suppressed": s.suppressed,
@@ -192,7 +192,7 @@ def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
     if stop:
         ev = dict(stop["event"])
         tb = ev.pop("traceback", "")
-        w(f"\nstopped before event #{stop['index']} ({ev['type']} at {_iso(ev['ts_recv'])}):\n"
+        w(f"\nstopped before event #{stop['index']} ({ev['type']} at {iso_utc(ev['ts_recv'])}):\n"
           f"  {ev}\n")
         if tb:
             w("  recorded traceback:\n" + "".join(f"    {line}\n" for line in tb.splitlines()))
@@ -228,13 +228,6 @@ def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
       f"{sum(reproduced.values())} reproduced"
       + "".join(f"\n  {h}: {n}" for h, n in reproduced.items()) + "\n")
     w(f"follow-ups suppressed (already in the journal): {st['followups_suppressed']}\n")
-
-
-def _iso(ts_ns: int | None) -> str | None:
-    if ts_ns is None:
-        return None
-    dt = datetime.fromtimestamp(ts_ns / 1e9, timezone.utc)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Progress:
