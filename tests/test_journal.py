@@ -19,7 +19,6 @@ import pytest
 from tests.conftest import quote
 from tests.test_events import sample_event
 from trader.app import App
-from trader.bus import Bus
 from trader.clock import ManualClock
 from trader.config import JournalConfig, config_from_dict
 from trader.errors import ConfigError

@@ -19,10 +19,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import quote
 from trader.app import App
+from trader.bus import Bus
 from trader.clock import ManualClock
 from trader.config import config_from_dict
 from trader.engine import Engine, Registry
-from trader.bus import Bus
 from trader.events import (
     CancelAllOrders,
     FeedRecovered,
@@ -144,7 +144,8 @@ def test_health_is_503_while_a_feed_is_stale(tmp_path: Any) -> None:
         code, body = wait_until(lambda: (r := get(app, "/health"))[0] == 503 and r)
         doc = json.loads(body)
         assert doc["feeds"]["ws-binance"]["state"] == "stale"
-        assert doc["problems"] == [f"feed ws-binance stale for {doc['feeds']['ws-binance']['since_s']:.1f}s"]
+        since = doc["feeds"]["ws-binance"]["since_s"]
+        assert doc["problems"] == [f"feed ws-binance stale for {since:.1f}s"]
         app.bus.publish(FeedRecovered(ts_event=now, ts_recv=now, feed="ws-binance"))
         wait_until(lambda: get(app, "/health")[0] == 200)
 
