@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="report folder (default reports/backtest-<time>)")
     parser.add_argument("--sample-s", type=float, default=1.0,
                         help="equity sampling step for journals, in seconds of journal time")
-    parser.add_argument("--log-level", default="WARNING",
+    parser.add_argument("--log-level", default="ERROR",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="INFO shows every signal and trade")
+                        help="INFO shows every signal, trade and denial")
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from trader.app import App, RunMode
+from trader.clock import iso_utc
 from trader.config import Config, config_from_dict
 from trader.events import Candle, HandlerFailed, OrderFilled, SessionStarted
 from trader.journal import read_events
@@ -192,6 +193,15 @@ def test_cli_prints_state_and_statistics(tmp_path: Path, capsys: pytest.CaptureF
                     "handler failures: 0 recorded, 0 reproduced", "bad lines skipped: 1"):
         assert heading in out
     assert main([str(tmp_path / "nope"), "--config", str(config)]) == 2
+
+    filled = [e for e in read_events(journal) if isinstance(e, OrderFilled)]
+    assert main([str(journal), "--config", str(config), "--show", "SessionStarted,OrderFilled",
+                 "--since", iso_utc(filled[0].ts_recv)]) == 0
+    shown = [line for line in capsys.readouterr().out.splitlines() if " #" in line]
+    assert len(shown) == len(filled) and "SessionStarted" not in shown[0]
+    assert shown[0].startswith(iso_utc(filled[0].ts_recv))
+    assert f"OrderFilled client_id={filled[0].client_id}" in shown[0]
+    assert main([str(journal), "--config", str(config), "--show", "Nope"]) == 2
 
 
 def test_replay_has_no_worker_journal_or_order_sending() -> None:

@@ -99,7 +99,7 @@ class Replayer:
         self,
         events: Iterable[Event],
         until: Until | None = None,
-        on_event: Callable[[int], None] | None = None,
+        on_event: Callable[[int, Event], None] | None = None,
     ) -> ReplayStats:
         """Dispatch ``events`` in order; stop before the one ``until`` matches."""
         stats = self.stats
@@ -124,7 +124,7 @@ class Replayer:
                 stats.first_ts = ev.ts_recv
             stats.last_ts = ev.ts_recv
             if on_event is not None:
-                on_event(index)
+                on_event(index, ev)
         return stats
 
     # ------------------------------------------------------------------ output
@@ -153,6 +153,17 @@ class Replayer:
             index, ev = self.stopped_at
             out["stopped_at"] = {"index": index, "event": event_to_dict(ev)}
         return out
+
+
+def describe(index: int, ev: Event) -> str:
+    """One readable line: ``2024-05-01T14:03:12.345Z #41235 SignalGenerated strategy=...``."""
+    fields = event_to_dict(ev)
+    del fields["type"], fields["ts_recv"]
+    if fields["ts_event"] == ev.ts_recv:
+        del fields["ts_event"]
+    fields.pop("traceback", None)
+    text = " ".join(f"{k}={v}" for k, v in fields.items())
+    return f"{iso_utc(ev.ts_recv)} #{index} {type(ev).__name__} {text}"
 
 
 def store_state(store: MemoryStore) -> dict[str, Any]:
