@@ -28,9 +28,10 @@ from trader.backtest import (  # noqa: E402
     run_journals,
     write_report,
 )
-from trader.config import Config, load_config  # noqa: E402
+from trader.config import Config  # noqa: E402
 from trader.errors import ConfigError  # noqa: E402
 from trader.logsetup import setup_logging  # noqa: E402
+from trader.replay import offline_config  # noqa: E402
 
 
 def split_data(cfg: Config, data: list[str], symbol: str | None) -> tuple[dict, list[str]]:
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="INFO shows every signal, trade and denial")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.config)
+        cfg = offline_config(args.config)  # paper, no keys: nothing is sent
         setup_logging(args.log_level, cfg.secrets.values())
         csvs, journals = split_data(cfg, args.data, args.symbol)
         result = run_csv(cfg, csvs) if csvs else run_journals(cfg, journals, args.sample_s)

@@ -23,12 +23,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from trader.config import load_config  # noqa: E402
 from trader.errors import ConfigError  # noqa: E402
 from trader.events import EVENT_TYPES, Event  # noqa: E402
 from trader.journal import JournalReader, journal_files  # noqa: E402
 from trader.logsetup import setup_logging  # noqa: E402
-from trader.replay import Progress, Replayer, Until, describe, print_report  # noqa: E402
+from trader.replay import (  # noqa: E402
+    Progress,
+    Replayer,
+    Until,
+    describe,
+    offline_config,
+    print_report,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         if unknown:
             raise ValueError(f"--show: unknown event types {sorted(unknown)}")
         files = journal_files(args.paths)
-        cfg = load_config(args.config)
+        cfg = offline_config(args.config)  # paper, no keys: nothing is sent
     except (ValueError, FileNotFoundError, ConfigError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2

@@ -14,10 +14,10 @@ import yaml
 
 from trader.app import App, RunMode
 from trader.clock import iso_utc
-from trader.config import Config, config_from_dict
+from trader.config import Config, Mode, config_from_dict
 from trader.events import Candle, HandlerFailed, OrderFilled, SessionStarted
 from trader.journal import read_events
-from trader.replay import Replayer, Until
+from trader.replay import Replayer, Until, offline_config
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Strategy
 
@@ -212,3 +212,17 @@ def test_replay_has_no_worker_journal_or_order_sending() -> None:
     assert table["SubmitOrder"] == ["_done_live"]
     assert app.registry.observers() == ()
     assert app.http is None
+
+
+def test_a_live_config_replays_without_keys(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture) -> None:
+    from scripts.replay import main
+
+    journal, app = record_session(tmp_path, steps=100)
+    live = tmp_path / "live.yaml"
+    live.write_text("exchange: {name: binance, mode: live}\ntrade: {markets: [BTC/USDT]}\n")
+    cfg = offline_config(live, env={})
+    assert cfg.exchange.mode is Mode.PAPER and not cfg.secrets.has_keys
+    assert main([str(journal), "--config", str(live), "--json", "--no-progress"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["stats"]["events"] == app.journal.written

@@ -16,16 +16,18 @@ follow-ups the live run produced, right after the event that caused them. So:
 
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Callable, Iterable, TextIO
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, TextIO
 
 from trader.app import App, RunMode
 from trader.clock import ManualClock, iso_utc
-from trader.config import Config
+from trader.config import Config, Mode, Secrets, load_config
 from trader.events import EVENT_TYPES, Event, HandlerFailed, SessionStarted, event_to_dict
 from trader.store.memory import MemoryStore
 from trader.trading.portfolio import unrealized_pnl
@@ -83,6 +85,17 @@ class ReplayStats:
     def total(self) -> int:
         """Events dispatched."""
         return sum(self.events.values())
+
+
+def offline_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """The config a journal was recorded with, as a replay or a backtest uses it: paper mode and
+    no secrets, since they send nothing. A live config requires keys only to be present, so
+    placeholders stand in while it is validated; they are dropped with the mode."""
+    env = dict(os.environ if env is None else env)
+    for var in ("TRADER_API_KEY", "TRADER_API_SECRET"):
+        env.setdefault(var, "offline")
+    cfg = load_config(path, env)
+    return replace(cfg, exchange=replace(cfg.exchange, mode=Mode.PAPER), secrets=Secrets())
 
 
 class Replayer:
