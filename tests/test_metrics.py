@@ -45,7 +45,7 @@ def free_port() -> int:
 def make_app(tmp_path: Any, clock: Any = None, **metrics: Any) -> App:
     cfg = config_from_dict({
         "simulated": {"tick_interval_s": 0.005},
-        "journal": {"path": str(tmp_path / "journal")},
+        "journal": {"path": str(tmp_path / "journal"), "flush_interval_s": 0.05},
         "metrics": {"port": free_port(), **metrics},
         "strategies": [{"name": "ma_cross", "market": "BTC/USDT",
                         "params": {"fast": 2, "slow": 3, "amount": 0.01}}],
@@ -99,7 +99,8 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
 
 def test_metrics_are_served_as_prometheus_text(tmp_path: Any) -> None:
     with running(make_app(tmp_path, sample_every=1)) as app:
-        wait_until(lambda: app.metrics.snapshot["events"].get("Candle", 0) >= 1)
+        wait_until(lambda: app.metrics.snapshot["events"].get("Candle", 0) >= 1
+                   and app.metrics.snapshot["journal"]["written"] > 0)
         status, text = get(app, "/metrics")
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -215,13 +216,13 @@ def test_get_on_a_command_and_foreign_hosts_are_refused(api: App) -> None:
 
 def test_status_reports_state_balances_orders_and_strategies(tmp_path: Any) -> None:
     with running(make_app(tmp_path)) as app:
-        wait_until(lambda: app.store.balance("USDT"))
-        app.metrics.refresh()  # what the 1 s timer does
-        code, body = get(app, "/status")
+        # the main thread republishes the snapshot every second
+        code, body = wait_until(
+            lambda: (r := get(app, "/status"))[0] == 200
+            and json.loads(r[1])["balances_total_usd"] != "0" and r)
     doc = json.loads(body)
-    assert code == 200
     assert doc["trading_state"] == "active" and doc["exchange"] == "simulated"
-    assert doc["balances_total_usd"] == "10000" and doc["open_orders"] == 0
+    assert Decimal(doc["balances_total_usd"]) == 10000 and doc["open_orders"] == 0
     assert doc["strategies"] == [{"id": "ma_cross:BTC/USDT", "market": "BTC/USDT",
                                   "enabled": True}]
     assert doc["session"] == app.session and "events_per_s" in doc and "queue_depth" in doc

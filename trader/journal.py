@@ -15,7 +15,7 @@ How it is written (measured with ``scripts/bench_journal.py``; numbers in the RE
   pending in chunks and writes each chunk to the OS with one unbuffered ``write``. The write
   releases the GIL, so the main thread gets it back between chunks.
 - The alternative, encoding in the observer and writing on a main-thread timer, measured slower
-  (end-to-end ratio 0.60 against 0.66) and puts disk waits on the main thread.
+  (end-to-end ratio 0.60-0.68 against 0.66-0.83) and puts disk waits on the main thread.
 - What remains is the encoding itself, about 0.6 us per event (``str`` of the Decimals and the
   19-digit timestamps; msgspec's C encoder is no faster on these), paid under the GIL whichever
   thread does it: about a third of a saturated dispatch rate, nothing at rates that leave the
@@ -187,8 +187,23 @@ class Journal(Worker):
         self._add_block(self._enc_day, batch[start:])
 
     def _add_block(self, day: str, events: list[Event]) -> None:
-        data = ("\n".join(map(event_to_json, events)) + "\n").encode()
-        self._blocks.append(_Block(day, data, len(events)))
+        try:
+            lines = list(map(event_to_json, events))
+        except Exception:  # noqa: BLE001 - one event that cannot be encoded must not lose the rest
+            lines = self._encode_each(events)
+        if lines:
+            lines.append("")  # a final newline
+            self._blocks.append(_Block(day, "\n".join(lines).encode(), len(lines) - 1))
+
+    def _encode_each(self, events: list[Event]) -> list[str]:
+        lines = []
+        for ev in events:
+            try:
+                lines.append(event_to_json(ev))
+            except Exception:  # noqa: BLE001
+                self.dropped += 1
+                log.exception("journal: cannot encode %r; skipped", ev)
+        return lines
 
     def _write_blocks(self, report: bool) -> bool:
         """Write the blocks in order; on a failure keep the unwritten rest and return False."""
