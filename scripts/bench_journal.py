@@ -100,11 +100,11 @@ def _app(cfg: Config, journal: str, folder: Path, timing: int) -> tuple[App, Cal
                     app.bus.publish)
         j.open()
         app.registry.observe(j.record)
-        app.persistence.add(j)
-        app.persistence.start()
+        app.storage_workers.add(j)
+        app.storage_workers.start()
 
         def finish() -> None:
-            app.persistence.stop(5.0)
+            app.storage_workers.stop(5.0)
             j.finish()
         return app, finish
     if journal == "timer":

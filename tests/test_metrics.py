@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -34,6 +35,8 @@ from trader.events import (
 )
 from trader.metrics import DispatchTiming
 from trader.stats import Stats
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -265,3 +268,24 @@ def test_timing_samples_one_dispatch_in_n() -> None:
     assert name == "list.append" and hist.snapshot().count == 3
     lag = timing.lag.snapshot()
     assert lag.count == 3 and lag.sum_s == pytest.approx(3 * 600e-9)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["halt", "--reason", "maintenance", "--cancel-orders"],
+     HaltTrading(ts_event=0, ts_recv=0, reason="maintenance", cancel_orders=True)),
+    (["resume"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator")),
+    (["cancel-all"], CancelAllOrders(ts_event=0, ts_recv=0)),
+])
+def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any,
+                                         capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+    from dataclasses import replace
+
+    spec = importlib.util.spec_from_file_location("ctl", ROOT / "scripts" / "ctl.py")
+    ctl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ctl)
+    assert ctl.main([*argv, "--port", str(api.http.port)]) == 0
+    got = api.bus.get(1)
+    assert replace(got, ts_event=0, ts_recv=0) == expected
+    assert ctl.main(["status", "--port", str(api.http.port)]) == 0
+    assert "trading_state:" in capsys.readouterr().out

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,8 @@ import yaml
 
 from trader.app import App, RunMode
 from trader.clock import iso_utc
-from trader.config import Config, Mode, config_from_dict
-from trader.events import Candle, HandlerFailed, OrderFilled, SessionStarted
+from trader.config import Config, Mode, StorageBackend, config_from_dict
+from trader.events import Candle, HandlerFailed, OrderFilled, OrderSubmitted, SessionStarted
 from trader.journal import read_events
 from trader.replay import Progress, Replayer, Until, offline_config
 from trader.trading.strategies import STRATEGIES
@@ -131,6 +131,14 @@ def test_a_second_session_starts_from_an_empty_state_as_the_process_did(tmp_path
     replayer = Replayer(second.cfg)
     assert replayer.run(events).sessions == 2
     assert live_state(replayer.app) == live_state(second)
+    # On the Redis backend the process restored the first session's state: replay carries it.
+    on_redis = replace(second.cfg, storage=replace(second.cfg.storage,
+                                                   backend=StorageBackend.REDIS))
+    carried = Replayer(on_redis)
+    carried.run(events)
+    submitted = [e.client_id for e in events if isinstance(e, OrderSubmitted)]
+    assert [o.client_id for o in carried.app.store.orders()] == submitted  # both sessions'
+    assert len(replayer.app.store.orders()) < len(submitted)  # the second session's only
 
 
 def test_until_handler_failed_stops_right_after_the_failing_event(

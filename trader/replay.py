@@ -11,7 +11,9 @@ follow-ups the live run produced, right after the event that caused them. So:
 - strategies see the same events and the same store, so a strategy or handler that raised live
   raises again here, logging its traceback; ``HandlerFailed`` follow-ups produced this way are
   counted as *reproduced* failures next to the *recorded* ones;
-- ``SessionStarted`` starts a fresh app, as a restarted process started with an empty store.
+- ``SessionStarted`` starts a fresh app, as a restarted process started with an empty store;
+  with ``storage.backend: redis`` the process restored the previous sessions' state from Redis
+  instead, so the replay carries its state over (give it the journals since that state began).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any, Callable, Iterable, Mapping, TextIO
 
 from trader.app import App, RunMode
 from trader.clock import ManualClock, iso_utc
-from trader.config import Config, Mode, Secrets, load_config
+from trader.config import Config, Mode, Secrets, StorageBackend, load_config
 from trader.events import EVENT_TYPES, Event, HandlerFailed, SessionStarted, event_to_dict
 from trader.store.memory import MemoryStore
 from trader.trading.portfolio import unrealized_pnl
@@ -105,6 +107,8 @@ class Replayer:
         self.cfg = cfg
         self.clock = ManualClock()
         self.app = App(cfg, self.clock, RunMode.REPLAY)
+        # A process on the Redis backend restores its state at start; on memory it starts empty.
+        self._fresh_sessions = cfg.storage.backend is StorageBackend.MEMORY
         self.stats = ReplayStats()
         self.stopped_at: tuple[int, Event] | None = None
 
@@ -121,7 +125,7 @@ class Replayer:
                 self.stopped_at = (index, ev)
                 break
             if isinstance(ev, SessionStarted):
-                if stats.total:
+                if stats.total and self._fresh_sessions:
                     self.app = App(self.cfg, self.clock, RunMode.REPLAY)
                 stats.sessions += 1
             if isinstance(ev, HandlerFailed):
