@@ -102,7 +102,7 @@ def request(port: int, method: str, path: str, body: dict[str, Any] | None = Non
     """One request to the instance; the decoded JSON reply (or text), or :class:`CtlError`."""
     data = json.dumps(body).encode() if body is not None else b""
     req = urllib.request.Request(f"http://{HOST}:{port}{path}", data=data or None, method=method)
-    if body is not None:
+    if method == "POST":  # with or without a body: the endpoint refuses other POSTs (CSRF guard)
         req.add_header("Content-Type", "application/json")
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never via a proxy
     try:

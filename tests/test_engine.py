@@ -109,3 +109,21 @@ def test_drain_dispatches_what_is_left() -> None:
         bus.publish(quote(ts=i))
     assert engine.drain(time.monotonic() + 1) == 0
     assert stats.dispatched["QuoteTick"] == 10
+
+
+def test_observers_see_events_without_handlers_too() -> None:
+    engine, registry, _, stats = make_engine()
+    seen: list = []
+    registry.observe(seen.append)
+    ev = FeedConnected(ts_event=1, ts_recv=1, feed="x")
+    engine.dispatch(ev)
+    assert seen == [ev] and stats.unhandled["FeedConnected"] == 1
+
+
+def test_timers_run_when_due_on_the_main_loop() -> None:
+    engine, registry, bus, _ = make_engine()
+    stop = threading.Event()
+    ticks: list[int] = []
+    engine.every(0.01, lambda: ticks.append(1) if len(ticks) < 3 else stop.set())
+    engine.run(stop)  # idle: the loop wakes on its get timeout and runs the timer
+    assert len(ticks) == 3

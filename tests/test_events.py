@@ -92,3 +92,16 @@ def test_unknown_type_and_unknown_field_are_errors() -> None:
     with pytest.raises(ValueError, match="unknown fields"):
         event_from_dict({"type": "FeedConnected", "ts_event": 1, "ts_recv": 1, "feed": "x",
                          "extra": 1})
+
+
+@pytest.mark.parametrize("cls", sorted(EVENT_TYPES.values(), key=lambda c: c.__name__),
+                         ids=lambda c: c.__name__)
+def test_the_generated_encoder_writes_exactly_what_json_dumps_writes(cls: type[Event]) -> None:
+    from trader.events import event_to_dict
+
+    ev = sample_event(cls)
+    tricky = {f.name: 'q"\\\n\u00e9\u2603\x00' for f in dataclasses.fields(cls)
+              if typing.get_type_hints(cls)[f.name] in (str, str | None)}
+    for case in (ev, dataclasses.replace(ev, **tricky)):
+        assert event_to_json(case) == json.dumps(event_to_dict(case), separators=(",", ":"))
+        assert event_from_json(event_to_json(case)) == case

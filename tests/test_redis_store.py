@@ -290,12 +290,13 @@ def test_example_consumer_follows_the_stream(redis_server: RedisServer) -> None:
     assert len(lines) == 5 and all(" QuoteTick " in line for line in lines), out
     seqs = [int(line.split()[1].split(":")[1]) for line in lines]
     assert seqs == sorted(seqs) and seqs[0] > 1  # followed new entries, not the history
-    replay = subprocess.run(consumer + ["--from-start", "--count", "2"], capture_output=True,
+    replay = subprocess.run(consumer + ["--from-start", "--count", "3"], capture_output=True,
                             text=True, timeout=15)
     assert replay.returncode == 0, replay.stderr
     first = replay.stdout.splitlines()
-    assert [line.split()[2] for line in first] == ["MarketUpdated", "MarketUpdated"]
-    assert first[0].split()[1].endswith(":1") and "symbol=BTC/USDT" in first[0]
+    assert [line.split()[2] for line in first] == [
+        "SessionStarted", "MarketUpdated", "MarketUpdated"]
+    assert first[0].split()[1].endswith(":1") and "symbol=BTC/USDT" in first[1]
 
 
 def test_every_memory_store_write_is_mirrored() -> None:

@@ -1,20 +1,31 @@
 """The wiring: the one place that builds every object, holds the event -> handlers table and
 knows the start and stop order. Read :meth:`App.handler_table` to see the whole system.
 
-Start: restore saved state (Redis backend) -> load markets and balances -> halt trading until
-reconciled -> start the storage writer, the executor, the producers (feeds, poller, reconciler)
--> main loop; systemd READY once the start-up reconciliation completed (at once without it).
+Start: open the journal, bind the HTTP endpoint (either failing is a ``ConfigError``) -> record
+``SessionStarted`` -> restore saved state (Redis backend) -> load markets and balances -> halt
+trading until reconciled -> start the storage writers (journal, Redis), the executor, the
+producers (feeds, poller, reconciler, HTTP endpoint) -> main loop; systemd READY once the
+start-up reconciliation completed (at once without it).
 Stop (Ctrl-C, SIGTERM, fatal error, one path): tell systemd STOPPING -> stop and join the
 producers -> drain the bus before a deadline -> stop the executor and send what it still holds ->
-optional cancel-all -> close the gateway -> flush and stop the storage writer -> log totals.
+optional cancel-all -> close the gateway -> flush and stop the storage writers, write what is left
+of the journal -> log totals.
+
+Modes (:class:`RunMode`): ``LIVE`` is the above. ``REPLAY`` builds the same objects and registers
+:meth:`App.replay_table` instead (``trader/replay.py``); ``BACKTEST`` registers the full table and
+is driven event by event (``trader/backtest.py``). Neither journals, serves HTTP, starts workers,
+uses Redis or the paper account file.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from enum import StrEnum
 from typing import Any, Callable
 
 from trader.bus import Bus
@@ -56,6 +67,7 @@ from trader.events import (
     ReconciliationCompleted,
     ReconciliationStarted,
     ResumeTrading,
+    SessionStarted,
     ShutdownRequested,
     SignalGenerated,
     StorageFailed,
@@ -70,6 +82,9 @@ from trader.exchange.gateway import Gateway, MarketDataSource
 from trader.exchange.paper import PaperGateway
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
+from trader.httpapi import HttpApi
+from trader.journal import Journal
+from trader.metrics import REFRESH_S, Metrics
 from trader.report import Reporter
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
@@ -187,12 +202,33 @@ def build_strategies(cfg: Config, clock: Clock) -> list[Strategy]:
     return out
 
 
-class App:
-    """The running system."""
+class RunMode(StrEnum):
+    """What the app is built for."""
 
-    def __init__(self, cfg: Config, clock: Clock | None = None) -> None:
+    LIVE = "live"  # journal, metrics endpoint, workers (started by start())
+    REPLAY = "replay"  # replay_table, driven by trader.replay
+    BACKTEST = "backtest"  # handler_table, driven by trader.backtest
+
+
+def _done_live(event: Event) -> None:
+    """Replay's handler for commands the live run carried out: what came of them is journaled."""
+
+
+class App:
+    """The running system (or the same objects driven by a replay or a backtest)."""
+
+    def __init__(
+        self, cfg: Config, clock: Clock | None = None, mode: RunMode = RunMode.LIVE
+    ) -> None:
+        live = mode is RunMode.LIVE
+        if not live:  # a replay or a backtest never touches the paper account file or Redis
+            cfg = replace(cfg, paper=replace(cfg.paper, persist=False),
+                          storage=replace(cfg.storage, backend=StorageBackend.MEMORY))
         self.cfg = cfg
+        self.mode = mode
         self.clock = clock or LiveClock()
+        started = datetime.fromtimestamp(self.clock.now_ns() / 1e9, timezone.utc)
+        self.session = f"{started:%Y%m%dT%H%M%SZ}-{os.getpid()}"
         self.stats = Stats()
         self.bus = Bus(cfg.bus.maxsize, cfg.bus.put_timeout_s, self.stats)
         self.registry = Registry()
@@ -227,12 +263,31 @@ class App:
             self.storage_workers.add(worker)
         for observer in self.storage.observers:
             self.registry.observe(observer)
-        for event_cls, handler in self.handler_table():
+        self.journal = Journal(cfg.journal, self.clock, self.bus.publish)
+        self.metrics = Metrics(
+            cfg.metrics, self.clock, self.stats, self.bus, self.engine, self.store,
+            cfg.trade.markets, trading_state=lambda: self.risk.state,
+            strategies=self._strategies, journal_counters=self.journal.counters if live else None,
+            info={"name": cfg.general.name, "session": self.session,
+                  "exchange": cfg.exchange.name, "mode": cfg.exchange.mode.value},
+        )
+        self.http = None
+        if cfg.metrics.port and live:
+            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock)
+            self.producers.add(self.http)
+        table = self.replay_table() if mode is RunMode.REPLAY else self.handler_table()
+        for event_cls, handler in table:
             self.registry.register(event_cls, handler)
+        if live:
+            self.registry.observe(self.journal.record)
+            self.storage_workers.add(self.journal)
+            self.engine.set_timing(self.metrics.timing)
         self.engine.every(cfg.general.stats_interval_s, self.reporter.stats_line)
         self.engine.every(HEARTBEAT_S, self._heartbeat)
         self.engine.every(RISK_CHECK_S, self._risk_check)
         self.engine.every(cfg.portfolio.equity_sample_s, self.portfolio.sample)
+        self.engine.every(REFRESH_S, self.metrics.refresh)
+        self.engine.every(cfg.metrics.summary_every_s, self.metrics.log_summary)
         self.systemd = Notifier()
         self._notified_ready = False
         self.status_line = StatusLine(lambda: self.risk.state, self.bus.depth,
@@ -241,9 +296,12 @@ class App:
         self.started_at = time.monotonic()
 
     def handler_table(self) -> list[tuple[type[Event], Handler]]:
-        """Event class -> handlers, in dispatch order: the store first, then the rest."""
+        """Event class -> handlers, in dispatch order: the store first, then the rest.
+
+        The journal is an observer (``Registry.observe``): it sees every dispatched event before
+        these handlers, follow-ups and ``HandlerFailed`` included."""
         store, runner, rep, x = self.store, self.runner, self.reporter, self.executor
-        risk, rec = self.risk, self.reconciler
+        risk, rec, m = self.risk, self.reconciler, self.metrics
         venue_handlers = self.venue.handlers
         return [
             (MarketUpdated, store.on_market),
@@ -302,16 +360,65 @@ class App:
             (HandlerFailed, rep.on_system),
             (ShutdownRequested, rep.on_system),
             (Heartbeat, rep.on_heartbeat),
+            # metrics: feed states, errors by kind, the session
+            (FeedConnected, m.on_feed),
+            (FeedDisconnected, m.on_feed),
+            (FeedStale, m.on_feed),
+            (FeedRecovered, m.on_feed),
+            (PollFailed, m.on_error),
+            (OrderRejected, m.on_error),
+            (HandlerFailed, m.on_error),
+            (WorkerCrashed, m.on_error),
+            (StorageFailed, m.on_error),
+            (SessionStarted, m.on_session),
         ]
+
+    def outside_world(self) -> tuple[object, ...]:
+        """Objects whose handlers act outside the process (send orders, match them on paper,
+        poll or reconcile with the exchange): replay must not run them. Add here any object
+        whose handler has such an effect."""
+        return (self.executor, self.gateway, self.poller, self.reconciler)
+
+    def replay_table(self) -> list[tuple[type[Event], Handler]]:
+        """:meth:`handler_table` without the handlers of :meth:`outside_world`.
+
+        Replay dispatches each journaled event through these and discards every follow-up they
+        return: the journal already holds the follow-ups the live run produced (orders, fills,
+        signals, ``HandlerFailed``), in the order they were dispatched. So the store and the
+        portfolio are rebuilt from recorded facts, while strategies and risk still run on the
+        same inputs, and a strategy that failed live fails again, with its traceback."""
+        outside = self.outside_world()
+        table, dropped = [], []
+        for cls, h in self.handler_table():
+            acts_outside = any(getattr(h, "__self__", None) is o for o in outside)
+            (dropped if acts_outside else table).append((cls, h))
+        kept = {cls for cls, _ in table}
+        for cls in dict.fromkeys(cls for cls, _ in dropped if cls not in kept):
+            table.append((cls, _done_live))  # handled live (not "unhandled" in a replay)
+        return table
+
+    def _strategies(self) -> list[dict[str, Any]]:
+        return [{"id": s.id, "market": s.symbol, "enabled": s.id not in self.runner.disabled}
+                for s in self.runner.strategies]
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Restore saved state, load markets, start the workers, log the start-up summary; tell
-        systemd READY now, or once the start-up reconciliation completed."""
+        """Open the journal, restore saved state, load markets, start the workers, log the
+        start-up summary; tell systemd READY now, or once the start-up reconciliation completed.
+
+        Raises ``ConfigError`` before anything runs when the journal folder cannot be written or
+        the HTTP port cannot be bound."""
+        self.journal.open()
+        if self.http is not None:
+            self.http.bind()
+        now = self.clock.now_ns()
+        c = self.cfg
+        self.engine.dispatch(SessionStarted(ts_event=now, ts_recv=now, session=self.session,
+                                            exchange=c.exchange.name, mode=c.exchange.mode.value))
         for ev in self.storage.restore():
             self.engine.emit(ev)
-        for ev in self.gateway.load_markets(self.cfg.trade.markets):
+        for ev in self.gateway.load_markets(c.trade.markets):
             self.engine.dispatch(ev)
         # A signed request before any thread starts: bad keys end the start here, in one line.
         for ev in self.gateway.fetch_balances():
@@ -323,13 +430,13 @@ class App:
         self.storage_workers.start()
         self.executors.start()
         self.producers.start()
-        c = self.cfg
         log.info(
             "started %s: exchange %s (%s), markets %s, strategies %s, %d event types handled",
             c.general.name, c.exchange.name, c.exchange.mode, ", ".join(c.trade.markets),
             ", ".join(s.id for s in self.runner.strategies) or "none",
             len(self.registry.table()),
         )
+        log.info("journal: %s", self.journal.folder.resolve())
         if not self.cfg.reconcile.enabled:
             self._ready()  # else once the start-up reconciliation completed
 
@@ -376,13 +483,15 @@ class App:
         left = self.engine.drain(time.monotonic() + DRAIN_S)
         self.gateway.close()
         self.storage_workers.stop(STORAGE_JOIN_S)
+        self.journal.finish()
         self.systemd.close()
         totals = self.totals(left)
         log.info(
-            "stopped in %.2fs: %d events dispatched (%s), %d conflated, %d left on the queue",
+            "stopped in %.2fs: %d events dispatched (%s), %d conflated, %d left on the queue, "
+            "%d journaled",
             time.monotonic() - t0, totals["dispatched_total"],
             ", ".join(f"{k} {v}" for k, v in sorted(totals["dispatched"].items())),
-            totals["conflated"], totals["left_on_queue"],
+            totals["conflated"], totals["left_on_queue"], totals["journaled"],
         )
         return totals
 
@@ -395,6 +504,7 @@ class App:
             "conflated": self.bus.conflated,
             "left_on_queue": left,
             "handler_errors": sum(snap["handler_errors"].values()),
+            "journaled": self.journal.written,
         }
 
     def refresh_after_reconnect(self) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import datetime, timezone
 from typing import Protocol
 
 
@@ -43,3 +44,9 @@ class ManualClock:
     def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds``."""
         self._now += int(seconds * 1_000_000_000)
+
+
+def iso_utc(ts_ns: int) -> str:
+    """``ts_ns`` as ISO 8601 UTC with milliseconds: ``2024-05-01T14:03:12.345Z``."""
+    dt = datetime.fromtimestamp(ts_ns / 1e9, timezone.utc)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -223,9 +223,23 @@ class ExecutionConfig:
 
 @dataclass(frozen=True)
 class JournalConfig:
-    """[journal]: where the event journal is written."""
+    """[journal]: the event journal (one JSON line per dispatched event, one file per UTC day)."""
 
     path: str = "data/journal"
+    flush_interval_s: float = field(default=1.0, metadata=_range(0.01, 1.0))
+    retention_days: int = field(default=30, metadata=_range(0, 100_000))
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """[metrics]: counters and histograms, the minute summary line, and the local HTTP endpoint
+    (``/metrics``, ``/health``, ``/status`` and the operator commands)."""
+
+    port: int = field(default=0, metadata=_range(0, 65_535))
+    summary_every_s: float = field(default=60.0, metadata=_range(1, 86_400))
+    sample_every: int = field(default=16, metadata=_range(1, 1_000_000))
+    stuck_after_s: float = field(default=10.0, metadata=_range(0.1, 3600))
+    stale_after_s: float = field(default=60.0, metadata=_range(0, 86_400))
 
 
 class StorageBackend(StrEnum):
@@ -347,6 +361,7 @@ class Config:
     portfolio: PortfolioConfig = field(default_factory=PortfolioConfig)
     journal: JournalConfig = field(default_factory=JournalConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     secrets: Secrets = field(default_factory=Secrets, repr=False, metadata={"internal": True})
 
 

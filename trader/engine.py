@@ -5,6 +5,15 @@ for the event's exact class, in registration order. Handlers may return follow-u
 go to a local deque that is emptied before the next ``get`` (the main thread never ``put``s into
 its own bounded queue). A handler that raises is logged with the event and traceback, counted and
 turned into a ``HandlerFailed`` event; the loop goes on.
+
+Observers (the journal) see every dispatched event, handled or not, follow-ups and
+``HandlerFailed`` included.
+
+Timing (dispatch lag ``ts_recv`` -> handled, and each handler's time) is sampled: one dispatch in
+``timing.every`` takes the timed path. Measured on the bare dispatch rate
+(``scripts/bench_journal.py --timing``): timing every dispatch costs about 48% (two clock reads
+and a histogram update per handler), 1 in 16 (the default) about 5%, 1 in 64 about 3.5%, and
+the countdown alone about 1.5%.
 """
 
 from __future__ import annotations
@@ -14,8 +23,9 @@ import queue
 import threading
 import time
 import traceback
+import types
 from collections import deque
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol
 
 from trader.bus import Bus
 from trader.clock import Clock
@@ -30,8 +40,25 @@ Handler = Callable[[Event], "Iterable[Event] | None"]
 
 
 def handler_name(handler: Callable[..., object]) -> str:
-    """A readable name for a handler (``Store.on_quote``)."""
+    """A readable name for a handler (``Store.on_quote``; ``JournalBuffer.append`` for a builtin
+    method bound to an instance, whose own qualname would only say ``deque.append``)."""
+    owner = getattr(handler, "__self__", None)
+    if isinstance(handler, types.BuiltinMethodType) and owner is not None \
+            and not isinstance(owner, (type, types.ModuleType)):
+        return f"{type(owner).__name__}.{handler.__name__}"
     return getattr(handler, "__qualname__", None) or repr(handler)
+
+
+class Timing(Protocol):
+    """Receives the sampled dispatch timings (``trader.metrics.DispatchTiming``)."""
+
+    every: int
+
+    def handler_ns(self, handler: Handler, ns: int) -> None:
+        """One handler call took ``ns`` nanoseconds."""
+
+    def lag_ns(self, ns: int) -> None:
+        """An event was handled ``ns`` nanoseconds after its ``ts_recv``."""
 
 
 class Registry:
@@ -58,6 +85,10 @@ class Registry:
             raise ValueError(f"{handler_name(handler)} is already an observer")
         self._observers.append(handler)
         self._cache.clear()
+
+    def observers(self) -> tuple[Handler, ...]:
+        """The observers alone (what an event with no typed handler is still shown to)."""
+        return tuple(self._observers)
 
     def handlers_for(self, event_cls: type[Event]) -> tuple[Handler, ...]:
         """Observers then typed handlers for ``event_cls`` (empty when nothing handles it)."""
@@ -95,6 +126,20 @@ class Engine:
         self._timers: list[list] = []  # [interval_s, next_due_monotonic, fn]
         self._next_timer = float("inf")
         self.last_dispatch_monotonic = time.monotonic()
+        self._timing: Timing | None = None
+        self._countdown = 0  # dispatches until the next timed one (0: timing off)
+
+    def set_timing(self, timing: Timing | None) -> None:
+        """Sample one dispatch in ``timing.every`` into ``timing`` (None turns timing off)."""
+        self._timing = timing
+        self._countdown = timing.every if timing else 0
+
+    def discard_followups(self) -> list[Event]:
+        """Take the queued follow-ups without dispatching them (replay: the journal already holds
+        the follow-ups the live run produced)."""
+        out = list(self._followups)
+        self._followups.clear()
+        return out
 
     def emit(self, event: Event) -> None:
         """Queue a follow-up event from the main thread (dispatched before the next ``get``)."""
@@ -150,7 +195,12 @@ class Engine:
         handlers = self._registry.handlers_for(cls)
         if not handlers:
             self._unhandled(cls)
-            return
+            handlers = self._registry.observers()
+        if self._countdown:
+            self._countdown -= 1
+            if not self._countdown:
+                self._dispatch_timed(event, handlers)
+                return
         for handler in handlers:
             try:
                 out = handler(event)
@@ -159,6 +209,25 @@ class Engine:
                 continue
             if out:
                 self._followups.extend(out)
+
+    def _dispatch_timed(self, event: Event, handlers: tuple[Handler, ...]) -> None:
+        """:meth:`dispatch`'s loop with each handler timed, and the lag recorded at the end."""
+        timing = self._timing
+        assert timing is not None
+        self._countdown = timing.every
+        perf = time.perf_counter_ns
+        for handler in handlers:
+            t0 = perf()
+            try:
+                out = handler(event)
+            except Exception as exc:  # noqa: BLE001 - one bad handler must not stop the loop
+                timing.handler_ns(handler, perf() - t0)
+                self._handler_failed(handler, event, exc)
+                continue
+            timing.handler_ns(handler, perf() - t0)
+            if out:
+                self._followups.extend(out)
+        timing.lag_ns(self._clock.now_ns() - event.ts_recv)
 
     def _unhandled(self, cls: type[Event]) -> None:
         name = cls.__name__

@@ -25,6 +25,7 @@ import typing
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
+from json.encoder import encode_basestring_ascii as _esc
 from types import NoneType, UnionType
 from typing import Any, Callable, ClassVar
 
@@ -474,6 +475,16 @@ class Heartbeat(Event):
 
 
 @event
+class SessionStarted(Event):
+    """A process started: the first event of each session in the journal. Replay starts a fresh
+    state here, as the process did."""
+
+    session: str
+    exchange: str
+    mode: str
+
+
+@event
 class ShutdownRequested(Event):
     """Shutdown was asked for (signal, operator command, fatal error)."""
 
@@ -597,8 +608,72 @@ def event_from_dict(data: dict[str, Any]) -> Event:
 
 
 def event_to_json(ev: Event) -> str:
-    """One compact JSON object."""
-    return json.dumps(event_to_dict(ev), separators=(",", ":"))
+    """One compact JSON object: exactly ``json.dumps(event_to_dict(ev), separators=(",", ":"))``,
+    made by an encoder generated per class (:func:`_compile_encoder`), about 7x faster."""
+    cls = type(ev)
+    enc = _ENCODERS.get(cls)
+    if enc is None:
+        enc = _ENCODERS[cls] = _compile_encoder(cls)
+    return enc(ev)
+
+
+_ENCODERS: dict[type, Callable[[Any], str]] = {}
+
+
+def _compile_encoder(cls: type) -> Callable[[Any], str]:
+    """Generate one f-string function per event class. The journal encodes every dispatched
+    event, and ``json.dumps`` of a dict costs about 5 us per event, more than the dispatch itself
+    (about 2 us); the generated function costs about 0.6 us, mostly ``str(Decimal)`` and the two
+    19-digit timestamps (``ts_recv`` reuses ``ts_event``'s text when they are equal, as they are
+    for every event made in this process). Strings are escaped by the C function ``json.dumps``
+    uses; a Decimal's text never needs escaping."""
+    hints = typing.get_type_hints(cls)
+    parts = ["{{" + f'"type":{_esc(cls.__name__)}']
+    for f in dataclasses.fields(cls):
+        piece = "{sr}" if f.name == "ts_recv" else _field_template(f.name, hints[f.name])
+        parts.append(f",{_esc(f.name)}:" + piece)
+    src = (
+        "def encode(e):\n"
+        "    te = e.ts_event\n"
+        "    st = str(te)\n"
+        "    tr = e.ts_recv\n"
+        "    sr = st if tr == te else str(tr)\n"
+        f"    return f'{''.join(parts).replace('{e.ts_event}', '{st}')}}}}}'\n"
+    )
+    scope: dict[str, Any] = {"_esc": _esc, "_BOOL": _BOOL, "_opt_decimal": _opt_decimal,
+                             "_opt": _opt}
+    exec(compile(src, f"<event_to_json {cls.__name__}>", "exec"), scope)  # noqa: S102
+    return scope["encode"]
+
+
+def _field_template(name: str, tp: Any) -> str:
+    """The f-string piece that writes field ``name`` of type ``tp`` as ``json.dumps`` would."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, UnionType):
+        (inner,) = [a for a in typing.get_args(tp) if a is not NoneType]
+        if inner is Decimal:
+            return f"{{_opt_decimal(e.{name})}}"
+        return f"{{_opt(e.{name})}}"
+    if tp is Decimal:
+        return f'"{{e.{name}!s}}"'
+    if tp is bool:
+        return f"{{_BOOL[e.{name}]}}"
+    if tp is int:
+        return f"{{e.{name}}}"
+    if tp is str or (isinstance(tp, type) and issubclass(tp, StrEnum)):
+        return f"{{_esc(e.{name})}}"
+    raise TypeError(f"unsupported event field type {tp}")
+
+
+_BOOL = ("false", "true")
+
+
+def _opt_decimal(value: Decimal | None) -> str:
+    return "null" if value is None else f'"{value}"'
+
+
+def _opt(value: Any) -> str:
+    return "null" if value is None else json.dumps(value)
 
 
 def event_from_json(text: str) -> Event:
@@ -608,3 +683,4 @@ def event_from_json(text: str) -> Event:
 
 for _cls in EVENT_TYPES.values():  # fail at import, not at the first journal write
     _codecs(_cls)
+    _ENCODERS[_cls] = _compile_encoder(_cls)

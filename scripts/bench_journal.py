@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""What the journal costs the dispatch rate, measured with and without it on this machine.
+
+    python scripts/bench_journal.py [--steps 20000] [--repeats 3] [--json] [--variants]
+
+The events are the simulated market's (quotes, trades, candles of two markets) dispatched through
+the full handler table (store, paper matching, strategies, risk) of a backtest-mode app, two ways:
+
+- ``engine``: the main thread alone dispatches the pre-built events (the bare dispatch rate);
+- ``end_to_end``: a producer thread publishes them on the bus and the main loop takes them off
+  (the system's real path; the bus is sized so nothing is conflated).
+
+"With" adds the journal exactly as the live app wires it (the observer plus the writer thread) and
+the clock stops only once every event is written. Each figure is the best of ``--repeats`` runs.
+``--variants`` also measures the design not chosen (encode in the observer, write on a main-thread
+timer) and ``--timing`` the metrics' sampled handler timing at 1-in-1 and 1-in-16.
+
+The benchmark helper can call :func:`measure` (``importlib`` on this file) and take its dict.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
+
+from trader.app import App, RunMode  # noqa: E402
+from trader.clock import ManualClock  # noqa: E402
+from trader.config import BusConfig, Config, JournalConfig, StrategyConfig  # noqa: E402
+from trader.events import Event, Heartbeat, event_to_json  # noqa: E402
+from trader.feeds.simulated import SimulatedMarket  # noqa: E402
+from trader.journal import Journal  # noqa: E402
+from trader.metrics import DispatchTiming  # noqa: E402
+
+START_NS = 1_700_000_000 * 1_000_000_000
+TARGET = 0.85  # the journal may cost at most 15% of the dispatch rate
+
+
+def make_events(cfg: Config, steps: int) -> list[Event]:
+    """``steps`` steps of the simulated market, 50 ms apart."""
+    clock = ManualClock(START_NS)
+    market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
+    events: list[Event] = []
+    for i in range(steps):
+        events.extend(market.step(START_NS + i * 50_000_000))
+    return events
+
+
+def bench_config(steps: int) -> Config:
+    """Two markets, a strategy on each, a bus that never conflates in these runs."""
+    return Config(
+        strategies=tuple(
+            StrategyConfig(name="ma_cross", market=m, params={"fast": 3, "slow": 6, "amount": a})
+            for m, a in (("BTC/USDT", "0.01"), ("ETH/USDT", "0.2"))
+        ),
+        bus=BusConfig(maxsize=steps * 8 + 100),
+    )
+
+
+class _TimerJournal:
+    """The design not chosen: encode in the observer, write on a main-thread timer."""
+
+    def __init__(self, folder: Path) -> None:
+        self._fh = open(folder / "timer.jsonl", "a", encoding="ascii")  # noqa: SIM115
+        self._lines: list[str] = []
+
+    def record(self, ev: Event) -> None:
+        self._lines.append(event_to_json(ev))
+
+    def flush(self) -> None:
+        lines, self._lines = self._lines, []
+        if lines:
+            self._fh.write("\n".join(lines) + "\n")
+            self._fh.flush()
+
+    def finish(self) -> None:
+        self.flush()
+        self._fh.close()
+
+
+def _app(cfg: Config, journal: str, folder: Path, timing: int) -> tuple[App, Callable[[], None]]:
+    """A backtest-mode app (no journal of its own) plus the journal under test; returns the app
+    and what must run before the clock stops (the final flush)."""
+    app = App(cfg, ManualClock(START_NS), RunMode.BACKTEST)
+    for ev in (*app.gateway.load_markets(cfg.trade.markets), *app.gateway.fetch_balances()):
+        app.engine.dispatch(ev)
+    if timing:
+        app.engine.set_timing(DispatchTiming(timing))
+    if journal == "thread":
+        j = Journal(JournalConfig(path=str(folder), retention_days=0), app.clock,
+                    app.bus.publish)
+        j.open()
+        app.registry.observe(j.record)
+        app.storage_workers.add(j)
+        app.storage_workers.start()
+
+        def finish() -> None:
+            app.storage_workers.stop(5.0)
+            j.finish()
+        return app, finish
+    if journal == "timer":
+        tj = _TimerJournal(folder)
+        app.registry.observe(tj.record)
+        app.engine.every(1.0, tj.flush)
+        return app, tj.finish
+    return app, lambda: None
+
+
+def run_engine(cfg: Config, events: list[Event], journal: str, timing: int = 0) -> float:
+    """Events per second, the main thread dispatching alone."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app, finish = _app(cfg, journal, Path(tmp), timing)
+        dispatch = app.engine.dispatch
+        followups = app.engine.discard_followups
+        t0 = time.perf_counter()
+        for ev in events:
+            dispatch(ev)
+            followups()
+        finish()
+        return len(events) / (time.perf_counter() - t0)
+
+
+def run_end_to_end(cfg: Config, events: list[Event], journal: str, timing: int = 0) -> float:
+    """Events per second from a producer thread through the bus and the main loop."""
+    with tempfile.TemporaryDirectory() as tmp:
+        app, finish = _app(cfg, journal, Path(tmp), timing)
+        stop = threading.Event()
+        done = Heartbeat(ts_event=0, ts_recv=0, queue_depth=0, dispatched=-1)
+        app.registry.register(Heartbeat, lambda e: stop.set() if e is done else None)
+
+        def produce() -> None:
+            publish = app.bus.publish
+            for ev in events:
+                publish(ev)
+            publish(done)
+
+        producer = threading.Thread(target=produce, name="bench-producer")
+        t0 = time.perf_counter()
+        producer.start()
+        app.engine.run(stop)
+        finish()
+        elapsed = time.perf_counter() - t0
+        producer.join()
+        assert app.bus.conflated == 0, "the bench bus conflated: results would not compare"
+        return len(events) / elapsed
+
+
+def measure(steps: int = 20_000, repeats: int = 3, variants: bool = False,
+            timing: bool = False) -> dict[str, Any]:
+    """Rates with and without the journal, the ratio and whether the target holds."""
+    logging.disable(logging.CRITICAL)  # the strategies' log lines are not what is measured
+    try:
+        cfg = bench_config(steps)
+        events = make_events(cfg, steps)
+        setups: dict[str, tuple[Callable[..., float], str, int]] = {}
+        for path, fn in (("engine", run_engine), ("end_to_end", run_end_to_end)):
+            setups[f"{path}/none"] = (fn, "none", 0)
+            setups[f"{path}/journal"] = (fn, "thread", 0)
+            if variants:
+                setups[f"{path}/timer_journal"] = (fn, "timer", 0)
+        if timing:
+            setups["engine/timing_every_1"] = (run_engine, "none", 1)
+            setups["engine/timing_every_16"] = (run_engine, "none", 16)
+        best = {name: 0.0 for name in setups}
+        for _ in range(repeats):  # interleaved, so a busy moment hurts every setup alike
+            for name, (fn, journal, every) in setups.items():
+                best[name] = max(best[name], fn(cfg, events, journal, every))
+    finally:
+        logging.disable(logging.NOTSET)
+    out: dict[str, Any] = {"events": len(events), "repeats": repeats,
+                           "machine": f"{platform.machine()} {platform.python_version()}"}
+    for path in ("engine", "end_to_end"):
+        base = best[f"{path}/none"]
+        fig: dict[str, Any] = {"without_journal_ev_s": round(base),
+                               "with_journal_ev_s": round(best[f"{path}/journal"])}
+        fig["ratio"] = round(best[f"{path}/journal"] / base, 3)
+        if variants:
+            fig["timer_journal_ev_s"] = round(best[f"{path}/timer_journal"])
+            fig["timer_journal_ratio"] = round(best[f"{path}/timer_journal"] / base, 3)
+        out[path] = fig
+    if timing:
+        base = best["engine/none"]
+        out["timing"] = {k.split("/")[1]: round(best[k] / base, 3)
+                         for k in best if k.startswith("engine/timing")}
+    out["ratio"] = out["end_to_end"]["ratio"]
+    out["target"] = TARGET
+    out["met"] = out["ratio"] >= TARGET
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the figures (or JSON)."""
+    parser = argparse.ArgumentParser(description="Journal cost on the dispatch rate.")
+    parser.add_argument("--steps", type=int, default=20_000, help="market steps (~3 events each)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--variants", action="store_true", help="also the timer-based design")
+    parser.add_argument("--timing", action="store_true", help="also the metrics' handler timing")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    res = measure(args.steps, args.repeats, args.variants, args.timing)
+    if args.json:
+        print(json.dumps(res, indent=2))
+        return 0
+    print(f"{res['events']} events, best of {res['repeats']}, {res['machine']}")
+    for path in ("engine", "end_to_end"):
+        f = res[path]
+        line = (f"{path:<11} without {f['without_journal_ev_s']:>9,} ev/s   with journal "
+                f"{f['with_journal_ev_s']:>9,} ev/s   ratio {f['ratio']:.3f}")
+        if "timer_journal_ratio" in f:
+            line += f"   (timer design {f['timer_journal_ratio']:.3f})"
+        print(line)
+    if "timing" in res:
+        print("handler timing (engine ratio): " +
+              ", ".join(f"{k} {v:.3f}" for k, v in res["timing"].items()))
+    print(f"target: end-to-end ratio >= {res['target']} -> {'met' if res['met'] else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Metrics over real HTTP: Prometheus text, /health (stuck loop, stale feed), /status and the
+operator commands; the minute summary line; sampled dispatch timing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import quote
+from trader.app import App
+from trader.bus import Bus
+from trader.clock import ManualClock
+from trader.config import config_from_dict
+from trader.engine import Engine, Registry
+from trader.events import (
+    CancelAllOrders,
+    FeedRecovered,
+    FeedStale,
+    HaltTrading,
+    QuoteTick,
+    ResumeTrading,
+    TradeTick,
+)
+from trader.metrics import DispatchTiming
+from trader.stats import Stats
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def make_app(tmp_path: Any, clock: Any = None, **metrics: Any) -> App:
+    cfg = config_from_dict({
+        "simulated": {"tick_interval_s": 0.005},
+        "journal": {"path": str(tmp_path / "journal"), "flush_interval_s": 0.05},
+        "metrics": {"port": free_port(), **metrics},
+        "strategies": [{"name": "ma_cross", "market": "BTC/USDT",
+                        "params": {"fast": 2, "slow": 3, "amount": 0.01}}],
+    }, {})
+    return App(cfg, clock)
+
+
+@contextmanager
+def running(app: App) -> Iterator[App]:
+    """The app started, its main loop in a thread; stopped and shut down after."""
+    app.start()
+    loop = threading.Thread(target=app.run, name="test-main-loop")
+    loop.start()
+    try:
+        yield app
+    finally:
+        app.request_stop("test")
+        loop.join(10)
+        app.shutdown()
+
+
+def get(app: App, path: str, headers: dict | None = None) -> tuple[int, str]:
+    req = urllib.request.Request(f"http://127.0.0.1:{app.http.port}{path}", headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def post(app: App, path: str, body: Any = None, ctype: str = "application/json") -> tuple:
+    data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    req = urllib.request.Request(f"http://127.0.0.1:{app.http.port}{path}", data=data,
+                                 method="POST", headers={"Content-Type": ctype})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def test_metrics_are_served_as_prometheus_text(tmp_path: Any) -> None:
+    with running(make_app(tmp_path, sample_every=1)) as app:
+        wait_until(lambda: app.metrics.snapshot["events"].get("Candle", 0) >= 1
+                   and app.metrics.snapshot["journal"]["written"] > 0)
+        status, text = get(app, "/metrics")
+    assert status == 200
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    events = {s.labels["type"]: s.value for s in families["trader_events"].samples}
+    assert events["QuoteTick"] > 0 and events["SessionStarted"] == 1
+    lag = families["trader_dispatch_lag_seconds"]
+    buckets = [s for s in lag.samples if s.name.endswith("_bucket")]
+    assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value > 0
+    handlers = {s.labels["handler"] for s in families["trader_handler_seconds"].samples}
+    assert {"MemoryStore.on_quote", "JournalBuffer.append", "StrategyRunner.on_candle"} <= handlers
+    gauges = {name: families[name].samples for name in (
+        "trader_queue_depth", "trader_queue_high_water", "process_resident_memory_bytes",
+        "trader_store_size", "trader_feed_state", "trader_trading_state")}
+    assert gauges["process_resident_memory_bytes"][0].value > 10e6
+    assert {s.labels["collection"] for s in gauges["trader_store_size"]} >= {"quotes", "orders"}
+    assert gauges["trader_feed_state"][0].labels == {"feed": "sim-feed", "state": "connected"}
+    assert gauges["trader_trading_state"][0].labels == {"state": "active"}
+    assert families["trader_conflated"].samples[0].value == 0
+    assert families["trader_journal_written"].samples[0].value > 0
+
+
+def test_health_is_503_while_the_main_loop_is_stuck(tmp_path: Any) -> None:
+    app = make_app(tmp_path, stuck_after_s=0.2)
+    gate = threading.Event()
+    app.registry.register(TradeTick, lambda e: gate.wait(10) and None)  # a handler that hangs
+    with running(app):
+        code, body = wait_until(lambda: (r := get(app, "/health"))[0] == 503 and r)
+        doc = json.loads(body)
+        assert doc["status"] == "unhealthy" and doc["queue_depth"] > 0
+        assert "main loop stuck" in doc["problems"][0]
+        gate.set()
+        code, body = wait_until(lambda: (r := get(app, "/health"))[0] == 200 and r)
+    assert json.loads(body)["status"] == "ok"
+
+
+def test_health_is_503_while_a_feed_is_stale(tmp_path: Any) -> None:
+    with running(make_app(tmp_path)) as app:
+        assert get(app, "/health")[0] == 200
+        now = time.time_ns()
+        app.bus.publish(FeedStale(ts_event=now, ts_recv=now, feed="ws-binance",
+                                  silent_s=Decimal(30)))
+        code, body = wait_until(lambda: (r := get(app, "/health"))[0] == 503 and r)
+        doc = json.loads(body)
+        assert doc["feeds"]["ws-binance"]["state"] == "stale"
+        since = doc["feeds"]["ws-binance"]["since_s"]
+        assert doc["problems"] == [f"feed ws-binance stale for {since:.1f}s"]
+        app.bus.publish(FeedRecovered(ts_event=now, ts_recv=now, feed="ws-binance"))
+        wait_until(lambda: get(app, "/health")[0] == 200)
+
+
+def test_health_is_unhealthy_when_a_market_goes_silent(tmp_path: Any) -> None:
+    clock = ManualClock(1_700_000_000 * 10**9)
+    app = make_app(tmp_path, clock, stale_after_s=60)
+    assert app.metrics.health()[0]
+    app.engine.dispatch(quote("BTC/USDT", ts=clock.now_ns()))
+    clock.advance(61)
+    ok, doc = app.metrics.health()
+    assert not ok
+    assert doc["problems"] == ["no data for BTC/USDT for 61.0s",
+                               "no data for ETH/USDT since start (61s)"]
+    assert doc["markets"]["BTC/USDT"] == {"last_data_s": 61.0}
+
+
+@pytest.fixture
+def api(tmp_path: Any) -> Iterator[App]:
+    """The HTTP endpoint alone, no main loop: what it publishes stays on the bus."""
+    app = make_app(tmp_path)
+    app.http.bind()
+    stop = threading.Event()
+    thread = threading.Thread(target=app.http.run, args=(stop,), name="metrics")
+    thread.start()
+    yield app
+    stop.set()
+    thread.join(5)
+
+
+def test_commands_are_published_on_the_bus_and_answered_202(api: App) -> None:
+    code, doc = post(api, "/halt", {"reason": "maintenance", "cancel_orders": True})
+    assert code == 202 and doc["accepted"] == "HaltTrading"
+    halt = api.bus.get(1)
+    assert isinstance(halt, HaltTrading) and halt.reason == "maintenance" and halt.cancel_orders
+    assert post(api, "/resume")[0] == 202
+    resume = api.bus.get(1)
+    assert isinstance(resume, ResumeTrading) and resume.reason == "operator"
+    assert post(api, "/cancel-all", {"symbol": "BTC/USDT"})[0] == 202
+    cancel = api.bus.get(1)
+    assert isinstance(cancel, CancelAllOrders) and cancel.symbol == "BTC/USDT"
+    assert api.bus.depth() == 0
+
+
+@pytest.mark.parametrize(("path", "body", "ctype", "code", "error"), [
+    ("/halt", {"reason": "x"}, "text/plain", 415, "Content-Type: application/json"),
+    ("/halt", b"{not json", "application/json", 400, "invalid JSON"),
+    ("/halt", {"resaon": "x"}, "application/json", 400, "unknown keys ['resaon']"),
+    ("/halt", {"cancel_orders": "yes"}, "application/json", 400, "cancel_orders must be a bool"),
+    ("/halt", [1], "application/json", 400, "must be a JSON object"),
+    ("/status", None, "application/json", 405, "use GET for /status"),
+    ("/nope", None, "application/json", 404, "no such endpoint"),
+])
+def test_bad_commands_are_refused_and_publish_nothing(
+        api: App, path: str, body: Any, ctype: str, code: int, error: str) -> None:
+    got, doc = post(api, path, body, ctype)
+    assert got == code and error in doc["error"]
+    assert api.bus.depth() == 0
+
+
+def test_get_on_a_command_and_foreign_hosts_are_refused(api: App) -> None:
+    assert get(api, "/halt")[0] == 405
+    code, body = get(api, "/status", {"Host": "evil.example:80"})
+    assert code == 403 and "not allowed" in body
+    assert api.bus.depth() == 0
+
+
+def test_status_reports_state_balances_orders_and_strategies(tmp_path: Any) -> None:
+    with running(make_app(tmp_path)) as app:
+        # the main thread republishes the snapshot every second
+        code, body = wait_until(
+            lambda: (r := get(app, "/status"))[0] == 200
+            and json.loads(r[1])["balances_total_usd"] != "0" and r)
+    doc = json.loads(body)
+    assert doc["trading_state"] == "active" and doc["exchange"] == "simulated"
+    assert Decimal(doc["balances_total_usd"]) == 10000 and doc["open_orders"] == 0
+    assert doc["strategies"] == [{"id": "ma_cross:BTC/USDT", "market": "BTC/USDT",
+                                  "enabled": True}]
+    assert doc["session"] == app.session and "events_per_s" in doc and "queue_depth" in doc
+
+
+def test_a_busy_port_is_a_config_error(tmp_path: Any) -> None:
+    from trader.errors import ConfigError
+
+    app = make_app(tmp_path)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", app.cfg.metrics.port))
+        s.listen()
+        with pytest.raises(ConfigError, match=f"metrics.port: cannot listen on 127.0.0.1:"
+                                              f"{app.cfg.metrics.port}"):
+            app.http.bind()
+
+
+def test_the_summary_line(tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app(tmp_path, ManualClock(1_700_000_000 * 10**9))
+    for i in range(3):
+        app.engine.dispatch(quote(ts=i))
+    with caplog.at_level(logging.INFO, logger="trader"):
+        app.metrics.log_summary()
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("METRICS"))
+    assert "3 events" in line and "queue 0, max 0" in line and "rss" in line
+
+
+def test_timing_samples_one_dispatch_in_n() -> None:
+    stats = Stats()
+    registry = Registry()
+    engine = Engine(Bus(10, 0.1, stats), registry, stats, ManualClock(1_000))
+    calls: list[Any] = []
+    registry.register(QuoteTick, calls.append)
+    timing = DispatchTiming(every=4)
+    engine.set_timing(timing)
+    for _ in range(12):
+        engine.dispatch(quote(ts=400))
+    assert len(calls) == 12
+    ((name, hist),) = timing.handlers.values()
+    assert name == "list.append" and hist.snapshot().count == 3
+    lag = timing.lag.snapshot()
+    assert lag.count == 3 and lag.sum_s == pytest.approx(3 * 600e-9)
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["halt", "--reason", "maintenance", "--cancel-orders"],
+     HaltTrading(ts_event=0, ts_recv=0, reason="maintenance", cancel_orders=True)),
+    (["resume"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator")),
+    (["cancel-all"], CancelAllOrders(ts_event=0, ts_recv=0)),
+])
+def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any,
+                                         capsys: pytest.CaptureFixture) -> None:
+    import importlib.util
+    from dataclasses import replace
+
+    spec = importlib.util.spec_from_file_location("ctl", ROOT / "scripts" / "ctl.py")
+    ctl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ctl)
+    assert ctl.main([*argv, "--port", str(api.http.port)]) == 0
+    got = api.bus.get(1)
+    assert replace(got, ts_event=0, ts_recv=0) == expected
+    assert ctl.main(["status", "--port", str(api.http.port)]) == 0
+    assert "trading_state:" in capsys.readouterr().out

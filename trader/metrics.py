@@ -1,0 +1,455 @@
+"""Metrics: what the running system says about itself.
+
+Collected on the main thread: events per type (``Stats``), dispatch lag (``ts_recv`` -> handled)
+and per-handler time as histograms (sampled, see ``trader.engine``), queue depth and its high-water
+mark, conflated and dropped counts, errors by kind, feed states, store sizes, process memory, the
+journal's figures. Once a second the main thread publishes an immutable snapshot (one attribute
+swap); the HTTP thread (``trader.httpapi``) reads only that snapshot, the feed states (also swapped
+whole on each change) and thread-safe reads (queue depth, store reads under its lock).
+
+Served as Prometheus text (written here: a few dozen lines, no runtime dependency) and as JSON for
+``/health`` and ``/status``; one summary line goes to the log every ``summary_every_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from bisect import bisect_left
+from dataclasses import dataclass
+from decimal import Decimal
+from types import MappingProxyType
+from typing import Any, Callable, Mapping, Sequence
+
+from trader.bus import Bus
+from trader.clock import Clock
+from trader.config import MetricsConfig
+from trader.engine import Engine, Handler, handler_name
+from trader.events import (
+    ErrorKind,
+    FeedConnected,
+    FeedDisconnected,
+    FeedRecovered,
+    FeedStale,
+    HandlerFailed,
+    OrderRejected,
+    PollFailed,
+    SessionStarted,
+    StorageFailed,
+    WorkerCrashed,
+)
+from trader.stats import Stats
+from trader.store.memory import MemoryStore
+
+log = logging.getLogger("trader")
+
+NS = 1_000_000_000
+REFRESH_S = 1.0
+#: Histogram upper bounds in seconds: handler calls take microseconds, lag can reach seconds.
+BUCKETS_S = (
+    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
+    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+_BUCKETS_NS = tuple(int(b * NS) for b in BUCKETS_S)
+
+
+class FeedState:
+    """Names of a feed's states, from the feed events."""
+
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    STALE = "stale"
+
+    FROM_EVENT = {
+        FeedConnected: CONNECTED,
+        FeedRecovered: CONNECTED,
+        FeedDisconnected: DISCONNECTED,
+        FeedStale: STALE,
+    }
+
+
+class Histogram:
+    """Fixed-bucket histogram of nanosecond values; written by the main thread only."""
+
+    __slots__ = ("counts", "sum_ns")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_BUCKETS_NS) + 1)  # the last one is +Inf
+        self.sum_ns = 0
+
+    def observe_ns(self, ns: int) -> None:
+        """Count one value."""
+        self.counts[bisect_left(_BUCKETS_NS, ns)] += 1
+        self.sum_ns += ns
+
+    def snapshot(self) -> HistogramSnapshot:
+        """An immutable copy."""
+        return HistogramSnapshot(tuple(self.counts), self.sum_ns / NS)
+
+
+@dataclass(frozen=True, slots=True)
+class HistogramSnapshot:
+    """Per-bucket counts (not cumulative; the last is +Inf) and the sum in seconds."""
+
+    counts: tuple[int, ...]
+    sum_s: float
+
+    @property
+    def count(self) -> int:
+        """How many values."""
+        return sum(self.counts)
+
+    def quantile(self, q: float) -> float | None:
+        """The upper bound of the bucket holding quantile ``q`` (None when empty or past the
+        last bound)."""
+        total = self.count
+        if not total:
+            return None
+        seen = 0
+        for bound, n in zip(BUCKETS_S, self.counts):
+            seen += n
+            if seen >= q * total:
+                return bound
+        return None
+
+
+class DispatchTiming:
+    """The engine's sampled timings: dispatch lag and each handler's time."""
+
+    def __init__(self, every: int) -> None:
+        self.every = every
+        self.lag = Histogram()
+        self.handlers: dict[Handler, tuple[str, Histogram]] = {}
+
+    def handler_ns(self, handler: Handler, ns: int) -> None:
+        """One handler call took ``ns``."""
+        entry = self.handlers.get(handler)
+        if entry is None:
+            entry = self.handlers[handler] = (handler_name(handler), Histogram())
+        entry[1].observe_ns(ns)
+
+    def lag_ns(self, ns: int) -> None:
+        """An event was handled ``ns`` after its receipt."""
+        self.lag.observe_ns(ns)
+
+
+def rss_bytes() -> int:
+    """Resident memory of this process (``/proc/self/statm``; the peak from ``getrusage``
+    where there is no /proc)."""
+    try:
+        with open("/proc/self/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Metrics:
+    """Collects on the main thread; publishes :attr:`snapshot` and :attr:`feeds` for readers."""
+
+    def __init__(
+        self,
+        cfg: MetricsConfig,
+        clock: Clock,
+        stats: Stats,
+        bus: Bus,
+        engine: Engine,
+        store: MemoryStore,
+        markets: Sequence[str],
+        trading_state: Callable[[], str],
+        strategies: Callable[[], list[dict[str, Any]]],
+        journal_counters: Callable[[], dict[str, int]] | None = None,
+        info: Mapping[str, str] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self._clock = clock
+        self._stats = stats
+        self._bus = bus
+        self._engine = engine
+        self._store = store
+        self._markets = tuple(markets)
+        self._trading_state = trading_state
+        self._strategies = strategies
+        self._journal = journal_counters
+        self.info = dict(info or {})
+        self.timing = DispatchTiming(cfg.sample_every)
+        self.errors: dict[str, int] = {}
+        self.started_ns = clock.now_ns()
+        self.started_monotonic = time.monotonic()
+        self._feeds: dict[str, tuple[str, int]] = {}
+        #: feed -> (state, since ns); replaced whole on every change, read by any thread.
+        self.feeds: Mapping[str, tuple[str, int]] = MappingProxyType({})
+        self._last_total = 0
+        self._last_t = time.monotonic()
+        self._summary_total = 0
+        self._summary_t = time.monotonic()
+        #: The latest snapshot (a plain dict never mutated after publication).
+        self.snapshot: dict[str, Any] = {}
+        self.refresh()
+
+    # ------------------------------------------------------------------ handlers (main thread)
+
+    def on_feed(self, ev: FeedConnected | FeedDisconnected | FeedStale | FeedRecovered) -> None:
+        """Track each feed's state."""
+        self._feeds[ev.feed] = (FeedState.FROM_EVENT[type(ev)], ev.ts_recv)
+        self.feeds = MappingProxyType(dict(self._feeds))
+
+    def on_error(
+        self, ev: PollFailed | OrderRejected | HandlerFailed | WorkerCrashed | StorageFailed
+    ) -> None:
+        """Count errors by kind: the event's ``ErrorKind`` where it has one."""
+        kind = getattr(ev, "kind", None)
+        if not isinstance(kind, ErrorKind):
+            kind = _ERROR_NAMES[type(ev)]
+        self.errors[kind] = self.errors.get(kind, 0) + 1
+
+    def on_session(self, ev: SessionStarted) -> None:
+        """Remember the session for ``/status``."""
+        self.info.update(session=ev.session, exchange=ev.exchange, mode=ev.mode)
+
+    # ------------------------------------------------------------------ snapshots (main thread)
+
+    def refresh(self) -> None:
+        """Build and publish a new snapshot (a main-thread timer, every second)."""
+        now = time.monotonic()
+        s = self._stats.snapshot()
+        total = s["dispatched_total"]
+        rate = (total - self._last_total) / max(now - self._last_t, 1e-9)
+        self._last_total, self._last_t = total, now
+        bus = self._bus.counters()
+        errors = dict(self.errors)
+        if bus["put_timeouts"]:
+            errors["bus_full"] = bus["put_timeouts"]
+        journal = self._journal() if self._journal else {}
+        balances = self._store.balances()
+        self.snapshot = {
+            "taken_monotonic": now,
+            "events": s["dispatched"],
+            "events_total": total,
+            "events_per_s": rate,
+            "unhandled": s["unhandled"],
+            "handler_errors": s["handler_errors"],
+            "errors": errors,
+            "lag": self.timing.lag.snapshot(),
+            "handlers": {name: h.snapshot() for name, h in self.timing.handlers.values()},
+            "queue_high_water": bus["queue_high_water"],
+            "conflated": bus["conflated"],
+            "dropped": {
+                "bus_put_timeout": bus["put_timeouts"],
+                "store": getattr(self._store, "dropped", 0),
+                "journal": journal.get("dropped", 0),
+            },
+            "store": self._store.sizes() if hasattr(self._store, "sizes") else {},
+            "rss_bytes": rss_bytes(),
+            "journal": journal,
+            "trading_state": str(self._trading_state()),
+            "balances_total_usd": balances.total_usd,
+            "open_orders": len(self._store.open_orders()),
+            "strategies": self._strategies(),
+        }
+
+    def log_summary(self) -> None:
+        """The one-line summary (a main-thread timer, every ``summary_every_s``)."""
+        self.refresh()
+        s = self.snapshot
+        now = time.monotonic()
+        events = s["events_total"] - self._summary_total
+        span = max(now - self._summary_t, 1e-9)
+        self._summary_total, self._summary_t = s["events_total"], now
+        lag = s["lag"]
+        feeds = " ".join(f"{name} {state}" for name, (state, _) in sorted(self.feeds.items()))
+        j = s["journal"]
+        log.info(
+            "METRICS %.0fs: %d events (%.1f/s) | lag p50 %s p99 %s | queue %d, max %d | "
+            "conflated %d, dropped %d | errors %d | feeds %s | journal %s | rss %.1f MB",
+            span, events, events / span, _ms(lag.quantile(0.5)), _ms(lag.quantile(0.99)),
+            self._bus.depth(), s["queue_high_water"], s["conflated"],
+            sum(s["dropped"].values()), sum(s["errors"].values()), feeds or "none",
+            f"{j['written']} written, {j['pending']} pending" if j else "off",
+            s["rss_bytes"] / 1e6,
+        )
+
+    # ------------------------------------------------------------------ readers (any thread)
+
+    def market_ages(self) -> dict[str, float | None]:
+        """Seconds since each traded market's last quote or trade (None: no data yet)."""
+        now = self._clock.now_ns()
+        out: dict[str, float | None] = {}
+        for symbol in self._markets:
+            q = self._store.quote(symbol)
+            t = self._store.last_trade(symbol)
+            last = max((e.ts_recv for e in (q, t) if e is not None), default=None)
+            out[symbol] = None if last is None else (now - last) / NS
+        return out
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, the ``/health`` document). Unhealthy when the main loop is stuck (events
+        wait and nothing was dispatched for ``stuck_after_s``) or a feed is stale (a
+        ``FeedStale`` not yet recovered, a feed disconnected or a market silent for longer than
+        ``stale_after_s``)."""
+        now_m = time.monotonic()
+        now_ns = self._clock.now_ns()
+        depth = self._bus.depth()
+        idle = now_m - self._engine.last_dispatch_monotonic
+        problems = []
+        if depth and idle > self.cfg.stuck_after_s:
+            problems.append(f"main loop stuck: {depth} events waiting, "
+                            f"no dispatch for {idle:.1f}s")
+        stale_s = self.cfg.stale_after_s
+        feeds = {}
+        for name, (state, since) in sorted(self.feeds.items()):
+            age = (now_ns - since) / NS
+            feeds[name] = {"state": state, "since_s": round(age, 3)}
+            if state == FeedState.STALE or (
+                    state == FeedState.DISCONNECTED and stale_s and age > stale_s):
+                problems.append(f"feed {name} {state} for {age:.1f}s")
+        ages = self.market_ages()
+        uptime = (now_ns - self.started_ns) / NS
+        if stale_s:
+            for symbol, age in ages.items():
+                if age is None and uptime > stale_s:
+                    problems.append(f"no data for {symbol} since start ({uptime:.0f}s)")
+                elif age is not None and age > stale_s:
+                    problems.append(f"no data for {symbol} for {age:.1f}s")
+        doc = {
+            "status": "ok" if not problems else "unhealthy",
+            "problems": problems,
+            "trading_state": self.snapshot.get("trading_state"),
+            "queue_depth": depth,
+            "last_dispatch_s": round(idle, 3),
+            "feeds": feeds,
+            "markets": {s: {"last_data_s": None if a is None else round(a, 3)}
+                        for s, a in ages.items()},
+        }
+        return not problems, doc
+
+    def status(self) -> dict[str, Any]:
+        """The ``/status`` document."""
+        s = self.snapshot
+        return {
+            **self.info,
+            "trading_state": s["trading_state"],
+            "queue_depth": self._bus.depth(),
+            "events_per_s": round(s["events_per_s"], 1),
+            "events_total": s["events_total"],
+            "balances_total_usd": str(s["balances_total_usd"]),
+            "open_orders": s["open_orders"],
+            "strategies": s["strategies"],
+            "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
+        }
+
+    def prometheus(self) -> str:
+        """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
+        s = self.snapshot
+        out = _Exposition()
+        out.counter("trader_events_total", "Events dispatched, by type.",
+                    [({"type": k}, v) for k, v in sorted(s["events"].items())])
+        out.counter("trader_unhandled_events_total", "Events no handler was registered for.",
+                    [({"type": k}, v) for k, v in sorted(s["unhandled"].items())])
+        out.counter("trader_handler_errors_total", "Handler failures, by handler.",
+                    [({"handler": k}, v) for k, v in sorted(s["handler_errors"].items())])
+        out.counter("trader_errors_total", "Errors by kind.",
+                    [({"kind": k}, v) for k, v in sorted(s["errors"].items())])
+        out.counter("trader_conflated_total",
+                    "Market data replaced by newer data on a full queue.", [({}, s["conflated"])])
+        out.counter("trader_dropped_total", "Records not kept, by where.",
+                    [({"where": k}, v) for k, v in sorted(s["dropped"].items())])
+        out.gauge("trader_queue_depth", "Events waiting on the bus.", [({}, self._bus.depth())])
+        out.gauge("trader_queue_high_water", "The deepest the bus has been.",
+                  [({}, s["queue_high_water"])])
+        out.gauge("trader_last_dispatch_age_seconds", "Seconds since the main loop dispatched.",
+                  [({}, time.monotonic() - self._engine.last_dispatch_monotonic)])
+        out.histogram("trader_dispatch_lag_seconds",
+                      "ts_recv to handled, sampled 1 in sample_every dispatches.", {}, s["lag"])
+        for name, hist in sorted(s["handlers"].items()):
+            out.histogram("trader_handler_seconds",
+                          "Time in each handler, sampled 1 in sample_every dispatches.",
+                          {"handler": name}, hist)
+        out.gauge("trader_feed_state", "1 for each feed's current state.",
+                  [({"feed": f, "state": st}, 1) for f, (st, _) in sorted(self.feeds.items())])
+        out.gauge("trader_market_data_age_seconds", "Seconds since a market's last quote or trade.",
+                  [({"symbol": k}, v) for k, v in self.market_ages().items() if v is not None])
+        out.gauge("trader_store_size", "Records held in each store collection.",
+                  [({"collection": k}, v) for k, v in sorted(s["store"].items())])
+        out.gauge("trader_trading_state", "1 for the current trading state.",
+                  [({"state": s["trading_state"]}, 1)])
+        out.gauge("trader_open_orders", "Open orders in the store.", [({}, s["open_orders"])])
+        out.gauge("trader_balances_usd", "Total balance valued in USD.",
+                  [({}, s["balances_total_usd"])])
+        journal = s["journal"]
+        if journal:
+            out.counter("trader_journal_written_total", "Events written to the journal.",
+                        [({}, journal["written"])])
+            out.gauge("trader_journal_pending", "Events not yet written to the journal.",
+                      [({}, journal["pending"])])
+            out.gauge("trader_journal_failing", "1 while journal writes fail.",
+                      [({}, journal["failing"])])
+        out.gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
+                  [({}, s["rss_bytes"])])
+        return out.text()
+
+
+_ERROR_NAMES = {
+    HandlerFailed: "handler",
+    WorkerCrashed: "worker_crashed",
+    StorageFailed: "storage",
+}
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:g}ms"
+
+
+class _Exposition:
+    """Writes families in the Prometheus text format."""
+
+    def __init__(self) -> None:
+        self._lines: list[str] = []
+        self._families: set[str] = set()
+
+    def _family(self, name: str, kind: str, help_: str) -> None:
+        if name not in self._families:  # a histogram family is written one series at a time
+            self._families.add(name)
+            self._lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
+
+    def counter(self, name: str, help_: str, samples: list[tuple[dict, Any]]) -> None:
+        """A counter family (name ends in ``_total``)."""
+        self._family(name, "counter", help_)
+        self._samples(name, samples)
+
+    def gauge(self, name: str, help_: str, samples: list[tuple[dict, Any]]) -> None:
+        """A gauge family."""
+        self._family(name, "gauge", help_)
+        self._samples(name, samples)
+
+    def histogram(self, name: str, help_: str, labels: dict, h: HistogramSnapshot) -> None:
+        """One histogram series (call again with other labels for more series)."""
+        self._family(name, "histogram", help_)
+        cumulative = 0
+        for bound, n in zip((*BUCKETS_S, "+Inf"), h.counts):
+            cumulative += n
+            self._samples(f"{name}_bucket", [({**labels, "le": _value(bound)}, cumulative)])
+        self._samples(f"{name}_sum", [(labels, h.sum_s)])
+        self._samples(f"{name}_count", [(labels, h.count)])
+
+    def _samples(self, name: str, samples: list[tuple[dict, Any]]) -> None:
+        for labels, value in samples:
+            text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
+            self._lines.append(f"{name}{{{text}}} {_value(value)}" if text
+                               else f"{name} {_value(value)}")
+
+    def text(self) -> str:
+        return "\n".join(self._lines) + "\n"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, Decimal):
+        return str(float(v))
+    return repr(float(v)) if isinstance(v, float) else str(v)
