@@ -18,6 +18,7 @@ P4  websocket -> handler latency p50/p99/p99.9 at 1k and 10k messages/s, ours vs
     events interleaved: none lost, market data conflated and counted.
 P5  process memory (RSS) after 1M and 10M events through the engine; growth between them.
 P6  start to first event, and SIGINT to exit, of scripts/start.py on the default config.
+journal  the dispatch rate with and without the journal (scripts/bench_journal.py).
 """
 
 from __future__ import annotations
@@ -534,6 +535,21 @@ def p6(runs: int) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------------------------- journal
+
+
+def journal(quick: bool) -> dict[str, Any]:
+    """Dispatch rate with and without the journal, from scripts/bench_journal.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_journal",
+                                                  ROOT / "scripts" / "bench_journal.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.measure(steps=5_000 if quick else 20_000, repeats=1 if quick else 3)
+
+
 # ------------------------------------------------------------------------------------- main
 
 
@@ -555,6 +571,7 @@ def main() -> int:
         "P5": lambda: p5(1_000_000 if not quick else 100_000,
                          10_000_000 if not quick else 1_000_000),
         "P6": lambda: p6(runs),
+        "journal": lambda: journal(quick),
     }
     only = set(args.only.split(",")) if args.only else set(plan)
     results: dict[str, Any] = {
