@@ -14,6 +14,7 @@ def shipped_config(tmp_path: Path) -> Path:
     text = (ROOT / "config.yaml").read_text()
     text = text.replace("path: data/journal", f"path: {tmp_path / 'data' / 'journal'}")
     text = text.replace("tick_interval_s: 0.25", "tick_interval_s: 0.02")
+    text = text.replace("port: 9108", "port: 0")  # a running instance may hold the port
     cfg = tmp_path / "config.yaml"
     cfg.write_text(text)
     return cfg
