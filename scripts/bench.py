@@ -41,7 +41,8 @@ from typing import Any, Callable
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from trader.app import App  # noqa: E402
+from trader.app import App, RunMode  # noqa: E402
+from trader.clock import LiveClock  # noqa: E402
 from trader.config import BusConfig, Config, GeneralConfig, StrategyConfig  # noqa: E402
 from trader.events import Heartbeat, QuoteTick  # noqa: E402
 
@@ -98,7 +99,9 @@ def queue_handoff(make_q: Callable[[], Any], events: list) -> float:
 
 
 def bench_app(maxsize: int) -> App:
-    """The default system (two MA-cross strategies, paper gateway), workers not started."""
+    """The default system (two MA-cross strategies, paper gateway, the live sampled dispatch
+    timing), workers not started and without the journal, whose cost is measured on its own
+    (``journal``): built in backtest mode, which differs from live only in those."""
     cfg = Config(
         general=GeneralConfig(stats_interval_s=3600),
         bus=BusConfig(maxsize=maxsize, put_timeout_s=5),
@@ -107,7 +110,8 @@ def bench_app(maxsize: int) -> App:
             StrategyConfig(name="ma_cross", market="ETH/USDT"),
         ),
     )
-    app = App(cfg)
+    app = App(cfg, LiveClock(), RunMode.BACKTEST)
+    app.engine.set_timing(app.metrics.timing)
     for ev in app.gateway.load_markets(cfg.trade.markets):
         app.engine.dispatch(ev)
     return app
@@ -226,43 +230,44 @@ ACCOUNT_EVERY = 50  # in the overload run, every 50th message is an account upda
 def _ws_server(port_q: Any, plan_q: Any) -> None:
     """Runs in a child process: for each connection, take a plan (count, rate) from ``plan_q``
     and send that many Binance bookTicker messages (combined-stream form) whose bid is the send
-    time in perf_counter ns, paced at ``rate`` per second (0 = as fast as possible)."""
-    import asyncio
+    time in perf_counter ns, paced at ``rate`` per second (0 = as fast as possible).
 
-    import websockets
+    A threaded (sync) server that busy-waits to each message's send time: an asyncio sleep is
+    too coarse at 10k/s and would send bursts, measuring the bursts' queueing, not our path."""
+    import socket
 
-    async def handler(ws: Any) -> None:
+    from websockets.sync.server import serve
+
+    def handler(ws: Any) -> None:
         count, rate, with_account = plan_q.get()
+        ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
-            first = await asyncio.wait_for(ws.recv(), 0.3)  # our listener subscribes first
-            msg = json.loads(first)
-            await ws.send(json.dumps({"result": None, "id": msg.get("id")}))
-        except (asyncio.TimeoutError, ValueError):
+            msg = json.loads(ws.recv(timeout=0.3))  # our listener subscribes first
+            ws.send(json.dumps({"result": None, "id": msg.get("id")}))
+        except (TimeoutError, ValueError):
             pass
-        t0 = time.perf_counter()
+        send, perf, perf_ns = ws.send, time.perf_counter, time.perf_counter_ns
+        t0 = perf()
         for i in range(count):
             if rate:
-                delay = t0 + i / rate - time.perf_counter()
-                if delay > 0.0005:
-                    await asyncio.sleep(delay)
+                due = t0 + i / rate
+                while perf() < due:
+                    pass
             if with_account and i % ACCOUNT_EVERY == 0:
                 payload = {"e": "outboundAccountPosition", "E": 1, "u": i,
                            "B": [{"a": "USDT", "f": f"{i}.0", "l": "0"}]}
-                await ws.send(json.dumps({"subscriptionId": 0, "event": payload}))
-            now = time.perf_counter_ns()
-            await ws.send(
-                '{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%d",'
-                '"B":"1.5","a":"%d","A":"2.5"}}' % (i, now, now + 1)
-            )
-        await asyncio.sleep(3600)  # keep the connection open; the client closes it
+                send(json.dumps({"subscriptionId": 0, "event": payload}))
+            now = perf_ns()
+            send('{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%d",'
+                 '"B":"1.5","a":"%d","A":"2.5"}}' % (i, now, now + 1))
+        try:
+            ws.recv(timeout=3600)  # keep the connection open until the client closes it
+        except Exception:  # noqa: BLE001 - the client went away: that is the end
+            pass
 
-    async def main() -> None:
-        async with websockets.serve(handler, "127.0.0.1", 0, max_queue=None,
-                                    compression=None) as server:
-            port_q.put(server.sockets[0].getsockname()[1])
-            await asyncio.Future()
-
-    asyncio.run(main())
+    with serve(handler, "127.0.0.1", 0, compression=None, max_queue=None) as server:
+        port_q.put(server.socket.getsockname()[1])
+        server.serve_forever()
 
 
 class WsServer:
