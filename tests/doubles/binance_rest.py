@@ -95,6 +95,7 @@ class Request:
     method: str
     path: str
     params: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
 
 class _Refused(Exception):

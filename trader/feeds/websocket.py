@@ -30,7 +30,8 @@ fills the gap. Malformed JSON, unknown message types and parser errors are count
 (unknown types once each) and never stop the listener.
 
 ``close()`` aborts every open socket, so a blocked read returns at once; all waits are
-``stop.wait()``. A TCP connect in progress is bounded by ``connect_timeout_s``.
+``stop.wait()``. A TCP connect in progress is bounded by ``connect_timeout_s``. A bug that
+escapes the read loop closes every socket of the listener before the supervisor restarts it.
 """
 
 from __future__ import annotations
@@ -145,6 +146,15 @@ def _connect(url: str, timeout: float) -> Any:
     return ws
 
 
+def _close(ws: Any) -> None:
+    """Send a close frame if the socket still takes one, then close it."""
+    try:
+        ws.send_close()
+    except Exception:  # noqa: BLE001 - the socket may already be gone
+        pass
+    ws.shutdown()
+
+
 def _truncate(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return text if len(text) <= LOG_PAYLOAD_CHARS else text[:LOG_PAYLOAD_CHARS] + "..."
@@ -197,7 +207,13 @@ class Listener(Worker):
                 continue
             now = self._now()
             self._emit(FeedConnected(ts_event=now, ts_recv=now, feed=self.name))
-            conn = self._serve(conn, stop)
+            try:
+                conn = self._serve(conn, stop)
+            except BaseException:
+                # A bug escaped (the supervisor reports it and calls run() again): close every
+                # socket this listener holds, or the exchange keeps a connection nobody reads.
+                self._shut_all()
+                raise
             self._shut(conn)
             if stop.is_set():
                 return
@@ -249,11 +265,13 @@ class Listener(Worker):
     def _shut(self, conn: _Conn) -> None:
         with self._sockets_lock:
             self._sockets.discard(conn.ws)
-        try:
-            conn.ws.send_close()
-        except Exception:  # noqa: BLE001 - the socket may already be gone
-            pass
-        conn.ws.shutdown()
+        _close(conn.ws)
+
+    def _shut_all(self) -> None:
+        with self._sockets_lock:
+            sockets, self._sockets = list(self._sockets), set()
+        for ws in sockets:
+            _close(ws)
 
     def _disconnected(self, reason: str, stop: threading.Event, immediate: bool = False) -> None:
         self._stats.incr(f"{self.name}.disconnects")
