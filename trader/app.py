@@ -475,11 +475,21 @@ class App:
         self.systemd.stopping()
         self.producers.stop(PRODUCER_JOIN_S)
         self.engine.drain(time.monotonic() + DRAIN_S)
-        self.executors.stop(EXECUTOR_JOIN_S)
-        self.executor.drain(time.monotonic() + DRAIN_S)
-        if self.cfg.execution.cancel_open_orders_on_exit:
-            now = self.clock.now_ns()
-            self.executor.execute(CancelAllOrders(ts_event=now, ts_recv=now))
+        stuck = self.executors.stop(EXECUTOR_JOIN_S)
+        if stuck:
+            # The executor is blocked in a request (holding the gateway's lock until the
+            # exchange timeout): sending more from here would block the exit on the network.
+            # What it still holds is recorded (PENDING) and settled by the next start's
+            # reconciliation, which looks each one up by client id.
+            log.error("executor busy at exit: %d queued command(s) not sent%s",
+                      self.executor.pending(),
+                      "; open orders NOT canceled" if self.cfg.execution.cancel_open_orders_on_exit
+                      else "")
+        else:
+            self.executor.drain(time.monotonic() + DRAIN_S)
+            if self.cfg.execution.cancel_open_orders_on_exit:
+                now = self.clock.now_ns()
+                self.executor.execute(CancelAllOrders(ts_event=now, ts_recv=now))
         left = self.engine.drain(time.monotonic() + DRAIN_S)
         self.gateway.close()
         self.storage_workers.stop(STORAGE_JOIN_S)
