@@ -293,7 +293,6 @@ class App:
         self.status_line = StatusLine(lambda: self.risk.state, self.bus.depth,
                                       lambda: sum(self.stats.dispatched.values()))
         self.stop_event = threading.Event()
-        self.started_at = time.monotonic()
 
     def handler_table(self) -> list[tuple[type[Event], Handler]]:
         """Event class -> handlers, in dispatch order: the store first, then the rest.

@@ -726,11 +726,6 @@ def redacted(cfg: Config) -> dict[str, Any]:
     return out
 
 
-def dump_redacted(cfg: Config) -> str:
-    """:func:`redacted` as YAML, for ``--check-config``."""
-    return yaml.safe_dump(redacted(cfg), sort_keys=False, default_flow_style=False)
-
-
 def paper_account_path(cfg: Config) -> Path | None:
     """Where the paper account is saved: ``paper.account_file``, else ``paper-account.json``
     next to ``journal.path``; None when ``paper.persist`` is off."""

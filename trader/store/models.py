@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from types import MappingProxyType
 from typing import Mapping
 
 from trader.events import OrderStatus, OrderType, Side
@@ -46,7 +45,8 @@ class Fill:
 
 @dataclass(frozen=True, slots=True)
 class Order:
-    """One order as we know it. ``external`` marks orders found on the exchange, not placed by us."""
+    """One order as we know it. ``external`` marks orders found on the exchange that we did not
+    place."""
 
     client_id: str
     symbol: str
@@ -104,5 +104,3 @@ class BalancesSnapshot:
     usd_values: Mapping[str, Decimal | None]
     total_usd: Decimal
 
-
-EMPTY: Mapping = MappingProxyType({})

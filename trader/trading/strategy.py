@@ -191,5 +191,6 @@ class StrategyRunner:
             self.disabled.add(strat.id)
             reason = f"{count} consecutive errors, last: {type(exc).__name__}: {exc}"
             log.error("strategy %s disabled: %s", strat.id, reason)
-            out.append(StrategyDisabled(ts_event=now, ts_recv=now, strategy=strat.id, reason=reason))
+            out.append(StrategyDisabled(ts_event=now, ts_recv=now, strategy=strat.id,
+                                        reason=reason))
         return out

@@ -66,5 +66,6 @@ class MaCross(Strategy):
         out: list[Output] = [self.signal(SignalKind.FLAT, f"fast {fast:.2f} crossed below slow")]
         if held is not None and held.free > 0:
             amount = min(p.amount, held.free)
-            out.append(OrderIntent(strategy=self.id, symbol=self.symbol, side=Side.SELL, amount=amount))
+            out.append(OrderIntent(strategy=self.id, symbol=self.symbol, side=Side.SELL,
+                                   amount=amount))
         return out
