@@ -7,8 +7,9 @@ trading until reconciled -> start the storage writers (journal, Redis), the exec
 producers (feeds, poller, reconciler, HTTP endpoint) -> main loop; systemd READY once the
 start-up reconciliation completed (at once without it).
 Stop (Ctrl-C, SIGTERM, fatal error, one path): tell systemd STOPPING -> stop and join the
-producers -> drain the bus before a deadline -> stop the executor and send what it still holds ->
-optional cancel-all -> close the gateway -> flush and stop the storage writers, write what is left
+producers -> drain the bus before a deadline -> stop the executor and send what it still holds
+(unless it is stuck in a request: then nothing more is sent, and the next start's reconciliation
+settles the recorded orders) -> optional cancel-all -> close the gateway -> flush and stop the storage writers, write what is left
 of the journal -> log totals.
 
 Modes (:class:`RunMode`): ``LIVE`` is the above. ``REPLAY`` builds the same objects and registers
