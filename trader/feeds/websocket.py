@@ -415,7 +415,9 @@ class Listener(Worker):
             conn.last_data = time.monotonic()
             if conn.ready_at is None and self.protocol.watch_data:
                 self._ready(conn)
-            if not self._emit(items[0]):
+            try:
+                self._publish(items[0])
+            except BusFullError:  # logged as critical by the bus
                 conn.end("bus full: events lost; reconnecting to resynchronise")
             return
         controls = [i for i in items if isinstance(i, Control)]

@@ -15,6 +15,8 @@ strings and become ``Decimal`` without passing through float; times are millisec
 
 from __future__ import annotations
 
+import functools
+
 from typing import Any
 
 from trader.events import (
@@ -49,7 +51,7 @@ def parse(msg: Any, ctx: ParseContext) -> Parsed:
         raise UnknownMessage(type(msg).__name__)
     if "stream" in msg and "data" in msg:
         data = msg["data"]
-        wire = data.get("e") or str(msg["stream"]).partition("@")[2]
+        wire = data.get("e") or _stream_kind(msg["stream"])
         return dispatch(EVENTS, wire, data, ctx)
     if "event" in msg:
         data = msg["event"]
@@ -61,6 +63,12 @@ def parse(msg: Any, ctx: ParseContext) -> Parsed:
     if {"u", "s", "b", "a"} <= msg.keys():
         return book_ticker(msg, ctx)
     raise UnknownMessage("?")
+
+
+@functools.lru_cache(maxsize=1024)
+def _stream_kind(stream: Any) -> str:
+    """``btcusdt@bookTicker`` -> ``bookTicker`` (cached: the same few names every message)."""
+    return str(stream).partition("@")[2]
 
 
 def reply(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
