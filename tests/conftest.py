@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import sys
+import threading
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -55,3 +58,17 @@ def store() -> MemoryStore:
 def config() -> Config:
     """The default configuration."""
     return Config()
+
+
+@contextmanager
+def running(app: Any) -> Iterator[Any]:
+    """The app started, its main loop in a thread; stopped and shut down after."""
+    app.start()
+    loop = threading.Thread(target=app.run, name="test-main-loop")
+    loop.start()
+    try:
+        yield app
+    finally:
+        app.request_stop("test")
+        loop.join(10)
+        app.shutdown()

@@ -10,7 +10,6 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,7 +17,7 @@ from typing import Any, Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import quote
+from tests.conftest import quote, running
 from trader.app import App
 from trader.bus import Bus
 from trader.clock import ManualClock
@@ -54,20 +53,6 @@ def make_app(tmp_path: Any, clock: Any = None, **metrics: Any) -> App:
                         "params": {"fast": 2, "slow": 3, "amount": 0.01}}],
     }, {})
     return App(cfg, clock)
-
-
-@contextmanager
-def running(app: App) -> Iterator[App]:
-    """The app started, its main loop in a thread; stopped and shut down after."""
-    app.start()
-    loop = threading.Thread(target=app.run, name="test-main-loop")
-    loop.start()
-    try:
-        yield app
-    finally:
-        app.request_stop("test")
-        loop.join(10)
-        app.shutdown()
 
 
 def get(app: App, path: str, headers: dict | None = None) -> tuple[int, str]:

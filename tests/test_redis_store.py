@@ -8,14 +8,13 @@ import subprocess
 import sys
 import threading
 import time
-from contextlib import contextmanager
 from decimal import Decimal as D
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
-from tests.conftest import balance
+from tests.conftest import balance, running
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
 from trader.app import App
 from trader.clock import ManualClock
@@ -68,20 +67,6 @@ def wait_until(pred: Callable[[], bool], timeout: float = 10, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
-
-
-@contextmanager
-def running(app: App) -> Iterator[App]:
-    """The app's main loop in a thread; stopped and shut down on exit."""
-    app.start()
-    loop = threading.Thread(target=app.run, name="test-main-loop")
-    loop.start()
-    try:
-        yield app
-    finally:
-        app.request_stop("test")
-        loop.join(5)
-        app.shutdown()
 
 
 def writer(app: App) -> RedisWriter:
