@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 from contextlib import contextmanager
@@ -72,3 +73,13 @@ def running(app: Any) -> Iterator[Any]:
         app.request_stop("test")
         loop.join(10)
         app.shutdown()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """Put the root logger and ``threading.excepthook`` back after a test that set them up."""
+    root = logging.getLogger()
+    handlers, level, hook = root.handlers[:], root.level, threading.excepthook
+    yield
+    root.handlers[:], threading.excepthook = handlers, hook
+    root.setLevel(level)

@@ -10,7 +10,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
@@ -158,15 +157,6 @@ def test_live_exchange_at_debug_logs_no_signed_request(tmp_path: Path) -> None:
     assert signed >= 1 and " DEBUG " in text  # signed requests were made, at DEBUG
     assert "ccxt" not in text and "X-MBX-APIKEY" not in text
     assert API_KEY not in text and API_SECRET not in text
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, hook = root.handlers[:], root.level, threading.excepthook
-    yield
-    root.handlers[:], threading.excepthook = handlers, hook
-    root.setLevel(level)
 
 
 def test_ccxt_logger_stays_above_debug_and_secrets_are_scrubbed(

@@ -254,15 +254,6 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level, hook = root.handlers[:], root.level, threading.excepthook
-    yield
-    root.handlers[:], threading.excepthook = handlers, hook
-    root.setLevel(level)
-
-
 @pytest.mark.parametrize("journal", [True, False])
 def test_logs_drop_their_timestamp_under_journald(
         monkeypatch, capsys, restore_logging, journal: bool) -> None:
