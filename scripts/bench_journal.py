@@ -40,8 +40,9 @@ from trader.events import Event, Heartbeat, event_to_json  # noqa: E402
 from trader.feeds.simulated import SimulatedMarket  # noqa: E402
 from trader.journal import Journal  # noqa: E402
 from trader.metrics import DispatchTiming  # noqa: E402
+from trader.model.units import NS  # noqa: E402
 
-START_NS = 1_700_000_000 * 1_000_000_000
+START_NS = 1_700_000_000 * NS
 TARGET = 0.85  # the journal may cost at most 15% of the dispatch rate
 
 

@@ -21,10 +21,11 @@ from trader.config import (
     StrategyConfig,
     TradeConfig,
 )
-from trader.events import Event, OrderType, QuoteTick, Side, SubmitOrder, TradeTick
+from trader.events import Event, QuoteTick, SubmitOrder, TradeTick
+from trader.model.orders import OrderType, Side
+from trader.model.units import NS
 from trader.trading.strategy import OrderIntent
 
-NS = 1_000_000_000
 T0 = 1_800_000_000 * NS
 SYMBOL = "BTC/USDT"
 

@@ -23,11 +23,12 @@ from trader.config import (
     config_from_dict,
 )
 from trader.errors import ConfigError
-from trader.events import OrderType, Side, SubmitOrder
+from trader.events import SubmitOrder
 from trader.exchange.ccxt_client import make_exchange
 from trader.exchange.ccxt_gateway import CcxtGateway
 from trader.exchange.paper import PaperGateway
 from trader.logsetup import setup_logging
+from trader.model.orders import OrderType, Side
 
 BASE = "http://127.0.0.1:18080"
 

@@ -15,6 +15,7 @@ from trader.errors import (
     AuthenticationError,
     BadResponseError,
     ConfigError,
+    ErrorKind,
     ExchangeError,
     InsufficientFundsError,
     InvalidOrderError,
@@ -24,20 +25,17 @@ from trader.errors import (
     UnknownOutcomeError,
 )
 from trader.events import (
-    ErrorKind,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
     OrderStatusUnknown,
-    OrderType,
-    Side,
     SubmitOrder,
 )
 from trader.exchange.ccxt_gateway import CcxtGateway
+from trader.model.orders import OrderStatus, OrderType, Side
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView

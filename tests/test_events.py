@@ -61,7 +61,8 @@ def test_every_event_round_trips_through_json(cls: type[Event]) -> None:
 
 
 def test_optional_none_round_trips() -> None:
-    from trader.events import OrderSubmitted, OrderType, Side
+    from trader.events import OrderSubmitted
+    from trader.model.orders import OrderType, Side
 
     ev = OrderSubmitted(ts_event=1, ts_recv=2, client_id="c", symbol="BTC/USDT", side=Side.BUY,
                         order_type=OrderType.MARKET, amount=Decimal("0.10"))

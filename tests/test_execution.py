@@ -11,11 +11,10 @@ from pathlib import Path
 from tests.harness import SYMBOL, Harness
 from trader.clock import ManualClock
 from trader.config import ExecutionConfig, StoreConfig
-from trader.errors import InvalidOrderError, OrderNotFoundError, TemporaryError
+from trader.errors import ErrorKind, InvalidOrderError, OrderNotFoundError, TemporaryError
 from trader.events import (
     CancelAllOrders,
     CancelOrder,
-    ErrorKind,
     Event,
     HaltTrading,
     OrderAccepted,
@@ -23,16 +22,14 @@ from trader.events import (
     OrderDenied,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
     OrderStatusUnknown,
     OrderSubmitted,
-    OrderType,
     ResumeTrading,
-    Side,
     SubmitOrder,
     TradingState,
 )
+from trader.model.orders import OrderStatus, OrderType, Side
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView

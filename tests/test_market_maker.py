@@ -13,7 +13,8 @@ from tests.conftest import balance
 from tests.harness import SYMBOL, Harness
 from trader.config import StrategyConfig, build
 from trader.errors import ConfigError
-from trader.events import OrderCanceled, OrderFilled, OrderStatus, Side
+from trader.events import OrderCanceled, OrderFilled
+from trader.model.orders import OrderStatus, Side
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategies.market_maker import MarketMakerParams
 

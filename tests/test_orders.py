@@ -15,15 +15,12 @@ from trader.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
     OrderStatusUnknown,
     OrderSubmitted,
-    OrderType,
-    Side,
 )
+from trader.model.orders import LEGAL_TRANSITIONS, OrderStatus, OrderType, Side, is_legal
 from trader.store.memory import MemoryStore
-from trader.trading.orders import LEGAL_TRANSITIONS, is_legal
 
 S = OrderStatus
 FINAL = {S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED}

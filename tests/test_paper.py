@@ -8,23 +8,20 @@ import pytest
 
 from tests.conftest import quote, trade
 from trader.clock import ManualClock
-from trader.errors import ConfigError, OrderNotFoundError
+from trader.errors import ConfigError, ErrorKind, OrderNotFoundError
 from trader.events import (
     BalanceUpdate,
-    ErrorKind,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
-    OrderType,
-    Side,
     StorageFailed,
     StorageRecovered,
     SubmitOrder,
 )
 from trader.exchange.paper import PaperGateway
+from trader.model.orders import OrderStatus, OrderType, Side
 
 
 class NoSource:

@@ -14,17 +14,16 @@ from typing import Any
 import pytest
 
 from trader.clock import ManualClock
+from trader.errors import ErrorKind
 from trader.events import (
     BalanceUpdate,
     Candle,
-    ErrorKind,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
     QuoteTick,
-    Side,
     TradeTick,
 )
 from trader.feeds.binance import BinanceMarketStreams, BinanceUserStream, sign
@@ -38,6 +37,7 @@ from trader.feeds.parsers.common import (
     UnknownMessage,
     market_category,
 )
+from trader.model.orders import Side
 
 FIXTURES = Path(__file__).parent / "fixtures" / "exchange-messages"
 MARKETS = ("BNB/BTC", "BNB/USDT", "ETH/BTC", "BTC/USDT", "BTC/USDT:USDT")

@@ -12,20 +12,12 @@ from freezegun import freeze_time
 from tests.conftest import balance
 from trader.clock import ManualClock
 from trader.config import PollerConfig
-from trader.errors import TemporaryError
-from trader.events import (
-    ErrorKind,
-    FeedDisconnected,
-    FeedRecovered,
-    FeedStale,
-    OrderFilled,
-    PollFailed,
-    Side,
-)
+from trader.errors import ErrorKind, TemporaryError
+from trader.events import FeedDisconnected, FeedRecovered, FeedStale, OrderFilled, PollFailed
 from trader.feeds.poller import Poller
+from trader.model.orders import Side
+from trader.model.units import NS
 from trader.stats import Stats
-
-NS = 1_000_000_000
 
 
 class FakeGateway:

@@ -8,18 +8,13 @@ from types import MappingProxyType
 from tests.conftest import balance, quote
 from trader.clock import ManualClock
 from trader.config import StoreConfig
-from trader.events import OrderFilled, Side
+from trader.events import OrderFilled
+from trader.model.fills import apply_fill, unrealized_pnl
+from trader.model.orders import Side
+from trader.model.records import BalancesSnapshot, Position
 from trader.store.memory import MemoryStore
-from trader.store.models import BalancesSnapshot, Position
 from trader.store.view import ReadOnlyView
-from trader.trading.portfolio import (
-    Portfolio,
-    apply_fill,
-    exposures,
-    pnl_usd,
-    position_rows,
-    unrealized_pnl,
-)
+from trader.trading.portfolio import Portfolio, exposures, pnl_usd, position_rows
 
 
 def fill(pos: Position, side: Side, price: str, amount: str, fee: str, fee_asset: str = "USDT",

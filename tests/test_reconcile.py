@@ -21,15 +21,13 @@ from trader.events import (
     CancelAllOrders,
     ExchangeStateFetched,
     FeedConnected,
-    OrderStatus,
     OrderStatusReport,
-    OrderType,
     ReconciliationCompleted,
     ReconciliationStarted,
-    Side,
     SubmitOrder,
     TradingState,
 )
+from trader.model.orders import OrderStatus, OrderType, Side
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.trading.reconcile import Fetched, Reconciler, Row, compare, render

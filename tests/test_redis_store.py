@@ -23,17 +23,15 @@ from trader.events import (
     OrderAccepted,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
     OrderSubmitted,
-    OrderType,
-    Side,
     StreamGap,
     event_from_json,
     event_to_json,
 )
+from trader.model.orders import OrderStatus, OrderType, Side
+from trader.model.records import Balance, Fill, Market, Order, Position
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
-from trader.store.models import Balance, Fill, Market, Order, Position
 
 pytest.importorskip("redis")
 from trader.store import redis as redis_store  # noqa: E402

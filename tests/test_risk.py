@@ -20,21 +20,20 @@ from trader.events import (
     OrderDenied,
     OrderFilled,
     OrderSubmitted,
-    OrderType,
     ReconciliationCompleted,
     ReconciliationStarted,
     ResumeTrading,
-    Side,
     SubmitOrder,
     TradingState,
     TradingStateChanged,
 )
+from trader.model.orders import OrderType, Side
+from trader.model.units import NS
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.trading.risk import ClientIdGenerator, HaltCause, Risk
 from trader.trading.strategy import CancelIntent, OrderIntent
 
-NS = 1_000_000_000
 T0 = 1_800_000_000 * NS  # 2027-01-15 08:00:00 UTC
 
 

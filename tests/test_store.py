@@ -9,16 +9,8 @@ import pytest
 
 from tests.conftest import balance, market, quote, trade
 from trader.config import StoreConfig
-from trader.events import (
-    Candle,
-    OrderAccepted,
-    OrderFilled,
-    OrderStatus,
-    OrderStatusReport,
-    OrderSubmitted,
-    OrderType,
-    Side,
-)
+from trader.events import Candle, OrderAccepted, OrderFilled, OrderStatusReport, OrderSubmitted
+from trader.model.orders import OrderStatus, OrderType, Side
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 

@@ -12,20 +12,19 @@ from trader.events import (
     HandlerFailed,
     OrderDenied,
     OrderSubmitted,
-    Side,
     SignalGenerated,
     SignalKind,
     StrategyDisabled,
     SubmitOrder,
     TradingState,
 )
+from trader.model.orders import Side
+from trader.model.units import NS
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.trading.risk import ClientIdGenerator, Risk
 from trader.trading.strategies.ma_cross import MaCross, MaCrossParams
 from trader.trading.strategy import Strategy, StrategyRunner
-
-NS = 1_000_000_000
 
 
 def candle(i: int, close: str) -> Candle:

@@ -28,12 +28,12 @@ from trader.events import (
     Liquidity,
     OrderFilled,
     QuoteTick,
-    Side,
     TradeTick,
 )
 from trader.feeds.binance import BinanceMarketStreams, BinanceUserStream
 from trader.feeds.bybit import BybitPrivateStream, BybitPublicStreams
 from trader.feeds.websocket import Backoff, Listener, StreamProtocol
+from trader.model.orders import Side
 from trader.stats import Stats
 from trader.workers import Supervisor
 

@@ -8,19 +8,16 @@ from decimal import Decimal as D
 
 from trader.clock import ManualClock
 from trader.config import StoreConfig
-from trader.errors import InsufficientFundsError, OrderNotFoundError, TemporaryError
+from trader.errors import ErrorKind, InsufficientFundsError, OrderNotFoundError, TemporaryError
 from trader.events import (
-    ErrorKind,
     OrderAccepted,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
     OrderStatusUnknown,
-    OrderType,
-    Side,
     SubmitOrder,
     WorkerCrashed,
 )
+from trader.model.orders import OrderStatus, OrderType, Side
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView

@@ -86,6 +86,7 @@ from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
 from trader.httpapi import HttpApi
 from trader.journal import Journal
 from trader.metrics import REFRESH_S, Metrics
+from trader.model.units import NS
 from trader.report import Reporter
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
@@ -228,7 +229,7 @@ class App:
         self.cfg = cfg
         self.mode = mode
         self.clock = clock or LiveClock()
-        started = datetime.fromtimestamp(self.clock.now_ns() / 1e9, timezone.utc)
+        started = datetime.fromtimestamp(self.clock.now_ns() / NS, timezone.utc)
         self.session = f"{started:%Y%m%dT%H%M%SZ}-{os.getpid()}"
         self.stats = Stats()
         self.bus = Bus(cfg.bus.maxsize, cfg.bus.put_timeout_s, self.stats)

@@ -44,11 +44,11 @@ from trader.events import (
     TradeTick,
 )
 from trader.journal import JournalReader, journal_files
-from trader.store.memory import split_symbol
-from trader.store.models import Position
-from trader.trading.portfolio import apply_fill
+from trader.model.fills import apply_fill
+from trader.model.market import split_symbol
+from trader.model.records import Position
+from trader.model.units import NS
 
-NS = 1_000_000_000
 CSV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 
 
@@ -123,7 +123,7 @@ def bar_events(symbol: str, bars: Sequence[Bar], spread_bps: Decimal) -> Iterato
     """A quote at the close and the closed candle, stamped at each bar's close time."""
     interval = bar_interval_ns(bars)
     half = spread_bps / Decimal(20_000)
-    label = f"{interval // NS}s" if interval % 60_000_000_000 else f"{interval // (60 * NS)}m"
+    label = f"{interval // NS}s" if interval % (60 * NS) else f"{interval // (60 * NS)}m"
     for bar in bars:
         ts = bar.start_ns + interval
         yield QuoteTick(ts_event=ts, ts_recv=ts, symbol=symbol, bid=bar.close * (1 - half),

@@ -6,6 +6,8 @@ import time
 from datetime import datetime, timezone
 from typing import Protocol
 
+from trader.model.units import NS
+
 
 class Clock(Protocol):
     """Source of wall-clock time in integer nanoseconds since the epoch (UTC)."""
@@ -43,10 +45,10 @@ class ManualClock:
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds``."""
-        self._now += int(seconds * 1_000_000_000)
+        self._now += int(seconds * NS)
 
 
 def iso_utc(ts_ns: int) -> str:
     """``ts_ns`` as ISO 8601 UTC with milliseconds: ``2024-05-01T14:03:12.345Z``."""
-    dt = datetime.fromtimestamp(ts_ns / 1e9, timezone.utc)
+    dt = datetime.fromtimestamp(ts_ns / NS, timezone.utc)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -6,7 +6,20 @@ Exchange errors are translated into these once, at the exchange boundary (only
 
 from __future__ import annotations
 
-from trader.events import ErrorKind
+from enum import StrEnum
+
+
+class ErrorKind(StrEnum):
+    """Classification of an error, used for counting and for deciding what to do."""
+
+    TEMPORARY = "temporary"
+    RATE_LIMITED = "rate_limited"
+    INVALID_ORDER = "invalid_order"
+    INSUFFICIENT_FUNDS = "insufficient_funds"
+    AUTHENTICATION = "authentication"
+    UNKNOWN_OUTCOME = "unknown_outcome"
+    BAD_DATA = "bad_data"
+    INTERNAL = "internal"
 
 
 class TraderError(Exception):

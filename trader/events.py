@@ -29,45 +29,11 @@ from json.encoder import encode_basestring_ascii as _esc
 from types import NoneType, UnionType
 from typing import Any, Callable, ClassVar
 
+from trader.errors import ErrorKind
+from trader.model.orders import OrderStatus, OrderType, Side
+
 # --------------------------------------------------------------------------------------------
 # Closed sets
-
-
-class Side(StrEnum):
-    """Order or trade side."""
-
-    BUY = "buy"
-    SELL = "sell"
-
-
-class OrderType(StrEnum):
-    """Order type."""
-
-    MARKET = "market"
-    LIMIT = "limit"
-
-
-class OrderStatus(StrEnum):
-    """Lifecycle state of an order (see ``trader.trading.orders`` for the legal transitions)."""
-
-    PENDING = "pending"
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    FILLED = "filled"
-    CANCELED = "canceled"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-    @property
-    def is_final(self) -> bool:
-        """True for states an order never leaves."""
-        return self in _FINAL_STATUSES
-
-
-_FINAL_STATUSES = frozenset(
-    {OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED, OrderStatus.EXPIRED}
-)
 
 
 class Liquidity(StrEnum):
@@ -92,19 +58,6 @@ class TradingState(StrEnum):
     ACTIVE = "active"
     REDUCING = "reducing"
     HALTED = "halted"
-
-
-class ErrorKind(StrEnum):
-    """Classification of an error, used for counting and for deciding what to do."""
-
-    TEMPORARY = "temporary"
-    RATE_LIMITED = "rate_limited"
-    INVALID_ORDER = "invalid_order"
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    AUTHENTICATION = "authentication"
-    UNKNOWN_OUTCOME = "unknown_outcome"
-    BAD_DATA = "bad_data"
-    INTERNAL = "internal"
 
 
 # --------------------------------------------------------------------------------------------

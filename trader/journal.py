@@ -57,11 +57,11 @@ from trader.events import (
     event_from_json,
     event_to_json,
 )
+from trader.model.units import DAY_NS
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
 
-NS_PER_DAY = 86_400 * 1_000_000_000
 SUFFIX = ".jsonl"
 CHUNK = 2_000  # events encoded between two writes (about 0.3 MB, 1.5 ms of encoding)
 MAX_UNWRITTEN_BYTES = 64 * 1024 * 1024
@@ -72,8 +72,8 @@ _TS_RECV = attrgetter("ts_recv")
 
 def utc_day(ts_ns: int) -> tuple[str, int]:
     """The UTC date of ``ts_ns`` as ``YYYY-MM-DD`` and the ns timestamp where that day ends."""
-    days = ts_ns // NS_PER_DAY
-    return (_EPOCH + timedelta(days=days)).isoformat(), (days + 1) * NS_PER_DAY
+    days = ts_ns // DAY_NS
+    return (_EPOCH + timedelta(days=days)).isoformat(), (days + 1) * DAY_NS
 
 
 class JournalBuffer(deque):

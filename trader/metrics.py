@@ -27,8 +27,8 @@ from trader.bus import Bus
 from trader.clock import Clock
 from trader.config import MetricsConfig
 from trader.engine import Engine, Handler, handler_name
+from trader.errors import ErrorKind
 from trader.events import (
-    ErrorKind,
     FeedConnected,
     FeedDisconnected,
     FeedRecovered,
@@ -40,12 +40,12 @@ from trader.events import (
     StorageFailed,
     WorkerCrashed,
 )
+from trader.model.units import NS
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 
 log = logging.getLogger("trader")
 
-NS = 1_000_000_000
 REFRESH_S = 1.0
 #: Histogram upper bounds in seconds: handler calls take microseconds, lag can reach seconds.
 BUCKETS_S = (

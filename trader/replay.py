@@ -31,8 +31,9 @@ from trader.app import App, RunMode
 from trader.clock import ManualClock, iso_utc
 from trader.config import Config, Mode, Secrets, StorageBackend, load_config
 from trader.events import EVENT_TYPES, Event, HandlerFailed, SessionStarted, event_to_dict
+from trader.model.fills import unrealized_pnl
+from trader.model.units import NS
 from trader.store.memory import MemoryStore
-from trader.trading.portfolio import unrealized_pnl
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class Until:
             ) from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        return cls(ts_ns=int(when.timestamp()) * 1_000_000_000 + when.microsecond * 1000)
+        return cls(ts_ns=int(when.timestamp()) * NS + when.microsecond * 1000)
 
     def matches(self, index: int, ev: Event) -> bool:
         """True for the event to stop before."""

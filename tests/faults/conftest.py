@@ -27,7 +27,8 @@ from tests.doubles.binance_rest import BinanceRestDouble
 from tests.ws_server import API_KEY, API_SECRET, FakeExchange, wait_until
 from trader.app import App
 from trader.config import Config, config_from_dict
-from trader.events import Event, OrderType, QuoteTick, ReconciliationCompleted, Side
+from trader.events import Event, QuoteTick, ReconciliationCompleted
+from trader.model.orders import OrderType, Side
 from trader.store.view import StoreView
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import OrderIntent, Output, Strategy

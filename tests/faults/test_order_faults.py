@@ -20,12 +20,12 @@ from trader.events import (
     OrderAccepted,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
     OrderStatusUnknown,
     OrderSubmitted,
     SubmitOrder,
 )
+from trader.model.orders import OrderStatus
 
 pytestmark = pytest.mark.timeout(30)
 

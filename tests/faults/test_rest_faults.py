@@ -15,16 +15,16 @@ import pytest
 
 from tests.doubles.binance_rest import Fault
 from tests.faults.conftest import MARKET, book, trigger
+from trader.errors import ErrorKind
 from trader.events import (
     BalanceUpdate,
-    ErrorKind,
     HandlerFailed,
     OrderRejected,
-    OrderStatus,
     OrderSubmitted,
     PollFailed,
     WorkerCrashed,
 )
+from trader.model.orders import OrderStatus
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -25,11 +25,11 @@ from trader.events import (
     HandlerFailed,
     OrderAccepted,
     OrderFilled,
-    OrderStatus,
     PollFailed,
     QuoteTick,
     WorkerCrashed,
 )
+from trader.model.orders import OrderStatus
 from trader.store.view import StoreView
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Output, Strategy

@@ -38,6 +38,7 @@ from trader.config import ExchangeConfig, Secrets
 from trader.errors import (
     BadResponseError,
     ConfigError,
+    ErrorKind,
     OrderNotFoundError,
     RateLimitedError,
     TraderError,
@@ -45,7 +46,6 @@ from trader.errors import (
 )
 from trader.events import (
     BalanceUpdate,
-    ErrorKind,
     Event,
     Liquidity,
     MarketUpdated,
@@ -53,20 +53,18 @@ from trader.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
-    OrderType,
     QuoteTick,
-    Side,
     SubmitOrder,
 )
 from trader.exchange.ccxt_client import make_exchange
 from trader.exchange.ccxt_errors import translate
+from trader.model.orders import OrderStatus, OrderType, Side
+from trader.model.units import NS_PER_MS
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-MS = 1_000_000  # ns per ms
 DEFAULT_PAUSE_S = 10.0  # a 429 without Retry-After
 MAX_REMEMBERED = 10_000  # client id <-> exchange id pairs, final orders
 
@@ -317,7 +315,7 @@ class CcxtGateway:
                 log.warning("%s has no fetchMyTrades in ccxt: fills come only from order "
                             "answers and streams", self._ex.id)
             return []
-        trades = self._call("fetch_my_trades", symbol, since_ns // MS)
+        trades = self._call("fetch_my_trades", symbol, since_ns // NS_PER_MS)
         by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for t in sorted(trades, key=lambda t: t.get("timestamp") or 0):
             by_order[str(t.get("order"))].append(t)
@@ -470,4 +468,4 @@ def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
 
 def _ns(ms: Any, default: int) -> int:
     """ccxt's millisecond timestamp in ns, or ``default`` when there is none."""
-    return int(ms) * MS if ms else default
+    return int(ms) * NS_PER_MS if ms else default

@@ -48,10 +48,9 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from trader.clock import Clock
-from trader.errors import ConfigError, OrderNotFoundError
+from trader.errors import ConfigError, ErrorKind, OrderNotFoundError
 from trader.events import (
     BalanceUpdate,
-    ErrorKind,
     Event,
     Liquidity,
     MarketUpdated,
@@ -59,11 +58,8 @@ from trader.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
-    OrderType,
     QuoteTick,
-    Side,
     StorageFailed,
     StorageRecovered,
     SubmitOrder,
@@ -72,7 +68,9 @@ from trader.events import (
     event_to_dict,
 )
 from trader.exchange.gateway import MarketDataSource
-from trader.store.memory import split_symbol
+from trader.model.market import split_symbol
+from trader.model.orders import OrderStatus, OrderType, Side
+from trader.model.units import NS_PER_MS
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +140,7 @@ class PaperGateway:
         self._clock = clock
         self._fee_rate = fee_rate
         self._slippage = slippage_bps / Decimal(10_000)
-        self._latency_ns = latency_ms * 1_000_000
+        self._latency_ns = latency_ms * NS_PER_MS
         self._partial = partial_fills
         self._file = account_file
         self._save_failed = False

@@ -23,6 +23,7 @@ from typing import Any, Mapping, Sequence
 from trader.clock import Clock
 from trader.feeds.parsers import binance
 from trader.feeds.parsers.common import ParseContext, Parsed, SymbolMap, exchange_id
+from trader.model.units import NS_PER_MS
 
 MARKET_URL = "wss://stream.binance.com:9443/stream"
 USER_URL = "wss://ws-api.binance.com:443/ws-api/v3"
@@ -92,7 +93,7 @@ class BinanceUserStream:
     def subscribe_messages(self) -> list[str]:
         """A freshly signed ``userDataStream.subscribe.signature`` request."""
         params: dict[str, Any] = {"apiKey": self._key,
-                                  "timestamp": self._clock.now_ns() // 1_000_000}
+                                  "timestamp": self._clock.now_ns() // NS_PER_MS}
         params["signature"] = sign(self._secret, params)
         return [json.dumps({"id": f"subscribe-{next(self._ids)}",
                             "method": "userDataStream.subscribe.signature", "params": params})]

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from trader.clock import Clock
 from trader.feeds.parsers import bybit
 from trader.feeds.parsers.common import ParseContext, Parsed, SymbolMap, exchange_id
+from trader.model.units import NS_PER_MS
 
 PUBLIC_URL = "wss://stream.bybit.com/v5/public/{category}"
 PRIVATE_URL = "wss://stream.bybit.com/v5/private"
@@ -89,7 +90,7 @@ class BybitPrivateStream:
 
     def connect_messages(self) -> list[str]:
         """Authenticate first; the subscriptions follow the server's acknowledgement."""
-        expires = self._clock.now_ns() // 1_000_000 + AUTH_VALID_MS
+        expires = self._clock.now_ns() // NS_PER_MS + AUTH_VALID_MS
         return [json.dumps({"op": "auth",
                             "args": [self._key, expires, auth_signature(self._secret, expires)]})]
 

@@ -36,23 +36,15 @@ import schedule
 
 from trader.clock import Clock
 from trader.config import PollerConfig
-from trader.errors import TraderError
-from trader.events import (
-    ErrorKind,
-    Event,
-    FeedDisconnected,
-    FeedRecovered,
-    FeedStale,
-    OrderFilled,
-    PollFailed,
-)
+from trader.errors import ErrorKind, TraderError
+from trader.events import Event, FeedDisconnected, FeedRecovered, FeedStale, OrderFilled, PollFailed
 from trader.exchange.gateway import Gateway
+from trader.model.units import NS
 from trader.stats import Stats
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 TRADES_OVERLAP_S = 60  # each trades poll reaches this far behind the previous one
 TRADES_GRACE_S = 2  # fills younger than this wait for the next poll
 MAX_SEEN_FILLS = 10_000

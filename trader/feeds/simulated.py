@@ -14,11 +14,11 @@ from typing import Callable, Sequence
 
 from trader.clock import Clock
 from trader.config import SimulatedConfig
-from trader.events import Candle, Event, FeedConnected, MarketUpdated, QuoteTick, Side, TradeTick
-from trader.store.memory import split_symbol
+from trader.events import Candle, Event, FeedConnected, MarketUpdated, QuoteTick, TradeTick
+from trader.model.market import split_symbol
+from trader.model.orders import Side
+from trader.model.units import NS
 from trader.workers import Worker
-
-NS = 1_000_000_000
 
 
 def _increment(price: Decimal) -> Decimal:

@@ -25,7 +25,6 @@ from trader.events import (
     OrderCanceled,
     OrderFilled,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
     OrderStatusUnknown,
     OrderSubmitted,
@@ -33,21 +32,12 @@ from trader.events import (
     SignalGenerated,
     TradeTick,
 )
-from trader.store.models import Balance, BalancesSnapshot, Fill, Market, Order, Position
-from trader.trading import portfolio
-from trader.trading.orders import is_legal
+from trader.model.fills import apply_fill
+from trader.model.market import split_symbol, usd_price
+from trader.model.orders import OrderStatus, is_legal
+from trader.model.records import Balance, BalancesSnapshot, Fill, Market, Order, Position
 
 log = logging.getLogger(__name__)
-
-USD_QUOTES = ("USDT", "USD", "USDC")
-USD_ASSETS = frozenset({"USD", "USDT", "USDC"})
-
-
-def split_symbol(symbol: str) -> tuple[str, str]:
-    """``"BTC/USDT"`` -> ``("BTC", "USDT")`` (ccxt's unified symbols; ``:SETTLE`` ignored)."""
-    base, _, quote = symbol.partition("/")
-    return base, quote.partition(":")[0]
-
 
 class MemoryStore:
     """All state in process memory. Implements :class:`trader.store.view.StoreView`."""
@@ -213,7 +203,7 @@ class MemoryStore:
             if ev.fee and ev.fee_asset not in (base, quote):
                 fee_value = self._third_asset_fee(ev.fee, ev.fee_asset, quote)
             pos = self._positions.get(ev.symbol) or Position(ev.symbol)
-            self._positions[ev.symbol] = portfolio.apply_fill(
+            self._positions[ev.symbol] = apply_fill(
                 pos, ev.side, ev.price, ev.amount, ev.fee, ev.fee_asset, base, quote, fee_value
             )
         if late is not None:
@@ -435,21 +425,3 @@ class MemoryStore:
                 "signals": len(self._signals),
             }
 
-
-def usd_price(asset: str, prices: Mapping[str, Decimal | None]) -> Decimal | None:
-    """USD price of ``asset`` through a USD/USDT/USDC quote, or through BTC; None when unknown.
-
-    USD stablecoins count as 1 USD.
-    """
-    if asset in USD_ASSETS:
-        return Decimal(1)
-    for quote in USD_QUOTES:
-        px = prices.get(f"{asset}/{quote}")
-        if px:
-            return px
-    via_btc = prices.get(f"{asset}/BTC")
-    if via_btc and asset != "BTC":
-        btc = usd_price("BTC", prices)
-        if btc:
-            return via_btc * btc
-    return None

@@ -95,9 +95,9 @@ from trader.events import (
     event_to_dict,
     event_to_json,
 )
+from trader.model.records import Balance, Market, Order, Position
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
-from trader.store.models import Balance, Market, Order, Position
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Mapping, Protocol
 
 from trader.events import Candle, QuoteTick, SignalGenerated, TradeTick
-from trader.store.models import Balance, BalancesSnapshot, Market, Order, Position
+from trader.model.records import Balance, BalancesSnapshot, Market, Order, Position
 
 
 class StoreView(Protocol):

@@ -25,6 +25,7 @@ from typing import Callable
 from trader.clock import Clock
 from trader.errors import (
     BusFullError,
+    ErrorKind,
     ExchangeError,
     InvalidOrderError,
     OrderNotFoundError,
@@ -34,16 +35,16 @@ from trader.events import (
     CancelAllOrders,
     CancelOrder,
     Command,
-    ErrorKind,
     Event,
     OrderCanceled,
     OrderRejected,
-    OrderStatus,
     OrderStatusReport,
     OrderStatusUnknown,
     SubmitOrder,
 )
 from trader.exchange.gateway import Gateway
+from trader.model.orders import OrderStatus
+from trader.model.units import DAY_NS, NS
 from trader.stats import Stats
 from trader.store.view import StoreView
 from trader.workers import Worker
@@ -60,8 +61,8 @@ class _Lookup:
     attempts: int = 0
 
 
-FILLS_MARGIN_NS = 60 * 1_000_000_000  # clock skew between us and the exchange
-FILLS_LOOKBACK_NS = 86_400 * 1_000_000_000  # how far back the fills of a vanished order are sought
+FILLS_MARGIN_NS = 60 * NS  # clock skew between us and the exchange
+FILLS_LOOKBACK_NS = DAY_NS  # how far back the fills of a vanished order are sought
 
 
 class Executor(Worker):

@@ -1,15 +1,7 @@
-"""Portfolio arithmetic: pure functions over immutable positions and prices, tested against
-hand-computed numbers; plus :class:`Portfolio`, the main-thread holder of the sampled equity curve.
+"""Portfolio valuation: PnL in USD, exposures and position rows over immutable positions and
+prices (the fill accounting itself is :mod:`trader.model.fills`); plus :class:`Portfolio`, the
+main-thread holder of the sampled equity curve.
 
-Conventions:
-
-- a position is signed (negative is short) and per market; ``avg_price`` is the average entry
-  price of the open amount, without fees;
-- fees are accumulated separately (valued in the quote asset) and subtracted from
-  ``realized_pnl`` when paid, so realized PnL is net of every fee;
-- a fee charged in the base asset changes the amount held (a buy of 1 BTC with a 0.001 BTC fee
-  leaves 0.999 BTC) and is valued at the fill price; a fee in a third asset (BNB) is valued in the
-  quote asset by the caller (``fee_value``), or ignored when no price path exists;
 - PnL is in the market's quote asset; :func:`pnl_usd` converts it through USD prices;
 - equity is the USD value of every balance (what the account is worth); exposure per asset is the
   USD value held in each non-USD asset (spot: what a price move changes).
@@ -19,76 +11,20 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
 from typing import Mapping
 
 from trader.clock import Clock
-from trader.events import Side
-from trader.store.models import BalancesSnapshot, Position
+from trader.model.fills import unrealized_pnl
+from trader.model.market import USD_ASSETS, split_symbol, usd_price
+from trader.model.records import BalancesSnapshot, Position
 from trader.store.view import StoreView
 
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
-
-
-def fee_in_quote(fee: Decimal, fee_asset: str, price: Decimal, base: str, quote: str) -> Decimal:
-    """The fee's value in the quote asset (0 for a third asset such as BNB: see ``apply_fill``)."""
-    if fee_asset == quote:
-        return fee
-    if fee_asset == base:
-        return fee * price
-    return ZERO
-
-
-def apply_fill(
-    pos: Position,
-    side: Side,
-    price: Decimal,
-    amount: Decimal,
-    fee: Decimal,
-    fee_asset: str,
-    base: str,
-    quote: str,
-    fee_value: Decimal | None = None,
-) -> Position:
-    """Return the position after one fill.
-
-    ``fee_value`` is the quote-asset value of a fee paid in a third asset; without it such a fee
-    is not counted (there is no price to value it with).
-    """
-    qty = amount if side is Side.BUY else -amount
-    if fee_asset == base:
-        qty -= fee  # the fee came out of the base asset we hold
-    fee_q = fee_in_quote(fee, fee_asset, price, base, quote)
-    if fee_value is not None and fee_asset not in (base, quote):
-        fee_q = fee_value
-    old = pos.amount
-    new_amount = old + qty
-    realized = pos.realized_pnl - fee_q
-    avg = pos.avg_price
-    if old == 0 or (old > 0) == (qty > 0):
-        # Opening or increasing: weighted average entry.
-        total = abs(old) + abs(qty)
-        avg = (abs(old) * pos.avg_price + abs(qty) * price) / total if total else ZERO
-    else:
-        closed = min(abs(qty), abs(old))
-        direction = Decimal(1) if old > 0 else Decimal(-1)
-        realized += (price - pos.avg_price) * closed * direction
-        if new_amount == 0:
-            avg = ZERO
-        elif (new_amount > 0) != (old > 0):
-            avg = price  # flipped: the remainder opened at this fill's price
-    return replace(
-        pos, amount=new_amount, avg_price=avg, realized_pnl=realized, fees=pos.fees + fee_q
-    )
-
-
-def unrealized_pnl(pos: Position, mark: Decimal) -> Decimal:
-    """PnL of the open amount at ``mark`` (quote asset)."""
-    return (mark - pos.avg_price) * pos.amount
 
 
 def pnl_usd(
@@ -100,8 +36,6 @@ def pnl_usd(
     value). A position without a mark has no unrealized PnL; one whose quote asset has no USD
     price is left out (shown per market by :func:`position_rows`).
     """
-    from trader.store.memory import split_symbol, usd_price
-
     realized = unrealized = ZERO
     for symbol, pos in positions.items():
         _, quote = split_symbol(symbol)
@@ -117,8 +51,6 @@ def pnl_usd(
 
 def exposures(balances: BalancesSnapshot) -> dict[str, Decimal]:
     """USD value held per non-USD asset (assets without a USD price are left out)."""
-    from trader.store.memory import USD_ASSETS
-
     return {
         asset: value for asset, value in sorted(balances.usd_values.items())
         if value is not None and asset not in USD_ASSETS and value != 0

@@ -57,7 +57,6 @@ from trader.events import (
     FeedConnected,
     OrderCanceled,
     OrderFilled,
-    OrderStatus,
     OrderStatusReport,
     ReconciliationCompleted,
     ReconciliationStarted,
@@ -65,13 +64,14 @@ from trader.events import (
     event_to_dict,
 )
 from trader.exchange.gateway import Gateway
-from trader.store.models import Balance, Order
+from trader.model.orders import OrderStatus
+from trader.model.records import Balance, Order
+from trader.model.units import NS
 from trader.store.view import StoreView
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
 
-NS = 1_000_000_000
 ZERO = Decimal(0)
 _IN_FLIGHT = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
 _LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from dataclasses import dataclass
-from decimal import ROUND_DOWN, ROUND_UP, Decimal
+from decimal import Decimal
 from enum import StrEnum
 from typing import Callable
 
@@ -38,19 +38,18 @@ from trader.events import (
     HaltTrading,
     OrderDenied,
     OrderFilled,
-    OrderStatus,
     OrderSubmitted,
-    OrderType,
     ReconciliationCompleted,
     ReconciliationStarted,
     ResumeTrading,
-    Side,
     SubmitOrder,
     TradingState,
     TradingStateChanged,
 )
-from trader.store.memory import split_symbol
-from trader.store.models import Market
+from trader.model.market import quantize_down, quantize_passive, split_symbol
+from trader.model.orders import OrderStatus, OrderType, Side
+from trader.model.records import Market
+from trader.model.units import DAY_NS, NS, NS_PER_MS
 from trader.store.view import StoreView
 from trader.trading.portfolio import pnl_usd, prices_of
 from trader.trading.strategy import CancelIntent, OrderIntent
@@ -79,7 +78,7 @@ class ClientIdGenerator:
 
     def __init__(self, prefix: str, session_start_ns: int) -> None:
         self.prefix = f"{prefix}-"  # what every id of this system starts with, in any session
-        self._head = f"{self.prefix}{_base36(session_start_ns // 1_000_000)}-"
+        self._head = f"{self.prefix}{_base36(session_start_ns // NS_PER_MS)}-"
         self._seq = 0
         if len(self._head) > self.MAX_LEN - 8:
             raise ValueError(f"client id prefix {prefix!r} is too long")
@@ -90,25 +89,8 @@ class ClientIdGenerator:
         return f"{self._head}{self._seq}"
 
 
-NS = 1_000_000_000
-DAY_NS = 86_400 * NS
 BPS = Decimal(10_000)
 _NOT_ON_EXCHANGE_YET = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
-
-
-def quantize_down(value: Decimal, step: Decimal) -> Decimal:
-    """Round ``value`` down to a multiple of ``step`` (0 step leaves it unchanged)."""
-    if step <= 0:
-        return value
-    return (value / step).to_integral_value(rounding=ROUND_DOWN) * step
-
-
-def quantize_passive(price: Decimal, step: Decimal, side: Side) -> Decimal:
-    """Round a limit price to ``step`` toward the passive side: a buy down, a sell up."""
-    if step <= 0:
-        return price
-    rounding = ROUND_DOWN if side is Side.BUY else ROUND_UP
-    return (price / step).to_integral_value(rounding=rounding) * step
 
 
 @dataclass(frozen=True, slots=True)

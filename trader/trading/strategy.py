@@ -24,13 +24,12 @@ from trader.events import (
     Event,
     HandlerFailed,
     OrderFilled,
-    OrderType,
     QuoteTick,
-    Side,
     SignalGenerated,
     StrategyDisabled,
     TradeTick,
 )
+from trader.model.orders import OrderType, Side
 from trader.store.view import StoreView
 
 log = logging.getLogger(__name__)

@@ -22,16 +22,16 @@ from typing import Any
 from trader.events import (
     BalanceUpdate,
     Candle,
-    ErrorKind,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
     QuoteTick,
-    Side,
     TradeTick,
 )
+from trader.errors import ErrorKind
+from trader.model.orders import Side
 from trader.feeds.parsers.common import (
     Control,
     ControlKind,

@@ -21,7 +21,6 @@ from trader.events import (
     OrderFilled,
     OrderRejected,
     QuoteTick,
-    Side,
     TradeTick,
 )
 from trader.feeds.parsers.common import (
@@ -35,6 +34,7 @@ from trader.feeds.parsers.common import (
     dispatch,
     ms_to_ns,
 )
+from trader.model.orders import Side
 
 _SIDES = {"Buy": Side.BUY, "Sell": Side.SELL}
 

@@ -15,8 +15,7 @@ from enum import StrEnum
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Union
 
 from trader.events import Event
-
-NS_PER_MS = 1_000_000
+from trader.model.units import NS_PER_MS
 
 
 class ControlKind(StrEnum):

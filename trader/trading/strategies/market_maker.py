@@ -19,14 +19,15 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
-from trader.events import OrderStatus, OrderType, QuoteTick, Side
-from trader.store.memory import split_symbol
-from trader.store.models import Order
+from trader.events import QuoteTick
+from trader.model.market import split_symbol
+from trader.model.orders import OrderStatus, OrderType, Side
+from trader.model.records import Order
+from trader.model.units import NS
 from trader.store.view import StoreView
 from trader.trading.strategy import CancelIntent, OrderIntent, Output, Strategy
 
 BPS = Decimal(10_000)
-NS = 1_000_000_000
 _CANCELABLE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Mapping
 
-from trader.events import OrderStatus, OrderType, Side
+from trader.model.orders import OrderStatus, OrderType, Side
 
 
 @dataclass(frozen=True, slots=True)
