@@ -27,6 +27,7 @@ from trader.errors import ConfigError  # noqa: E402
 from trader.events import EVENT_TYPES, Event  # noqa: E402
 from trader.journal import JournalReader, journal_files  # noqa: E402
 from trader.logsetup import setup_logging  # noqa: E402
+from trader.registries import Strategies, check_config  # noqa: E402
 from trader.replay import (  # noqa: E402
     Progress,
     Replayer,
@@ -35,10 +36,12 @@ from trader.replay import (  # noqa: E402
     offline_config,
     print_report,
 )
+from trader.trading.strategies import STRATEGIES  # noqa: E402
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
+def main(argv: list[str] | None = None, strategies: Strategies = STRATEGIES) -> int:
+    """Entry point; returns the exit code. The config's strategies are looked up in
+    ``strategies``."""
     parser = argparse.ArgumentParser(description="Replay trader journal files.")
     parser.add_argument("paths", nargs="+", help="journal files (.jsonl) or folders of them")
     parser.add_argument("--config", default="config.yaml",
@@ -64,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ValueError(f"--show: unknown event types {sorted(unknown)}")
         files = journal_files(args.paths)
         cfg = offline_config(args.config)  # paper, no keys: nothing is sent
+        check_config(cfg, strategies)
     except (ValueError, FileNotFoundError, ConfigError) as exc:
         print(f"replay: {exc}", file=sys.stderr)
         return 2
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     reader = JournalReader(files)
     progress = Progress(reader.total_bytes,
                         enabled=False if args.no_progress or show else None)
-    replayer = Replayer(cfg)
+    replayer = Replayer(cfg, strategies)
 
     def on_event(index: int, ev: Event) -> None:
         if not index % 1000:

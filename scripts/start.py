@@ -23,6 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 from trader.config import dump_with_sources, load_config_sources  # noqa: E402
 from trader.errors import AuthenticationError, ConfigError, ExchangeError  # noqa: E402
 from trader.logsetup import setup_logging  # noqa: E402
+from trader.registries import check_config  # noqa: E402
 
 if TYPE_CHECKING:
     from trader.app import App
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg, sources = load_config_sources(args.config)
+        check_config(cfg)  # the strategies and the exchange it names
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2

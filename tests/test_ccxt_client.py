@@ -29,6 +29,7 @@ from trader.exchange.ccxt_gateway import CcxtGateway
 from trader.exchange.paper import PaperGateway
 from trader.logsetup import setup_logging
 from trader.model.orders import OrderType, Side
+from trader.registries import check_config
 
 BASE = "http://127.0.0.1:18080"
 
@@ -83,8 +84,10 @@ def test_the_instance_rate_limits_times_out_and_never_retries() -> None:
 def test_an_unknown_exchange_id_is_a_config_error_with_a_hint() -> None:
     with pytest.raises(ConfigError, match=r"^exchange.name: unknown exchange 'binanse' "
                                           r"\(did you mean 'binance'\?\)$"):
-        config_from_dict({"exchange": {"name": "binanse"}}, {})
-    assert config_from_dict({"exchange": {"name": "kraken"}}, {}).exchange.name == "kraken"
+        check_config(config_from_dict({"exchange": {"name": "binanse"}}, {}))
+    kraken = config_from_dict({"exchange": {"name": "kraken"}}, {})
+    check_config(kraken)  # a known id passes
+    assert kraken.exchange.name == "kraken"
 
 
 def test_ccxt_never_logs_signed_requests_even_at_debug() -> None:

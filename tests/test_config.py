@@ -10,16 +10,21 @@ import yaml
 
 from trader.config import Mode, config_from_dict, load_config, redacted
 from trader.errors import ConfigError
+from trader.registries import check_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def load(doc: str, env: dict | None = None):
-    return config_from_dict(yaml.safe_load(doc) or {}, env or {})
+    """Load as ``scripts/start.py`` does: the config, then the names the wiring resolves."""
+    cfg = config_from_dict(yaml.safe_load(doc) or {}, env or {})
+    check_config(cfg)
+    return cfg
 
 
 def test_shipped_config_is_valid_and_commented() -> None:
     cfg = load_config(ROOT / "config.yaml", env={})
+    check_config(cfg)
     assert cfg.exchange.name == "simulated" and cfg.exchange.mode is Mode.PAPER
     assert cfg.trade.markets == ("BTC/USDT", "ETH/USDT")
     assert cfg.journal.path == "data/journal"

@@ -57,6 +57,9 @@ class Boom(Strategy):
         return ()
 
 
+WITH_BOOM = {**STRATEGIES, "boom": Boom}
+
+
 def session_config(tmp_path: Path, boom: bool = False) -> dict:
     strategies = [{"name": "ma_cross", "market": "BTC/USDT",
                    "params": {"fast": 2, "slow": 3, "amount": 0.01}},
@@ -76,7 +79,7 @@ def record_session(tmp_path: Path, steps: int = 600, boom: bool = False,
                    speed: int = 200) -> tuple[Path, App]:
     """Run a real paper session until ``steps`` events were dispatched; stop it cleanly."""
     cfg = config_from_dict(session_config(tmp_path, boom), {})
-    app = App(cfg, FastClock(speed))
+    app = App(cfg, FastClock(speed), strategies=WITH_BOOM)
     app.start()
 
     def stop_after() -> None:
@@ -93,11 +96,6 @@ def record_session(tmp_path: Path, steps: int = 600, boom: bool = False,
         app.shutdown()
     watcher.join(5)
     return Path(cfg.journal.path), app
-
-
-@pytest.fixture
-def boom_strategy(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(STRATEGIES, "boom", Boom)
 
 
 def live_state(app: App) -> tuple:
@@ -142,7 +140,7 @@ def test_a_second_session_starts_from_an_empty_state_as_the_process_did(tmp_path
 
 
 def test_until_handler_failed_stops_right_after_the_failing_event(
-        tmp_path: Path, boom_strategy: None, capsys: pytest.CaptureFixture) -> None:
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from scripts.replay import main
 
     journal, app = record_session(tmp_path, steps=400, boom=True)
@@ -154,7 +152,7 @@ def test_until_handler_failed_stops_right_after_the_failing_event(
     config.write_text(yaml.safe_dump(session_config(tmp_path, boom=True)))
 
     assert main([str(journal), "--config", str(config), "--until", "HandlerFailed", "--json",
-                 "--no-progress"]) == 0
+                 "--no-progress"], strategies=WITH_BOOM) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["stopped_at"]["index"] == index
     assert out["stopped_at"]["event"]["error"] == "RuntimeError: boom at candle 3"

@@ -37,7 +37,6 @@ from trader.config import (
     Mode,
     StorageBackend,
     paper_account_path,
-    strategy_id,
 )
 from trader.engine import Engine, Handler, Registry
 from trader.events import (
@@ -83,10 +82,12 @@ from trader.exchange.gateway import Gateway, MarketDataSource
 from trader.exchange.paper import PaperGateway
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
+from trader.feeds.streams import build_stream_workers, streams_account
 from trader.httpapi import HttpApi
 from trader.journal import Journal
 from trader.metrics import REFRESH_S, Metrics
 from trader.model.units import NS
+from trader.registries import Strategies, build_strategies, check_config
 from trader.report import Reporter
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
@@ -97,7 +98,7 @@ from trader.trading.portfolio import Portfolio
 from trader.trading.reconcile import Reconciler
 from trader.trading.risk import ClientIdGenerator, HaltCause, Risk
 from trader.trading.strategies import STRATEGIES
-from trader.trading.strategy import Strategy, StrategyRunner
+from trader.trading.strategy import StrategyRunner
 from trader.workers import Supervisor, Worker
 
 log = logging.getLogger("trader")
@@ -143,7 +144,6 @@ def build_venue(
         ]
     else:
         from trader.exchange.ccxt_gateway import CcxtGateway  # imports ccxt: only when used
-        from trader.feeds.streams import build_stream_workers, streams_account
 
         live = cfg.exchange.mode is Mode.LIVE
         # With a private stream, fills come from it (and the poller), not from order answers too:
@@ -192,18 +192,6 @@ def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None]
                    lambda: rs.restore(connect, keys, store, clock))
 
 
-def build_strategies(cfg: Config, clock: Clock) -> list[Strategy]:
-    """Instantiate the configured strategies with their typed parameters."""
-    from trader.config import build
-
-    out = []
-    for i, sc in enumerate(cfg.strategies):
-        cls = STRATEGIES[sc.name]
-        params = build(cls.Params, dict(sc.params), f"strategies[{i}].params")
-        out.append(cls(strategy_id(sc), sc.market, params, clock))
-    return out
-
-
 class RunMode(StrEnum):
     """What the app is built for."""
 
@@ -220,8 +208,15 @@ class App:
     """The running system (or the same objects driven by a replay or a backtest)."""
 
     def __init__(
-        self, cfg: Config, clock: Clock | None = None, mode: RunMode = RunMode.LIVE
+        self,
+        cfg: Config,
+        clock: Clock | None = None,
+        mode: RunMode = RunMode.LIVE,
+        strategies: Strategies = STRATEGIES,
     ) -> None:
+        """Build every object for ``cfg``; ``strategies`` is the registry the config's
+        ``strategies[].name`` are looked up in (checked here: a ``ConfigError`` names the key)."""
+        check_config(cfg, strategies)
         live = mode is RunMode.LIVE
         if not live:  # a replay or a backtest never touches the paper account file or Redis
             cfg = replace(cfg, paper=replace(cfg.paper, persist=False),
@@ -244,7 +239,7 @@ class App:
         self.gateway = self.venue.gateway
         self.risk = Risk(self.view, cfg.risk, self.clock, ids)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
-        self.runner = StrategyRunner(build_strategies(cfg, self.clock), self.view,
+        self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
                                      self.risk.evaluate, self.clock)
         self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
                                  self.stats)

@@ -48,6 +48,8 @@ from trader.model.fills import apply_fill
 from trader.model.market import split_symbol
 from trader.model.records import Position
 from trader.model.units import NS
+from trader.registries import Strategies
+from trader.trading.strategies import STRATEGIES
 
 CSV_COLUMNS = ("timestamp", "open", "high", "low", "close", "volume")
 
@@ -298,10 +300,11 @@ class Backtest:
     """Drives a ``RunMode.BACKTEST`` app one event at a time (see the module docstring)."""
 
     def __init__(self, cfg: Config, symbols: Sequence[str], start_prices: dict[str, Decimal],
-                 start_ns: int) -> None:
+                 start_ns: int, strategies: Strategies = STRATEGIES) -> None:
         self.symbols = tuple(symbols)
         self.clock = ManualClock(start_ns)
-        self.app = App(backtest_config(cfg, symbols, start_prices), self.clock, RunMode.BACKTEST)
+        self.app = App(backtest_config(cfg, symbols, start_prices), self.clock, RunMode.BACKTEST,
+                       strategies)
         self.recorder = TradeRecorder(self.app)
         # A read-only observer, like the journal: it returns nothing and changes nothing.
         self.app.registry.observe(self.recorder.on_event)
@@ -345,17 +348,22 @@ class Backtest:
                 return
 
 
-def run_csv(cfg: Config, files: dict[str, list[Bar]]) -> BacktestResult:
-    """Backtest over CSV bars, ``symbol -> bars``."""
+def run_csv(cfg: Config, files: dict[str, list[Bar]],
+            strategies: Strategies = STRATEGIES) -> BacktestResult:
+    """Backtest over CSV bars, ``symbol -> bars``, with the configured strategies looked up in
+    ``strategies``."""
     spread = cfg.simulated.spread_bps
     start = min(bars[0].start_ns for bars in files.values())
-    bt = Backtest(cfg, list(files), {s: bars[0].open for s, bars in files.items()}, start)
+    bt = Backtest(cfg, list(files), {s: bars[0].open for s, bars in files.items()}, start,
+                  strategies)
     sample = min(bar_interval_ns(b) for b in files.values())
     return bt.run(merge_by_time(bar_events(s, b, spread) for s, b in files.items()), sample)
 
 
-def run_journals(cfg: Config, paths: Sequence[str | Path], sample_s: float = 1.0) -> BacktestResult:
-    """Backtest over the market data of journal files or folders."""
+def run_journals(cfg: Config, paths: Sequence[str | Path], sample_s: float = 1.0,
+                 strategies: Strategies = STRATEGIES) -> BacktestResult:
+    """Backtest over the market data of journal files or folders, with the configured
+    strategies looked up in ``strategies``."""
     symbols = {s.market for s in cfg.strategies}
     prices: dict[str, Decimal] = {}  # each market's first price, for its simulated rules
     start_ns = None
@@ -369,7 +377,7 @@ def run_journals(cfg: Config, paths: Sequence[str | Path], sample_s: float = 1.0
             break
     if not prices or start_ns is None:
         raise DataError(f"no market data for {', '.join(sorted(symbols))} in the journal")
-    bt = Backtest(cfg, sorted(prices), prices, start_ns)
+    bt = Backtest(cfg, sorted(prices), prices, start_ns, strategies)
     return bt.run(journal_market_events(paths, set(prices)), int(sample_s * NS))
 
 

@@ -33,7 +33,9 @@ from trader.config import Config, Mode, Secrets, StorageBackend, load_config
 from trader.events import EVENT_TYPES, Event, HandlerFailed, SessionStarted, event_to_dict
 from trader.model.fills import unrealized_pnl
 from trader.model.units import NS
+from trader.registries import Strategies
 from trader.store.memory import MemoryStore
+from trader.trading.strategies import STRATEGIES
 
 
 @dataclass(frozen=True)
@@ -104,10 +106,11 @@ def offline_config(path: str | Path, env: Mapping[str, str] | None = None) -> Co
 class Replayer:
     """Replays events into a replay-mode :class:`App`; read the state from :attr:`app`."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, strategies: Strategies = STRATEGIES) -> None:
         self.cfg = cfg
+        self.strategies = strategies
         self.clock = ManualClock()
-        self.app = App(cfg, self.clock, RunMode.REPLAY)
+        self.app = App(cfg, self.clock, RunMode.REPLAY, strategies)
         # A process on the Redis backend restores its state at start; on memory it starts empty.
         self._fresh_sessions = cfg.storage.backend is StorageBackend.MEMORY
         self.stats = ReplayStats()
@@ -127,7 +130,7 @@ class Replayer:
                 break
             if isinstance(ev, SessionStarted):
                 if stats.total and self._fresh_sessions:
-                    self.app = App(self.cfg, self.clock, RunMode.REPLAY)
+                    self.app = App(self.cfg, self.clock, RunMode.REPLAY, self.strategies)
                 stats.sessions += 1
             if isinstance(ev, HandlerFailed):
                 stats.recorded_failures += 1

@@ -29,6 +29,7 @@ from trader.app import App
 from trader.config import Config, config_from_dict
 from trader.events import Event, QuoteTick, ReconciliationCompleted
 from trader.model.orders import OrderType, Side
+from trader.registries import Strategies
 from trader.store.view import StoreView
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import OrderIntent, Output, Strategy
@@ -94,10 +95,7 @@ class Trigger(Strategy):
                             order_type=kind, price=p.price),)
 
 
-@pytest.fixture(autouse=True)
-def trigger_strategy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Config may name ``trigger`` in these tests."""
-    monkeypatch.setitem(STRATEGIES, "trigger", Trigger)
+TEST_STRATEGIES = {**STRATEGIES, "trigger": Trigger}  # config may name ``trigger`` in these tests
 
 
 # ------------------------------------------------------------------------------ the system
@@ -254,14 +252,16 @@ def ws() -> Iterator[FakeExchange]:
 @pytest.fixture
 def run_app(tmp_path: Path, double: BinanceRestDouble,
             ws: FakeExchange) -> Iterator[Callable[..., Running]]:
-    """``run_app(setup=None, reconciled=True, **config_sections)``: build the App, call
-    ``setup(app)``, start and run it, wait until both streams are subscribed and (unless
+    """``run_app(setup=None, reconciled=True, strategy_classes=TEST_STRATEGIES,
+    **config_sections)``: build the App with that strategy registry, call ``setup(app)``, start
+    and run it, wait until both streams are subscribed and (unless
     ``reconciled`` is False) the start-up reconciliation completed; stopped at teardown."""
     running: list[Running] = []
 
     def start(setup: Callable[[App], None] | None = None, reconciled: bool = True,
-              **sections: Any) -> Running:
-        app = App(binance_config(tmp_path, double.url, ws.url, **sections))
+              strategy_classes: Strategies = TEST_STRATEGIES, **sections: Any) -> Running:
+        app = App(binance_config(tmp_path, double.url, ws.url, **sections),
+                  strategies=strategy_classes)
         events = Recorder()
         app.registry.observe(events)
         if setup is not None:

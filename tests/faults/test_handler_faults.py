@@ -15,7 +15,7 @@ from typing import Iterable
 
 import pytest
 
-from tests.faults.conftest import MARKET, USER, account, book
+from tests.faults.conftest import MARKET, TEST_STRATEGIES, USER, account, book
 from trader.events import (
     BalanceUpdate,
     HandlerFailed,
@@ -25,7 +25,6 @@ from trader.events import (
     WorkerCrashed,
 )
 from trader.store.view import StoreView
-from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Output, Strategy
 
 pytestmark = pytest.mark.timeout(30)
@@ -51,9 +50,8 @@ class Bad(Strategy):
 def test_a_failing_strategy_is_reported_then_disabled_and_the_system_trades_on(
         run_app, double, monkeypatch, caplog) -> None:
     caplog.set_level(logging.INFO)
-    monkeypatch.setitem(STRATEGIES, "bad", Bad)
     monkeypatch.setattr(Bad, "calls", 0)
-    r = run_app(strategies=[{"name": "bad", "market": "BTC/USDT"},
+    r = run_app(strategy_classes={**TEST_STRATEGIES, "bad": Bad}, strategies=[{"name": "bad", "market": "BTC/USDT"},
                             {"name": "trigger", "market": "BTC/USDT", "params": {"bid": "4"}}])
     for i in range(5):
         r.send(MARKET, book(f"60000.{i}", "60001"))

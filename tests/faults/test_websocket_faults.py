@@ -16,7 +16,15 @@ from typing import Iterable
 
 import pytest
 
-from tests.faults.conftest import MARKET, USER, account, book, execution, trigger
+from tests.faults.conftest import (
+    MARKET,
+    TEST_STRATEGIES,
+    USER,
+    account,
+    book,
+    execution,
+    trigger,
+)
 from trader.events import (
     BalanceUpdate,
     FeedDisconnected,
@@ -31,7 +39,6 @@ from trader.events import (
 )
 from trader.model.orders import OrderStatus
 from trader.store.view import StoreView
-from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Output, Strategy
 
 pytestmark = pytest.mark.timeout(30)
@@ -164,9 +171,9 @@ class Slow(Strategy):
 
 
 def test_a_slow_consumer_conflates_market_data_and_loses_no_account_or_order_event(
-        run_app, monkeypatch) -> None:
-    monkeypatch.setitem(STRATEGIES, "slow", Slow)
-    r = run_app(trade={"markets": ["BTC/USDT", "ETH/USDT"]}, bus={"maxsize": 10},
+        run_app) -> None:
+    r = run_app(strategy_classes={**TEST_STRATEGIES, "slow": Slow},
+                trade={"markets": ["BTC/USDT", "ETH/USDT"]}, bus={"maxsize": 10},
                 strategies=[{"name": "slow", "market": "BTC/USDT"}])
     market, user = r.conn(MARKET), r.conn(USER)
     n_quotes, every = 6000, 20

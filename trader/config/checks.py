@@ -1,0 +1,73 @@
+"""Consistency checks across sections, on plain data (names the wiring resolves, strategies and
+exchange ids, are checked there against its registries: ``trader/registries.py``)."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from trader.config.schema import SIMULATED, Config, Mode, StorageConfig, strategy_id
+from trader.errors import ConfigError
+
+_SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
+_BASE_URL = re.compile(r"^(https?|wss?)://[^/\s]+$")
+
+
+def check_consistency(cfg: Config) -> None:
+    """Raise ``ConfigError`` for the first value that contradicts another section."""
+    if not cfg.trade.markets:
+        raise ConfigError("trade.markets: list at least one market")
+    for i, symbol in enumerate(cfg.trade.markets):
+        if not _SYMBOL.match(symbol):
+            raise ConfigError(f"trade.markets[{i}]: {symbol!r} is not like BASE/QUOTE (BTC/USDT)")
+    for name, url in (("rest", cfg.exchange.urls.rest), ("ws", cfg.exchange.urls.ws)):
+        if url is not None and not _BASE_URL.match(url):
+            raise ConfigError(
+                f"exchange.urls.{name}: {url!r} must be scheme://host[:port] with no path"
+            )
+    if cfg.streams.backoff_max_s < cfg.streams.backoff_initial_s:
+        raise ConfigError("streams.backoff_max_s: must be at least streams.backoff_initial_s")
+    if cfg.exchange.name == SIMULATED:
+        if cfg.exchange.mode is Mode.LIVE:
+            raise ConfigError("exchange.mode: live needs a real exchange, not 'simulated'")
+        missing = [m for m in cfg.trade.markets if m not in cfg.simulated.start_prices]
+        if missing:
+            raise ConfigError(
+                f"simulated.start_prices: no start price for {', '.join(missing)}"
+            )
+    if cfg.exchange.mode is Mode.LIVE and not cfg.secrets.has_keys:
+        raise ConfigError(
+            "exchange.mode: live needs TRADER_API_KEY and TRADER_API_SECRET in the environment"
+        )
+    _check_storage(cfg.storage)
+    ids: set[str] = set()
+    for i, strat in enumerate(cfg.strategies):
+        where = f"strategies[{i}]"
+        if strat.market not in cfg.trade.markets:
+            raise ConfigError(f"{where}.market: {strat.market} is not in trade.markets")
+        sid = strategy_id(strat)
+        if sid in ids:
+            raise ConfigError(f"{where}.id: '{sid}' is used twice; give each strategy an id")
+        ids.add(sid)
+
+
+def _check_storage(storage: StorageConfig) -> None:
+    try:
+        url = urlsplit(storage.redis_url)
+        password = url.password
+    except ValueError as exc:
+        raise ConfigError(f"storage.redis_url: {exc}") from None
+    if url.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(
+            f"storage.redis_url: {storage.redis_url!r} must start with redis://, rediss:// "
+            "or unix://"
+        )
+    if password:
+        raise ConfigError(
+            "storage.redis_url: no password in the URL (it would be shown); set "
+            "TRADER_REDIS_PASSWORD in the environment"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]+", storage.key_prefix):
+        raise ConfigError(
+            f"storage.key_prefix: {storage.key_prefix!r} may use letters, digits and _.:- only"
+        )
