@@ -34,12 +34,13 @@ from trader.events import (
     StorageRecovered,
     event_from_json,
 )
-from trader.journal import NS_PER_DAY, Journal, JournalReader, read_events, utc_day
+from trader.journal import Journal, JournalReader, read_events, utc_day
+from trader.model.units import DAY_NS
 from trader.stats import Stats
 from trader.workers import Supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
-DAY0 = 19_800 * NS_PER_DAY  # 2024-03-18T00:00Z
+DAY0 = 19_800 * DAY_NS  # 2024-03-18T00:00Z
 
 
 def journal(folder: Path, clock: ManualClock | None = None, retention: int = 0,
@@ -68,15 +69,15 @@ def test_every_event_type_round_trips_through_the_journal(tmp_path: Path) -> Non
 
 def test_one_file_per_utc_day_in_dispatch_order(tmp_path: Path) -> None:
     j = journal(tmp_path)
-    late = q(DAY0 + NS_PER_DAY - 1)  # dispatched after midnight, received before: stays
-    for ev in (q(DAY0 + 5), q(DAY0 + NS_PER_DAY + 1), late, q(DAY0 + 2 * NS_PER_DAY)):
+    late = q(DAY0 + DAY_NS - 1)  # dispatched after midnight, received before: stays
+    for ev in (q(DAY0 + 5), q(DAY0 + DAY_NS + 1), late, q(DAY0 + 2 * DAY_NS)):
         j.record(ev)
     j.finish()
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["2024-03-18.jsonl", "2024-03-19.jsonl", "2024-03-20.jsonl"]
     assert [e.ts_recv for e in read_events(tmp_path / "2024-03-19.jsonl")] == [
-        DAY0 + NS_PER_DAY + 1, DAY0 + NS_PER_DAY - 1]
-    assert utc_day(DAY0 + NS_PER_DAY - 1) == ("2024-03-18", DAY0 + NS_PER_DAY)
+        DAY0 + DAY_NS + 1, DAY0 + DAY_NS - 1]
+    assert utc_day(DAY0 + DAY_NS - 1) == ("2024-03-18", DAY0 + DAY_NS)
 
 
 def test_retention_at_start_and_at_each_day_roll(tmp_path: Path,
@@ -89,7 +90,7 @@ def test_retention_at_start_and_at_each_day_roll(tmp_path: Path,
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "2024-03-10.jsonl", "2024-03-18.jsonl", "notes.txt"]
     assert "deleted 2 files older than 2024-03-08" in caplog.text
-    j.record(q(DAY0 + 12 * NS_PER_DAY))  # the day rolls to 2024-03-30
+    j.record(q(DAY0 + 12 * DAY_NS))  # the day rolls to 2024-03-30
     j.finish()
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "2024-03-30.jsonl", "notes.txt"]
@@ -120,7 +121,7 @@ def test_a_failing_write_halts_trading_keeps_the_events_and_recovers(
     tomorrow = tmp_path / "2024-03-19.jsonl"
     tomorrow.symlink_to("/dev/full")  # every write fails with ENOSPC: a full disk
     for i in range(3):
-        j.record(q(DAY0 + NS_PER_DAY + i))
+        j.record(q(DAY0 + DAY_NS + i))
     with caplog.at_level(logging.CRITICAL):
         assert j.flush() == 0
     assert [type(e) for e in published] == [StorageFailed, HaltTrading]
@@ -128,14 +129,14 @@ def test_a_failing_write_halts_trading_keeps_the_events_and_recovers(
     assert "journal failed" in published[1].reason
     assert "writing to" in caplog.text and "trading is halted" in caplog.text
     assert j.counters() == {"written": 1, "pending": 3, "dropped": 0, "failing": 1}
-    j.record(q(DAY0 + NS_PER_DAY + 3))
+    j.record(q(DAY0 + DAY_NS + 3))
     j.flush()
     assert len(published) == 2  # reported once per failure
     tomorrow.unlink()  # space again
     j.flush()
     assert type(published[-1]) is StorageRecovered
     j.finish()
-    assert [e.ts_recv for e in read_events(tomorrow)] == [DAY0 + NS_PER_DAY + i for i in range(4)]
+    assert [e.ts_recv for e in read_events(tomorrow)] == [DAY0 + DAY_NS + i for i in range(4)]
 
 
 def test_an_unusable_folder_is_a_config_error_at_start(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from trader.store.memory import MemoryStore
 
 S = OrderStatus
 FINAL = {S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED}
-# The specification, written out independently of trader/trading/orders.py.
+# The specification, written out independently of trader/model/orders.py.
 EXPECTED = {
     S.PENDING: set(S),
     S.OPEN: {S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.UNKNOWN},
