@@ -16,8 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trader.config import Config, StoreConfig  # noqa: E402
-from trader.events import BalanceUpdate, MarketUpdated, QuoteTick, TradeTick
-from trader.model.orders import Side
+from trader.events import BalanceUpdate, MarketUpdated, QuoteTick, TradeTick  # noqa: E402
+from trader.model.orders import Side  # noqa: E402
 from trader.store.memory import MemoryStore  # noqa: E402
 
 D = Decimal

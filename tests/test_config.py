@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from trader.app import App, RunMode
 from trader.config import Mode, config_from_dict, load_config, redacted
 from trader.errors import ConfigError
 from trader.registries import check_config
+from trader.trading.strategies.ma_cross import MaCross
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -105,3 +107,14 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
         load_config(bad, env={})
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(tmp_path / "missing.yaml", env={})
+
+
+def test_strategy_names_are_checked_against_the_registry_the_wiring_is_given() -> None:
+    """Config is plain data: a strategy name means something only to a registry."""
+    cfg = config_from_dict({"strategies": [{"name": "mine", "market": "BTC/USDT",
+                                            "params": {"fast": 2, "slow": 3}}]}, {})
+    with pytest.raises(ConfigError, match=r"^strategies\[0\].name: unknown strategy 'mine'$"):
+        App(cfg, mode=RunMode.REPLAY)
+    check_config(cfg, {"mine": MaCross})
+    app = App(cfg, mode=RunMode.REPLAY, strategies={"mine": MaCross})
+    assert [type(s) for s in app.runner.strategies] == [MaCross]

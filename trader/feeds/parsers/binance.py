@@ -16,9 +16,9 @@ strings and become ``Decimal`` without passing through float; times are millisec
 from __future__ import annotations
 
 import functools
-
 from typing import Any
 
+from trader.errors import ErrorKind
 from trader.events import (
     BalanceUpdate,
     Candle,
@@ -30,8 +30,6 @@ from trader.events import (
     QuoteTick,
     TradeTick,
 )
-from trader.errors import ErrorKind
-from trader.model.orders import Side
 from trader.feeds.parsers.common import (
     Control,
     ControlKind,
@@ -43,6 +41,7 @@ from trader.feeds.parsers.common import (
     dispatch,
     ms_to_ns,
 )
+from trader.model.orders import Side
 
 
 def parse(msg: Any, ctx: ParseContext) -> Parsed:

@@ -9,8 +9,8 @@ from decimal import Decimal
 from typing import Iterable
 
 from trader.events import Candle, SignalKind
-from trader.model.orders import Side
 from trader.model.market import split_symbol
+from trader.model.orders import Side
 from trader.store.view import StoreView
 from trader.trading.strategy import OrderIntent, Output, Strategy
 
