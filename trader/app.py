@@ -142,14 +142,11 @@ def build_venue(
         ]
     else:
         from trader.exchange.ccxt_gateway import CcxtGateway  # imports ccxt: only when used
-        from trader.feeds.streams import build_stream_workers, streams_account
+        from trader.feeds.streams import build_stream_workers
 
         live = cfg.exchange.mode is Mode.LIVE
-        # With a private stream, fills come from it (and the poller), not from order answers too:
-        # the same fill from two sources would be applied twice.
         ccxt_gw = CcxtGateway.from_config(cfg.exchange, cfg.secrets if live else None, clock,
-                                          cfg.trade.markets,
-                                          answer_fills=not streams_account(cfg))
+                                          cfg.trade.markets)
         feeds = build_stream_workers(cfg, publish, clock, stats or Stats(), on_reconnect)
         if live:
             return Venue(ccxt_gw, feeds)
@@ -329,7 +326,6 @@ class App:
             (OrderFilled, rep.on_fill),
             (OrderFilled, risk.on_fill),
             (OrderFilled, runner.on_fill),
-            (OrderFilled, self.poller.on_fill),
             (OrderCanceled, store.on_order_canceled),
             (OrderStatusUnknown, store.on_order_unknown),
             (OrderStatusReport, store.on_order_report),
