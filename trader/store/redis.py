@@ -341,8 +341,9 @@ class RedisStore(MemoryStore):
 
     def on_order_filled(self, ev: OrderFilled) -> Stop | None:  # noqa: D102
         out = super().on_order_filled(ev)
-        self._outbox.mark(ORDERS, ev.client_id)
-        self._outbox.mark(POSITIONS, ev.symbol)
+        if out is None:  # a repeat (STOP) changed nothing
+            self._outbox.mark(ORDERS, ev.client_id)
+            self._outbox.mark(POSITIONS, ev.symbol)
         return out
 
     def on_order_report(self, ev: OrderStatusReport) -> None:  # noqa: D102
