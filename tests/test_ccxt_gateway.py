@@ -147,14 +147,6 @@ def test_a_market_order_answer_carries_its_fills(double) -> None:
     assert fill.exchange_id == events[0].exchange_id
 
 
-def test_without_answer_fills_an_order_answer_reports_only_the_acceptance(double) -> None:
-    cfg = ExchangeConfig(name="binance", mode=Mode.LIVE, urls=UrlsConfig(rest=double.url))
-    gw = CcxtGateway.from_config(cfg, KEYS, LiveClock(), ["BTC/USDT"], answer_fills=False)
-    events = gw.create_order(order("trd-m", OrderType.MARKET, None, "2.5"))
-    assert [type(e) for e in events] == [OrderAccepted]
-    assert len(double.trades) == 1  # it did fill: the stream or the poller reports that
-
-
 def test_my_trades_carry_client_id_total_and_finality(double) -> None:
     gw = gateway(double)
     since = time.time_ns() - 10**9

@@ -70,6 +70,26 @@ def test_optional_none_round_trips() -> None:
     assert json.loads(event_to_json(ev))["price"] is None
 
 
+def test_the_order_fact_and_the_order_command_share_one_field_set() -> None:
+    """``OrderSubmitted`` (journaled; replay rebuilds the order from it) and ``SubmitOrder`` (the
+    executor's command) carry the same fields, declared once, and the same JSON but the type."""
+    from trader.events import Command, OrderSpec, OrderSubmitted, SubmitOrder
+
+    fact = sample_event(OrderSubmitted)
+    cmd = SubmitOrder(**{f.name: getattr(fact, f.name) for f in dataclasses.fields(fact)})
+    assert isinstance(cmd, Command) and not isinstance(fact, Command)
+    assert isinstance(cmd, OrderSpec) and isinstance(fact, OrderSpec)
+    names = [f.name for f in dataclasses.fields(OrderSpec)]
+    assert names == ["ts_event", "ts_recv", "client_id", "symbol", "side", "order_type", "amount",
+                     "price", "strategy"]
+    assert [f.name for f in dataclasses.fields(OrderSubmitted)] == names
+    assert [f.name for f in dataclasses.fields(SubmitOrder)] == names
+    assert "client_id" not in vars(OrderSubmitted) and "client_id" not in vars(SubmitOrder)
+    assert json.loads(event_to_json(cmd)) == {**json.loads(event_to_json(fact)),
+                                              "type": "SubmitOrder"}
+    assert not hasattr(cmd, "__dict__") and not hasattr(fact, "__dict__")
+
+
 def test_events_are_frozen_slotted_keyword_only() -> None:
     ev = BalanceUpdate(ts_event=1, ts_recv=2, asset="BTC", free=Decimal(1), used=Decimal(0),
                        total=Decimal(1))

@@ -1,10 +1,11 @@
 """The poller's schedule under freezegun, failing jobs, fast polling while a feed is stale,
-refreshes asked from other threads, and fills published once."""
+refreshes asked from other threads, and fills published every time (applied once)."""
 
 from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from decimal import Decimal as D
 
 from freezegun import freeze_time
@@ -13,7 +14,15 @@ from tests.conftest import balance
 from trader.clock import ManualClock
 from trader.config import PollerConfig
 from trader.errors import ErrorKind, TemporaryError
-from trader.events import FeedDisconnected, FeedRecovered, FeedStale, OrderFilled, PollFailed
+from trader.events import (
+    FeedDisconnected,
+    FeedRecovered,
+    FeedStale,
+    Liquidity,
+    OrderFilled,
+    PollFailed,
+)
+from trader.model.orders import Side
 from trader.feeds.poller import Poller
 from trader.model.orders import Side
 from trader.model.units import NS
@@ -163,19 +172,37 @@ def test_a_refresh_asked_from_another_thread_runs_at_once_on_the_poller_thread()
     assert gw.threads == {"poller"}
 
 
-def test_fills_are_published_once_whoever_delivered_them_first() -> None:
+def test_every_poll_publishes_every_fill_it_gets_repeats_included() -> None:
+    """The poller filters nothing: the store drops what an earlier poll or another source
+    delivered (see the next test)."""
     clock = ManualClock(1_000 * NS)
     poller, gw, published = make(PollerConfig(trades_every_s=30), clock)
-    gw.fills = [fill("t1", 990), fill("t2", 995), fill("t3", 999.5)]
-    poller.on_fill(gw.fills[0])  # the executor or a stream delivered it already
+    gw.fills = [fill("t2", 995), fill("t0", 950), fill("t1", 990), fill("t3", 999.5)]
     poller.run_now("trades")
-    assert [f.trade_id for f in published] == ["t2"]  # t3 is too young: it may be in flight
-    assert gw.trades_since == [940 * NS]  # since the start, with the overlap
+    assert [f.trade_id for f in published] == ["t0", "t1", "t2", "t3"]  # oldest first
     clock.advance(30)
     poller.run_now("trades")
+    clock.advance(30)
     poller.run_now("trades")
-    assert [f.trade_id for f in published] == ["t2", "t3"]
-    assert gw.trades_since[1:] == [940 * NS, (1028 - 60) * NS]
+    assert [f.trade_id for f in published[4:]] == ["t0", "t1", "t2", "t3", "t1", "t2", "t3"]
+    # Since the start, then each time since the previous run, with the overlap.
+    assert gw.trades_since == [940 * NS, 940 * NS, 970 * NS]
+
+
+def test_a_fill_from_the_stream_and_twice_from_the_poll_reaches_the_handlers_once() -> None:
+    from trader.app import App
+    from trader.config import Config
+
+    app = App(Config())
+    seen: list[OrderFilled] = []
+    app.registry.register(OrderFilled, seen.append)  # after every handler of the table
+    streamed = fill("t1", 990)
+    polled = replace(streamed, ts_recv=streamed.ts_recv + 5 * NS, liquidity=Liquidity.TAKER)
+    for ev in (polled, streamed, polled):
+        app.engine.dispatch(ev)
+    assert seen == [polled]
+    assert app.store.duplicate_fills == 2
+    assert app.store.position("BTC/USDT").amount == D("1")
 
 
 def test_the_wiring_speeds_up_while_a_feed_is_down_and_refreshes_after_a_reconnect() -> None:

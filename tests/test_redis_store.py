@@ -189,7 +189,7 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
         assert second.store.order("ops-1") == app.store.order("ops-1")
         assert second.store.open_orders() == app.store.open_orders()
         assert second.store.position("BTC/USDT") == app.store.position("BTC/USDT")
-        assert second.store.client_id_for("ex-1") == "ops-1"
+        assert second.store.order("ops-1").exchange_id == "ex-1"
         # The same fill delivered again after the restart (a reconciliation) is not re-applied.
         again = fill_events(second.clock.now_ns())[2]
         second.store.on_order_filled(again)

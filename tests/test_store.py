@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
+from dataclasses import replace
 from decimal import Decimal as D
 
 import pytest
 
 from tests.conftest import balance, market, quote, trade
 from trader.config import StoreConfig
-from trader.events import Candle, OrderAccepted, OrderFilled, OrderStatusReport, OrderSubmitted
+from trader.events import (
+    STOP,
+    Candle,
+    Liquidity,
+    OrderAccepted,
+    OrderFilled,
+    OrderStatusReport,
+    OrderSubmitted,
+)
 from trader.model.orders import OrderStatus, OrderType, Side
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
@@ -23,7 +33,7 @@ def submitted(cid: str = "c1", amount: str = "1") -> OrderSubmitted:
 def fill(cid: str = "c1", amount: str = "1", final: bool = True, price: str = "100",
          trade_id: str = "") -> OrderFilled:
     return OrderFilled(ts_event=2, ts_recv=2, client_id=cid, exchange_id="x1",
-                       trade_id=trade_id or f"t-{amount}-{price}",
+                       trade_id=trade_id or f"t-{cid}-{amount}-{price}",
                        symbol="BTC/USDT", side=Side.BUY, price=D(price), amount=D(amount),
                        fee=D("0.1"), fee_asset="USDT", filled_total=D(amount), is_final=final)
 
@@ -74,8 +84,7 @@ def test_order_lifecycle_and_position(store: MemoryStore) -> None:
     store.on_order_filled(fill(amount="0.6", final=True, price="110"))
     o = store.order("c1")
     assert o.status is OrderStatus.FILLED and o.filled == D("1")
-    assert o.avg_price == D("106") and o.fee == D("0.2")
-    assert store.client_id_for("x1") == "c1"
+    assert o.avg_price == D("106") and o.fee == D("0.2") and o.exchange_id == "x1"
     pos = store.position("BTC/USDT")
     assert pos.amount == D("1") and pos.avg_price == D("106") and pos.fees == D("0.2")
     assert store.open_orders() == ()
@@ -148,8 +157,38 @@ def test_concurrent_readers_see_consistent_snapshots(store: MemoryStore) -> None
 
 def test_a_fill_delivered_twice_is_applied_once(store: MemoryStore) -> None:
     store.on_order_submitted(submitted())
-    store.on_order_filled(fill(amount="0.4", final=False))
-    store.on_order_filled(fill(amount="0.4", final=False))  # same trade id from another path
+    assert store.on_order_filled(fill(amount="0.4", final=False)) is None
+    # The same trade id from another path: STOP ends its dispatch (no later handler sees it).
+    assert store.on_order_filled(fill(amount="0.4", final=False)) is STOP
     assert store.order("c1").filled == D("0.4")
     assert store.position("BTC/USDT").amount == D("0.4")
+    assert store.duplicate_fills == 1
+
+
+def test_a_fill_from_the_stream_the_answer_and_two_polls_is_applied_once_in_any_order() -> None:
+    """Sources differ in what they know (receipt time, cumulative total, liquidity): the fill is
+    still the same trade of the same order."""
+    t1 = fill(amount="0.4", final=False, trade_id="t1")
+    t2 = fill(amount="0.6", final=True, trade_id="t2", price="110")
+    t1_polled = replace(t1, ts_recv=9, filled_total=D("1"), liquidity=Liquidity.MAKER)
+    arrivals = [t1, t1_polled, t1_polled, replace(t2, ts_recv=7), t2]
+    results = set()
+    for order in itertools.permutations(arrivals):
+        store = MemoryStore(StoreConfig())
+        store.on_order_submitted(submitted())
+        applied = [ev for ev in order if store.on_order_filled(ev) is not STOP]
+        assert store.duplicate_fills == 3
+        assert sorted(ev.trade_id for ev in applied) == ["t1", "t2"]
+        pos = store.position("BTC/USDT")
+        assert pos.amount == D("1") and pos.fees == D("0.2")
+        results.add((store.order("c1").filled_by_fills, pos.avg_price))
+    assert results == {(D("1"), D("106"))}
+
+
+def test_the_fill_filter_remembers_a_bounded_number_of_fills() -> None:
+    store = MemoryStore(StoreConfig(max_orders=10))
+    for i in range(100):  # fills of orders the store does not know (no order record to check)
+        store.on_order_filled(fill(cid=f"ext-{i}", trade_id=f"t{i}"))
+    assert store.sizes()["fills_seen"] == 40  # 4 x max_orders
+    store.on_order_filled(fill(cid="ext-99", trade_id="t99"))  # the newest are remembered
     assert store.duplicate_fills == 1

@@ -82,7 +82,7 @@ from trader.exchange.gateway import Gateway, MarketDataSource
 from trader.exchange.paper import PaperGateway
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
-from trader.feeds.streams import build_stream_workers, streams_account
+from trader.feeds.streams import build_stream_workers
 from trader.httpapi import HttpApi
 from trader.journal import Journal
 from trader.metrics import REFRESH_S, Metrics
@@ -146,11 +146,8 @@ def build_venue(
         from trader.exchange.ccxt_gateway import CcxtGateway  # imports ccxt: only when used
 
         live = cfg.exchange.mode is Mode.LIVE
-        # With a private stream, fills come from it (and the poller), not from order answers too:
-        # the same fill from two sources would be applied twice.
         ccxt_gw = CcxtGateway.from_config(cfg.exchange, cfg.secrets if live else None, clock,
-                                          cfg.trade.markets,
-                                          answer_fills=not streams_account(cfg))
+                                          cfg.trade.markets)
         feeds = build_stream_workers(cfg, publish, clock, stats or Stats(), on_reconnect)
         if live:
             return Venue(ccxt_gw, feeds)
@@ -325,7 +322,6 @@ class App:
             (OrderFilled, rep.on_fill),
             (OrderFilled, risk.on_fill),
             (OrderFilled, runner.on_fill),
-            (OrderFilled, self.poller.on_fill),
             (OrderCanceled, store.on_order_canceled),
             (OrderStatusUnknown, store.on_order_unknown),
             (OrderStatusReport, store.on_order_report),

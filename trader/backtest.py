@@ -44,8 +44,6 @@ from trader.events import (
     TradeTick,
 )
 from trader.journal import JournalReader, journal_files
-from trader.model.fills import apply_fill
-from trader.model.market import split_symbol
 from trader.model.records import Position
 from trader.model.units import NS
 from trader.registries import Strategies
@@ -168,26 +166,26 @@ class Fill:
 
 
 class TradeRecorder:
-    """Observes fills: keeps each one, and each round trip's PnL (realized PnL from the fill that
-    opened a position from flat to the fill that closed it, fees included)."""
+    """Keeps each fill the store applied, and each round trip's PnL (realized PnL from the fill
+    that opened a position from flat to the fill that closed it, fees included). Positions are
+    the store's (the one ledger): read before a fill reaches the store and after it applied it."""
 
     def __init__(self, app: App) -> None:
         self._view = app.view
         self.fills: list[Fill] = []
         self.round_trips: list[Decimal] = []
-        self._positions: dict[str, Position] = {}
+        self._before: Position | None = None  # the position the fill being dispatched moves
         self._opened_at: dict[str, Decimal] = {}  # realized PnL before the opening fill
 
     def on_event(self, ev: Event) -> None:
-        """Registry observer; only fills matter."""
+        """Registry observer (it sees a fill before the store): note the position it moves."""
         if isinstance(ev, OrderFilled):
-            self._fill(ev)
+            self._before = self._view.position(ev.symbol)
 
-    def _fill(self, ev: OrderFilled) -> None:
-        base, quote = split_symbol(ev.symbol)
-        pos = self._positions.get(ev.symbol) or Position(ev.symbol)
-        after = apply_fill(pos, ev.side, ev.price, ev.amount, ev.fee, ev.fee_asset, base, quote)
-        self._positions[ev.symbol] = after
+    def on_fill(self, ev: OrderFilled) -> None:
+        """Handler after the store's (which ends a repeated fill's dispatch): record the fill."""
+        pos, after = self._before, self._view.position(ev.symbol)
+        assert pos is not None and pos.symbol == ev.symbol  # on_event saw this fill first
         if pos.amount == 0 and after.amount != 0:
             self._opened_at[ev.symbol] = pos.realized_pnl
         elif pos.amount != 0 and (after.amount == 0 or (after.amount > 0) != (pos.amount > 0)):
@@ -306,8 +304,9 @@ class Backtest:
         self.app = App(backtest_config(cfg, symbols, start_prices), self.clock, RunMode.BACKTEST,
                        strategies)
         self.recorder = TradeRecorder(self.app)
-        # A read-only observer, like the journal: it returns nothing and changes nothing.
+        # Read-only, like the journal: an observer, and a fill handler after the store's.
         self.app.registry.observe(self.recorder.on_event)
+        self.app.registry.register(OrderFilled, self.recorder.on_fill)
         gateway = self.app.gateway
         for ev in (*gateway.load_markets(self.symbols), *gateway.fetch_balances()):
             self.app.engine.dispatch(ev)

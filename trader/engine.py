@@ -4,7 +4,8 @@ The main thread owns the logic: it takes each event off the bus and calls the ha
 for the event's exact class, in registration order. Handlers may return follow-up events; those
 go to a local deque that is emptied before the next ``get`` (the main thread never ``put``s into
 its own bounded queue). A handler that raises is logged with the event and traceback, counted and
-turned into a ``HandlerFailed`` event; the loop goes on.
+turned into a ``HandlerFailed`` event; the loop goes on. A handler that returns ``STOP`` ends
+the event's dispatch (the store drops a repeated fill that way).
 
 Observers (the journal) see every dispatched event, handled or not, follow-ups and
 ``HandlerFailed`` included.
@@ -29,14 +30,14 @@ from typing import Callable, Iterable, Protocol
 
 from trader.bus import Bus
 from trader.clock import Clock
-from trader.events import Event, HandlerFailed
+from trader.events import STOP, Event, HandlerFailed, Stop
 from trader.stats import Stats
 
 log = logging.getLogger(__name__)
 
 BATCH = 256  # events taken from the bus per lock acquisition
 
-Handler = Callable[[Event], "Iterable[Event] | None"]
+Handler = Callable[[Event], "Iterable[Event] | Stop | None"]
 
 
 def handler_name(handler: Callable[..., object]) -> str:
@@ -208,6 +209,8 @@ class Engine:
                 self._handler_failed(handler, event, exc)
                 continue
             if out:
+                if out is STOP:
+                    return
                 self._followups.extend(out)
 
     def _dispatch_timed(self, event: Event, handlers: tuple[Handler, ...]) -> None:
@@ -226,6 +229,8 @@ class Engine:
                 continue
             timing.handler_ns(handler, perf() - t0)
             if out:
+                if out is STOP:
+                    break
                 self._followups.extend(out)
         timing.lag_ns(self._clock.now_ns() - event.ts_recv)
 

@@ -15,6 +15,12 @@ free/used/total) but dispatch on the class, never on a string.
 
 Market data events (``conflatable = True``) may be conflated by the bus under pressure; every
 other event is never dropped.
+
+A new order appears twice, on purpose: ``OrderSubmitted`` is the fact (risk passed it; the store
+records it in PENDING and the journal keeps it, which is what replay rebuilds the order from) and
+``SubmitOrder`` the command (the executor sends it; replay never runs it). Risk emits both, the
+fact first, so an order is recorded before it can reach the exchange. They share one field set,
+:class:`OrderSpec`.
 """
 
 from __future__ import annotations
@@ -127,6 +133,16 @@ class Command(Event):
     """Base of commands: a request with exactly one handler."""
 
 
+class Stop:
+    """What a handler returns to end an event's dispatch: later handlers do not see the event
+    (the store returns it for a fill it has already applied). Observers have already seen it."""
+
+    __slots__ = ()
+
+
+STOP = Stop()
+
+
 # --------------------------------------------------------------------------------------------
 # Market data
 
@@ -202,9 +218,9 @@ class BalanceUpdate(Event):
 # Orders
 
 
-@event
-class OrderSubmitted(Event):
-    """An order passed risk and was recorded; it is about to be sent to the exchange."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderSpec(Event):
+    """The fields of a new order, shared by the fact and the command (see the module doc)."""
 
     client_id: str
     symbol: str
@@ -213,6 +229,11 @@ class OrderSubmitted(Event):
     amount: Decimal
     price: Decimal | None = None
     strategy: str = ""
+
+
+@event
+class OrderSubmitted(OrderSpec):
+    """An order passed risk and was recorded; it is about to be sent to the exchange."""
 
 
 @event
@@ -477,16 +498,8 @@ class ShutdownRequested(Event):
 
 
 @event
-class SubmitOrder(Command):
+class SubmitOrder(OrderSpec, Command):
     """Ask the executor to send an order (risk has decided; the id is already recorded)."""
-
-    client_id: str
-    symbol: str
-    side: Side
-    order_type: OrderType
-    amount: Decimal
-    price: Decimal | None = None
-    strategy: str = ""
 
 
 @event

@@ -131,12 +131,8 @@ class CcxtGateway:
         exchange: ccxt.Exchange,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
-        answer_fills: bool = True,
     ) -> None:
-        """``answer_fills`` False: an order answer's fills are not reported (a private stream
-        reports them; the poller's trades job covers what a stream misses)."""
         self._ex = exchange
-        self._answer_fills = answer_fills
         self._clock = clock
         self._monotonic = monotonic
         self._lock = threading.Lock()  # every ccxt call
@@ -157,10 +153,9 @@ class CcxtGateway:
         clock: Clock,
         symbols: Sequence[str] = (),
         monotonic: Callable[[], float] = time.monotonic,
-        answer_fills: bool = True,
     ) -> CcxtGateway:
         """A gateway for ``cfg``; ``secrets`` None gives a public-only market-data source."""
-        return cls(make_exchange(cfg, secrets, symbols), clock, monotonic, answer_fills)
+        return cls(make_exchange(cfg, secrets, symbols), clock, monotonic)
 
     @property
     def exchange(self) -> ccxt.Exchange:
@@ -352,7 +347,8 @@ class CcxtGateway:
     @_reads_answer(unknown_outcome=True)
     def create_order(self, cmd: SubmitOrder) -> list[Event]:
         """Send an order with our client id; returns it accepted, with any fills the answer
-        already holds (unless ``answer_fills`` is off). A timeout or 5xx raises
+        already holds (a stream or the poller may report them again: the store drops repeats).
+        A timeout or 5xx raises
         ``UnknownOutcomeError`` (the executor looks the order up); a rate limit returns
         ``OrderRejected``."""
         price = None if cmd.price is None else _wire(cmd.price)
@@ -374,7 +370,7 @@ class CcxtGateway:
                                              exchange_id=exchange_id)]
         raw = {**raw, "clientOrderId": cmd.client_id, "side": cmd.side.value,
                "symbol": cmd.symbol}
-        trades = (raw.get("trades") or []) if self._answer_fills else []
+        trades = raw.get("trades") or []
         cumulative = ZERO
         for i, t in enumerate(trades):
             cumulative += _dec(t.get("amount"))

@@ -6,12 +6,10 @@ wrapped: a failure is logged, counted and published as ``PollFailed``, and the n
 on time. Jobs use ``every(n).seconds`` (never ``.at()``), so nothing depends on the local time
 zone.
 
-Recent trades: each run asks for fills since the previous run (with an overlap for clock skew)
-and publishes only fills it has not seen. A fill counts as seen once any source delivered it:
-the main thread reports every dispatched ``OrderFilled`` through :meth:`Poller.on_fill` (the
-executor publishes fills from an order's answer, a user stream publishes its own), and fills
-younger than ``TRADES_GRACE_S`` wait for the next run, so one still on its way through the bus
-is not published twice.
+Recent trades: each run asks for fills since the previous run (with an overlap for clock skew
+and fills the exchange shows late) and publishes every fill it gets, repeats included: the
+store is the one place that drops a fill already applied, whichever source delivered it first
+(an order's answer, a user stream, an earlier poll).
 
 Other threads never touch the scheduler. They leave requests that the poller thread carries
 out at its next turn (it is woken at once):
@@ -29,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from typing import Callable, Sequence
 
 import schedule
@@ -37,7 +34,7 @@ import schedule
 from trader.clock import Clock
 from trader.config import PollerConfig
 from trader.errors import ErrorKind, TraderError
-from trader.events import Event, FeedDisconnected, FeedRecovered, FeedStale, OrderFilled, PollFailed
+from trader.events import Event, FeedDisconnected, FeedRecovered, FeedStale, PollFailed
 from trader.exchange.gateway import Gateway
 from trader.model.units import NS
 from trader.stats import Stats
@@ -46,8 +43,6 @@ from trader.workers import Worker
 log = logging.getLogger(__name__)
 
 TRADES_OVERLAP_S = 60  # each trades poll reaches this far behind the previous one
-TRADES_GRACE_S = 2  # fills younger than this wait for the next poll
-MAX_SEEN_FILLS = 10_000
 FAST = "fast"
 
 
@@ -76,7 +71,7 @@ class Poller(Worker):
             "balances": gateway.fetch_balances,
             "tickers": lambda: gateway.fetch_tickers(self._symbols),
             "open_orders": lambda: gateway.fetch_open_orders(self._symbols),
-            "trades": self._new_fills,
+            "trades": self._recent_fills,
         }
         intervals = {
             "balances": cfg.balances_every_s,
@@ -94,7 +89,6 @@ class Poller(Worker):
         self._stale: set[str] = set()
         self._refresh: list[str] = []
         self._fast_on = False  # poller thread only
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._trades_since = clock.now_ns()  # poller thread only
 
     # ------------------------------------------------------------------ any thread
@@ -121,10 +115,6 @@ class Poller(Worker):
     def on_feed_recovered(self, ev: FeedRecovered) -> None:
         """Main-thread handler: back to the normal schedule once no feed is stale."""
         self.set_fast(ev.feed, False)
-
-    def on_fill(self, ev: OrderFilled) -> None:
-        """Main-thread handler: a fill delivered by any source is not published again."""
-        self._mark_seen((ev.symbol, ev.trade_id))
 
     def close(self) -> None:
         """Wake the loop so it sees the stop at once."""
@@ -183,26 +173,9 @@ class Poller(Worker):
             self.scheduler.clear(FAST)
         self._fast_on = want_fast
 
-    def _new_fills(self) -> list[Event]:
+    def _recent_fills(self) -> list[Event]:
         now = self._clock.now_ns()
-        horizon = now - TRADES_GRACE_S * NS
         since = self._trades_since - TRADES_OVERLAP_S * NS
         fills = [f for s in self._symbols for f in self._gateway.fetch_my_trades(s, since)]
-        out: list[Event] = []
-        for fill in sorted(fills, key=lambda f: f.ts_event):
-            if fill.ts_event <= horizon and self._mark_seen((fill.symbol, fill.trade_id)):
-                out.append(fill)
-        self._trades_since = max(self._trades_since, horizon)
-        if out:
-            log.info("poll trades: %d new fill(s)", len(out))
-        return out
-
-    def _mark_seen(self, key: tuple[str, str]) -> bool:
-        """Record a fill; True when it was new."""
-        with self._lock:
-            if key in self._seen:
-                return False
-            self._seen[key] = None
-            while len(self._seen) > MAX_SEEN_FILLS:
-                self._seen.popitem(last=False)
-            return True
+        self._trades_since = now
+        return sorted(fills, key=lambda f: f.ts_event)

@@ -85,11 +85,6 @@ _VENUES: dict[str, Callable[[Config, Clock], list[StreamProtocol]]] = {
 _ROTATES = frozenset({"binance"})
 
 
-def streams_account(cfg: Config) -> bool:
-    """True when a private stream delivers ``cfg``'s orders, fills and balances."""
-    return cfg.exchange.name in _VENUES and _private(cfg)
-
-
 def build_stream_workers(
     cfg: Config,
     publish: Callable[[Event], None],

@@ -18,6 +18,7 @@ from typing import Iterable, Mapping
 
 from trader.config import StoreConfig
 from trader.events import (
+    STOP,
     BalanceUpdate,
     Candle,
     MarketUpdated,
@@ -30,6 +31,7 @@ from trader.events import (
     OrderSubmitted,
     QuoteTick,
     SignalGenerated,
+    Stop,
     TradeTick,
 )
 from trader.model.fills import apply_fill
@@ -53,11 +55,9 @@ class MemoryStore:
         self._candles: dict[str, deque[Candle]] = {}
         self._balances: dict[str, Balance] = {}
         self._orders: OrderedDict[str, Order] = OrderedDict()
-        self._by_exchange_id: dict[str, str] = {}
         self._positions: dict[str, Position] = {}
-        # A fill can arrive twice (the REST create response and the user stream, a reconnect
-        # refresh): applied once, keyed by (client id, trade id).
-        self._fills_seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # The one place that drops repeated fills (see on_order_filled), bounded.
+        self._fills_seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self.duplicate_fills = 0
         self._signals: deque[SignalGenerated] = deque(maxlen=config.max_signals)
         self.dropped = 0  # records refused because a bound was reached
@@ -164,25 +164,28 @@ class MemoryStore:
         """-> UNKNOWN: the executor will look it up."""
         self._transition(ev.client_id, OrderStatus.UNKNOWN, ev.ts_recv, reason=ev.reason)
 
-    def on_order_filled(self, ev: OrderFilled) -> None:
-        """Apply a fill to its order and to the market's position, once per trade id.
+    def on_order_filled(self, ev: OrderFilled) -> Stop | None:
+        """Apply a fill to its order and to the market's position, once: a repeat returns
+        ``STOP``, so no later handler sees it either.
 
         A fill is a fact: it always moves the position, even when the order's status can no
         longer change (a fill delivered after a REST report already made the order final); the
-        status alone follows the state machine. The same fill arriving twice (user stream, REST
-        poll, lookup, reconciliation) is applied once. ``filled`` is the largest of what we
-        knew, the exchange's cumulative amount and the sum of the fills applied.
+        status alone follows the state machine. Every source (order answer, user stream, REST
+        poll, lookup, reconciliation) reports every fill it sees; this is the one filter,
+        keyed by (symbol, exchange order id, trade id): exchanges number orders and trades per
+        market, and a self-trade is one trade id for two orders. ``filled`` is the largest of
+        what we knew, the exchange's cumulative amount and the sum of the fills applied.
         """
         base, quote = split_symbol(ev.symbol)
-        key = (ev.client_id, ev.trade_id)
+        key = (ev.symbol, ev.exchange_id, ev.trade_id)
         late: Order | None = None
         with self._lock:
             order = self._orders.get(ev.client_id)
             # The bounded set also covers fills of orders we do not know; an order's own record
-            # outlives the set's eviction.
+            # outlives the set's eviction (and a restart).
             if key in self._fills_seen or (order is not None and order.has_fill(ev.trade_id)):
                 self.duplicate_fills += 1
-                return
+                return STOP
             if order is not None:
                 status = OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
                 if not is_legal(order.status, status):
@@ -210,6 +213,7 @@ class MemoryStore:
             self.late_fills += 1
             log.warning("fill %s of order %s arrived after it became %s: position updated, "
                         "status kept", ev.trade_id, ev.client_id, late.status)
+        return None
 
     def _third_asset_fee(self, fee: Decimal, asset: str, quote: str) -> Decimal | None:
         """A fee paid in a third asset (BNB) valued in the quote asset through USD prices."""
@@ -235,8 +239,6 @@ class MemoryStore:
                     ev.status, ev.filled, ev.avg_price, exchange_id=ev.exchange_id,
                     external=not self.owns(ev.client_id), ts_update=ev.ts_recv,
                 )
-                if ev.exchange_id:
-                    self._by_exchange_id[ev.exchange_id] = ev.client_id
                 self._evict_orders()
                 return
             if order.status != ev.status and not is_legal(order.status, ev.status):
@@ -259,8 +261,6 @@ class MemoryStore:
                 self._illegal(order, status)
                 return
             self._orders[client_id] = replace(order, status=status, ts_update=ts, **changes)
-            if order.exchange_id == "" and changes.get("exchange_id"):
-                self._by_exchange_id[changes["exchange_id"]] = client_id
 
     def _illegal(self, order: Order, status: OrderStatus) -> None:
         self.illegal_transitions += 1
@@ -274,8 +274,7 @@ class MemoryStore:
         if excess <= 0:
             return
         for cid in [c for c, o in self._orders.items() if not o.is_open][:excess]:
-            order = self._orders.pop(cid)
-            self._by_exchange_id.pop(order.exchange_id, None)
+            del self._orders[cid]
 
     def restore(
         self,
@@ -295,8 +294,6 @@ class MemoryStore:
             self._balances.update((b.asset, b) for b in balances)
             for order in sorted(orders, key=lambda o: o.ts_update):
                 self._orders[order.client_id] = order
-                if order.exchange_id:
-                    self._by_exchange_id[order.exchange_id] = order.client_id
             self._evict_orders()
             self._positions.update((p.symbol, p) for p in positions)
             self._quotes.update((q.symbol, q) for q in quotes)
@@ -378,11 +375,6 @@ class MemoryStore:
         with self._lock:
             return self._orders.get(client_id)
 
-    def client_id_for(self, exchange_id: str) -> str | None:
-        """Our client id for an exchange order id, when we know it."""
-        with self._lock:
-            return self._by_exchange_id.get(exchange_id)
-
     def orders(self) -> tuple[Order, ...]:
         """Every order we remember, oldest first."""
         with self._lock:
@@ -423,5 +415,6 @@ class MemoryStore:
                 "orders": len(self._orders),
                 "positions": len(self._positions),
                 "signals": len(self._signals),
+                "fills_seen": len(self._fills_seen),
             }
 

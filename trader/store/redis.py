@@ -87,6 +87,7 @@ from trader.events import (
     OrderStatusUnknown,
     OrderSubmitted,
     QuoteTick,
+    Stop,
     StorageFailed,
     StorageRecovered,
     StreamGap,
@@ -338,10 +339,12 @@ class RedisStore(MemoryStore):
         super().on_order_unknown(ev)
         self._outbox.mark(ORDERS, ev.client_id)
 
-    def on_order_filled(self, ev: OrderFilled) -> None:  # noqa: D102
-        super().on_order_filled(ev)
-        self._outbox.mark(ORDERS, ev.client_id)
-        self._outbox.mark(POSITIONS, ev.symbol)
+    def on_order_filled(self, ev: OrderFilled) -> Stop | None:  # noqa: D102
+        out = super().on_order_filled(ev)
+        if out is None:  # a repeat (STOP) changed nothing
+            self._outbox.mark(ORDERS, ev.client_id)
+            self._outbox.mark(POSITIONS, ev.symbol)
+        return out
 
     def on_order_report(self, ev: OrderStatusReport) -> None:  # noqa: D102
         super().on_order_report(ev)
