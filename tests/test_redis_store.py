@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import balance, running
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
+from trader import codec
 from trader.app import App
 from trader.clock import ManualClock
 from trader.config import Config, StorageConfig, StoreConfig, config_from_dict
@@ -36,15 +37,13 @@ from trader.store.memory import MemoryStore
 from trader.store.models import Balance, Fill, Market, Order, Position
 
 pytest.importorskip("redis")
-from trader.store import redis as redis_store  # noqa: E402
+from trader.store.redis import writer as redis_writer  # noqa: E402
 from trader.store.redis import (  # noqa: E402
     Keys,
     Outbox,
     RedisStore,
     RedisWriter,
     connect,
-    record_from_json,
-    record_to_json,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,7 +88,7 @@ def session_seqs(entries: list[tuple[str, dict[str, str]]], session: str) -> lis
 
 def redis_balances(server: RedisServer) -> dict[str, Balance]:
     raw = server.client().hgetall(f"{PREFIX}:balances")
-    return {k: record_from_json(Balance, v) for k, v in raw.items()}
+    return {k: codec.from_json(Balance, v) for k, v in raw.items()}
 
 
 # ------------------------------------------------------------------------- no server needed
@@ -107,9 +106,9 @@ def test_records_round_trip_through_json() -> None:
         Position("BTC/USDT", D("0.3"), D("60000.1"), D("-2.5"), D("0.01")),
     ]
     for rec in records:
-        text = record_to_json(rec)
-        back = record_from_json(type(rec), text)
-        assert back == rec and record_to_json(back) == text  # every digit kept
+        text = codec.to_json(rec)
+        back = codec.from_json(type(rec), text)
+        assert back == rec and codec.to_json(back) == text  # every digit kept
 
 
 def test_outbox_keeps_the_oldest_run_when_full_and_marks_the_gap(caplog) -> None:
@@ -162,11 +161,11 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
     # Another process's view: Redis holds exactly the stopped app's state.
     client = redis_server.client()
     assert redis_balances(redis_server) == dict(app.store.balances().balances)
-    orders = {k: record_from_json(Order, v) for k, v in client.hgetall("t:orders").items()}
+    orders = {k: codec.from_json(Order, v) for k, v in client.hgetall("t:orders").items()}
     assert orders == {o.client_id: o for o in app.store.orders()}
     assert orders["ops-1"].status is OrderStatus.PARTIALLY_FILLED
     positions = client.hgetall("t:positions")
-    assert record_from_json(Position, positions["BTC/USDT"]) == app.store.position("BTC/USDT")
+    assert codec.from_json(Position, positions["BTC/USDT"]) == app.store.position("BTC/USDT")
     assert set(client.hgetall("t:markets")) == {"BTC/USDT", "ETH/USDT"}
     assert set(client.hgetall("t:prices")) == {"BTC/USDT", "ETH/USDT"}
 
@@ -292,7 +291,7 @@ def test_every_memory_store_write_is_mirrored() -> None:
 
 def test_orders_and_fills_evicted_from_memory_are_removed_from_redis(
         redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_store, "TRIM_EVERY", 1)
+    monkeypatch.setattr(redis_writer, "TRIM_EVERY", 1)
     stats = Stats()
     box = Outbox(1000, stats, "t:events")
     store = RedisStore(StoreConfig(max_orders=10), box)
