@@ -3,6 +3,7 @@ stream, restore on restart, Redis killed and restarted mid-run, buffer overflow,
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -28,8 +29,10 @@ from trader.events import (
     OrderSubmitted,
     OrderType,
     Side,
+    QuoteTick,
     StreamGap,
     event_from_json,
+    event_to_dict,
     event_to_json,
 )
 from trader.stats import Stats
@@ -45,6 +48,7 @@ from trader.store.redis import (  # noqa: E402
     RedisWriter,
     connect,
 )
+from trader.store.redis.store import prices_from_json, prices_to_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "t"
@@ -109,6 +113,18 @@ def test_records_round_trip_through_json() -> None:
         text = codec.to_json(rec)
         back = codec.from_json(type(rec), text)
         assert back == rec and codec.to_json(back) == text  # every digit kept
+
+
+def test_prices_round_trip_as_tagged_events_and_bad_ones_are_one_error() -> None:
+    q = QuoteTick(ts_event=1, ts_recv=2, symbol="BTC/USDT", bid=D("1.10"), bid_size=D("2"),
+                  ask=D("1.20"), ask_size=D("3"))
+    text = prices_to_json(q, None)
+    assert json.loads(text) == {"quote": event_to_dict(q), "trade": None}  # the saved format
+    assert prices_from_json(text) == (q, None)
+    for bad in ('{"quote": 1}', '{"quote": {"type": "QuoteTick"}}', "[]",
+                json.dumps({"trade": event_to_dict(q)})):
+        with pytest.raises(codec.CodecError):
+            prices_from_json(bad)
 
 
 def test_outbox_keeps_the_oldest_run_when_full_and_marks_the_gap(caplog) -> None:
@@ -179,6 +195,7 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
     assert dict(reader.store.balances().balances) == expected
     assert reader.store.orders() == app.store.orders()
     assert reader.store.positions() == app.store.positions()
+    assert reader.store.quotes() == app.store.quotes() and len(app.store.quotes()) == 2
 
     # A restart: the state is restored first, then the exchange's answers are applied on top
     # (its paper account reports USDT 1; BTC it does not report stays as restored).
