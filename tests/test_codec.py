@@ -10,6 +10,8 @@ from enum import Enum, StrEnum
 from typing import Any, Mapping
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from trader import codec
 
@@ -103,3 +105,14 @@ def test_tagged_family() -> None:
         family.from_dict({"type": "Leaf", "price": "1", "x": 1})
     with pytest.raises(TypeError, match="not a registered"):
         family.to_json(tree())
+
+
+@given(st.decimals(allow_nan=False), st.text(), st.integers(), st.integers())
+def test_any_decimal_text_and_ints_round_trip(price: Decimal, note: str, a: int, b: int) -> None:
+    value = Tree(a=a, b=b, ratio=1.5, flag=True, colour=Colour.RED, level=Level.LOW,
+                 leaf=Leaf(price=price, note=note), maybe=Leaf(price=-price),
+                 leaves=(), by_name={note: Leaf(price=price)}, amounts={})
+    text = codec.to_json(value)
+    assert text == json.dumps(codec.to_plain(value), separators=(",", ":"))
+    back = codec.from_json(Tree, text)
+    assert back == value and str(back.leaf.price) == str(price)
