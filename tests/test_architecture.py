@@ -20,7 +20,12 @@ PACKAGE = ROOT / "trader"
 RULES: list[tuple[str, tuple[str, ...], str]] = [
     ("trader.model", ("trader",), "the model is the ground floor: stdlib only"),
     ("trader.errors", ("trader",), "errors are imported by config: stdlib only"),
-    ("trader.config", ("trader",), "config is plain data: nothing from trader but trader.errors"),
+    ("trader.codec", ("trader",), "the codec serves every layer: stdlib only"),
+    (
+        "trader.config",
+        ("trader",),
+        "config is plain data: nothing from trader but the errors and the codec",
+    ),
     ("trader.events", ("trader.feeds", "trader.exchange", "trader.trading"), "the core"),
     ("trader.bus", ("trader.feeds", "trader.exchange", "trader.trading"), "the core"),
     ("trader.engine", ("trader.feeds", "trader.exchange", "trader.trading"), "the core"),
@@ -28,7 +33,7 @@ RULES: list[tuple[str, tuple[str, ...], str]] = [
     ("trader.store", ("trader.exchange", "trader.trading"), "the store sits below them"),
     ("trader.exchange", ("trader.trading",), "the exchange sits below trading"),
 ]
-ALLOWED: dict[str, tuple[str, ...]] = {"trader.config": ("trader.errors",)}
+ALLOWED: dict[str, tuple[str, ...]] = {"trader.config": ("trader.errors", "trader.codec")}
 CCXT_OWNER = "trader.exchange"
 
 

@@ -15,6 +15,8 @@ from trader.events import (
     EVENT_TYPES,
     BalanceUpdate,
     Event,
+    ExchangeStateFetched,
+    OrderFilled,
     QuoteTick,
     event_from_dict,
     event_from_json,
@@ -37,13 +39,17 @@ def _sample(tp: object, i: int) -> object:
         return f"value-{i}"
     if isinstance(tp, type) and issubclass(tp, StrEnum):
         return list(tp)[-1]
+    if origin is tuple:  # two items, each with its own values
+        return tuple(_sample(typing.get_args(tp)[0], i + k) for k in (0, 7))
+    if dataclasses.is_dataclass(tp):
+        return sample_event(tp, i)
     raise AssertionError(tp)
 
 
-def sample_event(cls: type[Event]) -> Event:
+def sample_event(cls: type, offset: int = 0) -> Event:
     """An instance of ``cls`` with every field set to a non-default value."""
     hints = typing.get_type_hints(cls)
-    return cls(**{f.name: _sample(hints[f.name], i)
+    return cls(**{f.name: _sample(hints[f.name], i + offset)
                   for i, f in enumerate(dataclasses.fields(cls))})
 
 
@@ -58,6 +64,18 @@ def test_every_event_round_trips_through_json(cls: type[Event]) -> None:
     assert back == ev
     assert type(back) is cls
     assert event_to_json(back) == text
+
+
+def test_nested_events_round_trip_typed() -> None:
+    ev = sample_event(ExchangeStateFetched)
+    assert len(ev.open_orders) == 2 and ev.open_orders[0] != ev.open_orders[1]
+    data = json.loads(event_to_json(ev))
+    assert data["open_orders"][1]["client_id"] == ev.open_orders[1].client_id
+    assert data["balances"][0]["free"] == str(ev.balances[0].free)  # decimals as strings
+    back = event_from_json(event_to_json(ev))
+    assert back == ev
+    assert type(back.trades[0]) is OrderFilled and back.trades[0].side is ev.trades[0].side
+    assert back.not_found == ev.not_found
 
 
 def test_optional_none_round_trips() -> None:

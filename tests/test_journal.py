@@ -18,7 +18,6 @@ import pytest
 
 from tests.conftest import quote
 from tests.test_events import sample_event
-from trader import events as events_module
 from trader.app import App
 from trader.clock import ManualClock
 from trader.config import JournalConfig, config_from_dict
@@ -229,19 +228,15 @@ def test_a_killed_process_loses_only_the_last_flush_interval_and_no_secret(
 def test_an_event_that_cannot_be_encoded_is_skipped_not_the_batch(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     class Odd(QuoteTick):
-        """An event whose encoder fails (set below)."""
+        """An event the codec cannot encode: its class is not a registered event type."""
 
         __slots__ = ()
 
     j = journal(tmp_path)
     odd = Odd(**{f: getattr(q(DAY0 + 2), f) for f in ("ts_event", "ts_recv", "symbol", "bid",
                                                      "bid_size", "ask", "ask_size")})
-    events_module._ENCODERS[Odd] = lambda ev: 1 / 0
-    try:
-        for ev in (q(DAY0 + 1), odd, q(DAY0 + 3)):
-            j.record(ev)
-        j.finish()
-    finally:
-        del events_module._ENCODERS[Odd]
+    for ev in (q(DAY0 + 1), odd, q(DAY0 + 3)):
+        j.record(ev)
+    j.finish()
     assert [e.ts_recv for e in read_events(tmp_path)] == [DAY0 + 1, DAY0 + 3]
     assert j.counters()["dropped"] == 1 and "cannot encode" in caplog.text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal as D
 
 import pytest
@@ -241,12 +242,55 @@ def test_open_orders_and_balances_survive_a_restart(tmp_path) -> None:
     assert g2.create_order(order("n1", Side.BUY, "1"))[0].exchange_id == "paper-4"
 
 
+# Written by the version 1 gateway: one filled market buy (b1), one resting limit buy (l1).
+V1_FILE = (
+    '{"version":1,"seq":2,"balances":{"BTC":{"free":"2","used":"0"},"USDT":{"free":"9702.703","'
+    'used":"95.095"}},"orders":[{"cmd":{"type":"SubmitOrder","ts_event":1,"ts_recv":1,"client_i'
+    'd":"b1","symbol":"BTC/USDT","side":"buy","order_type":"market","amount":"2","price":null,"'
+    'strategy":""},"exchange_id":"paper-1","active_at":10,"status":"filled","filled":"2","cost"'
+    ':"202","locked":"0","resting":false,"fills":1},{"cmd":{"type":"SubmitOrder","ts_event":1,"'
+    'ts_recv":1,"client_id":"l1","symbol":"BTC/USDT","side":"buy","order_type":"limit","amount"'
+    ':"1","price":"95","strategy":""},"exchange_id":"paper-2","active_at":10,"status":"open","f'
+    'illed":"0","cost":"0","locked":"95.095","resting":true,"fills":0}],"fills":[{"type":"Order'
+    'Filled","ts_event":10,"ts_recv":10,"client_id":"b1","exchange_id":"paper-1","trade_id":"pa'
+    'per-1-1","symbol":"BTC/USDT","side":"buy","price":"101","amount":"2","fee":"0.202","fee_as'
+    'set":"USDT","filled_total":"2","is_final":true,"liquidity":"taker"}]}'
+)
+
+
+def test_a_version_1_account_file_still_loads_and_is_rewritten_as_version_2(tmp_path) -> None:
+    path = tmp_path / "paper-account.json"
+    path.write_text(V1_FILE)
+    g = PaperGateway(NoSource(), ManualClock(10), {}, D("0.001"), account_file=path)
+    assert balances(g) == {"BTC": (D(2), D(0)), "USDT": (D("9702.703"), D("95.095"))}
+    assert g.fetch_order("b1", "BTC/USDT").status is OrderStatus.FILLED
+    (fill,) = g.fetch_my_trades("BTC/USDT", 0)
+    assert (fill.trade_id, fill.price, fill.fee, fill.liquidity) == (
+        "paper-1-1", D(101), D("0.202"), Liquidity.TAKER)
+    (working,) = g.fetch_open_orders(["BTC/USDT"])
+    assert (working.client_id, working.price) == ("l1", D(95))
+    g.on_quote(quote(bid="100", ask="101", size="100"))
+    assert fills(g.on_trade(trade(price="94"))) == [(D(95), D(1), True)]
+    saved = json.loads(path.read_text())
+    assert saved["version"] == 2 and "type" not in saved["fills"][0]
+    assert PaperGateway(NoSource(), ManualClock(10), {}, D("0.001"),
+                        account_file=path).fetch_order("l1", "BTC/USDT").status \
+        is OrderStatus.FILLED
+
+
 def test_a_corrupt_account_file_stops_the_start_and_is_kept(tmp_path) -> None:
     path = tmp_path / "paper-account.json"
     path.write_text('{"version": 1, "balances": ')
     with pytest.raises(ConfigError, match="cannot be read .*delete it"):
         PaperGateway(NoSource(), ManualClock(1), {}, D(0), account_file=path)
     assert path.read_text() == '{"version": 1, "balances": '
+    for bad in (V1_FILE.replace('"version":1', '"version":3'),
+                V1_FILE.replace('"type":"OrderFilled"', '"type":"QuoteTick"'),
+                V1_FILE.replace('"cost":"202"', '"cost":"lots"')):
+        path.write_text(bad)
+        with pytest.raises(ConfigError, match="cannot be read"):
+            PaperGateway(NoSource(), ManualClock(1), {}, D(0), account_file=path)
+        assert path.read_text() == bad
 
 
 def test_an_unwritable_account_file_is_reported_and_trading_goes_on(tmp_path) -> None:

@@ -24,7 +24,6 @@ from trader.events import (
 )
 from trader.model.orders import Side
 from trader.feeds.poller import Poller
-from trader.model.orders import Side
 from trader.model.units import NS
 from trader.stats import Stats
 

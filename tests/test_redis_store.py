@@ -3,6 +3,7 @@ stream, restore on restart, Redis killed and restarted mid-run, buffer overflow,
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -16,6 +17,7 @@ import pytest
 
 from tests.conftest import balance, running
 from tests.redis_server import RedisServer, redis_server  # noqa: F401 - fixture
+from trader import codec
 from trader.app import App
 from trader.clock import ManualClock
 from trader.config import Config, StorageConfig, StoreConfig, config_from_dict
@@ -24,8 +26,10 @@ from trader.events import (
     OrderFilled,
     OrderRejected,
     OrderSubmitted,
+    QuoteTick,
     StreamGap,
     event_from_json,
+    event_to_dict,
     event_to_json,
 )
 from trader.model.orders import OrderStatus, OrderType, Side
@@ -34,16 +38,15 @@ from trader.stats import Stats
 from trader.store.memory import MemoryStore
 
 pytest.importorskip("redis")
-from trader.store import redis as redis_store  # noqa: E402
+from trader.store.redis import writer as redis_writer  # noqa: E402
 from trader.store.redis import (  # noqa: E402
     Keys,
     Outbox,
     RedisStore,
     RedisWriter,
     connect,
-    record_from_json,
-    record_to_json,
 )
+from trader.store.redis.store import prices_from_json, prices_to_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "t"
@@ -87,7 +90,7 @@ def session_seqs(entries: list[tuple[str, dict[str, str]]], session: str) -> lis
 
 def redis_balances(server: RedisServer) -> dict[str, Balance]:
     raw = server.client().hgetall(f"{PREFIX}:balances")
-    return {k: record_from_json(Balance, v) for k, v in raw.items()}
+    return {k: codec.from_json(Balance, v) for k, v in raw.items()}
 
 
 # ------------------------------------------------------------------------- no server needed
@@ -105,9 +108,21 @@ def test_records_round_trip_through_json() -> None:
         Position("BTC/USDT", D("0.3"), D("60000.1"), D("-2.5"), D("0.01")),
     ]
     for rec in records:
-        text = record_to_json(rec)
-        back = record_from_json(type(rec), text)
-        assert back == rec and record_to_json(back) == text  # every digit kept
+        text = codec.to_json(rec)
+        back = codec.from_json(type(rec), text)
+        assert back == rec and codec.to_json(back) == text  # every digit kept
+
+
+def test_prices_round_trip_as_tagged_events_and_bad_ones_are_one_error() -> None:
+    q = QuoteTick(ts_event=1, ts_recv=2, symbol="BTC/USDT", bid=D("1.10"), bid_size=D("2"),
+                  ask=D("1.20"), ask_size=D("3"))
+    text = prices_to_json(q, None)
+    assert json.loads(text) == {"quote": event_to_dict(q), "trade": None}  # the saved format
+    assert prices_from_json(text) == (q, None)
+    for bad in ('{"quote": 1}', '{"quote": {"type": "QuoteTick"}}', "[]",
+                json.dumps({"trade": event_to_dict(q)})):
+        with pytest.raises(codec.CodecError):
+            prices_from_json(bad)
 
 
 def test_outbox_keeps_the_oldest_run_when_full_and_marks_the_gap(caplog) -> None:
@@ -160,11 +175,11 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
     # Another process's view: Redis holds exactly the stopped app's state.
     client = redis_server.client()
     assert redis_balances(redis_server) == dict(app.store.balances().balances)
-    orders = {k: record_from_json(Order, v) for k, v in client.hgetall("t:orders").items()}
+    orders = {k: codec.from_json(Order, v) for k, v in client.hgetall("t:orders").items()}
     assert orders == {o.client_id: o for o in app.store.orders()}
     assert orders["ops-1"].status is OrderStatus.PARTIALLY_FILLED
     positions = client.hgetall("t:positions")
-    assert record_from_json(Position, positions["BTC/USDT"]) == app.store.position("BTC/USDT")
+    assert codec.from_json(Position, positions["BTC/USDT"]) == app.store.position("BTC/USDT")
     assert set(client.hgetall("t:markets")) == {"BTC/USDT", "ETH/USDT"}
     assert set(client.hgetall("t:prices")) == {"BTC/USDT", "ETH/USDT"}
 
@@ -178,6 +193,7 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
     assert dict(reader.store.balances().balances) == expected
     assert reader.store.orders() == app.store.orders()
     assert reader.store.positions() == app.store.positions()
+    assert reader.store.quotes() == app.store.quotes() and len(app.store.quotes()) == 2
 
     # A restart: the state is restored first, then the exchange's answers are applied on top
     # (its paper account reports USDT 1; BTC it does not report stays as restored).
@@ -290,7 +306,7 @@ def test_every_memory_store_write_is_mirrored() -> None:
 
 def test_orders_and_fills_evicted_from_memory_are_removed_from_redis(
         redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(redis_store, "TRIM_EVERY", 1)
+    monkeypatch.setattr(redis_writer, "TRIM_EVERY", 1)
     stats = Stats()
     box = Outbox(1000, stats, "t:events")
     store = RedisStore(StoreConfig(max_orders=10), box)

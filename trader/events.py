@@ -26,14 +26,12 @@ fact first, so an order is recorded before it can reach the exchange. They share
 from __future__ import annotations
 
 import dataclasses
-import json
-import typing
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from json.encoder import encode_basestring_ascii as _esc
-from types import NoneType, UnionType
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Mapping
+
+from trader.codec import Tagged
 
 from trader.errors import ErrorKind
 from trader.model.orders import OrderStatus, OrderType, Side
@@ -392,15 +390,15 @@ class ReconciliationStarted(Event):
 @event
 class ExchangeStateFetched(Event):
     """What the exchange said in one reconciliation round, fetched by the reconciler thread and
-    compared with the store on the main thread. Each list is a JSON array of event objects
-    (``event_to_dict``), so the journal shows what the exchange said."""
+    compared with the store on the main thread; journaled, so the journal shows what the
+    exchange said."""
 
     round: int
-    open_orders: str  # OrderStatusReport: the exchange's open orders
-    looked_up: str  # OrderStatusReport: orders open in the store but not in that list
-    not_found: str  # client ids the exchange does not know (JSON array of strings)
-    trades: str  # OrderFilled: our recent trades
-    balances: str  # BalanceUpdate: every asset
+    open_orders: tuple[OrderStatusReport, ...]  # the exchange's open orders
+    looked_up: tuple[OrderStatusReport, ...]  # open in the store but not in that list
+    not_found: tuple[str, ...]  # client ids the exchange does not know
+    trades: tuple[OrderFilled, ...]  # our recent trades
+    balances: tuple[BalanceUpdate, ...]  # every asset
 
 
 @event
@@ -533,148 +531,13 @@ class CancelAllOrders(Command):
 
 
 # --------------------------------------------------------------------------------------------
-# JSON
+# JSON: the one codec (trader.codec) over this registry
 
 
-Encoder = Callable[[Any], Any]
-Decoder = Callable[[Any], Any]
+EVENT_CODEC = Tagged(EVENT_TYPES, what="event")
+EVENT_CODEC.prepare()  # fail at import, not at the first journal write
 
-
-def _identity(value: Any) -> Any:
-    return value
-
-
-def _codec_for(tp: Any) -> tuple[Encoder, Decoder]:
-    """Return (encode, decode) for one annotated field type."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, UnionType):
-        args = [a for a in typing.get_args(tp) if a is not NoneType]
-        if len(args) != 1:
-            raise TypeError(f"unsupported union {tp}")
-        enc, dec = _codec_for(args[0])
-        return (lambda v: None if v is None else enc(v)), (lambda v: None if v is None else dec(v))
-    if tp is Decimal:
-        # A string keeps every digit and the exponent: Decimal("1.10") comes back as "1.10".
-        return str, Decimal
-    if isinstance(tp, type) and issubclass(tp, StrEnum):
-        return str, tp
-    if tp in (int, str, bool):
-        return _identity, _identity
-    raise TypeError(f"unsupported event field type {tp}")
-
-
-_CODECS: dict[type, tuple[tuple[str, Encoder, Decoder], ...]] = {}
-
-
-def _codecs(cls: type) -> tuple[tuple[str, Encoder, Decoder], ...]:
-    codecs = _CODECS.get(cls)
-    if codecs is None:
-        hints = typing.get_type_hints(cls)
-        codecs = tuple(
-            (f.name, *_codec_for(hints[f.name])) for f in dataclasses.fields(cls)
-        )
-        _CODECS[cls] = codecs
-    return codecs
-
-
-def event_to_dict(ev: Event) -> dict[str, Any]:
-    """Convert an event to a JSON-ready dict with a ``type`` field first."""
-    out: dict[str, Any] = {"type": type(ev).__name__}
-    for name, enc, _ in _codecs(type(ev)):
-        out[name] = enc(getattr(ev, name))
-    return out
-
-
-def event_from_dict(data: dict[str, Any]) -> Event:
-    """Rebuild an event from :func:`event_to_dict` output; unknown types or fields raise."""
-    try:
-        cls = EVENT_TYPES[data["type"]]
-    except KeyError as exc:
-        raise ValueError(f"unknown event type {data.get('type')!r}") from exc
-    kwargs = {}
-    for name, _, dec in _codecs(cls):
-        if name in data:
-            kwargs[name] = dec(data[name])
-    extra = set(data) - set(kwargs) - {"type"}
-    if extra:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(extra)}")
-    return cls(**kwargs)
-
-
-def event_to_json(ev: Event) -> str:
-    """One compact JSON object: exactly ``json.dumps(event_to_dict(ev), separators=(",", ":"))``,
-    made by an encoder generated per class (:func:`_compile_encoder`), about 7x faster."""
-    cls = type(ev)
-    enc = _ENCODERS.get(cls)
-    if enc is None:
-        enc = _ENCODERS[cls] = _compile_encoder(cls)
-    return enc(ev)
-
-
-_ENCODERS: dict[type, Callable[[Any], str]] = {}
-
-
-def _compile_encoder(cls: type) -> Callable[[Any], str]:
-    """Generate one f-string function per event class. The journal encodes every dispatched
-    event, and ``json.dumps`` of a dict costs about 5 us per event, more than the dispatch itself
-    (about 2 us); the generated function costs about 0.6 us, mostly ``str(Decimal)`` and the two
-    19-digit timestamps (``ts_recv`` reuses ``ts_event``'s text when they are equal, as they are
-    for every event made in this process). Strings are escaped by the C function ``json.dumps``
-    uses; a Decimal's text never needs escaping."""
-    hints = typing.get_type_hints(cls)
-    parts = ["{{" + f'"type":{_esc(cls.__name__)}']
-    for f in dataclasses.fields(cls):
-        piece = "{sr}" if f.name == "ts_recv" else _field_template(f.name, hints[f.name])
-        parts.append(f",{_esc(f.name)}:" + piece)
-    src = (
-        "def encode(e):\n"
-        "    te = e.ts_event\n"
-        "    st = str(te)\n"
-        "    tr = e.ts_recv\n"
-        "    sr = st if tr == te else str(tr)\n"
-        f"    return f'{''.join(parts).replace('{e.ts_event}', '{st}')}}}}}'\n"
-    )
-    scope: dict[str, Any] = {"_esc": _esc, "_BOOL": _BOOL, "_opt_decimal": _opt_decimal,
-                             "_opt": _opt}
-    exec(compile(src, f"<event_to_json {cls.__name__}>", "exec"), scope)  # noqa: S102
-    return scope["encode"]
-
-
-def _field_template(name: str, tp: Any) -> str:
-    """The f-string piece that writes field ``name`` of type ``tp`` as ``json.dumps`` would."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, UnionType):
-        (inner,) = [a for a in typing.get_args(tp) if a is not NoneType]
-        if inner is Decimal:
-            return f"{{_opt_decimal(e.{name})}}"
-        return f"{{_opt(e.{name})}}"
-    if tp is Decimal:
-        return f'"{{e.{name}!s}}"'
-    if tp is bool:
-        return f"{{_BOOL[e.{name}]}}"
-    if tp is int:
-        return f"{{e.{name}}}"
-    if tp is str or (isinstance(tp, type) and issubclass(tp, StrEnum)):
-        return f"{{_esc(e.{name})}}"
-    raise TypeError(f"unsupported event field type {tp}")
-
-
-_BOOL = ("false", "true")
-
-
-def _opt_decimal(value: Decimal | None) -> str:
-    return "null" if value is None else f'"{value}"'
-
-
-def _opt(value: Any) -> str:
-    return "null" if value is None else json.dumps(value)
-
-
-def event_from_json(text: str) -> Event:
-    """Inverse of :func:`event_to_json`."""
-    return event_from_dict(json.loads(text))
-
-
-for _cls in EVENT_TYPES.values():  # fail at import, not at the first journal write
-    _codecs(_cls)
-    _ENCODERS[_cls] = _compile_encoder(_cls)
+event_to_dict: Callable[[Event], dict[str, Any]] = EVENT_CODEC.to_dict
+event_from_dict: Callable[[Mapping[str, Any]], Event] = EVENT_CODEC.from_dict
+event_to_json: Callable[[Event], str] = EVENT_CODEC.to_json
+event_from_json: Callable[[str | bytes], Event] = EVENT_CODEC.from_json

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Mapping
 
 import yaml
 
+from trader import codec
 from trader.config.loader import public_fields, unwrap_optional
 from trader.config.schema import Config
 from trader.config.secrets import Secrets
@@ -19,24 +18,7 @@ from trader.config.secrets import Secrets
 def redacted(cfg: Config) -> dict[str, Any]:
     """The effective config as plain data, secrets shown only as set or not set."""
 
-    def plain(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
-            return {
-                f.name: plain(getattr(value, f.name))
-                for f in dataclasses.fields(value)
-                if not f.metadata.get("internal")
-            }
-        if isinstance(value, StrEnum):
-            return value.value
-        if isinstance(value, Decimal):
-            return str(value)
-        if isinstance(value, (tuple, list)):
-            return [plain(v) for v in value]
-        if isinstance(value, Mapping):
-            return {k: plain(v) for k, v in value.items()}
-        return value
-
-    out = plain(cfg)
+    out = codec.to_plain(cfg)  # leaves out the internal secrets field
     out["secrets"] = {
         var: ("<set>" if getattr(cfg.secrets, name) else "<not set>")
         for name, var in Secrets.ENV.items()

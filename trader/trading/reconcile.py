@@ -39,13 +39,12 @@ before also triggers one.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from trader.clock import Clock
 from trader.config import ReconcileConfig
@@ -60,8 +59,6 @@ from trader.events import (
     OrderStatusReport,
     ReconciliationCompleted,
     ReconciliationStarted,
-    event_from_dict,
-    event_to_dict,
 )
 from trader.exchange.gateway import Gateway
 from trader.model.orders import OrderStatus
@@ -80,18 +77,6 @@ _LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 # ------------------------------------------------------------------------------ the data
 
 
-def _dump(events: Iterable[Event]) -> str:
-    return json.dumps([event_to_dict(e) for e in events], separators=(",", ":"))
-
-
-def _load(text: str, cls: type) -> tuple:
-    out = tuple(event_from_dict(d) for d in json.loads(text))
-    for ev in out:
-        if not isinstance(ev, cls):
-            raise ValueError(f"expected {cls.__name__}, got {type(ev).__name__}")
-    return out
-
-
 @dataclass(frozen=True)
 class Fetched:
     """What the exchange said in one round."""
@@ -105,19 +90,15 @@ class Fetched:
     def to_event(self, round_: int, now: int) -> ExchangeStateFetched:
         """As one journaled event."""
         return ExchangeStateFetched(
-            ts_event=now, ts_recv=now, round=round_, open_orders=_dump(self.open_orders),
-            looked_up=_dump(self.looked_up), not_found=json.dumps(list(self.not_found)),
-            trades=_dump(self.trades), balances=_dump(self.balances),
+            ts_event=now, ts_recv=now, round=round_, open_orders=self.open_orders,
+            looked_up=self.looked_up, not_found=self.not_found, trades=self.trades,
+            balances=self.balances,
         )
 
     @classmethod
     def from_event(cls, ev: ExchangeStateFetched) -> Fetched:
         """Inverse of :meth:`to_event`."""
-        return cls(
-            _load(ev.open_orders, OrderStatusReport), _load(ev.looked_up, OrderStatusReport),
-            tuple(str(c) for c in json.loads(ev.not_found)), _load(ev.trades, OrderFilled),
-            _load(ev.balances, BalanceUpdate),
-        )
+        return cls(ev.open_orders, ev.looked_up, ev.not_found, ev.trades, ev.balances)
 
 
 BalanceKey = tuple[Decimal, Decimal]  # (free, used)

@@ -1,53 +1,17 @@
-"""The paper gateway: a simulated account and order matching on top of real (or simulated)
-market data, behind the same :class:`~trader.exchange.gateway.Gateway` Protocol as a live
-exchange. Chosen once by the wiring; no other code knows it is trading on paper.
-
-Matching rules (made to be honest rather than flattering):
-
-- **Latency.** An order is acknowledged at once but works only ``latency_ms`` later, by the
-  injected clock: it meets the first quote after that, not the one it was sent on.
-- **Market orders** fill at the opposite side of the book (the ask for a buy), moved against us
-  by ``slippage_bps``. With no quote yet they are rejected.
-- **Limit orders** that cross the book when they start working fill at once at the opposite
-  side, as a taker. Otherwise they rest and fill at their limit price, as a maker, only when the
-  market trades *through* them: a public trade strictly beyond the price (below a buy, above a
-  sell), or the opposite quote strictly beyond it (an ask below a resting buy). A trade *at* the
-  price does not fill: others were queued there first.
-- **Partial fills** (``partial_fills``): every fill is capped by the size the market shows (the
-  quote's ``ask_size``/``bid_size`` for takers and quote crossings, the trade's size for trades
-  through), shared by our orders in time priority; the rest fills on later quotes and trades.
-- **Fees** are ``fee_rate`` of the notional, charged in the quote asset.
-- **Funds.** An order locks what it may need (``used``): a buy its notional plus fee at the limit
-  (market: the ask plus slippage), a sell its amount; an order the free balance cannot cover is
-  rejected as insufficient funds. A market order whose price moved past what was locked takes
-  the difference from free funds, or is canceled for the rest when there is none.
-
-**Restart rule.** With an ``account_file``, the account (balances, working orders, the last
-closed orders and fills) is saved after every change: written to a temporary file, flushed to
-disk, then renamed over the old one, so a crash leaves either the old or the new file, never a
-torn one. On start the file is loaded and ``starting_balances`` are ignored (delete the file to
-start over). Working orders did not fill while the process was down, since no market data was
-seen then; they resume matching on the first quotes and trades after the restart, and start-up
-reconciliation adopts them (their client ids carry our prefix). A file that cannot be read stops
-the start with a clear error rather than being overwritten.
-
-The gateway keeps its own copy of the latest quotes (fed by the main thread's ``on_quote``) and
-guards all its state with one lock, because the executor thread and the main thread both call it.
-"""
+"""The paper gateway: matching on top of real (or simulated) market data, the account's funds
+and file kept by its siblings; see the package docstring for the rules."""
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from trader.clock import Clock
+from trader.codec import CodecError
 from trader.errors import ConfigError, ErrorKind, OrderNotFoundError
 from trader.events import (
     BalanceUpdate,
@@ -64,62 +28,29 @@ from trader.events import (
     StorageRecovered,
     SubmitOrder,
     TradeTick,
-    event_from_dict,
-    event_to_dict,
 )
 from trader.exchange.gateway import MarketDataSource
 from trader.model.market import split_symbol
 from trader.model.orders import OrderStatus, OrderType, Side
 from trader.model.units import NS_PER_MS
+from trader.exchange.paper import persistence
+from trader.exchange.paper.account import Funds
+from trader.exchange.paper.orders import (
+    ZERO,
+    PaperOrder,
+    funds_needed,
+    taker_price,
+    trades_through,
+)
+from trader.exchange.paper.persistence import SavedAccount, SavedBalance
 
 log = logging.getLogger(__name__)
 
-ZERO = Decimal(0)
 MAX_CLOSED_ORDERS = 10_000
 MAX_FILLS = 10_000
 SAVED_CLOSED_ORDERS = 500  # closed orders kept in the account file (for lookups after a restart)
 SAVED_FILLS = 1_000  # fills kept in the account file (for reconciliation after a restart)
-FILE_VERSION = 1
 COMPONENT = "paper-account"
-
-
-@dataclass
-class _PaperOrder:
-    cmd: SubmitOrder
-    exchange_id: str
-    active_at: int  # ns: the order works from then on (latency)
-    status: OrderStatus = OrderStatus.OPEN
-    filled: Decimal = ZERO
-    cost: Decimal = ZERO
-    locked: Decimal = ZERO  # funds held in ``used`` for it
-    resting: bool = False  # it has met the book once and now waits as a maker
-    fills: int = 0
-
-    def report(self, now: int) -> OrderStatusReport:
-        c = self.cmd
-        return OrderStatusReport(
-            ts_event=now, ts_recv=now, client_id=c.client_id, exchange_id=self.exchange_id,
-            symbol=c.symbol, side=c.side, order_type=c.order_type, status=self.status,
-            amount=c.amount, filled=self.filled, price=c.price,
-            avg_price=(self.cost / self.filled) if self.filled else None,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "cmd": event_to_dict(self.cmd), "exchange_id": self.exchange_id,
-            "active_at": self.active_at, "status": self.status.value, "filled": str(self.filled),
-            "cost": str(self.cost), "locked": str(self.locked), "resting": self.resting,
-            "fills": self.fills,
-        }
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> _PaperOrder:
-        cmd = event_from_dict(d["cmd"])
-        if not isinstance(cmd, SubmitOrder):
-            raise ValueError(f"not an order: {d['cmd']!r}")
-        return cls(cmd, d["exchange_id"], int(d["active_at"]), OrderStatus(d["status"]),
-                   Decimal(d["filled"]), Decimal(d["cost"]), Decimal(d["locked"]),
-                   bool(d["resting"]), int(d["fills"]))
 
 
 class PaperGateway:
@@ -145,13 +76,13 @@ class PaperGateway:
         self._file = account_file
         self._save_failed = False
         self._lock = threading.Lock()
-        self._free: dict[str, Decimal] = {a: Decimal(v) for a, v in starting_balances.items()}
-        self._used: dict[str, Decimal] = {a: ZERO for a in starting_balances}
+        self._funds = Funds({a: Decimal(v) for a, v in starting_balances.items()},
+                            {a: ZERO for a in starting_balances})
         self._quotes: dict[str, QuoteTick] = {}
         # What our fills took from the displayed size of the current quote: (quote, taken)
         self._taken: dict[tuple[str, Side], tuple[QuoteTick, Decimal]] = {}
-        self._orders: OrderedDict[str, _PaperOrder] = OrderedDict()
-        self._working: dict[str, dict[str, _PaperOrder]] = {}  # symbol -> client id -> order
+        self._orders: OrderedDict[str, PaperOrder] = OrderedDict()
+        self._working: dict[str, dict[str, PaperOrder]] = {}  # symbol -> client id -> order
         self._fills: list[OrderFilled] = []
         self._seq = 0
         if account_file is not None and account_file.exists():
@@ -183,7 +114,8 @@ class PaperGateway:
     def fetch_balances(self) -> list[BalanceUpdate]:
         """Every asset's balance."""
         with self._lock:
-            return [self._balance_event(a) for a in sorted(self._free)]
+            now = self._clock.now_ns()
+            return [self._funds.balance(a, now) for a in self._funds.assets()]
 
     def fetch_open_orders(self, symbols: Sequence[str]) -> list[OrderStatusReport]:
         """Working orders in ``symbols``."""
@@ -222,14 +154,14 @@ class PaperGateway:
             quote = self._quotes.get(cmd.symbol)
             if quote is None:
                 return [self._reject(cmd, now, "no market data yet", ErrorKind.TEMPORARY)]
-            asset, need = self._funds_needed(cmd, quote)
-            if self._free.get(asset, ZERO) < need:
+            asset, need = funds_needed(cmd, quote, self._slippage, self._fee_rate)
+            if self._funds.free_of(asset) < need:
                 return [self._reject(
                     cmd, now, f"insufficient {asset}: need {need}, free "
-                    f"{self._free.get(asset, ZERO)}", ErrorKind.INSUFFICIENT_FUNDS)]
+                    f"{self._funds.free_of(asset)}", ErrorKind.INSUFFICIENT_FUNDS)]
             self._seq += 1
-            order = _PaperOrder(cmd, f"paper-{self._seq}", now + self._latency_ns, locked=need)
-            self._move(asset, -need, need)
+            order = PaperOrder(cmd, f"paper-{self._seq}", now + self._latency_ns)
+            self._funds.lock(order, asset, need)
             self._orders[cmd.client_id] = order
             self._working.setdefault(cmd.symbol, {})[cmd.client_id] = order
             self._trim()
@@ -239,7 +171,7 @@ class PaperGateway:
             if not self._latency_ns:
                 events += self._match(cmd.symbol, None, only=order)
             if not any(isinstance(e, BalanceUpdate) and e.asset == asset for e in events):
-                events.append(self._balance_event(asset, now))
+                events.append(self._funds.balance(asset, now))
             return events + self._save()
 
     def cancel_order(self, client_id: str, symbol: str) -> list[Event]:
@@ -259,40 +191,8 @@ class PaperGateway:
 
     # ------------------------------------------------------------------ matching (locked)
 
-    def _funds_needed(self, cmd: SubmitOrder, q: QuoteTick) -> tuple[str, Decimal]:
-        base, quote = split_symbol(cmd.symbol)
-        if cmd.side is Side.SELL:
-            return base, cmd.amount
-        price = cmd.price if cmd.order_type is OrderType.LIMIT else q.ask * (1 + self._slippage)
-        assert price is not None
-        return quote, cmd.amount * price * (1 + self._fee_rate)
-
-    def _taker_price(self, cmd: SubmitOrder, q: QuoteTick) -> Decimal | None:
-        """The price a taker gets now, or None when a limit order does not cross."""
-        if cmd.side is Side.BUY:
-            if cmd.order_type is OrderType.MARKET:
-                return q.ask * (1 + self._slippage)
-            assert cmd.price is not None
-            return q.ask if cmd.price >= q.ask else None
-        if cmd.order_type is OrderType.MARKET:
-            return q.bid * (1 - self._slippage)
-        assert cmd.price is not None
-        return q.bid if cmd.price <= q.bid else None
-
-    @staticmethod
-    def _through(cmd: SubmitOrder, q: QuoteTick | None, trade: TradeTick | None) -> bool:
-        """The market traded strictly through a resting limit's price."""
-        assert cmd.price is not None
-        if trade is not None:
-            px = trade.price
-        elif q is not None:
-            px = q.ask if cmd.side is Side.BUY else q.bid
-        else:
-            return False
-        return px < cmd.price if cmd.side is Side.BUY else px > cmd.price
-
     def _match(self, symbol: str, trade: TradeTick | None,
-               only: _PaperOrder | None = None) -> list[Event]:
+               only: PaperOrder | None = None) -> list[Event]:
         working = self._working.get(symbol)
         if not working:
             return []
@@ -305,7 +205,7 @@ class PaperGateway:
                 continue
             c = order.cmd
             if not order.resting:
-                taker_px = self._taker_price(c, q) if q is not None else None
+                taker_px = taker_price(c, q, self._slippage) if q is not None else None
                 if taker_px is not None:
                     if trade is None:  # takers meet quotes; a trade waits for the next quote
                         amount = self._take_shown(order, q)
@@ -316,7 +216,7 @@ class PaperGateway:
                 if c.order_type is OrderType.MARKET or q is None:
                     continue
                 order.resting = True
-            if not self._through(c, q, trade):
+            if not trades_through(c, q, trade):
                 continue
             if trade is not None:
                 amount = self._take(order, trade_left)
@@ -330,11 +230,11 @@ class PaperGateway:
             events += self._save()
         return events
 
-    def _take(self, order: _PaperOrder, shown: Decimal) -> Decimal:
+    def _take(self, order: PaperOrder, shown: Decimal) -> Decimal:
         remaining = order.cmd.amount - order.filled
         return min(remaining, max(shown, ZERO)) if self._partial else remaining
 
-    def _take_shown(self, order: _PaperOrder, q: QuoteTick) -> Decimal:
+    def _take_shown(self, order: PaperOrder, q: QuoteTick) -> Decimal:
         """Take from the size quote ``q`` shows to our side (a buy takes the ask's size); what
         earlier orders took from the same quote is gone."""
         key = (q.symbol, order.cmd.side)
@@ -348,7 +248,7 @@ class PaperGateway:
         self._taken[key] = (q, taken[1] + amount)
         return amount
 
-    def _fill(self, order: _PaperOrder, price: Decimal, amount: Decimal, liq: Liquidity,
+    def _fill(self, order: PaperOrder, price: Decimal, amount: Decimal, liq: Liquidity,
               now: int) -> list[Event]:
         if amount <= 0 or order.status.is_final:
             return []
@@ -357,15 +257,15 @@ class PaperGateway:
         notional = amount * price
         fee = notional * self._fee_rate
         if c.side is Side.BUY:
-            if not self._spend(order, quote, notional + fee):
+            if not self._funds.spend(order, quote, notional + fee):
                 return self._close(order, OrderStatus.CANCELED,
                                    f"insufficient {quote} at fill time", now)
-            self._move(base, amount, ZERO)
+            self._funds.move(base, amount, ZERO)
         else:
-            if not self._spend(order, base, amount):
+            if not self._funds.spend(order, base, amount):
                 return self._close(order, OrderStatus.CANCELED,
                                    f"insufficient {base} at fill time", now)
-            self._move(quote, notional - fee, ZERO)
+            self._funds.move(quote, notional - fee, ZERO)
         order.filled += amount
         order.cost += notional
         order.fills += 1
@@ -383,47 +283,21 @@ class PaperGateway:
             self._release(order)
         else:
             order.status = OrderStatus.PARTIALLY_FILLED
-        return [fill, self._balance_event(base, now), self._balance_event(quote, now)]
+        return [fill, self._funds.balance(base, now), self._funds.balance(quote, now)]
 
-    def _spend(self, order: _PaperOrder, asset: str, amount: Decimal) -> bool:
-        """Pay ``amount`` from the order's locked funds, then from free funds."""
-        from_locked = min(order.locked, amount)
-        rest = amount - from_locked
-        if rest > self._free.get(asset, ZERO):
-            return False
-        order.locked -= from_locked
-        self._used[asset] = self._used.get(asset, ZERO) - from_locked
-        self._free[asset] = self._free.get(asset, ZERO) - rest
-        return True
-
-    def _release(self, order: _PaperOrder) -> str:
+    def _release(self, order: PaperOrder) -> str:
         """Stop working ``order`` and free what it still holds; returns the locked asset."""
-        c = order.cmd
-        self._working.get(c.symbol, {}).pop(c.client_id, None)
-        base, quote = split_symbol(c.symbol)
-        asset = quote if c.side is Side.BUY else base
-        self._move(asset, order.locked, -order.locked)
-        order.locked = ZERO
-        return asset
+        self._working.get(order.cmd.symbol, {}).pop(order.cmd.client_id, None)
+        return self._funds.release(order)
 
-    def _close(self, order: _PaperOrder, status: OrderStatus, reason: str,
+    def _close(self, order: PaperOrder, status: OrderStatus, reason: str,
                now: int) -> list[Event]:
         order.status = status
         asset = self._release(order)
         if reason != "canceled":
             log.info("paper: %s %s: %s", status, order.cmd.client_id, reason)
         return [OrderCanceled(ts_event=now, ts_recv=now, client_id=order.cmd.client_id,
-                              reason=reason), self._balance_event(asset, now)]
-
-    def _move(self, asset: str, free_delta: Decimal, used_delta: Decimal) -> None:
-        self._free[asset] = self._free.get(asset, ZERO) + free_delta
-        self._used[asset] = self._used.get(asset, ZERO) + used_delta
-
-    def _balance_event(self, asset: str, now: int | None = None) -> BalanceUpdate:
-        now = now if now is not None else self._clock.now_ns()
-        free, used = self._free.get(asset, ZERO), self._used.get(asset, ZERO)
-        return BalanceUpdate(ts_event=now, ts_recv=now, asset=asset, free=free, used=used,
-                             total=free + used)
+                              reason=reason), self._funds.balance(asset, now)]
 
     def _reject(self, cmd: SubmitOrder, now: int, reason: str, kind: ErrorKind) -> OrderRejected:
         log.info("paper: rejected %s: %s", cmd.client_id, reason)
@@ -438,29 +312,23 @@ class PaperGateway:
     # ------------------------------------------------------------------ the account file
 
     def _save(self) -> list[Event]:
-        """Write the account atomically; a failure is logged and reported, never raised (the
-        account in memory stays right and the next change tries again)."""
+        """Save the account; a failure is logged and reported, never raised (the account in
+        memory stays right and the next change tries again)."""
         if self._file is None:
             return []
         closed = [o for o in self._orders.values() if o.status.is_final][-SAVED_CLOSED_ORDERS:]
         working = [o for o in self._orders.values() if not o.status.is_final]
-        data = {
-            "version": FILE_VERSION,
-            "seq": self._seq,
-            "balances": {a: {"free": str(self._free[a]), "used": str(self._used.get(a, ZERO))}
-                         for a in sorted(self._free)},
-            "orders": [o.to_dict() for o in closed + working],
-            "fills": [event_to_dict(f) for f in self._fills[-SAVED_FILLS:]],
-        }
+        funds = self._funds
+        account = SavedAccount(
+            seq=self._seq,
+            balances={a: SavedBalance(funds.free[a], funds.used.get(a, ZERO))
+                      for a in funds.assets()},
+            orders=tuple(closed + working),
+            fills=tuple(self._fills[-SAVED_FILLS:]),
+        )
         now = self._clock.now_ns()
-        tmp = self._file.with_name(self._file.name + ".tmp")
         try:
-            self._file.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(data, f, separators=(",", ":"))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._file)
+            persistence.write(self._file, account)
         except OSError as exc:
             first = not self._save_failed
             self._save_failed = True
@@ -477,26 +345,21 @@ class PaperGateway:
 
     def _load(self, path: Path) -> None:
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if data.get("version") != FILE_VERSION:
-                raise ValueError(f"version {data.get('version')!r}, expected {FILE_VERSION}")
-            free = {a: Decimal(b["free"]) for a, b in data["balances"].items()}
-            used = {a: Decimal(b["used"]) for a, b in data["balances"].items()}
-            orders = [_PaperOrder.from_dict(o) for o in data["orders"]]
-            fills = [event_from_dict(f) for f in data["fills"]]
-            seq = int(data["seq"])
-        except (OSError, ValueError, KeyError, TypeError, ArithmeticError) as exc:
+            saved = persistence.read(path)
+        except (OSError, CodecError) as exc:
             raise ConfigError(
                 f"paper account file {path} cannot be read ({type(exc).__name__}: {exc}); "
                 "fix it or delete it to start from paper.starting_balances"
             ) from None
-        self._free, self._used, self._seq = free, used, seq
-        self._fills = [f for f in fills if isinstance(f, OrderFilled)]
-        for order in orders:
+        self._funds = Funds({a: b.free for a, b in saved.balances.items()},
+                            {a: b.used for a, b in saved.balances.items()})
+        self._seq = saved.seq
+        self._fills = list(saved.fills)
+        for order in saved.orders:
             self._orders[order.cmd.client_id] = order
             if not order.status.is_final:
                 self._working.setdefault(order.cmd.symbol, {})[order.cmd.client_id] = order
         log.info("paper: account loaded from %s: %s; %d working orders (starting_balances "
                  "ignored; delete the file to start over)", path,
-                 ", ".join(f"{a} {free[a] + used.get(a, ZERO)}" for a in sorted(free)) or "empty",
-                 sum(len(w) for w in self._working.values()))
+                 ", ".join(f"{a} {b.free + b.used}" for a, b in sorted(saved.balances.items()))
+                 or "empty", sum(len(w) for w in self._working.values()))

@@ -1,0 +1,78 @@
+"""Loading the saved state from Redis into the store, at start."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import redis
+from redis.exceptions import RedisError
+
+from trader import codec
+from trader.clock import Clock
+from trader.events import Event, StorageFailed
+from trader.store.memory import MemoryStore
+from trader.model.records import Balance, Market, Order, Position
+from trader.store.redis.keys import (
+    BALANCES,
+    COLLECTIONS,
+    COMPONENT,
+    MARKETS,
+    ORDERS,
+    POSITIONS,
+    PRICES,
+    Keys,
+)
+from trader.store.redis.store import prices_from_json
+
+log = logging.getLogger(__name__)
+
+
+def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStore,
+            clock: Clock) -> list[Event]:
+    """Load the saved state into ``store`` (main thread, at start). When Redis cannot be read,
+    log it and return a ``StorageFailed`` event: the process starts on empty state, and the
+    writer overwrites Redis with the new state once it is reachable."""
+    try:
+        client = connect_fn()
+        with client.pipeline(transaction=False) as pipe:
+            for collection in COLLECTIONS:
+                pipe.hgetall(keys.hash(collection))
+            raw = dict(zip(COLLECTIONS, pipe.execute()))
+        client.close()
+    except RedisError as exc:
+        log.error("redis: cannot restore the saved state (%s); starting on empty state, which "
+                  "replaces the saved state once Redis is reachable", exc)
+        now = clock.now_ns()
+        return [StorageFailed(ts_event=now, ts_recv=now, component=COMPONENT,
+                              error=f"restore: {type(exc).__name__}: {exc}")]
+    bad = 0
+
+    def decode(collection: str, fn: Callable[[str], Any]) -> list[Any]:
+        nonlocal bad
+        out = []
+        for field_, text in raw[collection].items():
+            try:
+                out.append(fn(text))
+            except codec.CodecError as exc:
+                bad += 1
+                log.warning("redis: %s %s unreadable, skipped: %s", collection, field_, exc)
+        return out
+
+    pairs = decode(PRICES, prices_from_json)
+    orders = decode(ORDERS, lambda t: codec.from_json(Order, t))
+    store.restore(
+        markets=decode(MARKETS, lambda t: codec.from_json(Market, t)),
+        balances=decode(BALANCES, lambda t: codec.from_json(Balance, t)),
+        orders=orders,
+        positions=decode(POSITIONS, lambda t: codec.from_json(Position, t)),
+        quotes=[q for q, _ in pairs if q is not None],
+        trades=[t for _, t in pairs if t is not None],
+    )
+    log.info(
+        "redis: restored %d markets, %d balances, %d orders (%d open), %d positions, %d prices "
+        "from %s:*%s", len(raw[MARKETS]), len(raw[BALANCES]), len(orders),
+        sum(o.is_open for o in orders), len(raw[POSITIONS]), len(pairs), keys.prefix,
+        f" ({bad} unreadable records skipped)" if bad else "",
+    )
+    return []
