@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""``trader-backtest`` from a checkout: ``python scripts/backtest.py --help`` (see trader/cli/backtest.py)."""
+"""The ``trader-backtest`` command from a checkout, uninstalled (see trader/cli/backtest.py)."""
 
 import sys
 from pathlib import Path

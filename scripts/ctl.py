@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""``trader-ctl`` from a checkout: ``python scripts/ctl.py --help`` (see trader/cli/ctl.py)."""
+"""The ``trader-ctl`` command from a checkout, uninstalled (see trader/cli/ctl.py)."""
 
 import sys
 from pathlib import Path

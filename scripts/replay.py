@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""``trader-replay`` from a checkout: ``python scripts/replay.py --help`` (see trader/cli/replay.py)."""
+"""The ``trader-replay`` command from a checkout, uninstalled (see trader/cli/replay.py)."""
 
 import sys
 from pathlib import Path

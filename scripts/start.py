@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""``trader`` from a checkout: ``python scripts/start.py --help`` (see trader/cli/start.py)."""
+"""The ``trader`` command from a checkout, uninstalled (see trader/cli/start.py)."""
 
 import sys
 from pathlib import Path
