@@ -49,4 +49,5 @@ def test_the_script_in_a_checkout_is_the_same_program(name: str) -> None:
 
 def test_python_m_trader_is_the_trader_command() -> None:
     out = help_of([sys.executable, "-m", "trader"])
+    assert out.startswith("usage: python -m trader ")
     assert after_usage(out) == after_usage(help_of([str(BIN / "trader")]))

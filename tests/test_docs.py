@@ -203,6 +203,25 @@ def test_the_docs_mention_config_keys() -> None:
     assert {"journal.flush_interval_s", "metrics.port", "TRADER__GENERAL__LOG_LEVEL"} <= keys
 
 
+def anchors(doc: Path) -> set[str]:
+    """The ``#anchor`` of each heading of ``doc``, as GitHub makes them."""
+    heads = re.findall(r"^#+ (.+)$", FENCE.sub("", doc.read_text(encoding="utf-8")), re.M)
+    return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in heads}
+
+
+def test_every_link_between_the_pages_resolves() -> None:
+    broken = []
+    for doc in DOCS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"\w+://", target):
+                continue
+            path, _, anchor = target.partition("#")
+            dest = (doc.parent / path).resolve() if path else doc
+            if not dest.exists() or (anchor and anchor not in anchors(dest)):
+                broken.append(f"{doc.name}: {target}")
+    assert broken == []
+
+
 # ------------------------------------------------------------------- the checks catch typos
 
 

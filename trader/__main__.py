@@ -4,4 +4,5 @@ import sys
 
 from trader.cli.start import main
 
+sys.argv[0] = "python -m trader"  # what the usage line names, not ".../trader/__main__.py"
 sys.exit(main())

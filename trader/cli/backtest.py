@@ -99,4 +99,3 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print_summary(result, files)
     return 0
-

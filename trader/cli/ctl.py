@@ -132,4 +132,3 @@ def format_status(status: Any) -> str:
             value = json.dumps(value, separators=(", ", ": "))
         lines.append(f"{key + ':':<{width + 1}} {value}")
     return "\n".join(lines)
-

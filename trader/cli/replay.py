@@ -90,4 +90,3 @@ def main(argv: list[str] | None = None) -> int:
         if reader.bad_lines:
             print(f"bad lines skipped: {len(reader.bad_lines)} ({', '.join(reader.bad_lines[:5])})")
     return 0
-

@@ -82,4 +82,3 @@ def failed_start(app: App, message: str, code: int) -> int:
     app.gateway.close()
     print(message, file=sys.stderr)
     return code
-
