@@ -1,94 +1,12 @@
 #!/usr/bin/env python3
-"""Start trader.
+"""The ``trader`` command from a checkout, uninstalled (see trader/cli/start.py)."""
 
-    python scripts/start.py [--config config.yaml] [--log-level INFO] [--check-config]
-
-Ctrl-C or SIGTERM stops it cleanly (a second Ctrl-C exits at once). A configuration error, or
-keys the exchange refuses at start, print one line and exit with code 2; an exchange that cannot
-be reached at start prints one line and exits with code 1.
-"""
-
-from __future__ import annotations
-
-import argparse
-import faulthandler
-import os
-import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
-from trader.config import dump_with_sources, load_config_sources  # noqa: E402
-from trader.errors import AuthenticationError, ConfigError, ExchangeError  # noqa: E402
-from trader.logsetup import setup_logging  # noqa: E402
-from trader.registries import check_config  # noqa: E402
-
-if TYPE_CHECKING:
-    from trader.app import App
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(description="Run the trader.")
-    parser.add_argument("--config", default="config.yaml", help="path to config.yaml")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="overrides general.log_level")
-    parser.add_argument("--check-config", action="store_true",
-                        help="validate the config, print every value with where it came from "
-                        "(file, environment, default; secrets redacted) and exit")
-    args = parser.parse_args(argv)
-    try:
-        cfg, sources = load_config_sources(args.config)
-        check_config(cfg)  # the strategies and the exchange it names
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-    if args.check_config:
-        print(f"# {args.config}: valid; each value's origin: file, env VAR (TRADER__SECTION__KEY) "
-              "or default\n" + dump_with_sources(cfg, sources), end="")
-        return 0
-    setup_logging(args.log_level or cfg.general.log_level.value, cfg.secrets.values())
-    # systemd's watchdog kills a stuck main loop with SIGABRT: print every thread's stack first.
-    faulthandler.enable()
-
-    from trader.app import App
-
-    try:
-        app = App(cfg)
-    except ConfigError as exc:
-        print(f"config error: {exc}", file=sys.stderr)
-        return 2
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if app.stop_event.is_set():
-            os._exit(130)  # second Ctrl-C: exit at once
-        app.request_stop(signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        app.start()
-    except ConfigError as exc:  # e.g. a market the exchange does not list
-        return failed_start(app, f"config error: {exc}", 2)
-    except AuthenticationError as exc:
-        return failed_start(app, f"authentication failed: {exc}", 2)
-    except ExchangeError as exc:
-        return failed_start(app, f"exchange error at start: {exc}", 1)
-    try:
-        app.run()
-    finally:
-        app.shutdown()
-    return 0
-
-
-def failed_start(app: App, message: str, code: int) -> int:
-    """Print the one-line reason the start failed (no thread has started yet)."""
-    app.gateway.close()
-    print(message, file=sys.stderr)
-    return code
-
+from trader.cli.start import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())
