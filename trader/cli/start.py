@@ -14,15 +14,12 @@ import faulthandler
 import os
 import signal
 import sys
-from typing import TYPE_CHECKING
 
+from trader.app import App
 from trader.config import dump_with_sources, load_config_sources
 from trader.errors import AuthenticationError, ConfigError, ExchangeError
 from trader.logsetup import setup_logging
 from trader.registries import check_config
-
-if TYPE_CHECKING:
-    from trader.app import App
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level or cfg.general.log_level.value, cfg.secrets.values())
     # systemd's watchdog kills a stuck main loop with SIGABRT: print every thread's stack first.
     faulthandler.enable()
-
-    from trader.app import App
 
     try:
         app = App(cfg)
