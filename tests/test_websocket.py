@@ -33,7 +33,7 @@ from trader.events import (
 )
 from trader.feeds.binance import BinanceMarketStreams, BinanceUserStream
 from trader.feeds.bybit import BybitPrivateStream, BybitPublicStreams
-from trader.feeds.websocket import Backoff, Listener, StreamProtocol
+from trader.feeds.websocket import Listener, StreamProtocol
 from trader.stats import Stats
 from trader.workers import Supervisor
 
@@ -123,28 +123,6 @@ def market(url: str) -> BinanceMarketStreams:
 
 def subscribed(server: FakeExchange, n: int, key: str = "SUBSCRIBE") -> bool:
     return len(server.messages(key=key)) >= n
-
-
-# ------------------------------------------------------------------ backoff
-
-
-class FixedRandom(random.Random):
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
-def test_backoff_doubles_to_the_cap_with_jitter_and_resets() -> None:
-    low, high = Backoff(1, 8, FixedRandom(0.0)), Backoff(1, 8, FixedRandom(0.999999))
-    assert [low.next() for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
-    assert [round(high.next(), 3) for _ in range(5)] == [1, 2, 4, 8, 8]
-    low.reset()
-    assert low.next() == 0.5
-    spread = {round(Backoff(1, 8, random.Random(seed)).next(), 6) for seed in range(20)}
-    assert len(spread) == 20 and all(0.5 <= d < 1 for d in spread)
 
 
 # ------------------------------------------------------------------ Binance market streams

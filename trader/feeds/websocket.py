@@ -47,6 +47,7 @@ from typing import Any, Callable, Protocol
 
 import websocket
 
+from trader.backoff import Backoff
 from trader.clock import Clock
 from trader.config import StreamsConfig
 from trader.errors import BusFullError
@@ -88,27 +89,6 @@ class StreamProtocol(Protocol):
     def parse(self, msg: Any, ts_recv: int) -> Parsed:
         """Decoded payload -> events and controls; raises ``UnknownMessage``."""
         ...
-
-
-class Backoff:
-    """Capped exponential backoff with jitter: attempt n waits ``min(maximum, initial * 2**n)``
-    times a random factor in [0.5, 1), so reconnecting clients spread out but never hammer."""
-
-    def __init__(self, initial: float, maximum: float, rng: random.Random) -> None:
-        self._initial = initial
-        self._max = maximum
-        self._rng = rng
-        self.attempt = 0
-
-    def next(self) -> float:
-        """The delay before the next attempt."""
-        base = min(self._max, self._initial * 2 ** min(self.attempt, 60))
-        self.attempt += 1
-        return base * (0.5 + self._rng.random() / 2)
-
-    def reset(self) -> None:
-        """Start again from ``initial`` (after a healthy connection)."""
-        self.attempt = 0
 
 
 @dataclass
@@ -184,7 +164,9 @@ class Listener(Worker):
         self._cfg = cfg
         self._on_reconnect = on_reconnect
         self.rotate_after_s = rotate_after_s
-        self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, rng or random.Random())
+        # Jitter at most half the delay: a venue that closes every connection at once gets them
+        # back spread out, but never in a storm of instant reconnects (Binance bans IPs for that).
+        self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, jitter=0.5, rng=rng)
         self._recovering = False
         self._last_immediate = -float("inf")
         self._unknown: set[str] = set()
@@ -275,7 +257,7 @@ class Listener(Worker):
 
     def _disconnected(self, reason: str, stop: threading.Event, immediate: bool = False) -> None:
         self._stats.incr(f"{self.name}.disconnects")
-        delay = 0.0 if immediate else self.backoff.next()
+        delay = 0.0 if immediate else self.backoff.next_delay()
         log.warning("%s: disconnected (%s); reconnecting in %.2fs", self.name, reason, delay)
         now = self._now()
         self._emit(FeedDisconnected(ts_event=now, ts_recv=now, feed=self.name, reason=reason))

@@ -46,7 +46,7 @@ entry twice.
   converge to the in-memory state.
 
 If Redis goes away the writer publishes ``StorageFailed(component="redis")``, retries with
-capped exponential backoff and jitter, and the process keeps running on its in-memory state.
+capped exponential backoff (full jitter), and the process keeps running on its in-memory state.
 When Redis answers again it rewrites the hashes, appends what it buffered and publishes
 ``StorageRecovered``.
 """
@@ -56,7 +56,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import random
 import threading
 import time
 import typing
@@ -72,6 +71,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
+from trader.backoff import Backoff
 from trader.clock import Clock
 from trader.config import StorageConfig, StoreConfig
 from trader.errors import BusFullError
@@ -467,7 +467,8 @@ class RedisWriter(Worker):
         self._client: redis.Redis | None = None
         self._synced = False
         self._down_since: float | None = None
-        self._delay = BACKOFF_INITIAL_S
+        # full jitter: every instance of a fleet sharing one Redis retries at its own moment
+        self._backoff = Backoff(BACKOFF_INITIAL_S, config.retry_max_s)
         self._order_writes = 0
         self.last_id: str | None = None  # the newest stream id acknowledged in this run
         self.acked = 0
@@ -488,7 +489,7 @@ class RedisWriter(Worker):
                 if self._client is not None:
                     self._client.close()
                 return
-            stop.wait(self._cfg.flush_interval_s if ok else self._backoff())
+            stop.wait(self._cfg.flush_interval_s if ok else self._backoff.next_delay())
 
     def _step(self, deadline: float) -> bool:
         try:
@@ -500,11 +501,6 @@ class RedisWriter(Worker):
         except RedisError as exc:
             self._failed(exc)
             return False
-
-    def _backoff(self) -> float:
-        delay = self._delay
-        self._delay = min(self._delay * 2, self._cfg.retry_max_s)
-        return random.uniform(delay / 2, delay)
 
     def _redis(self) -> redis.Redis:
         if self._client is None:
@@ -538,7 +534,7 @@ class RedisWriter(Worker):
                     pipe.hset(self._keys.hash(collection), mapping=mapping)
             pipe.execute()
         self._synced = True
-        self._delay = BACKOFF_INITIAL_S
+        self._backoff.reset()
         if self._down_since is not None:
             log.warning("redis: reachable again after %.1fs; hashes rewritten, appending %d "
                         "buffered events", time.monotonic() - self._down_since, len(self.outbox))
