@@ -63,17 +63,18 @@ class Harness:
     def __init__(self, protocol: StreamProtocol, cfg: StreamsConfig = FAST,
                  rotate_after_s: float | None = None, publish: Any = None) -> None:
         self.events: list[Event] = []
-        self.reconnects = 0
         self.stats = Stats()
         self.clock = ManualClock(T0)
         self.listener = Listener(protocol, publish or self.events.append, self.clock, self.stats,
-                                 cfg, self._on_reconnect, rotate_after_s, random.Random(7))
+                                 cfg, rotate_after_s, random.Random(7))
         self.supervisor = Supervisor(self.events.append, self.clock, self.stats)
         self.supervisor.add(self.listener)
         self.stopped = False
 
-    def _on_reconnect(self) -> None:
-        self.reconnects += 1
+    @property
+    def reconnects(self) -> int:
+        """Recoveries reported: the one way a reconnect reaches the wiring."""
+        return len(self.of(FeedRecovered))
 
     def start(self) -> Harness:
         self.supervisor.start()

@@ -124,15 +124,13 @@ def build_venue(
     publish: Callable[[Event], None],
     clock: Clock,
     stats: Stats | None = None,
-    on_reconnect: Callable[[], None] = lambda: None,
 ) -> Venue:
     """Choose the exchange once, here; nothing else asks whether it is paper or live.
 
     ``simulated``: the built-in market and the paper gateway. Any ccxt exchange: ccxt market
     data; in ``paper`` mode the paper gateway (public client, no keys) simulates the account and
     the orders, in ``live`` mode the ccxt gateway (with the keys) does everything. Websocket
-    streams come from :func:`trader.feeds.streams.build_stream_workers`; ``on_reconnect()`` is
-    what a stream calls after it reconnected.
+    streams come from :func:`trader.feeds.streams.build_stream_workers`.
     """
     if cfg.exchange.name == SIMULATED:
         market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
@@ -150,7 +148,7 @@ def build_venue(
         ccxt_gw = CcxtGateway.from_config(cfg.exchange, cfg.secrets if live else None, clock,
                                           cfg.trade.markets,
                                           answer_fills=not streams_account(cfg))
-        feeds = build_stream_workers(cfg, publish, clock, stats or Stats(), on_reconnect)
+        feeds = build_stream_workers(cfg, publish, clock, stats or Stats())
         if live:
             return Venue(ccxt_gw, feeds)
         source = ccxt_gw
@@ -238,8 +236,7 @@ class App:
         self.storage = build_storage(cfg, ids.prefix, self.bus.publish, self.clock, self.stats)
         self.store = self.storage.store
         self.view = ReadOnlyView(self.store)
-        self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats,
-                                 self.refresh_after_reconnect)
+        self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
         self.gateway = self.venue.gateway
         self.risk = Risk(self.view, cfg.risk, self.clock, ids)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
@@ -344,7 +341,6 @@ class App:
             (ReconciliationCompleted, self._ready_once_reconciled),
             (StrategyDisabled, rep.on_system),
             (FeedConnected, rep.on_system),
-            (FeedConnected, rec.on_feed_connected),
             (FeedDisconnected, rep.on_system),
             (FeedDisconnected, self.poller.on_feed_down),
             (FeedStale, rep.on_system),
@@ -352,6 +348,7 @@ class App:
             (FeedStale, risk.on_feed_stale),
             (FeedRecovered, rep.on_system),
             (FeedRecovered, self.poller.on_feed_recovered),
+            (FeedRecovered, rec.on_feed_recovered),
             (FeedRecovered, risk.on_feed_recovered),
             (StorageFailed, rep.on_system),
             (StorageRecovered, rep.on_system),
@@ -516,15 +513,6 @@ class App:
             "handler_errors": sum(snap["handler_errors"].values()),
             "journaled": self.journal.written,
         }
-
-    def refresh_after_reconnect(self) -> None:
-        """Called by a stream (any thread) after it reconnected: what happened while it was down
-        was missed, so the poller refreshes balances, open orders and our trades over REST, and a
-        reconciliation round (trading halted until it agrees) checks the store against them."""
-        log.info("a stream reconnected: refreshing balances, open orders and trades over REST")
-        self.poller.request_refresh("balances", "open_orders", "trades")
-        if self.cfg.reconcile.enabled:
-            self.reconciler.on_reconnect()
 
     def _risk_check(self) -> None:
         for ev in self.risk.check_daily_loss():

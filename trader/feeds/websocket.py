@@ -10,10 +10,10 @@ timeout, so the watchdogs run between frames):
   again.
 - **Data watchdog** (market streams): no data message for ``stale_after_s`` -> ``FeedStale``,
   then reconnect. Pings, pongs and replies to our requests are not data. The first data message
-  after any trouble (stale, disconnect, failed connect) publishes ``FeedRecovered`` and calls
-  ``on_reconnect()`` so the wiring refreshes balances and open orders over REST; streams
-  without a data watchdog (user data can be quiet for hours) recover when their subscription
-  is acknowledged instead.
+  after any trouble (stale, disconnect, failed connect) publishes ``FeedRecovered``; the
+  wiring's handlers of that event refresh balances and open orders over REST (the listener
+  calls nothing else across threads); streams without a data watchdog (user data can be quiet
+  for hours) recover when their subscription is acknowledged instead.
 - **Dead connection**: no frame at all (data, ping or pong) for ``dead_after_s`` -> reconnect.
 - **Rotation** before Binance's 24 h limit, make-before-break: open and subscribe a new
   connection, buffer what it sends until it is acknowledged, drain what the old one still has,
@@ -150,19 +150,16 @@ class Listener(Worker):
         clock: Clock,
         stats: Stats,
         cfg: StreamsConfig,
-        on_reconnect: Callable[[], None],
         rotate_after_s: float | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        """``on_reconnect`` runs on this thread and must return quickly (hand the REST refresh
-        to another thread); ``rotate_after_s`` None never rotates."""
+        """``rotate_after_s`` None never rotates; ``rng`` drives the backoff's jitter."""
         self.name = f"ws-{protocol.venue}-{protocol.stream}"
         self.protocol = protocol
         self._publish = publish
         self._clock = clock
         self._stats = stats
         self._cfg = cfg
-        self._on_reconnect = on_reconnect
         self.rotate_after_s = rotate_after_s
         # Jitter at most half the delay: a venue that closes every connection at once gets them
         # back spread out, but never in a storm of instant reconnects (Binance bans IPs for that).
@@ -448,10 +445,6 @@ class Listener(Worker):
         log.info("%s: recovered", self.name)
         ts = self._now()
         self._emit(FeedRecovered(ts_event=ts, ts_recv=ts, feed=self.name))
-        try:
-            self._on_reconnect()
-        except Exception:  # noqa: BLE001 - the wiring's callback must not stop the feed
-            log.exception("%s: on_reconnect failed", self.name)
 
     def _emit(self, event: Event) -> bool:
         try:
