@@ -262,12 +262,14 @@ class App:
         for observer in self.storage.observers:
             self.registry.observe(observer)
         self.journal = Journal(cfg.journal, self.clock, self.bus.publish)
+        self.systemd = Notifier()
         self.metrics = Metrics(
             cfg.metrics, self.clock, self.stats, self.bus, self.engine, self.store,
             cfg.trade.markets, trading_state=lambda: self.risk.state,
             strategies=self._strategies, journal_counters=self.journal.counters if live else None,
             info={"name": cfg.general.name, "session": self.session,
                   "exchange": cfg.exchange.name, "mode": cfg.exchange.mode.value},
+            kept_counters=self._kept_counters,
         )
         self.http = None
         if cfg.metrics.port and live:
@@ -286,7 +288,6 @@ class App:
         self.engine.every(cfg.portfolio.equity_sample_s, self.portfolio.sample)
         self.engine.every(REFRESH_S, self.metrics.refresh)
         self.engine.every(cfg.metrics.summary_every_s, self.metrics.log_summary)
-        self.systemd = Notifier()
         self._notified_ready = False
         self.status_line = StatusLine(lambda: self.risk.state, self.bus.depth,
                                       lambda: sum(self.stats.dispatched.values()))
@@ -513,6 +514,14 @@ class App:
             "handler_errors": sum(snap["handler_errors"].values()),
             "journaled": self.journal.written,
         }
+
+    def _kept_counters(self) -> dict[str, int]:
+        """Counters kept outside Stats, for /metrics (see trader.counters.KEPT)."""
+        store = self.store
+        return {"store_duplicate_fills": store.duplicate_fills,
+                "store_late_fills": store.late_fills,
+                "store_illegal_transitions": store.illegal_transitions,
+                "systemd_notify_failures": self.systemd.failures}
 
     def _risk_check(self) -> None:
         for ev in self.risk.check_daily_loss():
