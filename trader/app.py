@@ -94,7 +94,8 @@ from trader.systemd import Notifier, StatusLine
 from trader.trading.execution import Executor
 from trader.trading.portfolio import Portfolio
 from trader.trading.reconcile import Reconciler
-from trader.trading.risk import ClientIdGenerator, HaltCause, Risk
+from trader.trading.client_ids import ClientIdGenerator
+from trader.trading.risk import HaltCause, Risk
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Strategy, StrategyRunner
 from trader.workers import Supervisor, Worker
