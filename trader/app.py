@@ -93,10 +93,10 @@ from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.systemd import Notifier, StatusLine
+from trader.trading.client_ids import ClientIdGenerator
 from trader.trading.execution import Executor
 from trader.trading.portfolio import Portfolio
 from trader.trading.reconcile import Reconciler
-from trader.trading.client_ids import ClientIdGenerator
 from trader.trading.risk import Risk
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Strategy, StrategyRunner

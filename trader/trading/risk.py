@@ -359,7 +359,7 @@ class Risk:
         new_day, level, today = self._loss.check()
         out: list[Event] = []
         if new_day:
-            lifted = self.halts.pop(HaltCause.DAILY_LOSS, None) is not None or self.reducing
+            lifted = self.halts.pop(HaltCause.DAILY_LOSS, None) is not None or bool(self.reducing)
             self.reducing = None
             if lifted:
                 out += self._settle(f"{HaltCause.DAILY_LOSS}: a new UTC day began")
