@@ -333,7 +333,7 @@ class OurPipeline:
         self.last_ns = 0
         protocol = BinanceMarketStreams(url + "/stream", ["BTC/USDT"], None)
         self.listener = Listener(protocol, self.bus.publish, LiveClock(), self.stats,
-                                 StreamsConfig(), on_reconnect=lambda: None)
+                                 StreamsConfig())
         self._stop_listener = threading.Event()
         self.stop = threading.Event()
 
@@ -393,7 +393,7 @@ def _listener_only(url: str, count: int) -> float:
                 stop.set()
 
     listener = Listener(BinanceMarketStreams(url + "/stream", ["BTC/USDT"], None), publish,
-                        LiveClock(), Stats(), StreamsConfig(), on_reconnect=lambda: None)
+                        LiveClock(), Stats(), StreamsConfig())
     t = threading.Thread(target=listener.run, args=(stop,), daemon=True)
     t.start()
     stop.wait(120)

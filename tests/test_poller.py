@@ -3,6 +3,7 @@ refreshes asked from other threads, and fills published every time (applied once
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 from dataclasses import replace
@@ -21,6 +22,7 @@ from trader.events import (
     Liquidity,
     OrderFilled,
     PollFailed,
+    ReconciliationStarted,
 )
 from trader.model.orders import Side
 from trader.feeds.poller import Poller
@@ -130,7 +132,8 @@ def test_every_job_polls_fast_while_any_feed_is_stale() -> None:
         poller.scheduler.run_pending()
         assert gw.calls == {"balances": 3, "tickers": 2, "open_orders": 3}
         poller.on_feed_recovered(FeedRecovered(ts_event=2, ts_recv=2, feed="market"))
-        poller.serve_requests()
+        poller.serve_requests()  # the refresh after a reconnect: balances and open orders now
+        assert gw.calls == {"balances": 4, "tickers": 2, "open_orders": 4}
         frozen.tick(5)
         poller.scheduler.run_pending()
         assert gw.calls["tickers"] == 3  # "user" is still stale
@@ -138,10 +141,10 @@ def test_every_job_polls_fast_while_any_feed_is_stale() -> None:
         poller.serve_requests()
         frozen.tick(5)
         poller.scheduler.run_pending()
-        assert gw.calls["tickers"] == 3 and gw.calls["balances"] == 4  # normal schedule again
+        assert gw.calls["tickers"] == 3 and gw.calls["balances"] == 5  # normal schedule again
         frozen.tick(15)
         poller.scheduler.run_pending()
-        assert gw.calls == {"balances": 4, "tickers": 3, "open_orders": 5}
+        assert gw.calls == {"balances": 5, "tickers": 3, "open_orders": 6}
 
 
 def test_a_refresh_asked_from_another_thread_runs_at_once_on_the_poller_thread() -> None:
@@ -205,20 +208,40 @@ def test_a_fill_from_the_stream_and_twice_from_the_poll_reaches_the_handlers_onc
 
 
 def test_the_wiring_speeds_up_while_a_feed_is_down_and_refreshes_after_a_reconnect() -> None:
+    """A reconnect reaches the poller and the reconciler only as events, through the wiring's
+    main-thread handlers: fast polling while the feed is down, then a REST refresh and a
+    reconciliation round once it delivers again."""
     from trader.app import App
     from trader.config import Config
 
     app = App(Config())
-    app.engine.dispatch(FeedDisconnected(ts_event=1, ts_recv=1, feed="ws-binance", reason="x"))
-    asker = threading.Thread(target=app.refresh_after_reconnect)
-    asker.start()
-    asker.join(5)
-    app.poller.serve_requests()  # what the poller thread does at its next turn
-    assert any("fast" in job.tags for job in app.poller.scheduler.jobs)
-    published = []
-    while app.bus.depth():
-        published.append(type(app.bus.get(0)).__name__)
-    assert "BalanceUpdate" in published
-    app.engine.dispatch(FeedRecovered(ts_event=2, ts_recv=2, feed="ws-binance"))
-    app.poller.serve_requests()
-    assert not any("fast" in job.tags for job in app.poller.scheduler.jobs)
+    stop = threading.Event()
+    reconciler = threading.Thread(target=app.reconciler.run, args=(stop,), name="reconciler")
+    reconciler.start()
+    try:
+        app.engine.dispatch(FeedDisconnected(ts_event=1, ts_recv=1, feed="ws-binance",
+                                             reason="x"))
+        app.poller.serve_requests()  # what the poller thread does at its next turn
+        assert any("fast" in job.tags for job in app.poller.scheduler.jobs)
+        while app.bus.depth():  # what going fast polled at once
+            assert not isinstance(app.bus.get(0), ReconciliationStarted)
+        app.engine.dispatch(FeedRecovered(ts_event=2, ts_recv=2, feed="ws-binance"))
+        app.poller.serve_requests()
+        assert not any("fast" in job.tags for job in app.poller.scheduler.jobs)
+        published = []
+        deadline = time.monotonic() + 5
+        while "ReconciliationStarted" not in published and time.monotonic() < deadline:
+            try:
+                ev = app.bus.get(0.05)
+            except queue.Empty:
+                continue
+            published.append(type(ev).__name__)
+            if isinstance(ev, ReconciliationStarted):
+                assert ev.reason == "ws-binance reconnected"
+        assert "BalanceUpdate" in published  # the refresh, served by the poller
+        assert "ReconciliationStarted" in published
+    finally:
+        stop.set()
+        app.reconciler.close()
+        reconciler.join(2)
+    assert not reconciler.is_alive()

@@ -20,7 +20,7 @@ from trader.events import (
     BalanceUpdate,
     CancelAllOrders,
     ExchangeStateFetched,
-    FeedConnected,
+    FeedRecovered,
     OrderStatusReport,
     ReconciliationCompleted,
     ReconciliationStarted,
@@ -208,17 +208,19 @@ def test_requests_from_other_threads_and_reconnects_start_rounds(tmp_path: Path)
         assert len(rounds()) == n
 
     try:
-        # what the websocket listener's on_reconnect does, from its own thread
-        threading.Thread(target=rec.on_reconnect, name="ws-binance-market").start()
-        wait_for(1)
         now = h.clock.now_ns()
-        rec.on_feed_connected(FeedConnected(ts_event=now, ts_recv=now, feed="ws-binance"))
         stop.wait(0.05)
-        assert len(rounds()) == 1  # a first connect is the start-up round's business
-        rec.on_feed_connected(FeedConnected(ts_event=now, ts_recv=now, feed="ws-binance"))
+        assert rounds() == []  # nothing asked
+        rec.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now, feed="ws-binance-market"))
+        wait_for(1)
+        rec.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now, feed="ws-binance-user"))
         wait_for(2)
+        threading.Thread(target=rec.request, args=("asked by the operator",),
+                         name="http-api").start()
+        wait_for(3)
         reasons = [e.reason for e in published if isinstance(e, ReconciliationStarted)]
-        assert reasons == ["ws-binance-market reconnected", "ws-binance reconnected"]
+        assert reasons == ["ws-binance-market reconnected", "ws-binance-user reconnected",
+                           "asked by the operator"]
     finally:
         rec.close()
         stop.set()

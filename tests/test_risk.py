@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import balance, market, quote, trade
 from trader.clock import ManualClock
-from trader.config import RiskConfig, StoreConfig
+from trader.config import RiskConfig, StoreConfig, config_from_dict
+from trader.errors import ConfigError
 from trader.events import (
     CancelAllOrders,
     CancelOrder,
@@ -31,7 +32,8 @@ from trader.model.orders import OrderType, Side
 from trader.model.units import NS
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
-from trader.trading.risk import ClientIdGenerator, HaltCause, Risk
+from trader.trading.client_ids import ClientIdGenerator
+from trader.trading.risk import HaltCause, Risk
 from trader.trading.strategy import CancelIntent, OrderIntent
 
 T0 = 1_800_000_000 * NS  # 2027-01-15 08:00:00 UTC
@@ -269,6 +271,81 @@ def test_daily_loss_limit_off(limit: D) -> None:
     s.fill(Side.BUY, "10", "100")
     s.quote("1", "2")
     assert s.risk.check_daily_loss() == []
+
+
+def test_soft_daily_loss_reduces_only_then_the_hard_limit_halts() -> None:
+    s = Setup(daily_loss_soft_limit=D(50), daily_loss_limit=D(100))
+    s.quote("100", "100")
+    s.fill(Side.BUY, "10", "100")  # long 10 BTC; the day's count starts here (PnL 0)
+    s.store.on_balance(balance("BTC", "10"))
+    s.quote("95", "97")  # mark 96: -40, within both limits
+    assert s.risk.check_daily_loss() == [] and s.risk.state is TradingState.ACTIVE
+    s.quote("93", "95")  # mark 94: -60 < -50: reduce only
+    (ev,) = s.risk.check_daily_loss()
+    assert isinstance(ev, TradingStateChanged) and ev.state is TradingState.REDUCING
+    assert ev.reason == "daily_loss: PnL today -60.00 USD is below -50 (daily_loss_soft_limit)"
+    assert s.risk.check_daily_loss() == []  # one event, not one per check
+    # a buy adds to the long: denied, saying why
+    assert s.decide(amount="0.1", price="94") == (
+        "trading is reducing (daily_loss: PnL today -60.00 USD is below -50 "
+        "(daily_loss_soft_limit)): only orders that reduce a position")
+    assert s.decide(side=Side.SELL, amount="11").startswith("trading is reducing")  # reverses
+    assert s.decide(side=Side.SELL, amount="6", price="95") is None  # reduces: sent
+    # 4 left to sell once the open sell of 6 is counted
+    assert s.decide(side=Side.SELL, amount="5", price="95").startswith("trading is reducing")
+    assert s.decide(side=Side.SELL, amount="4", price="95") is None
+    s.quote("88", "90")  # mark 89: -110 < -100: halted
+    (ev,) = s.risk.check_daily_loss()
+    assert ev.state is TradingState.HALTED and "daily_loss_limit" in ev.reason
+    assert s.decide(side=Side.SELL, amount="0.1", price="89").startswith("trading is halted")
+    s.clock.advance(86_400)  # a new UTC day lifts both
+    (ev,) = s.risk.check_daily_loss()
+    assert (ev.state, ev.reason) == (TradingState.ACTIVE, "daily_loss: a new UTC day began")
+    assert s.risk.reducing is None
+
+
+def test_reducing_a_short_takes_buys_up_to_the_short() -> None:
+    s = Setup(daily_loss_soft_limit=D(50), daily_loss_limit=D(0))  # reduce only, never halt
+    s.quote("100", "100")
+    s.fill(Side.SELL, "10", "100")  # short 10
+    s.quote("106", "108")  # mark 107: -70
+    (ev,) = s.risk.check_daily_loss()
+    assert ev.state is TradingState.REDUCING
+    assert s.decide(side=Side.SELL, amount="0.1", price="108").startswith("trading is reducing")
+    assert s.decide(side=Side.BUY, amount="10.5", price="107").startswith("trading is reducing")
+    assert s.decide(side=Side.BUY, amount="1", price="107") is None
+    s.quote("200", "202")  # no hard limit: still only reducing
+    assert s.risk.check_daily_loss() == [] and s.risk.state is TradingState.REDUCING
+
+
+def test_reducing_waits_under_a_halt_and_the_operator_clears_it() -> None:
+    s = Setup(daily_loss_soft_limit=D(50), daily_loss_limit=D(100))
+    now = s.clock.now_ns()
+    s.fill(Side.BUY, "10", "100")
+    s.risk.on_reconciliation_started(ReconciliationStarted(ts_event=now, ts_recv=now, round=1,
+                                                           reason="start-up"))
+    s.quote("93", "95")
+    assert s.risk.check_daily_loss() == [] and s.risk.state is TradingState.HALTED
+    done = ReconciliationCompleted(ts_event=now, ts_recv=now, ok=True, differences=0)
+    (ev,) = s.risk.on_reconciliation_completed(done)  # the halt ends: reduce only remains
+    assert ev.state is TradingState.REDUCING
+    (ev,) = s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept"))
+    assert ev.state is TradingState.ACTIVE and s.risk.reducing is None
+    assert s.risk.check_daily_loss() == [] and s.decide(amount="0.1", price="94") is None
+
+
+@pytest.mark.parametrize("soft, hard", [(D(100), D(100)), (D(150), D(100))])
+def test_a_soft_limit_at_or_past_the_hard_one_is_refused(soft: D, hard: D) -> None:
+    with pytest.raises(ConfigError, match="risk.daily_loss_soft_limit: .* must be below"):
+        Setup(daily_loss_soft_limit=soft, daily_loss_limit=hard)
+    Setup(daily_loss_soft_limit=soft, daily_loss_limit=D(0))  # no hard limit: fine
+
+
+def test_the_soft_limit_is_a_config_key() -> None:
+    cfg = config_from_dict({"risk": {"daily_loss_soft_limit": 250}}, {})
+    assert cfg.risk.daily_loss_soft_limit == D(250)
+    with pytest.raises(ConfigError, match="daily_loss_soft_limit"):
+        config_from_dict({"risk": {"daily_loss_soft_limit": -1}}, {})
 
 
 def test_client_ids_are_deterministic_and_within_exchange_limits() -> None:

@@ -22,7 +22,8 @@ from trader.model.orders import Side
 from trader.model.units import NS
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
-from trader.trading.risk import ClientIdGenerator, Risk
+from trader.trading.client_ids import ClientIdGenerator
+from trader.trading.risk import Risk
 from trader.trading.strategies.ma_cross import MaCross, MaCrossParams
 from trader.trading.strategy import Strategy, StrategyRunner
 

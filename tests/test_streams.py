@@ -20,7 +20,7 @@ def workers(exchange: dict[str, Any], markets: list[str] | None = None,
             env: dict[str, str] | None = None) -> dict[str, Listener]:
     data = {"exchange": exchange, "trade": {"markets": markets or ["BTC/USDT"]}}
     cfg = config_from_dict(data, env or {})
-    out = build_stream_workers(cfg, lambda e: None, ManualClock(0), Stats(), lambda: None)
+    out = build_stream_workers(cfg, lambda e: None, ManualClock(0), Stats())
     assert all(isinstance(w, Listener) for w in out)
     return {w.name: w for w in out}  # type: ignore[misc]
 

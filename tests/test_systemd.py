@@ -129,6 +129,7 @@ def test_a_watchdog_kill_prints_every_thread_s_stack(tmp_path: Path) -> None:
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(proc, "started trader")
+        wait_for(proc, "STATS ")  # logged by a main-loop timer: the main loop runs
         proc.send_signal(signal.SIGABRT)
         out = read_rest(proc)
     finally:

@@ -32,7 +32,7 @@ from trader.events import (
 )
 from trader.feeds.binance import BinanceMarketStreams, BinanceUserStream
 from trader.feeds.bybit import BybitPrivateStream, BybitPublicStreams
-from trader.feeds.websocket import Backoff, Listener, StreamProtocol
+from trader.feeds.websocket import Listener, StreamProtocol
 from trader.model.orders import Side
 from trader.stats import Stats
 from trader.workers import Supervisor
@@ -63,17 +63,18 @@ class Harness:
     def __init__(self, protocol: StreamProtocol, cfg: StreamsConfig = FAST,
                  rotate_after_s: float | None = None, publish: Any = None) -> None:
         self.events: list[Event] = []
-        self.reconnects = 0
         self.stats = Stats()
         self.clock = ManualClock(T0)
         self.listener = Listener(protocol, publish or self.events.append, self.clock, self.stats,
-                                 cfg, self._on_reconnect, rotate_after_s, random.Random(7))
+                                 cfg, rotate_after_s, random.Random(7))
         self.supervisor = Supervisor(self.events.append, self.clock, self.stats)
         self.supervisor.add(self.listener)
         self.stopped = False
 
-    def _on_reconnect(self) -> None:
-        self.reconnects += 1
+    @property
+    def reconnects(self) -> int:
+        """Recoveries reported: the one way a reconnect reaches the wiring."""
+        return len(self.of(FeedRecovered))
 
     def start(self) -> Harness:
         self.supervisor.start()
@@ -123,28 +124,6 @@ def market(url: str) -> BinanceMarketStreams:
 
 def subscribed(server: FakeExchange, n: int, key: str = "SUBSCRIBE") -> bool:
     return len(server.messages(key=key)) >= n
-
-
-# ------------------------------------------------------------------ backoff
-
-
-class FixedRandom(random.Random):
-    def __init__(self, value: float) -> None:
-        super().__init__()
-        self.value = value
-
-    def random(self) -> float:
-        return self.value
-
-
-def test_backoff_doubles_to_the_cap_with_jitter_and_resets() -> None:
-    low, high = Backoff(1, 8, FixedRandom(0.0)), Backoff(1, 8, FixedRandom(0.999999))
-    assert [low.next() for _ in range(6)] == [0.5, 1, 2, 4, 4, 4]
-    assert [round(high.next(), 3) for _ in range(5)] == [1, 2, 4, 8, 8]
-    low.reset()
-    assert low.next() == 0.5
-    spread = {round(Backoff(1, 8, random.Random(seed)).next(), 6) for seed in range(20)}
-    assert len(spread) == 20 and all(0.5 <= d < 1 for d in spread)
 
 
 # ------------------------------------------------------------------ Binance market streams

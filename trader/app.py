@@ -12,6 +12,8 @@ producers -> drain the bus before a deadline -> stop the executor and send what 
 settles the recorded orders) -> optional cancel-all -> close the gateway -> flush and stop the storage writers, write what is left
 of the journal -> log totals.
 
+The start and stop paths themselves are in ``trader/lifecycle.py`` (mixed into :class:`App`).
+
 Modes (:class:`RunMode`): ``LIVE`` is the above. ``REPLAY`` builds the same objects and registers
 :meth:`App.replay_table` instead (``trader/replay.py``); ``BACKTEST`` registers the full table and
 is driven event by event (``trader/backtest.py``). Neither journals, serves HTTP, starts workers,
@@ -23,7 +25,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -85,6 +86,7 @@ from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
 from trader.feeds.streams import build_stream_workers
 from trader.httpapi import HttpApi
 from trader.journal import Journal
+from trader.lifecycle import Lifecycle
 from trader.metrics import REFRESH_S, Metrics
 from trader.model.units import NS
 from trader.registries import Strategies, build_strategies, check_config
@@ -93,10 +95,11 @@ from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.systemd import Notifier, StatusLine
+from trader.trading.client_ids import ClientIdGenerator
 from trader.trading.execution import Executor
 from trader.trading.portfolio import Portfolio
 from trader.trading.reconcile import Reconciler
-from trader.trading.risk import ClientIdGenerator, HaltCause, Risk
+from trader.trading.risk import Risk
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import StrategyRunner
 from trader.workers import Supervisor, Worker
@@ -105,10 +108,6 @@ log = logging.getLogger("trader")
 
 HEARTBEAT_S = 5.0
 RISK_CHECK_S = 1.0  # the daily loss limit is checked this often even without fills
-PRODUCER_JOIN_S = 0.4
-DRAIN_S = 0.2
-EXECUTOR_JOIN_S = 0.2
-STORAGE_JOIN_S = 2.0  # the writer's last flush is bounded by its socket timeout (1 s)
 
 
 @dataclass
@@ -126,15 +125,13 @@ def build_venue(
     publish: Callable[[Event], None],
     clock: Clock,
     stats: Stats | None = None,
-    on_reconnect: Callable[[], None] = lambda: None,
 ) -> Venue:
     """Choose the exchange once, here; nothing else asks whether it is paper or live.
 
     ``simulated``: the built-in market and the paper gateway. Any ccxt exchange: ccxt market
     data; in ``paper`` mode the paper gateway (public client, no keys) simulates the account and
     the orders, in ``live`` mode the ccxt gateway (with the keys) does everything. Websocket
-    streams come from :func:`trader.feeds.streams.build_stream_workers`; ``on_reconnect()`` is
-    what a stream calls after it reconnected.
+    streams come from :func:`trader.feeds.streams.build_stream_workers`.
     """
     if cfg.exchange.name == SIMULATED:
         market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
@@ -148,7 +145,7 @@ def build_venue(
         live = cfg.exchange.mode is Mode.LIVE
         ccxt_gw = CcxtGateway.from_config(cfg.exchange, cfg.secrets if live else None, clock,
                                           cfg.trade.markets)
-        feeds = build_stream_workers(cfg, publish, clock, stats or Stats(), on_reconnect)
+        feeds = build_stream_workers(cfg, publish, clock, stats or Stats())
         if live:
             return Venue(ccxt_gw, feeds)
         source = ccxt_gw
@@ -201,7 +198,7 @@ def _done_live(event: Event) -> None:
     """Replay's handler for commands the live run carried out: what came of them is journaled."""
 
 
-class App:
+class App(Lifecycle):
     """The running system (or the same objects driven by a replay or a backtest)."""
 
     def __init__(
@@ -231,8 +228,7 @@ class App:
         self.storage = build_storage(cfg, ids.prefix, self.bus.publish, self.clock, self.stats)
         self.store = self.storage.store
         self.view = ReadOnlyView(self.store)
-        self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats,
-                                 self.refresh_after_reconnect)
+        self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
         self.gateway = self.venue.gateway
         self.risk = Risk(self.view, cfg.risk, self.clock, ids)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
@@ -258,12 +254,14 @@ class App:
         for observer in self.storage.observers:
             self.registry.observe(observer)
         self.journal = Journal(cfg.journal, self.clock, self.bus.publish)
+        self.systemd = Notifier()
         self.metrics = Metrics(
             cfg.metrics, self.clock, self.stats, self.bus, self.engine, self.store,
             cfg.trade.markets, trading_state=lambda: self.risk.state,
             strategies=self._strategies, journal_counters=self.journal.counters if live else None,
             info={"name": cfg.general.name, "session": self.session,
                   "exchange": cfg.exchange.name, "mode": cfg.exchange.mode.value},
+            kept_counters=self._kept_counters,
         )
         self.http = None
         if cfg.metrics.port and live:
@@ -282,7 +280,6 @@ class App:
         self.engine.every(cfg.portfolio.equity_sample_s, self.portfolio.sample)
         self.engine.every(REFRESH_S, self.metrics.refresh)
         self.engine.every(cfg.metrics.summary_every_s, self.metrics.log_summary)
-        self.systemd = Notifier()
         self._notified_ready = False
         self.status_line = StatusLine(lambda: self.risk.state, self.bus.depth,
                                       lambda: sum(self.stats.dispatched.values()))
@@ -336,7 +333,6 @@ class App:
             (ReconciliationCompleted, self._ready_once_reconciled),
             (StrategyDisabled, rep.on_system),
             (FeedConnected, rep.on_system),
-            (FeedConnected, rec.on_feed_connected),
             (FeedDisconnected, rep.on_system),
             (FeedDisconnected, self.poller.on_feed_down),
             (FeedStale, rep.on_system),
@@ -344,6 +340,7 @@ class App:
             (FeedStale, risk.on_feed_stale),
             (FeedRecovered, rep.on_system),
             (FeedRecovered, self.poller.on_feed_recovered),
+            (FeedRecovered, rec.on_feed_recovered),
             (FeedRecovered, risk.on_feed_recovered),
             (StorageFailed, rep.on_system),
             (StorageRecovered, rep.on_system),
@@ -393,130 +390,17 @@ class App:
         return [{"id": s.id, "market": s.symbol, "enabled": s.id not in self.runner.disabled}
                 for s in self.runner.strategies]
 
-    # ------------------------------------------------------------------ lifecycle
-
-    def start(self) -> None:
-        """Open the journal, restore saved state, load markets, start the workers, log the
-        start-up summary; tell systemd READY now, or once the start-up reconciliation completed.
-
-        Raises ``ConfigError`` before anything runs when the journal folder cannot be written or
-        the HTTP port cannot be bound."""
-        self.journal.open()
-        if self.http is not None:
-            self.http.bind()
-        now = self.clock.now_ns()
-        c = self.cfg
-        self.engine.dispatch(SessionStarted(ts_event=now, ts_recv=now, session=self.session,
-                                            exchange=c.exchange.name, mode=c.exchange.mode.value))
-        for ev in self.storage.restore():
-            self.engine.emit(ev)
-        for ev in self.gateway.load_markets(c.trade.markets):
-            self.engine.dispatch(ev)
-        # A signed request before any thread starts: bad keys end the start here, in one line.
-        for ev in self.gateway.fetch_balances():
-            self.engine.dispatch(ev)
-        if self.cfg.reconcile.enabled:
-            for ev in self.risk.halt(HaltCause.RECONCILIATION, "awaiting start-up reconciliation"):
-                self.engine.emit(ev)
-            self.reconciler.request("start-up")
-        self.storage_workers.start()
-        self.executors.start()
-        self.producers.start()
-        log.info(
-            "started %s: exchange %s (%s), markets %s, strategies %s, %d event types handled",
-            c.general.name, c.exchange.name, c.exchange.mode, ", ".join(c.trade.markets),
-            ", ".join(s.id for s in self.runner.strategies) or "none",
-            len(self.registry.table()),
-        )
-        log.info("journal: %s", self.journal.folder.resolve())
-        if not self.cfg.reconcile.enabled:
-            self._ready()  # else once the start-up reconciliation completed
-
-    def _ready_once_reconciled(self, _ev: ReconciliationCompleted) -> None:
-        """systemd READY after the first reconciliation round, agreed or not: start-up is done,
-        and whether trading is halted shows in the status line."""
-        if not self._notified_ready:
-            self._ready()
-
-    def _ready(self) -> None:
-        """READY, then the watchdog pings and status lines (systemd arms the watchdog at READY).
-        They are engine timers, which fire only from the main loop: see systemd.py."""
-        self._notified_ready = True
-        if not self.systemd.enabled:
-            return
-        self.systemd.ready(self.status_line())
-        if self.systemd.watchdog_interval_s:
-            self.engine.every(self.systemd.watchdog_interval_s, self.systemd.watchdog)
-        self.engine.every(self.cfg.general.stats_interval_s,
-                          lambda: self.systemd.status(self.status_line()))
-
     def run(self) -> None:
         """The main loop, until :meth:`request_stop`."""
         self.engine.run(self.stop_event)
 
-    def request_stop(self, reason: str) -> None:
-        """Ask the main loop to stop (safe from a signal handler on the main thread)."""
-        if not self.stop_event.is_set():
-            now = self.clock.now_ns()
-            self.engine.emit(ShutdownRequested(ts_event=now, ts_recv=now, reason=reason))
-            self.stop_event.set()
-
-    def shutdown(self) -> dict[str, Any]:
-        """The one ordered stop path; returns the totals it logs."""
-        t0 = time.monotonic()
-        self.systemd.stopping()
-        self.producers.stop(PRODUCER_JOIN_S)
-        self.engine.drain(time.monotonic() + DRAIN_S)
-        stuck = self.executors.stop(EXECUTOR_JOIN_S)
-        if stuck:
-            # The executor is blocked in a request (holding the gateway's lock until the
-            # exchange timeout): sending more from here would block the exit on the network.
-            # What it still holds is recorded (PENDING) and settled by the next start's
-            # reconciliation, which looks each one up by client id.
-            log.error("executor busy at exit: %d queued command(s) not sent%s",
-                      self.executor.pending(),
-                      "; open orders NOT canceled" if self.cfg.execution.cancel_open_orders_on_exit
-                      else "")
-        else:
-            self.executor.drain(time.monotonic() + DRAIN_S)
-            if self.cfg.execution.cancel_open_orders_on_exit:
-                now = self.clock.now_ns()
-                self.executor.execute(CancelAllOrders(ts_event=now, ts_recv=now))
-        left = self.engine.drain(time.monotonic() + DRAIN_S)
-        self.gateway.close()
-        self.storage_workers.stop(STORAGE_JOIN_S)
-        self.journal.finish()
-        self.systemd.close()
-        totals = self.totals(left)
-        log.info(
-            "stopped in %.2fs: %d events dispatched (%s), %d conflated, %d left on the queue, "
-            "%d journaled",
-            time.monotonic() - t0, totals["dispatched_total"],
-            ", ".join(f"{k} {v}" for k, v in sorted(totals["dispatched"].items())),
-            totals["conflated"], totals["left_on_queue"], totals["journaled"],
-        )
-        return totals
-
-    def totals(self, left: int = 0) -> dict[str, Any]:
-        """Counters for the final log line (and tests)."""
-        snap = self.stats.snapshot()
-        return {
-            "dispatched": snap["dispatched"],
-            "dispatched_total": snap["dispatched_total"],
-            "conflated": self.bus.conflated,
-            "left_on_queue": left,
-            "handler_errors": sum(snap["handler_errors"].values()),
-            "journaled": self.journal.written,
-        }
-
-    def refresh_after_reconnect(self) -> None:
-        """Called by a stream (any thread) after it reconnected: what happened while it was down
-        was missed, so the poller refreshes balances, open orders and our trades over REST, and a
-        reconciliation round (trading halted until it agrees) checks the store against them."""
-        log.info("a stream reconnected: refreshing balances, open orders and trades over REST")
-        self.poller.request_refresh("balances", "open_orders", "trades")
-        if self.cfg.reconcile.enabled:
-            self.reconciler.on_reconnect()
+    def _kept_counters(self) -> dict[str, int]:
+        """Counters kept outside Stats, for /metrics (see trader.counters.KEPT)."""
+        store = self.store
+        return {"store_duplicate_fills": store.duplicate_fills,
+                "store_late_fills": store.late_fills,
+                "store_illegal_transitions": store.illegal_transitions,
+                "systemd_notify_failures": self.systemd.failures}
 
     def _risk_check(self) -> None:
         for ev in self.risk.check_daily_loss():

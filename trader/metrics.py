@@ -3,11 +3,12 @@
 Collected on the main thread: events per type (``Stats``), dispatch lag (``ts_recv`` -> handled)
 and per-handler time as histograms (sampled, see ``trader.engine``), queue depth and its high-water
 mark, conflated and dropped counts, errors by kind, feed states, store sizes, process memory, the
-journal's figures. Once a second the main thread publishes an immutable snapshot (one attribute
-swap); the HTTP thread (``trader.httpapi``) reads only that snapshot, the feed states (also swapped
-whole on each change) and thread-safe reads (queue depth, store reads under its lock).
+journal's figures, and every counter the process keeps (``trader.counters``). Once a second the
+main thread publishes an immutable snapshot (one attribute swap); the HTTP thread
+(``trader.httpapi``) reads only that snapshot, the feed states (also swapped whole on each change)
+and thread-safe reads (queue depth, store reads under its lock).
 
-Served as Prometheus text (written here: a few dozen lines, no runtime dependency) and as JSON for
+Served as Prometheus text (``trader.prometheus``: no runtime dependency) and as JSON for
 ``/health`` and ``/status``; one summary line goes to the log every ``summary_every_s``.
 """
 
@@ -19,10 +20,10 @@ import resource
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
-from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
+from trader import counters
 from trader.bus import Bus
 from trader.clock import Clock
 from trader.config import MetricsConfig
@@ -41,6 +42,7 @@ from trader.events import (
     WorkerCrashed,
 )
 from trader.model.units import NS
+from trader.prometheus import Exposition
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 
@@ -161,7 +163,10 @@ class Metrics:
         strategies: Callable[[], list[dict[str, Any]]],
         journal_counters: Callable[[], dict[str, int]] | None = None,
         info: Mapping[str, str] | None = None,
+        kept_counters: Callable[[], Mapping[str, int]] = dict,
     ) -> None:
+        """``kept_counters``: counters kept outside ``stats`` (named in
+        :data:`trader.counters.KEPT`), read on every refresh."""
         self.cfg = cfg
         self._clock = clock
         self._stats = stats
@@ -172,6 +177,7 @@ class Metrics:
         self._trading_state = trading_state
         self._strategies = strategies
         self._journal = journal_counters
+        self._kept = kept_counters
         self.info = dict(info or {})
         self.timing = DispatchTiming(cfg.sample_every)
         self.errors: dict[str, int] = {}
@@ -247,6 +253,8 @@ class Metrics:
             "balances_total_usd": balances.total_usd,
             "open_orders": len(self._store.open_orders()),
             "strategies": self._strategies(),
+            "counters": self._stats.counters(),
+            "kept": dict(self._kept()),
         }
 
     def log_summary(self) -> None:
@@ -342,7 +350,7 @@ class Metrics:
     def prometheus(self) -> str:
         """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
         s = self.snapshot
-        out = _Exposition()
+        out = Exposition()
         out.counter("trader_events_total", "Events dispatched, by type.",
                     [({"type": k}, v) for k, v in sorted(s["events"].items())])
         out.counter("trader_unhandled_events_total", "Events no handler was registered for.",
@@ -361,11 +369,12 @@ class Metrics:
         out.gauge("trader_last_dispatch_age_seconds", "Seconds since the main loop dispatched.",
                   [({}, time.monotonic() - self._engine.last_dispatch_monotonic)])
         out.histogram("trader_dispatch_lag_seconds",
-                      "ts_recv to handled, sampled 1 in sample_every dispatches.", {}, s["lag"])
+                      "ts_recv to handled, sampled 1 in sample_every dispatches.", {},
+                      BUCKETS_S, s["lag"])
         for name, hist in sorted(s["handlers"].items()):
             out.histogram("trader_handler_seconds",
                           "Time in each handler, sampled 1 in sample_every dispatches.",
-                          {"handler": name}, hist)
+                          {"handler": name}, BUCKETS_S, hist)
         out.gauge("trader_feed_state", "1 for each feed's current state.",
                   [({"feed": f, "state": st}, 1) for f, (st, _) in sorted(self.feeds.items())])
         out.gauge("trader_market_data_age_seconds", "Seconds since a market's last quote or trade.",
@@ -385,6 +394,7 @@ class Metrics:
                       [({}, journal["pending"])])
             out.gauge("trader_journal_failing", "1 while journal writes fail.",
                       [({}, journal["failing"])])
+        counters.export(out, s["counters"], s["kept"])
         out.gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
                   [({}, s["rss_bytes"])])
         return out.text()
@@ -399,57 +409,3 @@ _ERROR_NAMES = {
 
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1000:g}ms"
-
-
-class _Exposition:
-    """Writes families in the Prometheus text format."""
-
-    def __init__(self) -> None:
-        self._lines: list[str] = []
-        self._families: set[str] = set()
-
-    def _family(self, name: str, kind: str, help_: str) -> None:
-        if name not in self._families:  # a histogram family is written one series at a time
-            self._families.add(name)
-            self._lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"]
-
-    def counter(self, name: str, help_: str, samples: list[tuple[dict, Any]]) -> None:
-        """A counter family (name ends in ``_total``)."""
-        self._family(name, "counter", help_)
-        self._samples(name, samples)
-
-    def gauge(self, name: str, help_: str, samples: list[tuple[dict, Any]]) -> None:
-        """A gauge family."""
-        self._family(name, "gauge", help_)
-        self._samples(name, samples)
-
-    def histogram(self, name: str, help_: str, labels: dict, h: HistogramSnapshot) -> None:
-        """One histogram series (call again with other labels for more series)."""
-        self._family(name, "histogram", help_)
-        cumulative = 0
-        for bound, n in zip((*BUCKETS_S, "+Inf"), h.counts):
-            cumulative += n
-            self._samples(f"{name}_bucket", [({**labels, "le": _value(bound)}, cumulative)])
-        self._samples(f"{name}_sum", [(labels, h.sum_s)])
-        self._samples(f"{name}_count", [(labels, h.count)])
-
-    def _samples(self, name: str, samples: list[tuple[dict, Any]]) -> None:
-        for labels, value in samples:
-            text = ",".join(f'{k}="{_escape(str(v))}"' for k, v in labels.items())
-            self._lines.append(f"{name}{{{text}}} {_value(value)}" if text
-                               else f"{name} {_value(value)}")
-
-    def text(self) -> str:
-        return "\n".join(self._lines) + "\n"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
-
-
-def _value(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, Decimal):
-        return str(float(v))
-    return repr(float(v)) if isinstance(v, float) else str(v)

@@ -32,6 +32,11 @@ class Stats:
         with self._lock:
             return self._counters[name]
 
+    def counters(self) -> dict[str, int]:
+        """A copy of the thread-safe counters (those of :meth:`incr`)."""
+        with self._lock:
+            return dict(self._counters)
+
     def snapshot(self) -> dict[str, Any]:
         """A copy of every counter, safe to read from any thread."""
         with self._lock:

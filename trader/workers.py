@@ -14,6 +14,7 @@ import time
 from decimal import Decimal
 from typing import Callable
 
+from trader.backoff import Backoff
 from trader.clock import Clock
 from trader.errors import BusFullError
 from trader.events import Event, WorkerCrashed
@@ -50,8 +51,7 @@ class Supervisor:
         self._publish = publish
         self._clock = clock
         self._stats = stats
-        self._initial = backoff_initial_s
-        self._max = backoff_max_s
+        self._backoff_s = (backoff_initial_s, backoff_max_s)
         self._healthy = healthy_s
         self._stop = threading.Event()
         self._workers: list[Worker] = []
@@ -92,7 +92,9 @@ class Supervisor:
         return alive
 
     def _loop(self, worker: Worker) -> None:
-        delay = self._initial
+        # No jitter: one process restarting its own thread has nobody to spread out from, and the
+        # delay it reports in WorkerCrashed is then the one it waits.
+        backoff = Backoff(*self._backoff_s, jitter=0)
         while not self._stop.is_set():
             started = time.monotonic()
             try:
@@ -100,7 +102,8 @@ class Supervisor:
                 return
             except Exception as exc:  # noqa: BLE001 - report and restart
                 if time.monotonic() - started >= self._healthy:
-                    delay = self._initial
+                    backoff.reset()
+                delay = backoff.next_delay()
                 self._stats.incr("worker_crashes")
                 log.exception("worker %s crashed; restarting in %.1fs", worker.name, delay)
                 now = self._clock.now_ns()
@@ -114,4 +117,3 @@ class Supervisor:
                     pass  # already logged as critical by the bus
                 if self._stop.wait(delay):
                     return
-                delay = min(delay * 2, self._max)

@@ -171,6 +171,7 @@ class RiskConfig:
     price_band_bps: Decimal = field(default=Decimal(500), metadata=_range(0, 100_000))
     stale_after_s: float = field(default=60.0, metadata=_range(0, 86_400))
     daily_loss_limit: Decimal = field(default=Decimal(500), metadata=_range(0))
+    daily_loss_soft_limit: Decimal = field(default=Decimal(0), metadata=_range(0))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,10 @@ out at its next turn (it is woken at once):
   included even when their normal schedule is off, because REST is then the only source of
   that data. One feed down speeds up every job: the poller does not know which data a feed
   carries, and a few extra requests while a stream is down are cheap.
-- :meth:`request_refresh`: run jobs now, e.g. balances and open orders after a reconnect.
+- :meth:`request_refresh`: run jobs now. :meth:`on_feed_recovered` asks for balances, open
+  orders and our trades whenever a feed delivers again after a drop or a stall: what happened
+  while it was down was missed. Reconnects reach the poller only as these events, handled on
+  the main thread; no listener calls it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ log = logging.getLogger(__name__)
 
 TRADES_OVERLAP_S = 60  # each trades poll reaches this far behind the previous one
 FAST = "fast"
+REFRESH_AFTER_RECONNECT = ("balances", "open_orders", "trades")
 
 
 class Poller(Worker):
@@ -113,7 +117,11 @@ class Poller(Worker):
         self.set_fast(ev.feed, True)
 
     def on_feed_recovered(self, ev: FeedRecovered) -> None:
-        """Main-thread handler: back to the normal schedule once no feed is stale."""
+        """Main-thread handler: refresh what the feed may have missed while it was down, and
+        go back to the normal schedule once no feed is down."""
+        log.info("%s delivers again: refreshing balances, open orders and trades over REST",
+                 ev.feed)
+        self.request_refresh(*REFRESH_AFTER_RECONNECT)
         self.set_fast(ev.feed, False)
 
     def close(self) -> None:

@@ -90,18 +90,17 @@ def build_stream_workers(
     publish: Callable[[Event], None],
     clock: Clock,
     stats: Stats,
-    on_reconnect: Callable[[], None],
 ) -> list[Worker]:
     """The websocket listeners for ``cfg.exchange.name``; ``[]`` if it has no stream support.
 
-    ``on_reconnect`` is called on a listener's thread after every reconnect and must not block
-    (it should ask the poller to refresh balances and open orders, not do it).
+    They report reconnects only as events (``FeedConnected``, ``FeedRecovered``): the wiring's
+    handlers of those ask the poller and the reconciler for the REST refresh.
     """
     venue = _VENUES.get(cfg.exchange.name)
     if venue is None:
         return []
     rotate = cfg.streams.rotate_after_s if cfg.exchange.name in _ROTATES else None
     return [
-        Listener(p, publish, clock, stats, cfg.streams, on_reconnect, rotate_after_s=rotate)
+        Listener(p, publish, clock, stats, cfg.streams, rotate_after_s=rotate)
         for p in venue(cfg, clock)
     ]

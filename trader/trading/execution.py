@@ -19,9 +19,10 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
+from trader.backoff import Backoff
 from trader.clock import Clock
 from trader.errors import (
     BusFullError,
@@ -58,10 +59,12 @@ class _Lookup:
     symbol: str
     due: float
     since_ns: int  # fills are fetched from here on
+    backoff: Backoff = field(repr=False)
     attempts: int = 0
 
 
 FILLS_MARGIN_NS = 60 * NS  # clock skew between us and the exchange
+LOOKUP_MAX_FACTOR = 64  # lookups back off up to 64 times lookup_backoff_s apart
 FILLS_LOOKBACK_NS = DAY_NS  # how far back the fills of a vanished order are sought
 
 
@@ -160,8 +163,12 @@ class Executor(Worker):
         self._stats.incr("orders_unknown")
         log.warning("order %s outcome unknown (%s); looking it up", client_id, exc)
         now = self._clock.now_ns()
-        self._lookups[client_id] = _Lookup(client_id, symbol, time.monotonic() + self._backoff,
-                                           now - FILLS_MARGIN_NS)
+        # No jitter: one lookup per order, nothing to spread out; a lookup's patience (the sum of
+        # its delays) stays what lookup_attempts and lookup_backoff_s promise.
+        backoff = Backoff(self._backoff, self._backoff * LOOKUP_MAX_FACTOR, jitter=0)
+        self._lookups[client_id] = _Lookup(client_id, symbol,
+                                           time.monotonic() + backoff.next_delay(),
+                                           now - FILLS_MARGIN_NS, backoff)
         return [OrderStatusUnknown(ts_event=now, ts_recv=now, client_id=client_id,
                                    reason=f"{type(exc).__name__}: {exc}")]
 
@@ -188,7 +195,7 @@ class Executor(Worker):
                     self._emit(self._fills_of(lk.client_id, lk.symbol, lk.since_ns, report)
                                + [report])
                     continue
-            lk.due = now_m + self._backoff * 2 ** min(lk.attempts, 6)
+            lk.due = now_m + lk.backoff.next_delay()
 
     def _wait_s(self) -> float:
         if not self._lookups:

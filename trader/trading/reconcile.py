@@ -32,9 +32,10 @@ Rules of the comparison:
   value.
 
 Any thread triggers a round with :meth:`Reconciler.request` (thread-safe; requests made before
-the round runs are merged); the websocket listener's ``on_reconnect`` callback can be
-:meth:`Reconciler.on_reconnect` itself. A ``FeedConnected`` event for a feed that had connected
-before also triggers one.
+the round runs are merged). A reconnect triggers one only through the main-thread handler of
+``FeedRecovered`` (published when a feed delivers again after a drop, a failed connect or a
+stall; the start-up round covers the first connection): the state is fetched once the stream
+is live again, so nothing falls between the fetch and the stream.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ from trader.events import (
     BalanceUpdate,
     Event,
     ExchangeStateFetched,
-    FeedConnected,
+    FeedRecovered,
     OrderCanceled,
     OrderFilled,
     OrderStatusReport,
@@ -298,7 +299,6 @@ class Reconciler(Worker):
         self._reasons: list[str] = []
         self.round = 0  # the latest round started (written by the worker only)
         self._balance_diffs: dict[str, tuple[BalanceKey, BalanceKey]] = {}  # main thread
-        self._feeds_seen: set[str] = set()  # main thread
 
     # any thread ------------------------------------------------------------------------------
 
@@ -309,10 +309,6 @@ class Reconciler(Worker):
             self._reasons.append(reason)
             self._due = due if self._due is None else min(self._due, due)
         self._wake.set()
-
-    def on_reconnect(self) -> None:
-        """The websocket listener's ``on_reconnect`` callback (called on its thread)."""
-        self.request(f"{threading.current_thread().name} reconnected")
 
     def owns(self, client_id: str) -> bool:
         """True for client ids this system generates."""
@@ -403,8 +399,6 @@ class Reconciler(Worker):
             ts_event=now, ts_recv=now, ok=n == 0, differences=n,
             summary=f"round {ev.round}: {summary or 'agree'}")]
 
-    def on_feed_connected(self, ev: FeedConnected) -> None:
-        """A feed that connects again after a drop triggers a round."""
-        if ev.feed in self._feeds_seen:
-            self.request(f"{ev.feed} reconnected")
-        self._feeds_seen.add(ev.feed)
+    def on_feed_recovered(self, ev: FeedRecovered) -> None:
+        """A feed that delivers again after a drop or a stall triggers a round."""
+        self.request(f"{ev.feed} reconnected")

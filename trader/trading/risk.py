@@ -3,8 +3,17 @@
 **Gate.** ``TradingState`` ACTIVE trades, REDUCING only reduces positions, HALTED sends nothing.
 Trading is HALTED while any halt cause holds: the operator's ``HaltTrading`` command, a
 reconciliation round that has not yet found the store and the exchange in agreement, or the
-daily loss limit. ``ResumeTrading`` (the operator) clears every cause. Every change of state is a
-``TradingStateChanged`` event. Cancels are never gated.
+daily loss limit (``risk.daily_loss_limit``). Otherwise it is REDUCING once the day's loss
+passes the soft limit (``risk.daily_loss_soft_limit``, 0: off; it must be below the hard one),
+and ACTIVE when nothing holds. See ``trader.trading.daily_loss`` for how the day's loss counts.
+
+In REDUCING an order passes the gate only if it reduces the market's position without
+reversing it: a sell of at most the long position (spot: of the base bought), a buy of at most
+the short, counting what our open orders on that side already take. Any other order is an
+``OrderDenied`` saying why ("trading is reducing (daily_loss: ...)"). Loss growing past the hard
+limit escalates to HALTED; a new UTC day lifts both, and ``ResumeTrading`` (the operator) clears
+every halt cause and the reduce-only state and starts the day's count afresh. Every change of
+state is a ``TradingStateChanged`` event with its reason. Cancels are never gated.
 
 **Rules.** Each rule returns a reason (a short sentence) or None; the first reason denies the
 intent with an ``OrderDenied`` event and nothing is sent. Precision: the amount is rounded down
@@ -49,45 +58,14 @@ from trader.events import (
 from trader.model.market import quantize_down, quantize_passive, split_symbol
 from trader.model.orders import OrderStatus, OrderType, Side
 from trader.model.records import Market
-from trader.model.units import DAY_NS, NS, NS_PER_MS
+from trader.model.units import NS
 from trader.store.view import StoreView
+from trader.trading.client_ids import ClientIdGenerator
+from trader.trading.daily_loss import DailyLoss, LossLevel
 from trader.trading.portfolio import pnl_usd, prices_of
 from trader.trading.strategy import CancelIntent, OrderIntent
 
 log = logging.getLogger(__name__)
-
-_BASE36 = "0123456789abcdefghijklmnopqrstuvwxyz"
-
-
-def _base36(n: int) -> str:
-    out = ""
-    while True:
-        n, r = divmod(n, 36)
-        out = _BASE36[r] + out
-        if not n:
-            return out
-
-
-class ClientIdGenerator:
-    """Client order ids ``<prefix>-<session>-<seq>``: unique across restarts (the session is the
-    start time in milliseconds, base 36, so even a restart within the same second gets new
-    ids), deterministic within a session, at most 36 characters of ``[a-z0-9-]`` (Binance and
-    Bybit both accept 36)."""
-
-    MAX_LEN = 36
-
-    def __init__(self, prefix: str, session_start_ns: int) -> None:
-        self.prefix = f"{prefix}-"  # what every id of this system starts with, in any session
-        self._head = f"{self.prefix}{_base36(session_start_ns // NS_PER_MS)}-"
-        self._seq = 0
-        if len(self._head) > self.MAX_LEN - 8:
-            raise ValueError(f"client id prefix {prefix!r} is too long")
-
-    def next(self) -> str:
-        """The next id."""
-        self._seq += 1
-        return f"{self._head}{self._seq}"
-
 
 BPS = Decimal(10_000)
 _NOT_ON_EXCHANGE_YET = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
@@ -277,8 +255,8 @@ class Risk:
         self.halts: dict[HaltCause, str] = {}
         self._sent: deque[int] = deque()  # times of orders sent, for the order-rate rule
         self._stale_feeds: set[str] = set()
-        self._day = -1
-        self._day_start_pnl = Decimal(0)
+        self._loss = DailyLoss(cfg, clock, self._pnl)
+        self.reducing: str | None = None  # why trading is reduce-only (the soft loss limit)
 
     # ------------------------------------------------------------------ the gate
 
@@ -297,10 +275,16 @@ class Risk:
         return self.set_state(TradingState.HALTED, f"{cause}: {reason}")
 
     def release(self, cause: HaltCause, reason: str) -> list[Event]:
-        """Drop a halt cause; trading becomes ACTIVE when none is left."""
-        if self.halts.pop(cause, None) is None or self.halts:
+        """Drop a halt cause; with none left trading is REDUCING or ACTIVE again."""
+        if self.halts.pop(cause, None) is None:
             return []
-        return self.set_state(TradingState.ACTIVE, f"{cause}: {reason}")
+        return self._settle(f"{cause}: {reason}")
+
+    def _settle(self, reason: str) -> list[Event]:
+        """The state the causes call for: HALTED, else REDUCING, else ACTIVE."""
+        state = TradingState.HALTED if self.halts else \
+            TradingState.REDUCING if self.reducing else TradingState.ACTIVE
+        return self.set_state(state, reason)
 
     def on_state_changed(self, ev: TradingStateChanged) -> None:
         """Follow state changes made elsewhere (replay)."""
@@ -322,7 +306,8 @@ class Risk:
             log.warning("operator resume overrides %s",
                         "; ".join(f"{c}: {r}" for c, r in automatic.items()))
         self.halts.clear()
-        self._day_start_pnl = self._pnl()
+        self.reducing = None
+        self._loss.restart()
         return self.set_state(TradingState.ACTIVE, f"operator: {cmd.reason or 'resume'}")
 
     def on_reconciliation_started(self, ev: ReconciliationStarted) -> list[Event]:
@@ -350,22 +335,24 @@ class Risk:
         return realized + unrealized
 
     def check_daily_loss(self) -> list[Event]:
-        """HALT when realized + unrealized PnL since the UTC day began is below
-        ``-daily_loss_limit`` USD. The count starts at the first check of each UTC day (or at
-        process start, or at an operator resume); a new day lifts a daily-loss halt."""
-        limit = self._cfg.daily_loss_limit
-        if not limit:
+        """REDUCING below ``-daily_loss_soft_limit``, HALTED below ``-daily_loss_limit`` (USD,
+        realized + unrealized since the UTC day began); a new day lifts both."""
+        if not self._loss.enabled:
             return []
-        pnl = self._pnl()
-        day = self._clock.now_ns() // DAY_NS
+        new_day, level, today = self._loss.check()
         out: list[Event] = []
-        if day != self._day:
-            self._day, self._day_start_pnl = day, pnl
-            out += self.release(HaltCause.DAILY_LOSS, "a new UTC day began")
-        today = pnl - self._day_start_pnl
-        if today < -limit and HaltCause.DAILY_LOSS not in self.halts:
-            out += self.halt(HaltCause.DAILY_LOSS,
-                             f"PnL today {today:.2f} USD is below -{limit} (daily_loss_limit)")
+        if new_day:
+            lifted = self.halts.pop(HaltCause.DAILY_LOSS, None) is not None or bool(self.reducing)
+            self.reducing = None
+            if lifted:
+                out += self._settle(f"{HaltCause.DAILY_LOSS}: a new UTC day began")
+        if level is LossLevel.HARD and HaltCause.DAILY_LOSS not in self.halts:
+            out += self.halt(HaltCause.DAILY_LOSS, f"PnL today {today:.2f} USD is below "
+                             f"-{self._loss.hard} (daily_loss_limit)")
+        elif level is LossLevel.SOFT and not self.reducing:
+            self.reducing = (f"daily_loss: PnL today {today:.2f} USD is below "
+                             f"-{self._loss.soft} (daily_loss_soft_limit)")
+            out += self._settle(self.reducing)
         return out
 
     def on_fill(self, ev: OrderFilled) -> list[Event]:
@@ -403,8 +390,12 @@ class Risk:
             pos = self._view.position(intent.symbol).amount
             side = intent.side
             reduces = (pos > 0 and side is Side.SELL) or (pos < 0 and side is Side.BUY)
-            if not reduces or intent.amount > abs(pos):
-                return "trading is reducing: only orders that reduce a position"
+            # what our open orders on this side already take from the position
+            taken = sum((o.remaining for o in self._view.open_orders(intent.symbol)
+                         if o.side is side and not o.external), Decimal(0))
+            if not reduces or intent.amount > abs(pos) - taken:
+                why = f" ({self.reducing})" if self.reducing else ""
+                return f"trading is reducing{why}: only orders that reduce a position"
         return None
 
     def _prepare(self, intent: OrderIntent, now: int) -> Check:

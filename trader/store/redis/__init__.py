@@ -47,7 +47,7 @@ entry twice.
   converge to the in-memory state.
 
 If Redis goes away the writer publishes ``StorageFailed(component="redis")``, retries with
-capped exponential backoff and jitter, and the process keeps running on its in-memory state.
+capped exponential backoff (full jitter), and the process keeps running on its in-memory state.
 When Redis answers again it rewrites the hashes, appends what it buffered and publishes
 ``StorageRecovered``.
 """

@@ -4,7 +4,6 @@ stream (see the package docstring for what is guaranteed)."""
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 import uuid
@@ -13,6 +12,7 @@ from typing import Any, Callable
 import redis
 from redis.exceptions import RedisError
 
+from trader.backoff import Backoff
 from trader.clock import Clock
 from trader.config import StorageConfig
 from trader.errors import BusFullError
@@ -58,7 +58,8 @@ class RedisWriter(Worker):
         self._client: redis.Redis | None = None
         self._synced = False
         self._down_since: float | None = None
-        self._delay = BACKOFF_INITIAL_S
+        # full jitter: every instance of a fleet sharing one Redis retries at its own moment
+        self._backoff = Backoff(BACKOFF_INITIAL_S, config.retry_max_s)
         self._order_writes = 0
         self.last_id: str | None = None  # the newest stream id acknowledged in this run
         self.acked = 0
@@ -79,7 +80,7 @@ class RedisWriter(Worker):
                 if self._client is not None:
                     self._client.close()
                 return
-            stop.wait(self._cfg.flush_interval_s if ok else self._backoff())
+            stop.wait(self._cfg.flush_interval_s if ok else self._backoff.next_delay())
 
     def _step(self, deadline: float) -> bool:
         try:
@@ -91,11 +92,6 @@ class RedisWriter(Worker):
         except RedisError as exc:
             self._failed(exc)
             return False
-
-    def _backoff(self) -> float:
-        delay = self._delay
-        self._delay = min(self._delay * 2, self._cfg.retry_max_s)
-        return random.uniform(delay / 2, delay)
 
     def _redis(self) -> redis.Redis:
         if self._client is None:
@@ -129,7 +125,7 @@ class RedisWriter(Worker):
                     pipe.hset(self._keys.hash(collection), mapping=mapping)
             pipe.execute()
         self._synced = True
-        self._delay = BACKOFF_INITIAL_S
+        self._backoff.reset()
         if self._down_since is not None:
             log.warning("redis: reachable again after %.1fs; hashes rewritten, appending %d "
                         "buffered events", time.monotonic() - self._down_since, len(self.outbox))
