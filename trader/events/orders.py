@@ -1,0 +1,152 @@
+"""Account and order facts, and the commands the executor runs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from trader.errors import ErrorKind
+from trader.events.base import Command, Event, Liquidity, event
+from trader.model.orders import OrderStatus, OrderType, Side
+
+# --------------------------------------------------------------------------------------------
+# Account
+
+
+@event
+class BalanceUpdate(Event):
+    """One asset's balance (free, used, total), from a stream or a REST snapshot."""
+
+    asset: str
+    free: Decimal
+    used: Decimal
+    total: Decimal
+
+
+# --------------------------------------------------------------------------------------------
+# Orders
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OrderSpec(Event):
+    """The fields of a new order, shared by the fact and the command (see the module doc)."""
+
+    client_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    amount: Decimal
+    price: Decimal | None = None
+    strategy: str = ""
+
+
+@event
+class OrderSubmitted(OrderSpec):
+    """An order passed risk and was recorded; it is about to be sent to the exchange."""
+
+
+@event
+class OrderAccepted(Event):
+    """The exchange acknowledged the order."""
+
+    client_id: str
+    exchange_id: str
+
+
+@event
+class OrderRejected(Event):
+    """The exchange (or the gateway) refused the order."""
+
+    client_id: str
+    reason: str
+    kind: ErrorKind = ErrorKind.INVALID_ORDER
+
+
+@event
+class OrderFilled(Event):
+    """A fill, partial or full: ``filled_total`` is the order's cumulative filled amount."""
+
+    client_id: str
+    exchange_id: str
+    trade_id: str
+    symbol: str
+    side: Side
+    price: Decimal
+    amount: Decimal
+    fee: Decimal
+    fee_asset: str
+    filled_total: Decimal
+    is_final: bool
+    liquidity: Liquidity = Liquidity.UNKNOWN
+
+
+@event
+class OrderCanceled(Event):
+    """The order was canceled (by us, the exchange, or it expired)."""
+
+    client_id: str
+    reason: str = ""
+    expired: bool = False
+
+
+@event
+class OrderStatusUnknown(Event):
+    """We do not know whether the exchange has the order (timeout, 5xx); it will be looked up."""
+
+    client_id: str
+    reason: str
+
+
+@event
+class OrderStatusReport(Event):
+    """A snapshot of one order as the exchange reports it (REST poll, lookup, reconciliation)."""
+
+    client_id: str
+    exchange_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    status: OrderStatus
+    amount: Decimal
+    filled: Decimal
+    price: Decimal | None = None
+    avg_price: Decimal | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+
+
+@event
+class SubmitOrder(OrderSpec, Command):
+    """Ask the executor to send an order (risk has decided; the id is already recorded)."""
+
+
+@event
+class CancelOrder(Command):
+    """Ask the executor to cancel one order."""
+
+    client_id: str
+    symbol: str
+
+
+@event
+class HaltTrading(Command):
+    """Operator kill switch: set trading HALTED, optionally cancel every open order."""
+
+    reason: str
+    cancel_orders: bool = False
+
+
+@event
+class ResumeTrading(Command):
+    """Operator: set trading ACTIVE again."""
+
+    reason: str
+
+
+@event
+class CancelAllOrders(Command):
+    """Ask the executor to cancel every open order (optionally of one market)."""
+
+    symbol: str | None = None
