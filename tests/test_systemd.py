@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -32,7 +33,7 @@ from trader.stats import Stats
 from trader.systemd import Notifier
 
 ROOT = Path(__file__).resolve().parent.parent
-UNIT = ROOT / "scripts" / "trader.service"
+UNIT = ROOT / "deploy" / "systemd" / "trader.service"
 
 
 class NotifyListener:
@@ -252,6 +253,20 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
                             text=True, timeout=30)
     problems = [l for l in (result.stdout + result.stderr).splitlines() if "trader.service" in l]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed (not a systemd system)")
+def test_unit_file_is_rated_2_0_or_lower_by_systemd_analyze_security(tmp_path: Path) -> None:
+    unit = tmp_path / "trader.service"
+    unit.write_text(UNIT.read_text())
+    # --threshold=20: exit non-zero above an exposure of 2.0.
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=20",
+                             "--no-pager", str(unit)], capture_output=True, text=True, timeout=30)
+    out = result.stdout + result.stderr
+    score = re.search(r"Overall exposure level for trader.service: (\d+\.\d)", out)
+    assert score, out
+    assert float(score.group(1)) <= 2.0 and result.returncode == 0, out
 
 
 @pytest.mark.parametrize("journal", [True, False])
