@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
@@ -27,8 +26,8 @@ from trader.errors import ConfigError  # noqa: E402
 from trader.events import EVENT_TYPES, Event  # noqa: E402
 from trader.journal import JournalReader, journal_files  # noqa: E402
 from trader.logsetup import setup_logging  # noqa: E402
+from trader.progress import Progress  # noqa: E402
 from trader.replay import (  # noqa: E402
-    Progress,
     Replayer,
     Until,
     describe,
@@ -70,13 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level, cfg.secrets.values())
 
     reader = JournalReader(files)
-    progress = Progress(reader.total_bytes,
+    progress = Progress(reader.total_bytes, "B", "replay",
                         enabled=False if args.no_progress or show else None)
     replayer = Replayer(cfg)
 
     def on_event(index: int, ev: Event) -> None:
         if not index % 1000:
-            progress.update(reader.bytes_read, index, time.monotonic())
+            progress.update(reader.bytes_read, index)
         if show and ("all" in show or type(ev).__name__ in show) and (
                 since is None or ev.ts_recv >= since):
             print(describe(index, ev))
