@@ -271,6 +271,7 @@ class App:
             strategies=self._strategies, journal_counters=self.journal.counters if live else None,
             info={"name": cfg.general.name, "session": self.session,
                   "exchange": cfg.exchange.name, "mode": cfg.exchange.mode.value},
+            pnl=self.portfolio.pnl_usd,
         )
         self.http = None
         if cfg.metrics.port and live:

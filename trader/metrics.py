@@ -161,6 +161,7 @@ class Metrics:
         strategies: Callable[[], list[dict[str, Any]]],
         journal_counters: Callable[[], dict[str, int]] | None = None,
         info: Mapping[str, str] | None = None,
+        pnl: Callable[[], tuple[Decimal, Decimal]] | None = None,
     ) -> None:
         self.cfg = cfg
         self._clock = clock
@@ -172,6 +173,7 @@ class Metrics:
         self._trading_state = trading_state
         self._strategies = strategies
         self._journal = journal_counters
+        self._pnl = pnl
         self.info = dict(info or {})
         self.timing = DispatchTiming(cfg.sample_every)
         self.errors: dict[str, int] = {}
@@ -245,6 +247,7 @@ class Metrics:
             "journal": journal,
             "trading_state": str(self._trading_state()),
             "balances_total_usd": balances.total_usd,
+            "pnl_usd": self._pnl() if self._pnl else None,
             "open_orders": len(self._store.open_orders()),
             "strategies": self._strategies(),
         }
@@ -377,6 +380,9 @@ class Metrics:
         out.gauge("trader_open_orders", "Open orders in the store.", [({}, s["open_orders"])])
         out.gauge("trader_balances_usd", "Total balance valued in USD.",
                   [({}, s["balances_total_usd"])])
+        if s["pnl_usd"]:
+            out.gauge("trader_pnl_usd", "Realized (net of fees) and unrealized PnL in USD.",
+                      [({"kind": k}, v) for k, v in zip(("realized", "unrealized"), s["pnl_usd"])])
         journal = s["journal"]
         if journal:
             out.counter("trader_journal_written_total", "Events written to the journal.",
