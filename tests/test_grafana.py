@@ -132,10 +132,11 @@ def test_a_real_prometheus_scraping_the_process_answers_every_panel(tmp_path: Pa
         "global": {"scrape_interval": "500ms", "evaluation_interval": "10s"},
         "scrape_configs": [{"job_name": "trader", "static_configs": [
             {"targets": [f"127.0.0.1:{app.cfg.metrics.port}"]}]}]}))
+    log = open(tmp_path / "prometheus.log", "w")  # noqa: SIM115 (closed below)
     prom = subprocess.Popen(
         ["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{prom_port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=log, stderr=subprocess.STDOUT)
 
     def query(expr: str) -> dict[str, Any]:
         url = (f"http://127.0.0.1:{prom_port}/api/v1/query?"
@@ -166,6 +167,7 @@ def test_a_real_prometheus_scraping_the_process_answers_every_panel(tmp_path: Pa
     finally:
         prom.terminate()
         prom.wait(10)
+        log.close()
     bad = {e: r.get("error") for e, r in results.items() if r["status"] != "success"}
     assert not bad, bad
     empty = {e for e, r in results.items() if not r["data"]["result"]}
