@@ -274,3 +274,18 @@ def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any,
     assert replace(got, ts_event=0, ts_recv=0) == expected
     assert ctl.main(["status", "--port", str(api.http.port)]) == 0
     assert "trading_state:" in capsys.readouterr().out
+
+
+def test_pnl_is_exported_realized_and_unrealized(tmp_path: Any) -> None:
+    with running(make_app(tmp_path)) as app:
+        wait_until(lambda: app.metrics.snapshot["events"].get("OrderFilled", 0) >= 1)
+    app.metrics.refresh()  # stopped: the store no longer moves
+    families = {f.name: f for f in text_string_to_metric_families(app.metrics.prometheus())}
+    pnl = {s.labels["kind"]: s.value for s in families["trader_pnl_usd"].samples}
+    positions = app.store.positions().values()
+    assert positions and all(p.symbol.endswith("/USDT") for p in positions)
+    # the positions are in USDT, worth 1 USD: the sums of their realized and unrealized PnL
+    assert pnl["realized"] == pytest.approx(float(sum(p.realized_pnl for p in positions)))
+    marks = {p.symbol: app.store.last_price(p.symbol) for p in positions}
+    assert pnl["unrealized"] == pytest.approx(float(sum(
+        (marks[p.symbol] - p.avg_price) * p.amount for p in positions)))

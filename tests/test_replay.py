@@ -17,7 +17,7 @@ from trader.clock import iso_utc
 from trader.config import Config, Mode, StorageBackend, config_from_dict
 from trader.events import Candle, HandlerFailed, OrderFilled, OrderSubmitted, SessionStarted
 from trader.journal import read_events
-from trader.replay import Progress, Replayer, Until, offline_config
+from trader.replay import Replayer, Until, offline_config
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Strategy
 
@@ -232,20 +232,3 @@ def test_a_live_config_replays_without_keys(tmp_path: Path,
     assert main([str(journal), "--config", str(live), "--json", "--no-progress"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["stats"]["events"] == app.journal.written
-
-
-def test_the_progress_bar_draws_on_one_line_at_most_ten_times_a_second() -> None:
-    import io
-
-    out = io.StringIO()
-    bar = Progress(1000, out, enabled=True)
-    bar.update(250, 10, now=1.0)
-    bar.update(500, 20, now=1.05)  # too soon: not drawn
-    bar.update(500, 20, now=1.2)
-    bar.close(40)
-    frames = out.getvalue().split("\r")[1:]
-    assert [f.split("]")[1].split()[0] for f in frames] == ["25.0%", "50.0%", "100.0%"]
-    assert frames[-1].endswith("40 events\n")
-    silent = io.StringIO()
-    Progress(1000, silent).update(10, 1, now=5.0)  # not a terminal: nothing
-    assert silent.getvalue() == ""

@@ -3,8 +3,10 @@ loop is stuck, the unit file, and logs without timestamps under journald."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,7 +23,7 @@ import pytest
 
 from tests.subproc import read_rest
 from trader.app import App
-from trader.config import config_from_dict
+from trader.config import LogFormat, config_from_dict
 from tests.test_start import fast_config, wait_for
 from trader.bus import Bus
 from trader.clock import LiveClock
@@ -32,7 +34,7 @@ from trader.stats import Stats
 from trader.systemd import Notifier
 
 ROOT = Path(__file__).resolve().parent.parent
-UNIT = ROOT / "scripts" / "trader.service"
+UNIT = ROOT / "deploy" / "systemd" / "trader.service"
 
 
 class NotifyListener:
@@ -255,13 +257,27 @@ def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("journal", [True, False])
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
+                    reason="systemd-analyze is not installed (not a systemd system)")
+def test_unit_file_is_rated_2_0_or_lower_by_systemd_analyze_security(tmp_path: Path) -> None:
+    unit = tmp_path / "trader.service"
+    unit.write_text(UNIT.read_text())
+    # --threshold=20: exit non-zero above an exposure of 2.0.
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=20",
+                             "--no-pager", str(unit)], capture_output=True, text=True, timeout=30)
+    out = result.stdout + result.stderr
+    score = re.search(r"Overall exposure level for trader.service: (\d+\.\d)", out)
+    assert score, out
+    assert float(score.group(1)) <= 2.0 and result.returncode == 0, out
+
+
+@pytest.mark.parametrize("journal", ["JOURNAL_STREAM", "INVOCATION_ID", None])
 def test_logs_drop_their_timestamp_under_journald(
-        monkeypatch, capsys, restore_logging, journal: bool) -> None:
+        monkeypatch, capsys, restore_logging, journal: str | None) -> None:
+    monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+    monkeypatch.delenv("INVOCATION_ID", raising=False)
     if journal:
-        monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
-    else:
-        monkeypatch.delenv("JOURNAL_STREAM", raising=False)
+        monkeypatch.setenv(journal, "8:12345" if journal == "JOURNAL_STREAM" else uuid.uuid4().hex)
     setup_logging("INFO")
     logging.getLogger("trader").info("hello journal")
     line = capsys.readouterr().err.strip().splitlines()[-1]
@@ -270,3 +286,13 @@ def test_logs_drop_their_timestamp_under_journald(
         assert line.startswith("INFO    MainThread")
     else:
         assert line[:12].count(":") == 2 and line[8] == "."  # 19:38:39.747
+
+
+def test_json_logs_keep_their_time_under_journald(
+        monkeypatch, capsys, restore_logging) -> None:
+    """A log shipper reading the journal's JSON messages still wants each record's own time."""
+    monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
+    setup_logging("INFO", [], LogFormat.JSON)
+    logging.getLogger("trader").info("hello journal")
+    record = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert record["message"] == "hello journal" and record["time"].endswith("+00:00")

@@ -262,6 +262,7 @@ class App(Lifecycle):
             info={"name": cfg.general.name, "session": self.session,
                   "exchange": cfg.exchange.name, "mode": cfg.exchange.mode.value},
             kept_counters=self._kept_counters,
+            pnl=self.portfolio.pnl_usd,
         )
         self.http = None
         if cfg.metrics.port and live:

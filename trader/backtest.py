@@ -46,6 +46,7 @@ from trader.events import (
 from trader.journal import JournalReader, journal_files
 from trader.model.records import Position
 from trader.model.units import NS
+from trader.progress import Progress
 from trader.registries import Strategies
 from trader.trading.strategies import STRATEGIES
 
@@ -138,9 +139,9 @@ def merge_by_time(streams: Iterable[Iterable[Event]]) -> Iterator[Event]:
     return heapq.merge(*streams, key=lambda e: e.ts_recv)
 
 
-def journal_market_events(paths: Iterable[str | Path], symbols: set[str]) -> Iterator[Event]:
+def journal_market_events(reader: JournalReader, symbols: set[str]) -> Iterator[Event]:
     """Market data and market rules of ``symbols`` from journal files, in recorded order."""
-    for ev in JournalReader(journal_files(paths)):
+    for ev in reader:
         if isinstance(ev, (MarketData, MarketUpdated)) and ev.symbol in symbols:
             yield ev
 
@@ -348,25 +349,31 @@ class Backtest:
 
 
 def run_csv(cfg: Config, files: dict[str, list[Bar]],
-            strategies: Strategies = STRATEGIES) -> BacktestResult:
+            strategies: Strategies = STRATEGIES,
+            progress: bool | None = False) -> BacktestResult:
     """Backtest over CSV bars, ``symbol -> bars``, with the configured strategies looked up in
-    ``strategies``."""
+    ``strategies``. ``progress``: draw a bar on stderr (``None``: when it is a terminal)."""
     spread = cfg.simulated.spread_bps
     start = min(bars[0].start_ns for bars in files.values())
     bt = Backtest(cfg, list(files), {s: bars[0].open for s, bars in files.items()}, start,
                   strategies)
     sample = min(bar_interval_ns(b) for b in files.values())
-    return bt.run(merge_by_time(bar_events(s, b, spread) for s, b in files.items()), sample)
+    bar = Progress(2 * sum(map(len, files.values())), "ev", "backtest", progress)  # 2 per bar
+    events = merge_by_time(bar_events(s, b, spread) for s, b in files.items())
+    return bt.run(bar.track(events, position=lambda count: count), sample)
 
 
 def run_journals(cfg: Config, paths: Sequence[str | Path], sample_s: float = 1.0,
-                 strategies: Strategies = STRATEGIES) -> BacktestResult:
+                 strategies: Strategies = STRATEGIES,
+                 progress: bool | None = False) -> BacktestResult:
     """Backtest over the market data of journal files or folders, with the configured
-    strategies looked up in ``strategies``."""
+    strategies looked up in ``strategies``; ``progress`` as in :func:`run_csv`, in bytes of
+    journal read."""
+    files = journal_files(paths)
     symbols = {s.market for s in cfg.strategies}
     prices: dict[str, Decimal] = {}  # each market's first price, for its simulated rules
     start_ns = None
-    for ev in journal_market_events(paths, symbols):
+    for ev in journal_market_events(JournalReader(files), symbols):
         start_ns = ev.ts_recv if start_ns is None else start_ns
         if isinstance(ev, QuoteTick):
             prices.setdefault(ev.symbol, ev.mid)
@@ -377,7 +384,10 @@ def run_journals(cfg: Config, paths: Sequence[str | Path], sample_s: float = 1.0
     if not prices or start_ns is None:
         raise DataError(f"no market data for {', '.join(sorted(symbols))} in the journal")
     bt = Backtest(cfg, sorted(prices), prices, start_ns, strategies)
-    return bt.run(journal_market_events(paths, set(prices)), int(sample_s * NS))
+    reader = JournalReader(files)
+    bar = Progress(reader.total_bytes, "B", "backtest", progress)
+    events = bar.track(journal_market_events(reader, set(prices)), lambda _: reader.bytes_read)
+    return bt.run(events, int(sample_s * NS))
 
 
 # ---------------------------------------------------------------------------------- report

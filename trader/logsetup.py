@@ -1,15 +1,25 @@
-"""Logging set-up: one format, secrets scrubbed from every record, quiet third-party loggers.
+"""Logging set-up: text or JSON lines, secrets scrubbed from every record, quiet third-party
+loggers.
 
-Under systemd (``JOURNAL_STREAM`` set) lines carry no timestamp: journald adds its own.
+Text lines under systemd (``JOURNAL_STREAM`` or ``INVOCATION_ID`` set) carry no timestamp:
+journald adds its own. JSON lines (``general.log_format: json``) always carry theirs, for a log
+shipper: one object a line with ``time`` (ISO 8601, UTC), ``level``, ``thread``, ``logger``,
+``message``, ``exc`` when there is a traceback, and ``event`` (the event's fields, as the journal
+writes them) when the record was logged with ``extra={"event": ev}``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
 import threading
-from typing import Iterable
+from datetime import datetime, timezone
+from typing import Any, Iterable, Mapping
+
+from trader.config import LogFormat
+from trader.events import Event, event_to_dict
 
 
 class SecretFilter(logging.Filter):
@@ -19,6 +29,12 @@ class SecretFilter(logging.Filter):
         super().__init__()
         self._secrets = tuple(s for s in secrets if s)
 
+    def scrub(self, text: str) -> str:
+        """``text`` with every secret replaced by ``***``."""
+        for s in self._secrets:
+            text = text.replace(s, "***")
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         """Scrub the formatted message (and traceback text) in place."""
         if not self._secrets:
@@ -27,24 +43,60 @@ class SecretFilter(logging.Filter):
         exc_text = record.exc_text
         if record.exc_info and not exc_text:
             exc_text = logging.Formatter().formatException(record.exc_info)
-        for s in self._secrets:
-            msg = msg.replace(s, "***")
-            if exc_text:
-                exc_text = exc_text.replace(s, "***")
-        record.msg, record.args = msg, None
+        record.msg, record.args = self.scrub(msg), None
         if exc_text:
-            record.exc_text, record.exc_info = exc_text, None
+            record.exc_text, record.exc_info = self.scrub(exc_text), None
         return True
 
 
-def setup_logging(level: str, secrets: Iterable[str] = ()) -> None:
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record; the event's string fields pass through ``scrub``, since
+    they never went through the message the filter scrubs."""
+
+    def __init__(self, secrets: SecretFilter) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+                timespec="milliseconds"),
+            "level": record.levelname,
+            "thread": record.threadName,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            out["exc"] = record.exc_text
+        event = getattr(record, "event", None)
+        if isinstance(event, Event):
+            out["event"] = {k: self._secrets.scrub(v) if isinstance(v, str) else v
+                            for k, v in event_to_dict(event).items()}
+        return json.dumps(out, ensure_ascii=False)
+
+
+def under_journald(environ: Mapping[str, str] = os.environ) -> bool:
+    """True when stderr goes to the journal: systemd sets ``JOURNAL_STREAM`` for it, and
+    ``INVOCATION_ID`` for every service it starts."""
+    return bool(environ.get("JOURNAL_STREAM") or environ.get("INVOCATION_ID"))
+
+
+def setup_logging(level: str, secrets: Iterable[str] = (),
+                  log_format: LogFormat = LogFormat.TEXT) -> None:
     """Configure the root logger for the process."""
-    fmt = "%(levelname)-7s %(threadName)-10s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s.%(msecs)03d " + fmt
+    scrubber = SecretFilter(secrets)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
-    handler.addFilter(SecretFilter(secrets))
+    if log_format is LogFormat.JSON:
+        handler.setFormatter(JsonFormatter(scrubber))
+    else:
+        fmt = "%(levelname)-7s %(threadName)-10s %(name)s: %(message)s"
+        if not under_journald():
+            fmt = "%(asctime)s.%(msecs)03d " + fmt
+        handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+    handler.addFilter(scrubber)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -20,6 +20,7 @@ import resource
 import time
 from bisect import bisect_left
 from dataclasses import dataclass
+from decimal import Decimal
 from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 
@@ -164,6 +165,7 @@ class Metrics:
         journal_counters: Callable[[], dict[str, int]] | None = None,
         info: Mapping[str, str] | None = None,
         kept_counters: Callable[[], Mapping[str, int]] = dict,
+        pnl: Callable[[], tuple[Decimal, Decimal]] | None = None,
     ) -> None:
         """``kept_counters``: counters kept outside ``stats`` (named in
         :data:`trader.counters.KEPT`), read on every refresh."""
@@ -178,6 +180,7 @@ class Metrics:
         self._strategies = strategies
         self._journal = journal_counters
         self._kept = kept_counters
+        self._pnl = pnl
         self.info = dict(info or {})
         self.timing = DispatchTiming(cfg.sample_every)
         self.errors: dict[str, int] = {}
@@ -251,6 +254,7 @@ class Metrics:
             "journal": journal,
             "trading_state": str(self._trading_state()),
             "balances_total_usd": balances.total_usd,
+            "pnl_usd": self._pnl() if self._pnl else None,
             "open_orders": len(self._store.open_orders()),
             "strategies": self._strategies(),
             "counters": self._stats.counters(),
@@ -386,6 +390,9 @@ class Metrics:
         out.gauge("trader_open_orders", "Open orders in the store.", [({}, s["open_orders"])])
         out.gauge("trader_balances_usd", "Total balance valued in USD.",
                   [({}, s["balances_total_usd"])])
+        if s["pnl_usd"]:
+            out.gauge("trader_pnl_usd", "Realized (net of fees) and unrealized PnL in USD.",
+                      [({"kind": k}, v) for k, v in zip(("realized", "unrealized"), s["pnl_usd"])])
         journal = s["journal"]
         if journal:
             out.counter("trader_journal_written_total", "Events written to the journal.",

@@ -260,30 +260,3 @@ def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
       f"{sum(reproduced.values())} reproduced"
       + "".join(f"\n  {h}: {n}" for h, n in reproduced.items()) + "\n")
     w(f"follow-ups suppressed (already in the journal): {st['followups_suppressed']}\n")
-
-
-class Progress:
-    """A one-line progress bar on a terminal (bytes read of the total), at most 10 updates/s."""
-
-    def __init__(self, total: int, stream: TextIO | None = None, enabled: bool | None = None):
-        self._total = max(total, 1)
-        self._stream = stream = stream or sys.stderr
-        self._enabled = stream.isatty() if enabled is None else enabled
-        self._next = 0.0
-
-    def update(self, done: int, events: int, now: float) -> None:
-        """Redraw if 0.1 s passed."""
-        if not self._enabled or now < self._next:
-            return
-        self._next = now + 0.1
-        frac = min(done / self._total, 1.0)
-        bar = "#" * int(frac * 30)
-        self._stream.write(f"\r[{bar:<30}] {frac:6.1%} {events:>12,} events")
-        self._stream.flush()
-
-    def close(self, events: int) -> None:
-        """Draw the final state and end the line."""
-        if self._enabled:
-            self._next = 0.0
-            self.update(self._total, events, 0.0)
-            self._stream.write("\n")

@@ -1,5 +1,6 @@
 """What the log shows a user while the system runs: every trade, signal, denial and error as it
-happens, and a stats line every few seconds. Handlers only read events and the store."""
+happens, and a stats line every few seconds. Handlers only read events and the store. Each event's
+line carries the event (``extra={"event": ev}``): JSON logs show its fields."""
 
 from __future__ import annotations
 
@@ -49,26 +50,30 @@ class Reporter:
         log.info(
             "TRADE %s %s %s @ %s fee %s %s (%s, order %s)", ev.side.upper(), ev.amount, ev.symbol,
             ev.price, ev.fee, ev.fee_asset, "final" if ev.is_final else "partial", ev.client_id,
+            extra={"event": ev},
         )
 
     def on_balance(self, ev: BalanceUpdate) -> None:
         """Balance changes: the first of each asset at INFO, later ones at DEBUG."""
         level = logging.DEBUG if ev.asset in self._balances_seen else logging.INFO
         self._balances_seen.add(ev.asset)
-        log.log(level, "BALANCE %s free %s used %s total %s", ev.asset, ev.free, ev.used, ev.total)
+        log.log(level, "BALANCE %s free %s used %s total %s", ev.asset, ev.free, ev.used, ev.total,
+                extra={"event": ev})
 
     def on_signal(self, ev: SignalGenerated) -> None:
         """Strategy signals."""
-        log.info("SIGNAL %s %s %s %s", ev.strategy, ev.symbol, ev.kind.upper(), ev.note)
+        log.info("SIGNAL %s %s %s %s", ev.strategy, ev.symbol, ev.kind.upper(), ev.note,
+                 extra={"event": ev})
 
     def on_denied(self, ev: OrderDenied) -> None:
         """Risk denials."""
         log.warning("DENIED %s %s %s %s: %s", ev.strategy, ev.side, ev.amount, ev.symbol,
-                    ev.reason)
+                    ev.reason, extra={"event": ev})
 
     def on_rejected(self, ev: OrderRejected) -> None:
         """Exchange rejections."""
-        log.warning("REJECTED order %s (%s): %s", ev.client_id, ev.kind, ev.reason)
+        log.warning("REJECTED order %s (%s): %s", ev.client_id, ev.kind, ev.reason,
+                    extra={"event": ev})
 
     def on_system(
         self,
@@ -81,7 +86,8 @@ class Reporter:
             f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)
             if not f.name.startswith("ts_") and f.name != "traceback"  # logged when it happened
         }
-        log.info("%s %s", type(ev).__name__, " ".join(f"{k}={v}" for k, v in fields.items()))
+        log.info("%s %s", type(ev).__name__, " ".join(f"{k}={v}" for k, v in fields.items()),
+                 extra={"event": ev})
 
     def on_heartbeat(self, ev: Heartbeat) -> None:
         """Heartbeats at DEBUG only."""

@@ -86,12 +86,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="ERROR",
                         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="INFO shows every signal, trade and denial")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
         cfg = offline_config(args.config)  # paper, no keys: nothing is sent
         setup_logging(args.log_level, cfg.secrets.values())
         csvs, journals = split_data(cfg, args.data, args.symbol)
-        result = run_csv(cfg, csvs) if csvs else run_journals(cfg, journals, args.sample_s)
+        progress = False if args.no_progress else None  # None: on a terminal
+        result = (run_csv(cfg, csvs, progress=progress) if csvs
+                  else run_journals(cfg, journals, args.sample_s, progress=progress))
         out = args.out or f"reports/backtest-{datetime.now():%Y%m%d-%H%M%S}"
         files = write_report(result, out)
     except (DataError, ConfigError, OSError) as exc:

@@ -18,15 +18,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 from trader.errors import ConfigError
 from trader.events import EVENT_TYPES, Event
 from trader.journal import JournalReader, journal_files
 from trader.logsetup import setup_logging
+from trader.progress import Progress
 from trader.registries import Strategies, check_config
 from trader.replay import (
-    Progress,
     Replayer,
     Until,
     describe,
@@ -71,13 +70,13 @@ def main(argv: list[str] | None = None, strategies: Strategies = STRATEGIES) -> 
     setup_logging(args.log_level, cfg.secrets.values())
 
     reader = JournalReader(files)
-    progress = Progress(reader.total_bytes,
+    progress = Progress(reader.total_bytes, "B", "replay",
                         enabled=False if args.no_progress or show else None)
     replayer = Replayer(cfg, strategies)
 
     def on_event(index: int, ev: Event) -> None:
         if not index % 1000:
-            progress.update(reader.bytes_read, index, time.monotonic())
+            progress.update(reader.bytes_read, index)
         if show and ("all" in show or type(ev).__name__ in show) and (
                 since is None or ev.ts_recv >= since):
             print(describe(index, ev))

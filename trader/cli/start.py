@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"# {args.config}: valid; each value's origin: file, env VAR (TRADER__SECTION__KEY) "
               "or default\n" + dump_with_sources(cfg, sources), end="")
         return 0
-    setup_logging(args.log_level or cfg.general.log_level.value, cfg.secrets.values())
+    setup_logging(args.log_level or cfg.general.log_level.value, cfg.secrets.values(),
+                  cfg.general.log_format)
     # systemd's watchdog kills a stuck main loop with SIGABRT: print every thread's stack first.
     faulthandler.enable()
 

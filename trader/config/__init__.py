@@ -30,6 +30,7 @@ from trader.config.schema import (
     ExecutionConfig,
     GeneralConfig,
     JournalConfig,
+    LogFormat,
     LogLevel,
     MetricsConfig,
     Mode,
@@ -53,7 +54,7 @@ from trader.config.secrets import Secrets, read_secrets
 
 __all__ = [
     "SIMULATED", "BusConfig", "Config", "ExchangeConfig", "ExecutionConfig", "GeneralConfig",
-    "JournalConfig", "LogLevel", "MetricsConfig", "Mode", "PaperConfig", "PollerConfig",
+    "JournalConfig", "LogFormat", "LogLevel", "MetricsConfig", "Mode", "PaperConfig", "PollerConfig",
     "PortfolioConfig", "ReconcileConfig", "RiskConfig", "Secrets", "SimulatedConfig",
     "StorageBackend", "StorageConfig", "StoreConfig", "StrategyConfig", "StreamsConfig",
     "TradeConfig", "UrlsConfig", "build", "config_from_dict", "config_with_sources",

@@ -33,6 +33,13 @@ class LogLevel(StrEnum):
     ERROR = "ERROR"
 
 
+class LogFormat(StrEnum):
+    """``text``: one line for a person; ``json``: one JSON object a line for a log shipper."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
 SIMULATED = "simulated"
 
 
@@ -42,6 +49,7 @@ class GeneralConfig:
 
     name: str = "trader"
     log_level: LogLevel = LogLevel.INFO
+    log_format: LogFormat = LogFormat.TEXT
     stats_interval_s: float = field(default=5.0, metadata=_range(0.5, 3600))
 
 

@@ -127,6 +127,10 @@ class Portfolio:
         """The portfolio now."""
         return snapshot(self._view, self._clock.now_ns())
 
+    def pnl_usd(self) -> tuple[Decimal, Decimal]:
+        """Realized and unrealized PnL now, in USD (for the metrics)."""
+        return pnl_usd(self._view.positions(), prices_of(self._view))
+
     def sample(self) -> PortfolioSnapshot:
         """Record equity now and log one line; returns the snapshot."""
         snap = self.snapshot()
