@@ -97,12 +97,16 @@ from trader.trading.reconcile import Reconciler
 from trader.trading.risk import ClientIdGenerator, HaltCause, Risk
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Strategy, StrategyRunner
+from trader.web.dashboard import Dashboard
+from trader.web.history import History
+from trader.web.routes import WebRoutes
 from trader.workers import Supervisor, Worker
 
 log = logging.getLogger("trader")
 
 HEARTBEAT_S = 5.0
 RISK_CHECK_S = 1.0  # the daily loss limit is checked this often even without fills
+DASHBOARD_SAMPLE_S = 1.0  # the dashboard's equity curve and halt reasons
 PRODUCER_JOIN_S = 0.4
 DRAIN_S = 0.2
 EXECUTOR_JOIN_S = 0.2
@@ -243,6 +247,7 @@ class App:
         self.gateway = self.venue.gateway
         self.risk = Risk(self.view, cfg.risk, self.clock, ids)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
+        self.history = History(self.view, self.clock, lambda: dict(self.risk.halts))
         self.runner = StrategyRunner(build_strategies(cfg, self.clock), self.view,
                                      self.risk.evaluate, self.clock)
         self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
@@ -274,7 +279,9 @@ class App:
         )
         self.http = None
         if cfg.metrics.port and live:
-            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock)
+            web = WebRoutes(Dashboard(self.metrics, self.view, self.history, cfg.trade.markets,
+                                      self.clock))
+            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web)
             self.producers.add(self.http)
         table = self.replay_table() if mode is RunMode.REPLAY else self.handler_table()
         for event_cls, handler in table:
@@ -288,6 +295,7 @@ class App:
         self.engine.every(RISK_CHECK_S, self._risk_check)
         self.engine.every(cfg.portfolio.equity_sample_s, self.portfolio.sample)
         self.engine.every(REFRESH_S, self.metrics.refresh)
+        self.engine.every(DASHBOARD_SAMPLE_S, self.history.sample)
         self.engine.every(cfg.metrics.summary_every_s, self.metrics.log_summary)
         self.systemd = Notifier()
         self._notified_ready = False
@@ -301,7 +309,7 @@ class App:
         The journal is an observer (``Registry.observe``): it sees every dispatched event before
         these handlers, follow-ups and ``HandlerFailed`` included."""
         store, runner, rep, x = self.store, self.runner, self.reporter, self.executor
-        risk, rec, m = self.risk, self.reconciler, self.metrics
+        risk, rec, m, web = self.risk, self.reconciler, self.metrics, self.history
         venue_handlers = self.venue.handlers
         return [
             (MarketUpdated, store.on_market),
@@ -371,6 +379,14 @@ class App:
             (WorkerCrashed, m.on_error),
             (StorageFailed, m.on_error),
             (SessionStarted, m.on_session),
+            # the dashboard: our fills, denials, feed notes, halt reasons
+            (OrderFilled, web.on_fill),
+            (OrderDenied, web.on_denied),
+            (FeedConnected, web.on_feed),
+            (FeedDisconnected, web.on_feed),
+            (FeedStale, web.on_feed),
+            (FeedRecovered, web.on_feed),
+            (TradingStateChanged, web.on_trading),
         ]
 
     def outside_world(self) -> tuple[object, ...]:

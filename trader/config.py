@@ -55,6 +55,7 @@ class LogLevel(StrEnum):
 
 SIMULATED = "simulated"
 _SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _BASE_URL = re.compile(r"^(https?|wss?)://[^/\s]+$")
 
 
@@ -242,6 +243,25 @@ class MetricsConfig:
     stale_after_s: float = field(default=60.0, metadata=_range(0, 86_400))
 
 
+@dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: which events reach the operator through apprise, and how they are batched.
+    The destinations are secrets (``TRADER_ALERT_URLS``); without them no alert is sent."""
+
+    fills: bool = True
+    trading_state: bool = True
+    feed_down_after_s: float = field(default=60.0, metadata=_range(0, 86_400))  # 0 = off
+    reconciliation: bool = True
+    errors: bool = True
+    daily_summary_utc: str = "00:00"  # HH:MM; empty = off
+    batch_s: float = field(default=2.0, metadata=_range(0, 3600))
+    min_interval_s: float = field(default=10.0, metadata=_range(0, 86_400))
+    retry_initial_s: float = field(default=5.0, metadata=_range(0.01, 3600))
+    retry_max_s: float = field(default=300.0, metadata=_range(0.01, 86_400))
+    max_pending: int = field(default=10_000, metadata=_range(10, 10_000_000))
+    max_lines: int = field(default=40, metadata=_range(1, 10_000))
+
+
 class StorageBackend(StrEnum):
     """Where state lives: process memory only, or memory mirrored to Redis."""
 
@@ -276,12 +296,14 @@ class Secrets:
     api_secret: str | None = field(default=None, repr=False)
     api_password: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
+    alert_urls: str | None = field(default=None, repr=False)  # apprise URLs: bot tokens
 
     ENV: typing.ClassVar[dict[str, str]] = {
         "api_key": "TRADER_API_KEY",
         "api_secret": "TRADER_API_SECRET",
         "api_password": "TRADER_API_PASSWORD",
         "redis_password": "TRADER_REDIS_PASSWORD",
+        "alert_urls": "TRADER_ALERT_URLS",
     }
 
     @classmethod
@@ -296,8 +318,14 @@ class Secrets:
         return bool(self.api_key and self.api_secret)
 
     def values(self) -> tuple[str, ...]:
-        """Every secret value that is set (for scrubbing output)."""
-        return tuple(v for name in self.ENV if (v := getattr(self, name)))
+        """Every secret value that is set (for scrubbing output); each alert URL on its own
+        too, so one of several is scrubbed wherever it appears."""
+        values = tuple(v for name in self.ENV if (v := getattr(self, name)))
+        return values + self.alert_url_list()
+
+    def alert_url_list(self) -> tuple[str, ...]:
+        """The apprise URLs of ``TRADER_ALERT_URLS`` (separated by spaces, commas or lines)."""
+        return tuple(u for u in re.split(r"[\s,]+", self.alert_urls or "") if u)
 
 
 SECRET_FILE_SUFFIX = "_FILE"
@@ -362,6 +390,7 @@ class Config:
     journal: JournalConfig = field(default_factory=JournalConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     secrets: Secrets = field(default_factory=Secrets, repr=False, metadata={"internal": True})
 
 
@@ -652,6 +681,9 @@ def _check_consistency(cfg: Config) -> None:
             "exchange.mode: live needs TRADER_API_KEY and TRADER_API_SECRET in the environment"
         )
     _check_storage(cfg.storage)
+    if cfg.alerts.daily_summary_utc and not _HHMM.match(cfg.alerts.daily_summary_utc):
+        raise ConfigError(f"alerts.daily_summary_utc: {cfg.alerts.daily_summary_utc!r} is not "
+                          f"HH:MM (UTC), or empty for none")
     ids: set[str] = set()
     for i, strat in enumerate(cfg.strategies):
         where = f"strategies[{i}]"
