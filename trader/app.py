@@ -29,6 +29,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Callable
 
+from trader.alerts.rules import AlertRules
+from trader.alerts.sender import AlertSender, Outbox, apprise_targets
 from trader.bus import Bus
 from trader.clock import Clock, LiveClock
 from trader.config import (
@@ -107,6 +109,7 @@ log = logging.getLogger("trader")
 HEARTBEAT_S = 5.0
 RISK_CHECK_S = 1.0  # the daily loss limit is checked this often even without fills
 DASHBOARD_SAMPLE_S = 1.0  # the dashboard's equity curve and halt reasons
+ALERT_CHECK_S = 1.0  # long feed outages and the daily summary
 PRODUCER_JOIN_S = 0.4
 DRAIN_S = 0.2
 EXECUTOR_JOIN_S = 0.2
@@ -283,6 +286,15 @@ class App:
                                       self.clock))
             self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web)
             self.producers.add(self.http)
+        # alerts: only a live run with destinations (TRADER_ALERT_URLS) has them
+        self.alerts: AlertRules | None = None
+        if live and cfg.secrets.alert_url_list():
+            outbox = Outbox(cfg.alerts.max_pending, self.stats)
+            self.alerts = AlertRules(cfg.alerts, outbox, self.view, self.clock)
+            self.storage_workers.add(AlertSender(  # stopped last: alerts of the stop get out
+                cfg.alerts, outbox, apprise_targets(cfg.secrets.alert_url_list()),
+                cfg.general.name, self.stats))
+            self.engine.every(ALERT_CHECK_S, self.alerts.check)
         table = self.replay_table() if mode is RunMode.REPLAY else self.handler_table()
         for event_cls, handler in table:
             self.registry.register(event_cls, handler)
@@ -387,6 +399,26 @@ class App:
             (FeedStale, web.on_feed),
             (FeedRecovered, web.on_feed),
             (TradingStateChanged, web.on_trading),
+            *self._alert_handlers(),
+        ]
+
+    def _alert_handlers(self) -> list[tuple[type[Event], Handler]]:
+        """The alert rules' handlers, when alerts are on."""
+        a = self.alerts
+        if a is None:
+            return []
+        return [
+            (OrderFilled, a.on_fill),
+            (TradingStateChanged, a.on_trading_state),
+            (FeedConnected, a.on_feed),
+            (FeedDisconnected, a.on_feed),
+            (FeedStale, a.on_feed),
+            (FeedRecovered, a.on_feed),
+            (ReconciliationCompleted, a.on_reconciliation),
+            (HandlerFailed, a.on_error),
+            (WorkerCrashed, a.on_error),
+            (StorageFailed, a.on_error),
+            (StrategyDisabled, a.on_error),
         ]
 
     def outside_world(self) -> tuple[object, ...]:

@@ -247,6 +247,7 @@ class Metrics:
             "balances_total_usd": balances.total_usd,
             "open_orders": len(self._store.open_orders()),
             "strategies": self._strategies(),
+            "alerts": {k.partition(".")[2]: v for k, v in s.items() if k.startswith("alerts.")},
         }
 
     def log_summary(self) -> None:
@@ -377,6 +378,10 @@ class Metrics:
         out.gauge("trader_open_orders", "Open orders in the store.", [({}, s["open_orders"])])
         out.gauge("trader_balances_usd", "Total balance valued in USD.",
                   [({}, s["balances_total_usd"])])
+        out.counter("trader_alerts_total",
+                    "Alerts by outcome: queued, sent, dropped (outbox full); failed counts "
+                    "delivery attempts, messages the messages sent.",
+                    [({"outcome": k}, v) for k, v in sorted(s["alerts"].items())])
         journal = s["journal"]
         if journal:
             out.counter("trader_journal_written_total", "Events written to the journal.",
