@@ -16,10 +16,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
+import yaml
 
 from tests.conftest import running
 from tests.redis_server import free_port
 from tests.test_backtest import CLOSES, CONFIG, write_bars
+from tests.test_replay import record_session, session_config
 from trader.app import App
 from trader.backtest import read_csv, run_csv, write_report
 from trader.clock import ManualClock
@@ -35,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 NS = 1_000_000_000
 
-needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM),
-                                    reason=f"{CHROMIUM} is not installed (apt-get install chromium)")
+NO_CHROMIUM = f"{CHROMIUM} is not installed (apt-get install chromium)"
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=NO_CHROMIUM)
 
 
 def make_app(tmp_path: Path, port: int | None = None) -> App:
@@ -57,7 +59,7 @@ def page(tmp_path: Path) -> Iterator[Any]:
     """A page of a fresh headless Chromium; ``page.problems`` collects console errors."""
     playwright = pytest.importorskip("playwright.sync_api")
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+        pytest.skip(NO_CHROMIUM)
     with playwright.sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
             str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True,
@@ -256,3 +258,23 @@ def test_history_is_bounded_and_keeps_the_whole_run() -> None:
     history.sample()
     assert history.halts() == (("operator", "x"),)
     assert history.equity() == ((1_800_000_000, Decimal(0)),)
+
+
+def test_replay_writes_report_html_with_the_recorded_fills(tmp_path: Path) -> None:
+    journal, app = record_session(tmp_path, steps=600)
+    fills = app.stats.snapshot()["dispatched"].get("OrderFilled", 0)
+    assert fills, "the recorded session traded"
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(session_config(tmp_path, False)))
+    out = tmp_path / "replay-report"
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "replay.py"), str(journal), "--config", str(cfg),
+         "--report", str(out), "--no-progress"],
+        capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert f"report: {out / 'report.html'}" in res.stdout
+    text = (out / "report.html").read_text()
+    data = json.loads(text.split("const REPORT = ", 1)[1].split(";</script>", 1)[0])
+    assert len(data["fills"]) == fills
+    assert data["candles"]["BTC/USDT"] and data["equity"]
+    assert "LightweightCharts" in text and "<script src" not in text  # all inline

@@ -114,7 +114,10 @@ def _json(data: Any) -> str:
 def render(data: ReportData) -> str:
     """The whole page as one string."""
     files = static_files()
-    script = lambda name: files[name].decode().replace("</script", "<\\/script")  # noqa: E731
+
+    def script(name: str) -> str:
+        return files[name].decode().replace("</script", "<\\/script")
+
     summary = "".join(f"<tr><th>{html.escape(k)}</th><td class=\"num\">{html.escape(v)}</td></tr>"
                       for k, v in data.summary)
     payload = {
