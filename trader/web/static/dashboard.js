@@ -68,6 +68,7 @@
     const mode = $("mode");
     mode.textContent = h.mode === "live" ? "LIVE — real orders" : `${h.mode} trading`;
     mode.className = `badge ${h.mode}`;
+    document.body.classList.toggle("live", h.mode === "live");
     const st = $("state");
     st.textContent = `trading ${h.trading_state}`;
     st.className = `badge ${h.trading_state}`;
