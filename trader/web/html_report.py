@@ -106,6 +106,11 @@ def fill_rows(fills: Iterable[Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _when(iso: Any) -> str:
+    """``2024-05-01T14:03:00.000Z`` -> ``2024-05-01 14:03:00 UTC``."""
+    return str(iso).replace("T", " ").replace(".000Z", " UTC").replace("Z", " UTC")
+
+
 def _json(data: Any) -> str:
     # "</" would end the script element early
     return json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
@@ -181,7 +186,8 @@ def backtest_report(result: Any, candles: dict[str, list[list[float]]]) -> Repor
     fees = ", ".join(f"{v:.4f} {k}" for k, v in result.fees.items()) or "0"
     opened = ", ".join(f"{k} {v}" for k, v in s["open_positions"].items()) or "none"
     summary = [
-        ("Markets", ", ".join(result.symbols)), ("From", s["start"]), ("To", s["end"]),
+        ("Markets", ", ".join(result.symbols)), ("From", _when(s["start"])),
+        ("To", _when(s["end"])),
         ("Events", str(s["events"])),
         ("Start equity", f"{result.start_equity:,.2f} USD"),
         ("End equity", f"{result.end_equity:,.2f} USD"),
@@ -197,8 +203,8 @@ def backtest_report(result: Any, candles: dict[str, list[list[float]]]) -> Repor
 def replay_report(title: str, recorder: ChartRecorder, stats: dict[str, Any]) -> ReportData:
     """The report of a replay: what the journal recorded, valued as it was replayed."""
     equity = per_second(recorder.equity)
-    summary = [("Journal", title), ("From", str(stats.get("first"))),
-               ("To", str(stats.get("last"))), ("Events", str(stats.get("events"))),
+    summary = [("Journal", title), ("From", _when(stats.get("first"))),
+               ("To", _when(stats.get("last"))), ("Events", str(stats.get("events"))),
                ("Sessions", str(stats.get("sessions"))), ("Fills", str(len(recorder.fills)))]
     if equity:
         summary += [("Start equity", f"{equity[0][1]:,.2f} USD"),
