@@ -180,7 +180,7 @@ def test_the_graph_holds_lazy_imports() -> None:
 
 # What a lazy import may defer: a heavy or optional dependency loaded only when it is used.
 LAZY_OK = ("trader.exchange.ccxt_gateway", "trader.exchange.ccxt_client", "trader.store.redis",
-           "matplotlib", "ccxt", "redis")
+           "matplotlib", "ccxt", "redis", "apprise")
 
 
 def test_lazy_imports_only_defer_heavy_dependencies() -> None:

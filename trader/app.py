@@ -30,6 +30,8 @@ from datetime import datetime, timezone
 from enum import StrEnum
 from typing import Any, Callable
 
+from trader.alerts.rules import AlertRules
+from trader.alerts.sender import AlertSender, Outbox, apprise_targets
 from trader.bus import Bus
 from trader.clock import Clock, LiveClock
 from trader.config import (
@@ -102,12 +104,17 @@ from trader.trading.reconcile import Reconciler
 from trader.trading.risk import Risk
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import StrategyRunner
+from trader.web.dashboard import Dashboard
+from trader.web.history import History
+from trader.web.routes import WebRoutes
 from trader.workers import Supervisor, Worker
 
 log = logging.getLogger("trader")
 
 HEARTBEAT_S = 5.0
 RISK_CHECK_S = 1.0  # the daily loss limit is checked this often even without fills
+DASHBOARD_SAMPLE_S = 1.0  # the dashboard's equity curve and halt reasons
+ALERT_CHECK_S = 1.0  # long feed outages and the daily summary
 
 
 @dataclass
@@ -232,6 +239,7 @@ class App(Lifecycle):
         self.gateway = self.venue.gateway
         self.risk = Risk(self.view, cfg.risk, self.clock, ids)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
+        self.history = History(self.view, self.clock, lambda: dict(self.risk.halts))
         self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
                                      self.risk.evaluate, self.clock)
         self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
@@ -266,8 +274,19 @@ class App(Lifecycle):
         )
         self.http = None
         if cfg.metrics.port and live:
-            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock)
+            web = WebRoutes(Dashboard(self.metrics, self.view, self.history, cfg.trade.markets,
+                                      self.clock))
+            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web)
             self.producers.add(self.http)
+        # alerts: only a live run with destinations (TRADER_ALERT_URLS) has them
+        self.alerts: AlertRules | None = None
+        if live and cfg.secrets.alert_url_list():
+            outbox = Outbox(cfg.alerts.max_pending, self.stats)
+            self.alerts = AlertRules(cfg.alerts, outbox, self.view, self.clock)
+            self.storage_workers.add(AlertSender(  # stopped last: alerts of the stop get out
+                cfg.alerts, outbox, apprise_targets(cfg.secrets.alert_url_list()),
+                cfg.general.name, self.stats))
+            self.engine.every(ALERT_CHECK_S, self.alerts.check)
         table = self.replay_table() if mode is RunMode.REPLAY else self.handler_table()
         for event_cls, handler in table:
             self.registry.register(event_cls, handler)
@@ -280,6 +299,7 @@ class App(Lifecycle):
         self.engine.every(RISK_CHECK_S, self._risk_check)
         self.engine.every(cfg.portfolio.equity_sample_s, self.portfolio.sample)
         self.engine.every(REFRESH_S, self.metrics.refresh)
+        self.engine.every(DASHBOARD_SAMPLE_S, self.history.sample)
         self.engine.every(cfg.metrics.summary_every_s, self.metrics.log_summary)
         self._notified_ready = False
         self.status_line = StatusLine(lambda: self.risk.state, self.bus.depth,
@@ -292,7 +312,7 @@ class App(Lifecycle):
         The journal is an observer (``Registry.observe``): it sees every dispatched event before
         these handlers, follow-ups and ``HandlerFailed`` included."""
         store, runner, rep, x = self.store, self.runner, self.reporter, self.executor
-        risk, rec, m = self.risk, self.reconciler, self.metrics
+        risk, rec, m, web = self.risk, self.reconciler, self.metrics, self.history
         venue_handlers = self.venue.handlers
         return [
             (MarketUpdated, store.on_market),
@@ -361,6 +381,34 @@ class App(Lifecycle):
             (WorkerCrashed, m.on_error),
             (StorageFailed, m.on_error),
             (SessionStarted, m.on_session),
+            # the dashboard: our fills, denials, feed notes, halt reasons
+            (OrderFilled, web.on_fill),
+            (OrderDenied, web.on_denied),
+            (FeedConnected, web.on_feed),
+            (FeedDisconnected, web.on_feed),
+            (FeedStale, web.on_feed),
+            (FeedRecovered, web.on_feed),
+            (TradingStateChanged, web.on_trading),
+            *self._alert_handlers(),
+        ]
+
+    def _alert_handlers(self) -> list[tuple[type[Event], Handler]]:
+        """The alert rules' handlers, when alerts are on."""
+        a = self.alerts
+        if a is None:
+            return []
+        return [
+            (OrderFilled, a.on_fill),
+            (TradingStateChanged, a.on_trading_state),
+            (FeedConnected, a.on_feed),
+            (FeedDisconnected, a.on_feed),
+            (FeedStale, a.on_feed),
+            (FeedRecovered, a.on_feed),
+            (ReconciliationCompleted, a.on_reconciliation),
+            (HandlerFailed, a.on_error),
+            (WorkerCrashed, a.on_error),
+            (StorageFailed, a.on_error),
+            (StrategyDisabled, a.on_error),
         ]
 
     def outside_world(self) -> tuple[object, ...]:

@@ -8,7 +8,8 @@ shapes:
 - a plain name (``worker_crashes``): one family, :data:`PLAIN`;
 - ``<feed>.<what>`` from a websocket listener (``ws-binance-market.connects``): the family
   ``trader_feed_<what>_total`` labelled ``feed``, :data:`PER_FEED`;
-- ``<what>.<job>`` from the poller (``polled.balances``): labelled ``job``, :data:`PER_JOB`.
+- ``<what>.<label>`` (``polled.balances``, ``alerts.sent``): one family per ``<what>``, the rest
+  as its label, :data:`PREFIXED`.
 
 A counter added to the code must be added here: ``tests/test_counters.py`` finds every
 ``incr(...)`` in ``trader/`` and fails for a name this module does not know. A name that slips
@@ -58,10 +59,13 @@ PER_FEED: dict[str, str] = {
     "rotation_duplicates": "Frames skipped because the previous connection delivered them.",
 }
 
-#: ``<what>.<job>`` counters of the poller -> (family, help).
-PER_JOB: dict[str, tuple[str, str]] = {
-    "polled": ("trader_polls_total", "REST polls run, by job."),
-    "poll_failed": ("trader_poll_failures_total", "REST polls that failed, by job."),
+#: ``<what>.<label>`` counters -> (family, help, label name).
+PREFIXED: dict[str, tuple[str, str, str]] = {
+    "polled": ("trader_polls_total", "REST polls run, by job.", "job"),
+    "poll_failed": ("trader_poll_failures_total", "REST polls that failed, by job.", "job"),
+    "alerts": ("trader_alerts_total",
+               "Alerts by outcome: queued, sent, dropped (outbox full); failed counts delivery "
+               "attempts, messages the messages sent.", "outcome"),
 }
 
 #: Counters kept outside Stats (read by the wiring) -> (family, help).
@@ -86,8 +90,9 @@ def family(name: str) -> tuple[str, str, dict[str, str]] | None:
         spec = PLAIN[name]
         return None if spec is None else (*spec, {})
     head, _, tail = name.partition(".")
-    if tail and head in PER_JOB:
-        return (*PER_JOB[head], {"job": tail})
+    if tail and head in PREFIXED:
+        fam, help_, label = PREFIXED[head]
+        return fam, help_, {label: tail}
     head, _, tail = name.rpartition(".")
     if head and tail in PER_FEED:
         return f"trader_feed_{tail}_total", PER_FEED[tail], {"feed": head}

@@ -12,6 +12,7 @@ the bus as an event, like any producer's, and the main thread acts on it.
     POST /halt        body (optional) {"reason": "...", "cancel_orders": true} -> HaltTrading
     POST /resume      body (optional) {"reason": "..."}                       -> ResumeTrading
     POST /cancel-all  body (optional) {"symbol": "BTC/USDT"}                  -> CancelAllOrders
+    GET  /, /static/..., /api/dashboard   the read-only dashboard (``trader/web/routes.py``)
 
 A command answers 202 with the published event. POSTs must say ``Content-Type:
 application/json`` (even with no body) and every request's ``Host`` must be 127.0.0.1 or
@@ -40,6 +41,7 @@ from trader.events import (
     event_to_dict,
 )
 from trader.metrics import Metrics
+from trader.web.routes import WebRoutes
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve("POST")
 
     def _serve(self, method: str) -> None:
-        path = self.path.split("?", 1)[0]
+        path, _, query = self.path.partition("?")
         try:
             self._check_host()
+            web = self.server.api.web
+            page = web.get(path, query) if web is not None and method == "GET" else None
+            if page is not None:
+                self._send(HTTPStatus.OK, page.body, page.content_type,
+                           "max-age=86400" if page.cache else "no-store")
+                return
             if path not in self.GET + self.POST:
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint {path}")
             allowed = "GET" if path in self.GET else "POST"
@@ -149,11 +157,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _json(self, status: HTTPStatus, doc: Any) -> None:
         self._send(status, json.dumps(doc, default=str) + "\n", "application/json")
 
-    def _send(self, status: HTTPStatus, text: str, ctype: str) -> None:
-        data = text.encode()
+    def _send(self, status: HTTPStatus, text: str | bytes, ctype: str,
+              cache: str = "no-store") -> None:
+        data = text if isinstance(text, bytes) else text.encode()
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", cache)
         self.end_headers()
         self.wfile.write(data)
 
@@ -167,10 +177,12 @@ class HttpApi(Worker):
     name = "metrics"
 
     def __init__(
-        self, port: int, metrics: Metrics, publish: Callable[[Event], None], clock: Clock
+        self, port: int, metrics: Metrics, publish: Callable[[Event], None], clock: Clock,
+        web: WebRoutes | None = None,
     ) -> None:
         self._port = port
         self.metrics = metrics
+        self.web = web
         self._publish = publish
         self._clock = clock
         self._server: _Server | None = None
@@ -192,6 +204,8 @@ class HttpApi(Worker):
         self._server.api = self
         self._server.timeout = 0.1  # how often the loop looks at the stop flag
         log.info("metrics, health, status and commands on http://%s:%d", HOST, self.port)
+        if self.web is not None:
+            log.info("dashboard: open http://%s:%d/ in a browser", HOST, self.port)
 
     def run(self, stop: threading.Event) -> None:
         """Serve one request at a time until stopped; close the socket on the way out (a run

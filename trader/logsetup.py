@@ -104,6 +104,8 @@ def setup_logging(level: str, secrets: Iterable[str] = (),
     logging.getLogger("ccxt").setLevel(max(logging.INFO, root.level))
     for noisy in ("urllib3", "websocket", "schedule"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # apprise logs parts of its URLs (bot tokens in paths); trader.alerts logs its failures.
+    logging.getLogger("apprise").setLevel(logging.CRITICAL)
     threading.excepthook = _thread_excepthook
 
 

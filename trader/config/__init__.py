@@ -24,6 +24,7 @@ from trader.config.loader import (
 )
 from trader.config.schema import (
     SIMULATED,
+    AlertsConfig,
     BusConfig,
     Config,
     ExchangeConfig,
@@ -53,7 +54,7 @@ from trader.config.schema import (
 from trader.config.secrets import Secrets, read_secrets
 
 __all__ = [
-    "SIMULATED", "BusConfig", "Config", "ExchangeConfig", "ExecutionConfig", "GeneralConfig",
+    "SIMULATED", "AlertsConfig", "BusConfig", "Config", "ExchangeConfig", "ExecutionConfig", "GeneralConfig",
     "JournalConfig", "LogFormat", "LogLevel", "MetricsConfig", "Mode", "PaperConfig", "PollerConfig",
     "PortfolioConfig", "ReconcileConfig", "RiskConfig", "Secrets", "SimulatedConfig",
     "StorageBackend", "StorageConfig", "StoreConfig", "StrategyConfig", "StreamsConfig",

@@ -10,6 +10,7 @@ from trader.config.schema import SIMULATED, Config, Mode, StorageConfig, strateg
 from trader.errors import ConfigError
 
 _SYMBOL = re.compile(r"^[A-Z0-9]+/[A-Z0-9]+(:[A-Z0-9]+)?$")
+_HHMM = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 _BASE_URL = re.compile(r"^(https?|wss?)://[^/\s]+$")
 
 
@@ -40,6 +41,9 @@ def check_consistency(cfg: Config) -> None:
             "exchange.mode: live needs TRADER_API_KEY and TRADER_API_SECRET in the environment"
         )
     _check_storage(cfg.storage)
+    if cfg.alerts.daily_summary_utc and not _HHMM.match(cfg.alerts.daily_summary_utc):
+        raise ConfigError(f"alerts.daily_summary_utc: {cfg.alerts.daily_summary_utc!r} is not "
+                          f"HH:MM (UTC), or empty for none")
     ids: set[str] = set()
     for i, strat in enumerate(cfg.strategies):
         where = f"strategies[{i}]"

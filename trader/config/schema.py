@@ -229,6 +229,25 @@ class MetricsConfig:
     stale_after_s: float = field(default=60.0, metadata=_range(0, 86_400))
 
 
+@dataclass(frozen=True)
+class AlertsConfig:
+    """[alerts]: which events reach the operator through apprise, and how they are batched.
+    The destinations are secrets (``TRADER_ALERT_URLS``); without them no alert is sent."""
+
+    fills: bool = True
+    trading_state: bool = True
+    feed_down_after_s: float = field(default=60.0, metadata=_range(0, 86_400))  # 0 = off
+    reconciliation: bool = True
+    errors: bool = True
+    daily_summary_utc: str = "00:00"  # HH:MM; empty = off
+    batch_s: float = field(default=2.0, metadata=_range(0, 3600))
+    min_interval_s: float = field(default=10.0, metadata=_range(0, 86_400))
+    retry_initial_s: float = field(default=5.0, metadata=_range(0.01, 3600))
+    retry_max_s: float = field(default=300.0, metadata=_range(0.01, 86_400))
+    max_pending: int = field(default=10_000, metadata=_range(10, 10_000_000))
+    max_lines: int = field(default=40, metadata=_range(1, 10_000))
+
+
 class StorageBackend(StrEnum):
     """Where state lives: process memory only, or memory mirrored to Redis."""
 
@@ -271,6 +290,7 @@ class Config:
     journal: JournalConfig = field(default_factory=JournalConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)
     secrets: Secrets = field(default_factory=Secrets, repr=False, metadata={"internal": True})
 
 

@@ -5,6 +5,7 @@ output."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import typing
 from dataclasses import dataclass, field
@@ -27,12 +28,14 @@ class Secrets:
     api_secret: str | None = field(default=None, repr=False)
     api_password: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
+    alert_urls: str | None = field(default=None, repr=False)  # apprise URLs: bot tokens
 
     ENV: typing.ClassVar[dict[str, str]] = {
         "api_key": "TRADER_API_KEY",
         "api_secret": "TRADER_API_SECRET",
         "api_password": "TRADER_API_PASSWORD",
         "redis_password": "TRADER_REDIS_PASSWORD",
+        "alert_urls": "TRADER_ALERT_URLS",
     }
 
     @property
@@ -41,8 +44,14 @@ class Secrets:
         return bool(self.api_key and self.api_secret)
 
     def values(self) -> tuple[str, ...]:
-        """Every secret value that is set (for scrubbing output)."""
-        return tuple(v for name in self.ENV if (v := getattr(self, name)))
+        """Every secret value that is set (for scrubbing output); each alert URL on its own
+        too, so one of several is scrubbed wherever it appears."""
+        values = tuple(v for name in self.ENV if (v := getattr(self, name)))
+        return values + self.alert_url_list()
+
+    def alert_url_list(self) -> tuple[str, ...]:
+        """The apprise URLs of ``TRADER_ALERT_URLS`` (separated by spaces, commas or lines)."""
+        return tuple(u for u in re.split(r"[\s,]+", self.alert_urls or "") if u)
 
 
 SECRET_FILE_SUFFIX = "_FILE"
