@@ -108,7 +108,7 @@ class BybitRestDouble:
         self.wallet: dict[str, Decimal] = {"BTC": Decimal(10), "USDT": Decimal(100_000)}
         self.locked: dict[str, Decimal] = {}
         self.tickers: dict[str, dict[str, str]] = {
-            "BTCUSDT": {"bid1Price": "4", "bid1Size": "1", "ask1Price": "4.000002",
+            "BTCUSDT": {"bid1Price": "4", "bid1Size": "1", "ask1Price": "4.01",
                         "ask1Size": "1", "lastPrice": "4"}}
         self.orders: dict[str, dict[str, Any]] = {}  # orderId -> order row
         self.executions: list[dict[str, Any]] = []

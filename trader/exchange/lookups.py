@@ -129,11 +129,12 @@ class OpenThenClosedLookup:
         """An order known only by its fills (older than the order history keeps): filled
         as far as its last fill says; not open (it was not among the open orders), so a
         remainder was canceled."""
-        last = max(trades, key=lambda t: t.get("timestamp") or 0)
-        info = last.get("info") or {}
-        state = self.fill_state(last)
-        if state is None:
+        states = [(s, t) for t in trades if (s := self.fill_state(t)) is not None]
+        if not states:
             raise OrderNotFoundError(f"{symbol}: executions without the order's quantities")
+        # the latest fill is the one leaving the least (fills of one millisecond tie on time)
+        state, last = max(states, key=lambda st: st[0].filled_total)
+        info = last.get("info") or {}
         amount = Decimal(str(info["orderQty"]))
         cost = sum((Decimal(str(t.get("price") or 0)) * Decimal(str(t.get("amount") or 0))
                     for t in trades), ZERO)
