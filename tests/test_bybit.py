@@ -10,14 +10,18 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.doubles.binance_rest import Fault
 from tests.doubles.bybit_rest import BybitRestDouble, error, rate_limited
 from trader.clock import LiveClock, ManualClock
 from trader.config import ExchangeConfig, Mode, Secrets, UrlsConfig, config_from_dict
 from trader.errors import (
     AuthenticationError,
+    BadResponseError,
+    ExchangeError,
     InsufficientFundsError,
     OrderNotFoundError,
     RateLimitedError,
+    TemporaryError,
     UnknownOutcomeError,
 )
 from trader.events import (
@@ -131,6 +135,25 @@ def test_retry_after_reads_bybits_reset_timestamp_in_any_case() -> None:
     assert retry_after_s({"X-Bapi-Limit-Reset-Timestamp": "900"}, now_ms=1000) == 0.0
     assert retry_after_s({"Retry-After": "3", "X-Bapi-Limit-Reset-Timestamp": "9"}, 1) == 3.0
     assert retry_after_s({"X-Bapi-Limit-Reset-Timestamp": "1500"}) is None  # no clock given
+
+
+@pytest.mark.parametrize("fault,poll_error,create_error", [
+    (error(10016, "Request timeout, please try again later"), TemporaryError,
+     UnknownOutcomeError),
+    (Fault.server_error(503), TemporaryError, UnknownOutcomeError),
+    (Fault.malformed(), BadResponseError, UnknownOutcomeError),
+    (error(99999, "something new"), ExchangeError, ExchangeError),
+], ids=["retCode-timeout", "503", "malformed-json", "unknown-retCode"])
+def test_failed_answers_are_translated_and_a_failed_create_may_have_placed_the_order(
+        double, fault, poll_error, create_error) -> None:
+    gw = gateway(double)
+    double.script("GET", "/v5/account/wallet-balance", fault)
+    with pytest.raises(poll_error):
+        gw.fetch_balances()
+    double.script("POST", "/v5/order/create", fault)
+    with pytest.raises(create_error):
+        gw.create_order(order("c1"))
+    assert gw.fetch_balances()  # the next call succeeds
 
 
 # ------------------------------------------------------------------ order lookups

@@ -167,11 +167,6 @@ class BybitRestDouble:
         with self._lock:
             self._faults.setdefault((method, path), deque()).extend(faults)
 
-    def count(self, method: str, path: str) -> int:
-        """How many requests reached ``method path``."""
-        with self._lock:
-            return sum(1 for r in self.requests if r.method == method and r.path == path)
-
     def fill(self, order_id: str, qty: Decimal | None = None,
              price: Decimal | None = None) -> dict[str, Any]:
         """A counterparty trades against a resting order: ``qty`` (all that is left by
