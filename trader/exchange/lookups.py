@@ -8,7 +8,8 @@ exchange from ccxt's capabilities (``exchange.has``) by :func:`order_lookup`.
 - :class:`OpenThenClosedLookup` (Bybit v5): where ccxt has a native ``fetchOpenOrder`` and
   ``fetchCanceledAndClosedOrders`` and we know the exchange's id parameters, an order is
   looked for among the open orders (``GET /v5/order/realtime``), then the closed ones
-  (``GET /v5/order/history``), then its executions (``GET /v5/execution/list``), each by
+  (``GET /v5/order/history``, written asynchronously: an order just finished may not be there
+  yet), then its executions (``GET /v5/execution/list``), each by
   ``orderId`` once known, else by our client id (``orderLinkId``). Every Bybit execution
   carries its order's ``orderQty`` and ``leavesQty``, so fills need no order lookup at all.
 
@@ -126,9 +127,9 @@ class OpenThenClosedLookup:
                          filled_total=Decimal(str(info["orderQty"])) - leaves, final=leaves == 0)
 
     def _from_executions(self, trades: list[dict[str, Any]], symbol: str) -> dict[str, Any]:
-        """An order known only by its fills (older than the order history keeps): filled
-        as far as its last fill says; not open (it was not among the open orders), so a
-        remainder was canceled."""
+        """An order known only by its fills (not in the order history: not yet, as Bybit
+        writes it asynchronously, or no longer): filled as far as its last fill says; not open
+        (it was not among the open orders), so a remainder was canceled."""
         states = [(s, t) for t in trades if (s := self.fill_state(t)) is not None]
         if not states:
             raise OrderNotFoundError(f"{symbol}: executions without the order's quantities")
@@ -136,6 +137,7 @@ class OpenThenClosedLookup:
         state, last = max(states, key=lambda st: st[0].filled_total)
         info = last.get("info") or {}
         amount = Decimal(str(info["orderQty"]))
+        limit = Decimal(str(info.get("orderPrice") or 0))  # 0 or none: a market order
         cost = sum((Decimal(str(t.get("price") or 0)) * Decimal(str(t.get("amount") or 0))
                     for t in trades), ZERO)
         filled = sum((Decimal(str(t.get("amount") or 0)) for t in trades), ZERO)
@@ -143,7 +145,7 @@ class OpenThenClosedLookup:
             "id": str(last.get("order") or ""), "clientOrderId": state.client_id,
             "symbol": symbol, "side": last.get("side"), "type": last.get("type"),
             "status": "closed" if state.final else "canceled", "amount": str(amount),
-            "filled": str(state.filled_total), "price": info.get("orderPrice") or None,
+            "filled": str(state.filled_total), "price": str(limit) if limit else None,
             "average": str(cost / filled) if filled else None,
             "timestamp": last.get("timestamp"), "lastUpdateTimestamp": last.get("timestamp"),
         }
