@@ -38,6 +38,7 @@ from trader.events import (
     TradingStateChanged,
     WorkerCrashed,
 )
+from trader.journal import read_events
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -94,7 +95,8 @@ def test_prices_and_candles_come_from_the_stream(run_app, venue) -> None:
     healthy(r)
 
 
-def test_an_order_round_trip_brings_its_fill_fee_and_position(run_app, venue, double) -> None:
+def test_an_order_round_trip_brings_its_fill_fee_and_position(run_app, venue, double,
+                                                              tmp_path) -> None:
     r = run_app(poller={"trades_every_s": 1}, **trigger(FIRE[0]))
     before = venue.balances(double)
     assert fire(r, lambda: r.events.of(OrderAccepted))
@@ -120,6 +122,9 @@ def test_an_order_round_trip_brings_its_fill_fee_and_position(run_app, venue, do
     assert r.app.store.position(SYMBOL).amount == D(-3)
     assert venue.client_ids(double) == [cid] and len(r.requests(*venue.create_path)) == 1
     healthy(r)
+    r.stop()
+    journaled = [e for e in read_events(tmp_path / "journal") if isinstance(e, OrderFilled)]
+    assert journaled == [fill]
 
 
 def test_cancel(run_app, venue, double) -> None:
