@@ -368,7 +368,6 @@ class BinanceRestDouble:
         order["status"] = "FILLED"
         order["updateTime"] = now
 
-
     def _credit(self, asset: str, delta: Decimal) -> None:
         """Add ``delta`` to ``asset``'s free balance."""
         row = next((b for b in self.balances if b["asset"] == asset), None)
