@@ -130,9 +130,25 @@ def test_a_rate_limit_pauses_until_bybits_reset_timestamp(double) -> None:
     assert gw.fetch_open_orders([SYMBOL]) == []
 
 
+@pytest.mark.parametrize("fault", [
+    Fault(200, error(10018, "Exceeded the IP Rate Limit").body,
+          {"X-Bapi-Limit-Reset-Timestamp": str(int(time.time() * 1000))}),  # stamped "now"
+    Fault(403, "access too frequent", {"Content-Type": "text/plain"}),
+], ids=["10018", "http-403"])
+def test_bybits_other_rate_limits_pause_for_the_default_time(double, fault) -> None:
+    clock = FakeMonotonic()
+    gw = gateway(double, monotonic=clock)
+    double.script("GET", "/v5/account/wallet-balance", fault)
+    with pytest.raises(RateLimitedError) as err:
+        gw.fetch_balances()
+    assert err.value.retry_after_s == 10.0  # no reset time given: the gateway's default
+    clock.now += 10.0
+    assert gw.fetch_balances()
+
+
 def test_retry_after_reads_bybits_reset_timestamp_in_any_case() -> None:
     assert retry_after_s({"x-bapi-limit-reset-timestamp": "1500"}, now_ms=1000) == 0.5
-    assert retry_after_s({"X-Bapi-Limit-Reset-Timestamp": "900"}, now_ms=1000) == 0.0
+    assert retry_after_s({"X-Bapi-Limit-Reset-Timestamp": "1000"}, now_ms=1000) is None
     assert retry_after_s({"Retry-After": "3", "X-Bapi-Limit-Reset-Timestamp": "9"}, 1) == 3.0
     assert retry_after_s({"X-Bapi-Limit-Reset-Timestamp": "1500"}) is None  # no clock given
 

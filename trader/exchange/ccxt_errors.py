@@ -88,15 +88,18 @@ def translate(
 
 def retry_after_s(headers: Mapping[str, str] | None, now_ms: int | None = None) -> float | None:
     """``Retry-After`` in seconds (Binance sends whole seconds), else the time left until
-    Bybit's ``X-Bapi-Limit-Reset-Timestamp`` (with ``now_ms``), or None when absent."""
+    Bybit's ``X-Bapi-Limit-Reset-Timestamp`` (with ``now_ms``), or None when absent. That
+    header is the current time unless the endpoint's own limit was exceeded (docs v5
+    rate-limit), so a reset not in the future (an IP limit, 10018) is None: the caller's
+    default pause applies, never none at all."""
     headers = headers or {}
     value = headers.get("Retry-After")
     reset = _header(headers, "X-Bapi-Limit-Reset-Timestamp")
     try:
         if value is not None:
             return max(0.0, float(value))
-        if reset is not None and now_ms is not None:
-            return max(0.0, (int(reset) - now_ms) / 1000)
+        if reset is not None and now_ms is not None and int(reset) > now_ms:
+            return (int(reset) - now_ms) / 1000
     except ValueError:
         pass
     return None
