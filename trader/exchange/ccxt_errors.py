@@ -19,8 +19,8 @@ execution status is UNKNOWN"), so the executor marks it UNKNOWN and looks it up 
 it never resends it.
 
 ccxt does not act on ``Retry-After``; the caller passes the failed response's headers. Bybit
-sends none: its ``X-Bapi-Limit-Reset-Timestamp`` (ms, on a 10006 "Too many visits!" or 10018)
-says when the limit resets, and gives the pause the same way.
+sends none: its ``X-Bapi-Limit-Reset-Timestamp`` (ms) says when a 10006 "Too many visits!"
+limit resets, and gives the pause the same way.
 
 Bybit (retCode inside an HTTP 200; ccxt maps the codes): 170213 unknown order ->
 ``OrderNotFoundError``; 170131 insufficient balance -> ``InsufficientFundsError``; 10002
