@@ -11,7 +11,7 @@ from tests.conftest import balance, quote
 from trader.bus import Bus
 from trader.clock import ManualClock
 from trader.engine import Engine, Registry
-from trader.events import BalanceUpdate, FeedConnected, HandlerFailed, QuoteTick
+from trader.events import STOP, BalanceUpdate, FeedConnected, HandlerFailed, QuoteTick
 from trader.stats import Stats
 
 
@@ -30,6 +30,19 @@ def test_handlers_run_in_registration_order() -> None:
     registry.observe(lambda e: calls.append("observer"))
     engine.dispatch(quote())
     assert calls == ["observer", "a", "b"]
+
+
+def test_a_gate_runs_first_and_its_stop_keeps_the_event_from_everyone() -> None:
+    engine, registry, _, _ = make_engine()
+    calls: list[str] = []
+    registry.register(QuoteTick, lambda e: calls.append("handler"))
+    registry.observe(lambda e: calls.append("observer"))
+    registry.gate(QuoteTick, lambda e: calls.append("gate") or (STOP if e.bid < 0 else None))
+    engine.dispatch(quote())
+    assert calls == ["gate", "observer", "handler"]
+    calls.clear()
+    engine.dispatch(quote(bid="-1"))
+    assert calls == ["gate"]
 
 
 def test_registering_the_same_pair_twice_is_an_error() -> None:

@@ -290,6 +290,8 @@ class App(Lifecycle):
         table = self.replay_table() if mode is RunMode.REPLAY else self.handler_table()
         for event_cls, handler in table:
             self.registry.register(event_cls, handler)
+        # every source reports every fill it sees; the store lets each through once
+        self.registry.gate(OrderFilled, self.store.screen_fill)
         if live:
             self.registry.observe(self.journal.record)
             self.storage_workers.add(self.journal)

@@ -63,9 +63,12 @@ class Timing(Protocol):
 
 
 class Registry:
-    """Event class -> ordered handlers. Observers see every event before the typed handlers."""
+    """Event class -> ordered handlers. Observers see every event before the typed handlers;
+    a gate of an event class runs before both, and its ``STOP`` keeps the event from everyone
+    (the store's screen of repeated fills: a repeat is neither journaled nor handled)."""
 
     def __init__(self) -> None:
+        self._gates: dict[type[Event], list[Handler]] = {}
         self._handlers: dict[type[Event], list[Handler]] = {}
         self._observers: list[Handler] = []
         self._cache: dict[type[Event], tuple[Handler, ...]] = {}
@@ -80,6 +83,11 @@ class Registry:
         handlers.append(handler)
         self._cache.clear()
 
+    def gate(self, event_cls: type[Event], handler: Handler) -> None:
+        """Run ``handler`` for ``event_cls`` before the observers; ``STOP`` drops the event."""
+        self._gates.setdefault(event_cls, []).append(handler)
+        self._cache.clear()
+
     def observe(self, handler: Handler) -> None:
         """Call ``handler`` for every dispatched event, before the typed handlers (journal)."""
         if handler in self._observers:
@@ -92,11 +100,13 @@ class Registry:
         return tuple(self._observers)
 
     def handlers_for(self, event_cls: type[Event]) -> tuple[Handler, ...]:
-        """Observers then typed handlers for ``event_cls`` (empty when nothing handles it)."""
+        """Gates, observers then typed handlers for ``event_cls`` (empty when nothing handles
+        it)."""
         cached = self._cache.get(event_cls)
         if cached is None:
             typed = self._handlers.get(event_cls, [])
-            cached = tuple(self._observers) + tuple(typed) if typed else ()
+            gates = self._gates.get(event_cls, [])
+            cached = tuple(gates) + tuple(self._observers) + tuple(typed) if typed else ()
             self._cache[event_cls] = cached
         return cached
 

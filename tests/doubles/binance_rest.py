@@ -12,6 +12,7 @@ Binance (rest-api.md, "Request Security" and the endpoint sections):
   ``orderId`` or ``origClientOrderId``), ``DELETE /api/v3/order``, ``GET /api/v3/openOrders`` and
   ``GET /api/v3/myTrades`` all read that book; a ``newClientOrderId`` repeated while the earlier
   order is still open is refused with -2010 "Duplicate order sent.";
+- the account moves with every fill (the commission is charged in the quote asset);
 - every answer takes the fixture's shape and fills in the book's values.
 
 Faults are scripted per (method, path) with :meth:`BinanceRestDouble.script` and used up in
@@ -359,10 +360,21 @@ class BinanceRestDouble:
             "time": now, "isBuyer": order["side"] == "BUY", "isMaker": maker,
             "isBestMatch": True,
         })
+        sign = 1 if order["side"] == "BUY" else -1
+        self._credit(self.symbols[order["symbol"]]["baseAsset"], sign * qty)
+        self._credit(quote, -sign * qty * price - fee)
         order["executedQty"] = order["origQty"]
         order["cummulativeQuoteQty"] = _fmt(Decimal(order["cummulativeQuoteQty"]) + qty * price)
         order["status"] = "FILLED"
         order["updateTime"] = now
+
+    def _credit(self, asset: str, delta: Decimal) -> None:
+        """Add ``delta`` to ``asset``'s free balance."""
+        row = next((b for b in self.balances if b["asset"] == asset), None)
+        if row is None:
+            row = {"asset": asset, "free": _fmt(Decimal(0)), "locked": _fmt(Decimal(0))}
+            self.balances.append(row)
+        row["free"] = _fmt(Decimal(row["free"]) + delta)
 
 
 def _now_ms() -> int:

@@ -21,9 +21,11 @@ from trader.errors import ConfigError
 
 # Options that keep ccxt to what we use. Binance: spot markets only, and no currency/margin
 # endpoints in load_markets (with keys set, ccxt's defaults add six sapi/fapi/dapi requests).
+# Bybit: spot instruments only (its defaults also load linear, inverse and six option chains).
 _OPTIONS: dict[str, dict[str, Any]] = {
     "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False,
                 "fetchMargins": False},
+    "bybit": {"fetchMarkets": {"types": ["spot"]}},
 }
 
 
@@ -45,7 +47,7 @@ def make_exchange(
         **_OPTIONS.get(cfg.name, {}),
         "maxRetriesOnFailure": 0,  # never let ccxt resend anything, an order create least of all
     }
-    if cfg.name == "binance" and any(":" in s for s in symbols):
+    if cfg.name in ("binance", "bybit") and any(":" in s for s in symbols):
         options.pop("fetchMarkets")  # derivatives configured: let ccxt load every market type
     params: dict[str, Any] = {
         "enableRateLimit": True,  # never lower an exchange's rateLimit (DESIGN.md section 6)

@@ -13,10 +13,12 @@ Protocol (and, built without keys, the :class:`MarketDataSource` of the paper ga
 - Decimal in and out: quantities go to ccxt as strings; every float ccxt returns becomes
   ``Decimal(str(x))``.
 - Orders carry our client id (``newClientOrderId`` on Binance, ccxt's ``clientOrderId``
-  elsewhere) and are looked up by it (``origClientOrderId`` on Binance), so an order whose create
-  timed out can be found without sending it again. Once an order's exchange id is known (from
-  the create answer or a poll) it is used instead; an exchange whose ccxt ``fetch_order``
-  cannot take a client id therefore cannot look up an order whose create answer was lost.
+  elsewhere) and are looked up by it (``origClientOrderId`` on Binance, ``orderLinkId`` on
+  Bybit), so an order whose create timed out can be found without sending it again. Once an
+  order's exchange id is known (from the create answer or a poll) it is used instead. Which
+  calls find an order, and whether a fill says how much of its order is filled, depends on the
+  exchange: :mod:`trader.exchange.lookups` chooses from ccxt's capabilities (on Bybit: open
+  orders, then the order history, then executions; never ccxt's 500-order ``fetch_order``).
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ from trader.events import (
 )
 from trader.exchange.ccxt_client import make_exchange
 from trader.exchange.ccxt_errors import translate
+from trader.exchange.lookups import order_lookup
 from trader.model.orders import OrderStatus, OrderType, Side
 from trader.model.units import NS_PER_MS
 
@@ -87,7 +90,8 @@ class _ClientIdParams:
     lookup: str = "clientOrderId"
 
 
-_CLIENT_ID_PARAMS = {"binance": _ClientIdParams("newClientOrderId", "origClientOrderId")}
+_CLIENT_ID_PARAMS = {"binance": _ClientIdParams("newClientOrderId", "origClientOrderId"),
+                     "bybit": _ClientIdParams("clientOrderId", "orderLinkId")}
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -138,6 +142,7 @@ class CcxtGateway:
         self._lock = threading.Lock()  # every ccxt call
         self._paused_until = 0.0  # monotonic seconds; under _lock
         self._ids = _CLIENT_ID_PARAMS.get(exchange.id, _ClientIdParams())
+        self._lookup = order_lookup(exchange, self._ids.lookup)
         self._state = threading.Lock()  # the maps below; never held during I/O
         self._exchange_ids: OrderedDict[str, str] = OrderedDict()  # client id -> exchange id
         self._client_ids: OrderedDict[str, str] = OrderedDict()  # exchange id -> client id
@@ -177,7 +182,8 @@ class CcxtGateway:
             try:
                 result = getattr(ex, method)(*args)
             except Exception as exc:  # noqa: BLE001 - translated, nothing escapes untranslated
-                err = translate(exc, ex.last_response_headers, order_create)
+                err = translate(exc, ex.last_response_headers, order_create,
+                                ex.last_json_response, self._clock.now_ns() // NS_PER_MS)
                 if isinstance(err, RateLimitedError):
                     pause = DEFAULT_PAUSE_S if err.retry_after_s is None else err.retry_after_s
                     err.retry_after_s = pause
@@ -290,10 +296,7 @@ class CcxtGateway:
         """One order by our client id; ``OrderNotFoundError`` when the exchange has none."""
         with self._state:
             exchange_id = self._exchange_ids.get(client_id)
-        if exchange_id:
-            raw = self._call("fetch_order", exchange_id, symbol)
-        else:
-            raw = self._call("fetch_order", None, symbol, {self._ids.lookup: client_id})
+        raw = self._lookup.find(self._call, client_id, exchange_id, symbol)
         if raw.get("clientOrderId") not in (None, client_id):
             raise OrderNotFoundError(
                 f"{self._ex.id}: asked for {client_id}, got {raw.get('clientOrderId')}"
@@ -303,7 +306,8 @@ class CcxtGateway:
     @_reads_answer()
     def fetch_my_trades(self, symbol: str, since_ns: int) -> list[OrderFilled]:
         """Our fills in ``symbol`` since ``since_ns``, each with its order's client id and
-        cumulative filled amount (one order lookup per order with fills; final orders cached)."""
+        cumulative filled amount: as the fill reports them where it does (Bybit executions),
+        else from one order lookup per order with fills (final orders cached)."""
         if not self._ex.has.get("fetchMyTrades"):
             if not self._warned_no_trades:
                 self._warned_no_trades = True
@@ -317,6 +321,12 @@ class CcxtGateway:
         now = self._clock.now_ns()
         out: list[OrderFilled] = []
         for order_id, group in by_order.items():
+            states = [s for s in map(self._lookup.fill_state, group) if s is not None]
+            if len(states) == len(group):
+                for t, st in zip(group, states):
+                    order = {"id": order_id, "symbol": symbol, "clientOrderId": st.client_id}
+                    out.append(self._fill(t, order, st.filled_total, st.final, now))
+                continue
             order = self._order_for_fills(order_id, symbol)
             filled = _dec(order.get("filled")) if order else sum(
                 (_dec(t.get("amount")) for t in group), ZERO)
@@ -334,7 +344,7 @@ class CcxtGateway:
         if cached is not None:
             return cached
         try:
-            order = self._call("fetch_order", order_id, symbol)
+            order = self._lookup.find(self._call, "", order_id, symbol)
         except OrderNotFoundError:
             return None  # fills of an order too old to query: reported without its total
         if _STATUS.get(order.get("status") or "", OrderStatus.OPEN).is_final:

@@ -2,7 +2,8 @@
 
 - :class:`BybitPublicStreams`: one connection per market category (``/v5/public/spot``,
   ``/linear``, ``/inverse``) with ``orderbook.1.<symbol>`` (top of book; Bybit sends level 1
-  as snapshots only, and spot tickers carry no bid/ask) and ``publicTrade.<symbol>``.
+  as snapshots only, and spot tickers carry no bid/ask), ``publicTrade.<symbol>`` and, when a
+  candle interval is configured, ``kline.<interval>.<symbol>``.
 - :class:`BybitPrivateStream`: ``/v5/private``, authenticated with
   ``{"op": "auth", "args": [key, expires, hex(HMAC-SHA256(secret, "GET/realtime" + expires))]}``,
   then subscribed to ``order``, ``execution`` and ``wallet``.
@@ -45,12 +46,17 @@ class BybitPublicStreams:
     watch_data = True
     ping_message = PING
 
-    def __init__(self, url: str, category: str, markets: Sequence[str]) -> None:
+    def __init__(self, url: str, category: str, markets: Sequence[str],
+                 kline_interval: str | None = None) -> None:
+        """``kline_interval`` in our notation (``"1m"``), one of
+        :data:`~trader.feeds.parsers.bybit.KLINE_INTERVALS`; None: no candles."""
         self.url = url
         self.stream = category
         self.category = category
-        self.topics = [f"{kind}.{exchange_id(m)}" for m in markets
-                       for kind in ("orderbook.1", "publicTrade")]
+        kinds = ["orderbook.1", "publicTrade"]
+        if kline_interval is not None:
+            kinds.append(f"kline.{bybit.KLINE_INTERVALS[kline_interval]}")
+        self.topics = [f"{kind}.{exchange_id(m)}" for m in markets for kind in kinds]
         self._symbols = SymbolMap(markets)
 
     def connect_messages(self) -> list[str]:

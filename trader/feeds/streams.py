@@ -19,6 +19,7 @@ from trader.clock import Clock
 from trader.config import Config, Mode
 from trader.events import Event
 from trader.feeds import binance, bybit
+from trader.feeds.parsers.bybit import KLINE_INTERVALS
 from trader.feeds.parsers.common import INVERSE, LINEAR, SPOT, market_category
 from trader.feeds.websocket import Listener, StreamProtocol
 from trader.stats import Stats
@@ -63,12 +64,17 @@ def _bybit(cfg: Config, clock: Clock) -> list[StreamProtocol]:
     ex = cfg.exchange
     public_url = bybit.TESTNET_PUBLIC_URL if ex.sandbox else bybit.PUBLIC_URL
     private_url = bybit.TESTNET_PRIVATE_URL if ex.sandbox else bybit.PRIVATE_URL
+    interval = cfg.streams.kline_interval
+    if interval is not None and interval not in KLINE_INTERVALS:
+        log.warning("bybit has no %s candles (it has %s): no candle stream, so candle "
+                    "strategies (ma_cross) cannot trade", interval, ", ".join(KLINE_INTERVALS))
+        interval = None
     out: list[StreamProtocol] = []
     for category in (SPOT, LINEAR, INVERSE):
         markets = [m for m in cfg.trade.markets if market_category(m) == category]
         if markets:
             url = with_base(public_url.format(category=category), ex.urls.ws)
-            out.append(bybit.BybitPublicStreams(url, category, markets))
+            out.append(bybit.BybitPublicStreams(url, category, markets, interval))
     if _private(cfg):
         s = cfg.secrets
         out.append(bybit.BybitPrivateStream(with_base(private_url, ex.urls.ws), cfg.trade.markets,

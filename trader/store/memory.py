@@ -164,6 +164,21 @@ class MemoryStore:
         """-> UNKNOWN: the executor will look it up."""
         self._transition(ev.client_id, OrderStatus.UNKNOWN, ev.ts_recv, reason=ev.reason)
 
+    def screen_fill(self, ev: OrderFilled) -> Stop | None:
+        """The one filter of repeated fills (the wiring's gate for ``OrderFilled``): ``STOP``,
+        counted, for a fill already applied, so the journal and every handler see each fill
+        once, whichever sources delivered it. Keyed by (symbol, exchange order id, trade id):
+        exchanges number orders and trades per market, and a self-trade is one trade id for two
+        orders; the bounded set also covers fills of orders we do not know, and an order's own
+        record of its fills outlives the set's eviction (and a restart)."""
+        key = (ev.symbol, ev.exchange_id, ev.trade_id)
+        with self._lock:
+            order = self._orders.get(ev.client_id)
+            if key in self._fills_seen or (order is not None and order.has_fill(ev.trade_id)):
+                self.duplicate_fills += 1
+                return STOP
+        return None
+
     def on_order_filled(self, ev: OrderFilled) -> Stop | None:
         """Apply a fill to its order and to the market's position, once: a repeat returns
         ``STOP``, so no later handler sees it either.
@@ -171,21 +186,17 @@ class MemoryStore:
         A fill is a fact: it always moves the position, even when the order's status can no
         longer change (a fill delivered after a REST report already made the order final); the
         status alone follows the state machine. Every source (order answer, user stream, REST
-        poll, lookup, reconciliation) reports every fill it sees; this is the one filter,
-        keyed by (symbol, exchange order id, trade id): exchanges number orders and trades per
-        market, and a self-trade is one trade id for two orders. ``filled`` is the largest of
-        what we knew, the exchange's cumulative amount and the sum of the fills applied.
+        poll, lookup, reconciliation) reports every fill it sees; :meth:`screen_fill` drops the
+        repeats. ``filled`` is the largest of what we knew, the exchange's cumulative amount
+        and the sum of the fills applied.
         """
+        if self.screen_fill(ev) is STOP:
+            return STOP
         base, quote = split_symbol(ev.symbol)
         key = (ev.symbol, ev.exchange_id, ev.trade_id)
         late: Order | None = None
         with self._lock:
             order = self._orders.get(ev.client_id)
-            # The bounded set also covers fills of orders we do not know; an order's own record
-            # outlives the set's eviction (and a restart).
-            if key in self._fills_seen or (order is not None and order.has_fill(ev.trade_id)):
-                self.duplicate_fills += 1
-                return STOP
             if order is not None:
                 status = OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
                 if not is_legal(order.status, status):

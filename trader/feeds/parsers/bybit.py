@@ -15,6 +15,7 @@ from typing import Any
 
 from trader.events import (
     BalanceUpdate,
+    Candle,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
@@ -37,6 +38,14 @@ from trader.feeds.parsers.common import (
 from trader.model.orders import Side
 
 _SIDES = {"Buy": Side.BUY, "Sell": Side.SELL}
+
+# Our candle intervals (Binance's notation, ``streams.kline_interval``) -> Bybit's
+# ``kline.<interval>`` (docs v5/websocket/public/kline: 1 3 5 15 30 60 120 240 360 720 D W M).
+KLINE_INTERVALS = {
+    "1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60", "2h": "120",
+    "4h": "240", "6h": "360", "12h": "720", "1d": "D", "1w": "W", "1M": "M",
+}
+_OUR_INTERVALS = {v: k for k, v in KLINE_INTERVALS.items()}
 
 
 def parse(msg: Any, ctx: ParseContext) -> Parsed:
@@ -114,6 +123,24 @@ def orderbook(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
         symbol=ctx.symbols.unified(d["s"], ctx.category), bid=dec(bid), bid_size=dec(bid_size),
         ask=dec(ask), ask_size=dec(ask_size),
     )]
+
+
+def kline(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
+    """Candles of one symbol (the topic names it; the data does not), sent while each forms
+    (``confirm`` false) and once closed; intervals in our notation (``"5"`` -> ``"5m"``).
+
+    ``{"topic": "kline.5.BTCUSDT", "data": [{"start": 1672324800000, "end": 1672325099999,
+    "interval": "5", "open": "16649.5", "close": "16677", "high": "16677", "low": "16608",
+    "volume": "2.081", "turnover": "34666.4005", "confirm": false,
+    "timestamp": 1672324988882}], "ts": 1672324988882, "type": "snapshot"}``
+    """
+    symbol = ctx.symbols.unified(str(msg["topic"]).rpartition(".")[2], ctx.category)
+    return [Candle(
+        ts_event=ms_to_ns(k["timestamp"]), ts_recv=ctx.ts_recv, symbol=symbol,
+        interval=_OUR_INTERVALS.get(str(k["interval"]), str(k["interval"])), open=dec(k["open"]),
+        high=dec(k["high"]), low=dec(k["low"]), close=dec(k["close"]), volume=dec(k["volume"]),
+        start_ns=ms_to_ns(k["start"]), closed=bool(k["confirm"]),
+    ) for k in msg["data"]]
 
 
 def public_trade(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
@@ -218,6 +245,7 @@ def wallet(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
 TOPICS: dict[str, Parser] = {
     "tickers": tickers,
     "orderbook": orderbook,
+    "kline": kline,
     "publicTrade": public_trade,
     "order": order,
     "execution": execution,
