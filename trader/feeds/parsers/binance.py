@@ -11,6 +11,11 @@
 when bare. Replies to our requests (``{"result": ..., "id": ...}``, WebSocket API
 ``{"id", "status", ...}``) become :class:`Control` signals. Prices and quantities are JSON
 strings and become ``Decimal`` without passing through float; times are milliseconds.
+
+Missing or zero fields: :func:`execution_report` states the policy for order updates (nothing
+is booked at a size or price of 0; an order's fill is stamped with its transaction time ``T``);
+market data and balances carry every field they use, and a message without one is counted and
+logged by the listener as a bad message.
 """
 
 from __future__ import annotations
