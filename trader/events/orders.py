@@ -125,7 +125,6 @@ class OrderStatusReport(Event):
     time_in_force: str | None = None
     stop_price: Decimal | None = None
     cum_quote: Decimal | None = None
-    expiry_reason: str | None = None
 
 
 @event
