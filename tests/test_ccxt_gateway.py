@@ -125,6 +125,9 @@ def test_create_fetch_cancel_and_open_orders_by_client_id(double) -> None:
         "trd-1", accepted.exchange_id, OrderStatus.OPEN)
     assert (report.amount, report.filled, report.price) == (D(3), D(0), D("3.5"))
     assert report.side is Side.BUY and report.order_type is OrderType.LIMIT
+    # the fields kept for the user, as ccxt reads Binance's answer
+    assert (report.venue_order_type, report.time_in_force, report.stop_price,
+            report.cum_quote) == ("limit", "GTC", None, D(0))
 
     (open_,) = gw.fetch_open_orders(["BTC/USDT"])
     assert open_.client_id == "trd-1" and open_.status is OrderStatus.OPEN

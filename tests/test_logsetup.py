@@ -57,7 +57,9 @@ def test_json_lines_carry_time_level_thread_logger_message_and_the_event(
         "ts_recv": 1_700_000_000_000_000_001, "client_id": "c-1", "exchange_id": "x-1",
         "trade_id": "t-1", "symbol": "BTC/USDT", "side": "buy", "price": "60000.5",
         "amount": "0.01", "fee": "0.6", "fee_asset": "USDT", "filled_total": "0.01",
-        "is_final": True, "liquidity": "unknown"}
+        "is_final": True, "liquidity": "unknown", "venue_order_type": None,
+        "time_in_force": None, "order_price": None, "order_amount": None, "stop_price": None,
+        "cum_quote": None, "fee_rate": None}
     assert second["message"] == "plain" and second["level"] == "WARNING"
     assert "event" not in second and "exc" not in second
 

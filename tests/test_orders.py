@@ -27,8 +27,10 @@ FINAL = {S.FILLED, S.CANCELED, S.REJECTED, S.EXPIRED}
 # The specification, written out independently of trader/model/orders.py.
 EXPECTED = {
     S.PENDING: set(S),
-    S.OPEN: {S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.UNKNOWN},
-    S.PARTIALLY_FILLED: {S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.UNKNOWN},
+    # a live order can end REJECTED (Bybit rejects the remainder after a partial fill)
+    S.OPEN: {S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED, S.UNKNOWN},
+    S.PARTIALLY_FILLED: {S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED,
+                         S.UNKNOWN},
     S.UNKNOWN: {S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.UNKNOWN,
                 S.REJECTED},
     **{f: set() for f in FINAL},

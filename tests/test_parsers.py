@@ -63,7 +63,7 @@ TRADE = TradeTick(ts_event=1672515782136 * MS, ts_recv=RECV, symbol="BNB/BTC", p
 ETH_POSITION = [BalanceUpdate(ts_event=1564034571105 * MS, ts_recv=RECV, asset="ETH",
                               free=D("10000.000000"), used=D("0.000000"),
                               total=D("10000.000000"))]
-NEW_ORDER = [OrderAccepted(ts_event=1499405658658 * MS, ts_recv=RECV,
+NEW_ORDER = [OrderAccepted(ts_event=1499405658657 * MS, ts_recv=RECV,  # T, not E
                            client_id="mUvoqJxFIILMdfAW5iGSOW", exchange_id="4293153")]
 SHUTDOWN = [control(ControlKind.RECONNECT, "serverShutdown")]
 
@@ -138,7 +138,9 @@ BYBIT: dict[str, tuple[str, list[Any]]] = {
         exchange_id="9aac161b-8ed6-450d-9cab-c5cc67c21784",
         trade_id="0ab1bdf7-4219-438b-b30a-32ec863018f7", symbol="BTC/USDT:USDT", side=Side.SELL,
         price=D("95900.1"), amount=D("0.5"), fee=D("26.3725275"), fee_asset="USDT",
-        filled_total=D("0.5"), is_final=True, liquidity=Liquidity.TAKER)]),
+        filled_total=D("0.5"), is_final=True, liquidity=Liquidity.TAKER,
+        venue_order_type="Market", order_price=D("94942.5"), order_amount=D("0.5"),
+        fee_rate=D("0.00055"))]),
     "order.json": ("spot", []),  # Filled: the fill comes from the execution topic
     "wallet.json": ("spot", [BalanceUpdate(
         ts_event=1700034722104 * MS, ts_recv=RECV, asset="BTC", free=D("0.00102964"),
@@ -217,23 +219,25 @@ def report(**changes: Any) -> dict[str, Any]:
 
 def test_execution_report_trade_is_a_fill_with_fee_and_cumulative_amount() -> None:
     partial = report(x="TRADE", X="PARTIALLY_FILLED", l="0.40000000", z="0.40000000",
-                     L="0.10264400", n="0.00040000", N="BNB", t=77, m=True)
+                     L="0.10264400", n="0.00040000", N="BNB", t=77, m=True, Z="0.04105760")
     final = report(x="TRADE", X="FILLED", l="0.60000000", z="1.00000000", L="0.10264410",
-                   n="0.00006000", N="ETH", t=78, m=False)
-    base = dict(ts_event=1499405658658 * MS, ts_recv=RECV, client_id="mUvoqJxFIILMdfAW5iGSOW",
-                exchange_id="4293153", symbol="ETH/BTC", side=Side.BUY)
+                   n="0.00006000", N="ETH", t=78, m=False, Z="0.10264406")
+    # stamped with the transaction time T, not the event time E; the order's fields kept
+    base = dict(ts_event=1499405658657 * MS, ts_recv=RECV, client_id="mUvoqJxFIILMdfAW5iGSOW",
+                exchange_id="4293153", symbol="ETH/BTC", side=Side.BUY, venue_order_type="LIMIT",
+                time_in_force="GTC", order_price=D("0.10264410"), order_amount=D("1.00000000"))
     assert binance.parse(partial, ctx()) == [OrderFilled(
         **base, trade_id="77", price=D("0.10264400"), amount=D("0.40000000"),
         fee=D("0.00040000"), fee_asset="BNB", filled_total=D("0.40000000"), is_final=False,
-        liquidity=Liquidity.MAKER)]
+        liquidity=Liquidity.MAKER, cum_quote=D("0.04105760"))]
     assert binance.parse(final, ctx()) == [OrderFilled(
         **base, trade_id="78", price=D("0.10264410"), amount=D("0.60000000"),
         fee=D("0.00006000"), fee_asset="ETH", filled_total=D("1.00000000"), is_final=True,
-        liquidity=Liquidity.TAKER)]
+        liquidity=Liquidity.TAKER, cum_quote=D("0.10264406"))]
 
 
 def test_execution_report_cancel_expiry_and_rejection() -> None:
-    ts = 1499405658658 * MS
+    ts = 1499405658657 * MS  # T
     # a cancel: "c" is the cancel request's id, "C" the canceled order's
     canceled = report(x="CANCELED", X="CANCELED", c="cancel-req-1", C="mUvoqJxFIILMdfAW5iGSOW")
     assert binance.parse(canceled, ctx()) == [OrderCanceled(
@@ -285,9 +289,11 @@ def test_bybit_refusals_and_other_execution_types() -> None:
                                                    "auth refused: Params Error")]
     funding = copy.deepcopy(load("bybit/execution.json"))
     funding["data"][0]["execType"] = "Funding"
+    assert bybit.parse(funding, ctx()) == []  # a cash flow, not a fill (see test_parser_shapes)
+    funding["data"][0]["execType"] = "Weird"
     with pytest.raises(UnknownMessage) as err:
         bybit.parse(funding, ctx())
-    assert err.value.wire_type == "execution.Funding"
+    assert err.value.wire_type == "execution.Weird"
 
 
 # ------------------------------------------------------------------ symbols

@@ -207,6 +207,7 @@ def test_cli_prints_state_and_statistics(tmp_path: Path, capsys: pytest.CaptureF
     assert len(shown) == len(filled) and "SessionStarted" not in shown[0]
     assert shown[0].startswith(iso_utc(filled[0].ts_recv))
     assert f"OrderFilled client_id={filled[0].client_id}" in shown[0]
+    assert "=None" not in shown[0]  # fields the source did not send are left out
     assert main([str(journal), "--config", str(config), "--show", "Nope"]) == 2
 
 

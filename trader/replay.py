@@ -183,7 +183,7 @@ def describe(index: int, ev: Event) -> str:
     if fields["ts_event"] == ev.ts_recv:
         del fields["ts_event"]
     fields.pop("traceback", None)
-    text = " ".join(f"{k}={v}" for k, v in fields.items())
+    text = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)  # None: not sent
     return f"{iso_utc(ev.ts_recv)} #{index} {type(ev).__name__} {text}"
 
 

@@ -11,6 +11,7 @@ import time
 from trader.bus import Bus
 from trader.events import (
     BalanceUpdate,
+    ExchangeUpdateUnusable,
     FeedConnected,
     FeedDisconnected,
     FeedRecovered,
@@ -74,6 +75,11 @@ class Reporter:
         """Exchange rejections."""
         log.warning("REJECTED order %s (%s): %s", ev.client_id, ev.kind, ev.reason,
                     extra={"event": ev})
+
+    def on_unusable(self, ev: ExchangeUpdateUnusable) -> None:
+        """An exchange update nothing could be booked from: an error a user must see."""
+        log.error("UNUSABLE exchange update for %s, nothing booked (the REST polls and "
+                  "reconciliation will bring the truth): %s", ev.subject, ev.reason)
 
     def on_system(
         self,

@@ -78,6 +78,15 @@ class OrderFilled(Event):
     filled_total: Decimal
     is_final: bool
     liquidity: Liquidity = Liquidity.UNKNOWN
+    # What the venue said about the order with this fill, kept for the user (journal, API);
+    # None when the source does not say. Nothing dispatches on them.
+    venue_order_type: str | None = None  # the venue's own name: LIMIT_MAKER, STOP_LOSS, Market
+    time_in_force: str | None = None  # as the venue names it: GTC, IOC, FOK, GTX, PostOnly
+    order_price: Decimal | None = None  # the order's limit price (None for market orders)
+    order_amount: Decimal | None = None  # the order's quantity
+    stop_price: Decimal | None = None  # the order's stop/trigger price
+    cum_quote: Decimal | None = None  # the order's cumulative quote amount, this fill included
+    fee_rate: Decimal | None = None
 
 
 @event
@@ -111,6 +120,34 @@ class OrderStatusReport(Event):
     filled: Decimal
     price: Decimal | None = None
     avg_price: Decimal | None = None
+    # Kept for the user, None when the source does not say (see OrderFilled).
+    venue_order_type: str | None = None
+    time_in_force: str | None = None
+    stop_price: Decimal | None = None
+    cum_quote: Decimal | None = None
+
+
+@event
+class OrderAmended(Event):
+    """The exchange changed a live order in place, keeping its id and its queue priority
+    (Binance "amend keep priority" reduces the quantity): ``amount`` is the new quantity,
+    ``price`` the order's price (unchanged by a Binance amend)."""
+
+    client_id: str
+    exchange_id: str
+    amount: Decimal
+    price: Decimal | None = None
+
+
+@event
+class ExchangeUpdateUnusable(Event):
+    """An update from the exchange that could not be booked as it came (a fill without any
+    price to book, a balance without its free amount): nothing was booked from it. ``subject``
+    is the order's client id or the asset. The REST trade and balance polls and reconciliation
+    bring the truth in later."""
+
+    subject: str
+    reason: str
 
 
 # --------------------------------------------------------------------------------------------

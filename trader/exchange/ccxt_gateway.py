@@ -423,7 +423,7 @@ class CcxtGateway:
         status = _STATUS.get(raw.get("status") or "", OrderStatus.UNKNOWN)
         if status is OrderStatus.OPEN and filled > 0:
             status = OrderStatus.PARTIALLY_FILLED
-        price = raw.get("price")
+        price, stop, cost = raw.get("price"), raw.get("triggerPrice"), raw.get("cost")
         return OrderStatusReport(
             ts_event=_ns(raw.get("lastUpdateTimestamp") or raw.get("timestamp"), now),
             ts_recv=now, client_id=client_id, exchange_id=exchange_id, symbol=raw["symbol"],
@@ -432,6 +432,8 @@ class CcxtGateway:
             status=status, amount=_dec(raw.get("amount")), filled=filled,
             price=_dec(price) if price else None,
             avg_price=_dec(raw["average"]) if raw.get("average") else None,
+            venue_order_type=raw.get("type"), time_in_force=raw.get("timeInForce"),
+            stop_price=_dec(stop) if stop else None, cum_quote=None if cost is None else _dec(cost),
         )
 
     def _fill(self, t: dict[str, Any], order: dict[str, Any], filled_total: Decimal,

@@ -22,7 +22,13 @@ from typing import Any, Mapping, Sequence
 
 from trader.clock import Clock
 from trader.feeds.parsers import binance
-from trader.feeds.parsers.common import ParseContext, Parsed, SymbolMap, exchange_id
+from trader.feeds.parsers.common import (
+    OrderMemory,
+    ParseContext,
+    Parsed,
+    SymbolMap,
+    exchange_id,
+)
 from trader.model.units import NS_PER_MS
 
 MARKET_URL = "wss://stream.binance.com:9443/stream"
@@ -81,6 +87,7 @@ class BinanceUserStream:
         self._secret = api_secret
         self._clock = clock
         self._symbols = SymbolMap(markets)
+        self._orders = OrderMemory()  # outlives reconnects: fills are read against it
         self._ids = itertools.count(1)
 
     def __repr__(self) -> str:
@@ -100,4 +107,4 @@ class BinanceUserStream:
 
     def parse(self, msg: Any, ts_recv: int) -> Parsed:
         """See :mod:`trader.feeds.parsers.binance`."""
-        return binance.parse(msg, ParseContext(ts_recv, self._symbols))
+        return binance.parse(msg, ParseContext(ts_recv, self._symbols, orders=self._orders))

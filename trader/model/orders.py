@@ -1,12 +1,16 @@
 """Orders: sides, types, statuses and the order state machine.
 
     PENDING -> OPEN -> PARTIALLY_FILLED -> FILLED
-                  \\-> CANCELED / EXPIRED        (from OPEN or PARTIALLY_FILLED)
+                  \\-> CANCELED / EXPIRED / REJECTED   (from OPEN or PARTIALLY_FILLED)
     PENDING -> REJECTED
     any live state -> UNKNOWN -> (whatever the lookup finds)
 
 Final states (FILLED, CANCELED, REJECTED, EXPIRED) are never left. A transition to the same live
 state is allowed (a repeated acknowledgement, another partial fill) and changes nothing else.
+
+A live order can end REJECTED: Bybit rejects the rest of an order after part of it filled (an
+IOC or market remainder: ``orderStatus: Rejected`` after ``PartiallyFilled``). The order is
+closed; its fills stay.
 """
 
 from __future__ import annotations
@@ -48,13 +52,14 @@ class OrderStatus(StrEnum):
 
 _S = OrderStatus
 FINAL_STATUSES = frozenset({_S.FILLED, _S.CANCELED, _S.REJECTED, _S.EXPIRED})
-_LIVE = {_S.OPEN, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED, _S.EXPIRED, _S.UNKNOWN}
+_LIVE = {_S.OPEN, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED, _S.EXPIRED, _S.REJECTED,
+         _S.UNKNOWN}
 
 LEGAL_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
-    _S.PENDING: frozenset(_LIVE | {_S.PENDING, _S.REJECTED}),
+    _S.PENDING: frozenset(_LIVE | {_S.PENDING}),
     _S.OPEN: frozenset(_LIVE),
     _S.PARTIALLY_FILLED: frozenset(_LIVE - {_S.OPEN}),
-    _S.UNKNOWN: frozenset(_LIVE | {_S.REJECTED}),
+    _S.UNKNOWN: frozenset(_LIVE),
     _S.FILLED: frozenset(),
     _S.CANCELED: frozenset(),
     _S.REJECTED: frozenset(),

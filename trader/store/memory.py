@@ -23,6 +23,7 @@ from trader.events import (
     Candle,
     MarketUpdated,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
@@ -163,6 +164,21 @@ class MemoryStore:
     def on_order_unknown(self, ev: OrderStatusUnknown) -> None:
         """-> UNKNOWN: the executor will look it up."""
         self._transition(ev.client_id, OrderStatus.UNKNOWN, ev.ts_recv, reason=ev.reason)
+
+    def on_order_amended(self, ev: OrderAmended) -> None:
+        """The exchange changed a live order in place: the same order, its new quantity (and
+        price). An order unknown or already final is left as is, counted and logged."""
+        with self._lock:
+            order = self._orders.get(ev.client_id)
+            if order is not None and order.is_open:
+                self._orders[ev.client_id] = replace(
+                    order, amount=ev.amount, price=ev.price or order.price,
+                    exchange_id=order.exchange_id or ev.exchange_id, ts_update=ev.ts_recv,
+                )
+                return
+            self.illegal_transitions += 1
+        log.warning("amendment of order %s ignored: %s", ev.client_id,
+                    "unknown to the store" if order is None else f"it is {order.status}")
 
     def screen_fill(self, ev: OrderFilled) -> Stop | None:
         """The one filter of repeated fills (the wiring's gate for ``OrderFilled``): ``STOP``,

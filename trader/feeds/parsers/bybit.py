@@ -7,15 +7,23 @@ without passing through float; times are milliseconds.
 
 Public messages carry no market category; the connection knows it (one public endpoint per
 category) and passes it in ``ctx.category``. Private messages carry ``category`` on every item.
+
+Missing or zero fields: each private topic's parser states its policy (:func:`order`,
+:func:`execution`, :func:`wallet`); the rule throughout is that nothing is booked at a price of
+0 or a size of 0, an absent optional figure is None on the event, and a figure that cannot be
+derived gives an :class:`ExchangeUpdateUnusable` for that item while the message's other items
+are still used.
 """
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from trader.events import (
     BalanceUpdate,
     Candle,
+    ExchangeUpdateUnusable,
     Liquidity,
     OrderAccepted,
     OrderCanceled,
@@ -34,6 +42,8 @@ from trader.feeds.parsers.common import (
     dec,
     dispatch,
     ms_to_ns,
+    opt_dec,
+    positive,
 )
 from trader.model.orders import Side
 
@@ -175,6 +185,11 @@ def order(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
     would make the store refuse that fill. Untriggered/Triggered belong to conditional orders,
     which we do not place. Any other status raises :class:`UnknownMessage`.
 
+    Rejected also comes after a partial fill (the rest of an IOC or market order refused): the
+    order ends REJECTED with its fills kept (the order state machine allows a live order to end
+    so). Missing or empty ``orderLinkId``: the order is known by ``orderId``; ``rejectReason``
+    and ``cancelType`` are carried as they come.
+
     ``{"topic": "order", "creationTime": 1672364262474, "data": [{"symbol": "BTCUSDT",
     "orderId": "5cf98598-...", "orderLinkId": "trd-1", "side": "Sell", "orderStatus": "New",
     "rejectReason": "EC_NoError", "category": "spot", ...}]}``
@@ -198,36 +213,92 @@ def order(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
 
 
 def execution(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
-    """Fills (``execType`` Trade): price, quantity, fee and its currency; the order's
-    cumulative filled amount is ``orderQty - leavesQty``. Other execution types (funding,
-    delivery, ADL) raise :class:`UnknownMessage` so they are seen and counted. ``extraFees``
-    (regional taxes) are not part of ``fee``.
+    """Executions: each one that changes the position is a fill, with its price, quantity,
+    fee and fee currency; the order's cumulative filled amount is ``orderQty - leavesQty``.
+    ``extraFees`` (regional taxes) are not part of ``fee``.
 
     ``{"topic": "execution", "creationTime": 1746270400355, "data": [{"category": "linear",
     "symbol": "BTCUSDT", "execFee": "26.3725275", "execId": "0ab1bdf7-...",
     "execPrice": "95900.1", "execQty": "0.5", "execType": "Trade", "leavesQty": "0",
-    "orderId": "9aac161b-...", "orderLinkId": "", "orderQty": "0.5", "side": "Sell",
-    "execTime": "1746270400353", "isMaker": false, "feeCurrency": "USDT", ...}]}``
+    "orderId": "9aac161b-...", "orderLinkId": "", "orderQty": "0.5", "orderPrice": "94942.5",
+    "orderType": "Market", "feeRate": "0.00055", "side": "Sell", "execTime": "1746270400353",
+    "isMaker": false, "feeCurrency": "USDT", ...}]}``
+
+    ``execType`` (Bybit v5 enum): Trade, and the executions the exchange makes on the account's
+    behalf that move the position as a trade does, AdlTrade (auto-deleveraging), BustTrade
+    (liquidation), BlockTrade, MovePosition and Delivery (a future or option settled at expiry),
+    are fills (the system's orders are not involved: their ``orderLinkId`` is empty, so they
+    count on the position only). Funding and Settle move cash, not the position: no fill (the
+    ``wallet`` message that follows carries the new balance). Any other type raises
+    :class:`UnknownMessage`, so it is seen and counted.
+
+    Policy for missing or zero fields: ``execQty`` 0 gives no fill; ``execPrice`` 0 or absent
+    books nothing and gives an :class:`ExchangeUpdateUnusable` (never a price of 0; the REST
+    trade poll books the fill); ``feeCurrency`` absent or empty is derived from the market:
+    on spot Bybit takes the fee from what the trade pays in, the base asset on a buy and the
+    quote asset on a sell; on derivatives it is the settle asset (``BTC/USDT:USDT`` -> USDT,
+    ``BTC/USD:BTC`` -> BTC); an unknown market leaves it empty. ``orderPrice``,
+    ``orderType`` and ``feeRate`` absent or empty give None on the event.
     """
     out: Parsed = []
     for e in msg["data"]:
-        if e["execType"] != "Trade":
-            raise UnknownMessage(f"execution.{e['execType']}")
+        kind = e["execType"]
+        if kind in _CASH_MOVES:
+            continue
+        if kind not in _FILLS:
+            raise UnknownMessage(f"execution.{kind}")
+        amount = dec(e["execQty"])
+        if amount <= 0:
+            continue
+        ts, cid = ms_to_ns(e["execTime"]), _client_id(e)
+        symbol, side = ctx.symbols.unified(e["symbol"], e["category"]), _SIDES[e["side"]]
+        price = positive(e.get("execPrice"))
+        if price is None:
+            out.append(ExchangeUpdateUnusable(
+                ts_event=ts, ts_recv=ctx.ts_recv, subject=cid,
+                reason=f"Bybit {kind} execution {e['execId']} of {amount} {symbol} (order "
+                       f"{e['orderId']}) has no price"))
+            continue
         leaves = dec(e["leavesQty"])
         out.append(OrderFilled(
-            ts_event=ms_to_ns(e["execTime"]), ts_recv=ctx.ts_recv, client_id=_client_id(e),
-            exchange_id=str(e["orderId"]), trade_id=str(e["execId"]),
-            symbol=ctx.symbols.unified(e["symbol"], e["category"]), side=_SIDES[e["side"]],
-            price=dec(e["execPrice"]), amount=dec(e["execQty"]), fee=dec(e["execFee"]),
-            fee_asset=str(e.get("feeCurrency") or ""), filled_total=dec(e["orderQty"]) - leaves,
-            is_final=leaves == 0, liquidity=Liquidity.MAKER if e["isMaker"] else Liquidity.TAKER,
+            ts_event=ts, ts_recv=ctx.ts_recv, client_id=cid, exchange_id=str(e["orderId"]),
+            trade_id=str(e["execId"]), symbol=symbol, side=side, price=price, amount=amount,
+            fee=dec(e["execFee"]), fee_asset=e.get("feeCurrency") or _fee_asset(symbol, side),
+            filled_total=dec(e["orderQty"]) - leaves, is_final=leaves == 0,
+            liquidity=Liquidity.MAKER if e["isMaker"] else Liquidity.TAKER,
+            venue_order_type=e.get("orderType") or None, order_price=positive(e.get("orderPrice")),
+            order_amount=positive(e.get("orderQty")), fee_rate=opt_dec(e.get("feeRate")),
         ))
     return out
 
 
+_FILLS = frozenset({"Trade", "AdlTrade", "BustTrade", "BlockTrade", "MovePosition", "Delivery"})
+_CASH_MOVES = frozenset({"Funding", "Settle"})
+
+
+def _fee_asset(symbol: str, side: Side) -> str:
+    """The fee currency Bybit uses when it does not say (see :func:`execution`)."""
+    pair, _, settle = symbol.partition(":")
+    base, slash, quote = pair.partition("/")
+    if settle:
+        return settle
+    if not slash:
+        return ""
+    return base if side is Side.BUY else quote
+
+
 def wallet(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
-    """Balances per coin: total ``walletBalance``, of which ``locked`` is held by open spot
-    orders.
+    """Balances per coin: total ``walletBalance``, split into free and used by what the coin
+    says, in this order (Bybit v5 ``wallet`` topic):
+
+    - ``locked`` ("locked balance due to the spot open order"): used = locked;
+    - else ``free`` ("available balance for spot wallet", classic accounts): used = total - free;
+    - else ``availableToWithdraw``: used = total - availableToWithdraw.
+
+    An empty string counts as absent. A coin with none of the three gets no balance but an
+    :class:`ExchangeUpdateUnusable` (nothing says how much is free, and guessing "all of it"
+    could let risk spend what orders hold); the other coins of the message are used, and the
+    REST balance poll fills the gap.
 
     ``{"topic": "wallet", "creationTime": 1700034722104, "data": [{"accountType": "UNIFIED",
     "coin": [{"coin": "BTC", "walletBalance": "0.00102964", "locked": "0", ...}], ...}]}``
@@ -236,10 +307,28 @@ def wallet(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
     out: Parsed = []
     for account in msg["data"]:
         for c in account["coin"]:
-            total, locked = dec(c["walletBalance"]), dec(c["locked"] or "0")
-            out.append(BalanceUpdate(ts_event=ts, ts_recv=ctx.ts_recv, asset=str(c["coin"]),
-                                     free=total - locked, used=locked, total=total))
+            asset, total = str(c["coin"]), dec(c["walletBalance"])
+            used = _used(c, total)
+            if used is None:
+                out.append(ExchangeUpdateUnusable(
+                    ts_event=ts, ts_recv=ctx.ts_recv, subject=asset,
+                    reason=f"Bybit wallet {account.get('accountType', '')}: {asset} has "
+                           "walletBalance but none of locked, free, availableToWithdraw"))
+                continue
+            out.append(BalanceUpdate(ts_event=ts, ts_recv=ctx.ts_recv, asset=asset,
+                                     free=total - used, used=used, total=total))
     return out
+
+
+def _used(coin: dict[str, Any], total: Decimal) -> Decimal | None:
+    locked = opt_dec(coin.get("locked"))
+    if locked is not None:
+        return locked
+    for field in ("free", "availableToWithdraw"):
+        free = opt_dec(coin.get(field))
+        if free is not None:
+            return total - free
+    return None
 
 
 TOPICS: dict[str, Parser] = {

@@ -1,14 +1,19 @@
 """What every venue's parsers share: control signals, the unknown-message error, the symbol map
 and small converters.
 
-A parser is a pure function ``(payload, ctx) -> list[Event | Control]``: no I/O, no clock, no
-state. A returned :class:`Control` tells the listener about the connection (a subscription was
-acknowledged, reconnect now, ...); a message whose result holds a ``Control`` is a control message
-and does not count as data for the watchdog. Anything else, even an empty list, is data.
+A parser is a function ``(payload, ctx) -> list[Event | Control]``: no I/O, no clock, and no
+state of its own. The one state a parser may touch is ``ctx.orders``, an :class:`OrderMemory`
+owned by the stream protocol (one per connection's lifetime, bounded), for a fact a message can
+only be read against the previous message of the same order (Binance's fill price when ``L`` is
+0; see :func:`trader.feeds.parsers.binance.order_trade`). A returned :class:`Control` tells the
+listener about the connection (a subscription was acknowledged, reconnect now, ...); a message
+whose result holds a ``Control`` is a control message and does not count as data for the
+watchdog. Anything else, even an empty list, is data.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -40,9 +45,39 @@ class Control:
 Parsed = list[Union[Event, Control]]
 
 
+class OrderMemory:
+    """The last cumulative figures (filled amount, quote amount) seen per exchange order id,
+    for the orders still live: a parser reads a fill against the order's previous report.
+    Bounded: past ``limit`` orders, the oldest is forgotten (a parser then falls back as if it
+    had never seen the order). Used by one listener thread only."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._last: OrderedDict[str, tuple[Decimal, Decimal]] = OrderedDict()
+
+    def get(self, order_id: str) -> tuple[Decimal, Decimal] | None:
+        """``(filled, quote)`` last remembered for ``order_id``, or None."""
+        return self._last.get(order_id)
+
+    def put(self, order_id: str, filled: Decimal, quote: Decimal) -> None:
+        """Remember the order's cumulative figures."""
+        self._last[order_id] = (filled, quote)
+        self._last.move_to_end(order_id)
+        if len(self._last) > self._limit:
+            self._last.popitem(last=False)
+
+    def forget(self, order_id: str) -> None:
+        """The order is final: nothing more will be read against it."""
+        self._last.pop(order_id, None)
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+
 class ParseContext(NamedTuple):
-    """What a parser needs besides the payload: the receipt time, the symbol map, and the
-    market category of the connection (Bybit's public messages do not say it).
+    """What a parser needs besides the payload: the receipt time, the symbol map, the market
+    category of the connection (Bybit's public messages do not say it) and, on a user stream,
+    the protocol's :class:`OrderMemory`.
 
     A NamedTuple, not a frozen dataclass: one is built per message, and a tuple is built in a
     fraction of a frozen dataclass's time."""
@@ -50,6 +85,7 @@ class ParseContext(NamedTuple):
     ts_recv: int
     symbols: SymbolMap
     category: str = "spot"
+    orders: OrderMemory | None = None
 
 
 Parser = Callable[[Any, ParseContext], Parsed]
@@ -83,6 +119,18 @@ def dec(value: Any) -> Decimal:
     if isinstance(value, (str, int)) and not isinstance(value, bool):
         return Decimal(value)
     raise TypeError(f"not a number: {value!r}")
+
+
+def opt_dec(value: Any) -> Decimal | None:
+    """A wire number that may be absent: None (missing, null or ``""``) or its Decimal."""
+    return None if value is None or value == "" else dec(value)
+
+
+def positive(value: Any) -> Decimal | None:
+    """A wire number where 0 means "none" (Binance's ``p`` of a market order, ``P`` of an order
+    without a stop): the Decimal when above 0, else None."""
+    number = opt_dec(value)
+    return number if number is not None and number > 0 else None
 
 
 def ms_to_ns(ms: Any) -> int:

@@ -11,6 +11,7 @@ from trader.events import (
     Event,
     MarketUpdated,
     OrderAccepted,
+    OrderAmended,
     OrderCanceled,
     OrderFilled,
     OrderRejected,
@@ -94,6 +95,10 @@ class RedisStore(MemoryStore):
 
     def on_order_unknown(self, ev: OrderStatusUnknown) -> None:  # noqa: D102
         super().on_order_unknown(ev)
+        self._outbox.mark(ORDERS, ev.client_id)
+
+    def on_order_amended(self, ev: OrderAmended) -> None:  # noqa: D102
+        super().on_order_amended(ev)
         self._outbox.mark(ORDERS, ev.client_id)
 
     def on_order_filled(self, ev: OrderFilled) -> Stop | None:  # noqa: D102
