@@ -16,6 +16,7 @@ from trader.events import (
     Candle,
     Liquidity,
     OrderAccepted,
+    OrderCanceled,
     OrderFilled,
     OrderStatusReport,
     OrderSubmitted,
@@ -93,9 +94,18 @@ def test_order_lifecycle_and_position(store: MemoryStore) -> None:
 def test_illegal_transition_is_ignored_and_counted(store: MemoryStore) -> None:
     store.on_order_submitted(submitted())
     store.on_order_filled(fill())
+    store.on_order_canceled(OrderCanceled(ts_event=3, ts_recv=3, client_id="c1"))
+    assert store.order("c1").status is OrderStatus.FILLED
+    assert store.illegal_transitions == 1 and store.stale_updates == 0
+
+
+def test_an_acknowledgement_after_the_fill_is_stale_not_illegal(store: MemoryStore) -> None:
+    """The executor's answer (accepted) reaches the store after the main thread's fill."""
+    store.on_order_submitted(submitted())
+    store.on_order_filled(fill())
     store.on_order_accepted(OrderAccepted(ts_event=3, ts_recv=3, client_id="c1", exchange_id="x"))
     assert store.order("c1").status is OrderStatus.FILLED
-    assert store.illegal_transitions == 1
+    assert store.stale_updates == 1 and store.illegal_transitions == 0
 
 
 def test_orders_we_did_not_place_are_marked_external(store: MemoryStore) -> None:

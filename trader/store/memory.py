@@ -4,6 +4,17 @@ Every write takes the lock briefly and replaces immutable records; every read ta
 copies what it needs, and returns immutable snapshots (frozen records, tuples, read-only
 mappings). Nothing under the lock logs, does I/O or calls back. Every collection is bounded by
 ``StoreConfig``; what does not fit is counted in ``dropped``.
+
+Ordering. Facts about the same thing race to the store (the executor thread's answers against
+the main thread's fills, a REST poll fetched before a stream message); arrival order is not
+their order. So state only moves forward, and what is older than what the store holds is
+ignored and counted in ``stale_updates``:
+
+- a balance, per asset, by (``ts_event``, ``seq``): the account's time, then the sequence the
+  source stamps where it numbers its updates (the paper account); an equal one applies;
+- an order, by its stage in the state machine (:func:`~trader.model.orders.is_behind`: an
+  acknowledgement or an ``open`` report after a fill or a cancel) and, for a report of a live
+  order, by its cumulative filled amount (a report knowing fewer fills than were applied).
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from trader.events import (
 )
 from trader.model.fills import apply_fill
 from trader.model.market import split_symbol, usd_price
-from trader.model.orders import OrderStatus, is_legal
+from trader.model.orders import OrderStatus, is_behind, is_legal
 from trader.model.records import Balance, BalancesSnapshot, Fill, Market, Order, Position
 
 log = logging.getLogger(__name__)
@@ -54,6 +65,7 @@ class MemoryStore:
         self._trades: dict[str, deque[TradeTick]] = {}
         self._candles: dict[str, deque[Candle]] = {}
         self._balances: dict[str, Balance] = {}
+        self._balance_at: dict[str, tuple[int, int]] = {}  # asset -> (ts_event, seq) applied
         self._orders: OrderedDict[str, Order] = OrderedDict()
         self._positions: dict[str, Position] = {}
         # The one place that drops repeated fills (see on_order_filled), bounded.
@@ -63,6 +75,7 @@ class MemoryStore:
         self.dropped = 0  # records refused because a bound was reached
         self.illegal_transitions = 0
         self.late_fills = 0  # fills applied to the position after the order became final
+        self.stale_updates = 0  # balances and order updates older than what is held, ignored
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ writes (main thread)
@@ -118,10 +131,16 @@ class MemoryStore:
                 hist.append(ev)
 
     def on_balance(self, ev: BalanceUpdate) -> None:
-        """Record one asset's balance."""
+        """Record one asset's balance unless it is older than the one held (see the module
+        docstring: ordered by ``ts_event``, then ``seq``)."""
+        at = (ev.ts_event, ev.seq)
         with self._lock:
-            if ev.asset in self._balances or len(self._balances) < self._cfg.max_assets:
+            held = self._balance_at.get(ev.asset)
+            if held is not None and at < held:
+                self.stale_updates += 1
+            elif ev.asset in self._balances or len(self._balances) < self._cfg.max_assets:
                 self._balances[ev.asset] = Balance(ev.asset, ev.free, ev.used, ev.total)
+                self._balance_at[ev.asset] = at
             else:
                 self.dropped += 1
 
@@ -230,7 +249,10 @@ class MemoryStore:
     def on_order_report(self, ev: OrderStatusReport) -> None:
         """Take the exchange's view of an order. An order unknown to the store is recorded as
         external (left alone by cancel-all) unless its client id carries our prefix: then an
-        earlier session placed it, and it is adopted (no strategy owns it)."""
+        earlier session placed it, and it is adopted (no strategy owns it). A report older than
+        the order (an earlier stage, or fewer fills than applied while the order is live) is
+        stale: ignored and counted."""
+        stale: Order | None = None
         with self._lock:
             order = self._orders.get(ev.client_id)
             if order is None:
@@ -241,14 +263,26 @@ class MemoryStore:
                 )
                 self._evict_orders()
                 return
-            if order.status != ev.status and not is_legal(order.status, ev.status):
+            if is_behind(order.status, ev.status) or (
+                    not ev.status.is_final and ev.filled < order.filled):
+                self.stale_updates += 1
+                stale = order
+            elif order.status != ev.status and not is_legal(order.status, ev.status):
                 self._illegal(order, ev.status)
                 return
-            self._orders[ev.client_id] = replace(
-                order, status=ev.status, filled=max(order.filled, ev.filled),
-                avg_price=ev.avg_price or order.avg_price, exchange_id=ev.exchange_id,
-                ts_update=ev.ts_recv,
-            )
+            else:
+                self._orders[ev.client_id] = replace(
+                    order, status=ev.status, filled=max(order.filled, ev.filled),
+                    avg_price=ev.avg_price or order.avg_price, exchange_id=ev.exchange_id,
+                    ts_update=ev.ts_recv,
+                )
+        if stale is not None:
+            self._log_stale(stale, ev.status, ev.filled)
+
+    def _log_stale(self, order: Order, status: OrderStatus, filled: Decimal | None) -> None:
+        log.info("stale update of order %s ignored: it is %s filled %s, the update says %s%s",
+                 order.client_id, order.status, order.filled, status,
+                 "" if filled is None else f" filled {filled}")
 
     def _transition(self, client_id: str, status: OrderStatus, ts: int, **changes: str) -> None:
         with self._lock:
@@ -257,10 +291,14 @@ class MemoryStore:
                 self.illegal_transitions += 1
                 log.warning("order %s unknown to the store; %s ignored", client_id, status)
                 return
-            if not is_legal(order.status, status):
+            if is_legal(order.status, status):
+                self._orders[client_id] = replace(order, status=status, ts_update=ts, **changes)
+                return
+            if not is_behind(order.status, status):
                 self._illegal(order, status)
                 return
-            self._orders[client_id] = replace(order, status=status, ts_update=ts, **changes)
+            self.stale_updates += 1
+        self._log_stale(order, status, None)
 
     def _illegal(self, order: Order, status: OrderStatus) -> None:
         self.illegal_transitions += 1
@@ -291,7 +329,7 @@ class MemoryStore:
         again after the restart is not applied twice)."""
         with self._lock:
             self._markets.update((m.symbol, m) for m in markets)
-            self._balances.update((b.asset, b) for b in balances)
+            self._balances.update((b.asset, b) for b in balances)  # any update is newer
             for order in sorted(orders, key=lambda o: o.ts_update):
                 self._orders[order.client_id] = order
             self._evict_orders()

@@ -1,0 +1,113 @@
+"""Ordering rules for state: facts that race to the store (the executor thread's gateway answers
+against the main thread's own follow-ups, a poll fetched before a stream message) never leave
+it holding an older balance or re-open a final order."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from decimal import Decimal as D
+from pathlib import Path
+
+from tests.conftest import balance
+from tests.harness import SYMBOL, Harness
+from trader.config import StoreConfig
+from trader.events import (
+    OrderAccepted,
+    OrderFilled,
+    OrderStatusReport,
+    OrderSubmitted,
+    TradeTick,
+)
+from trader.model.orders import OrderStatus, OrderType, Side
+from trader.store.memory import MemoryStore
+from trader.trading.strategy import OrderIntent
+
+
+def test_the_executors_answer_arriving_after_the_main_threads_fill_leaves_the_newest_balance(
+    tmp_path: Path,
+) -> None:
+    """The race of a fast market maker on paper: the executor thread's ``create_order`` answer
+    (the buy's funds locked) reaches the bus after the main thread has already matched the
+    order against a trade through it (funds spent, the lock released) and dispatched those
+    follow-ups. The store must end with the account's balances, not the older locked ones."""
+    h = Harness(tmp_path)
+    h.quote("59990", "60010")
+    app = h.app
+    for ev in app.risk.evaluate(OrderIntent(strategy="mm", symbol=SYMBOL, side=Side.BUY,
+                                            amount=D("0.01"), order_type=OrderType.LIMIT,
+                                            price=D("60000"))):
+        app.engine.emit(ev)
+    app.engine.drain(time.monotonic() + 5)  # OrderSubmitted recorded, SubmitOrder queued
+    app.executor.drain(time.monotonic() + 5)  # the executor thread: answer put on the bus
+    now = h.clock.now_ns()
+    # The main thread, first: a trade through the resting buy fills it (follow-ups at once).
+    app.engine.dispatch(TradeTick(ts_event=now, ts_recv=now, symbol=SYMBOL, price=D("59900"),
+                                  size=D(1), aggressor=Side.SELL, trade_id="t1"))
+    h.pump()  # the follow-ups, then the executor's older answer from the bus
+    account = {b.asset: (b.free, b.used) for b in app.gateway.fetch_balances()}
+    held = {a: (b.free, b.used) for a, b in app.store.balances().balances.items()}
+    assert held == account
+    assert account["USDT"][1] == 0 and account["BTC"][0] == D("0.01")
+    assert app.store.stale_updates >= 1
+
+
+def _report(status: OrderStatus, filled: str, avg: str | None = None) -> OrderStatusReport:
+    return OrderStatusReport(ts_event=1, ts_recv=5, client_id="c1", exchange_id="x1",
+                             symbol=SYMBOL, side=Side.BUY, order_type=OrderType.LIMIT,
+                             status=status, amount=D(1), filled=D(filled), price=D(100),
+                             avg_price=None if avg is None else D(avg))
+
+
+def _fill(trade_id: str, amount: str, total: str, final: bool) -> OrderFilled:
+    return OrderFilled(ts_event=2, ts_recv=2, client_id="c1", exchange_id="x1",
+                       trade_id=trade_id, symbol=SYMBOL, side=Side.BUY, price=D(100),
+                       amount=D(amount), fee=D(0), fee_asset="USDT", filled_total=D(total),
+                       is_final=final)
+
+
+def test_a_balance_older_than_the_one_held_is_ignored_per_asset_and_counted() -> None:
+    store = MemoryStore(StoreConfig())
+    store.on_balance(balance("BTC", "2", ts=20))
+    store.on_balance(balance("USDT", "5", ts=10))
+    store.on_balance(balance("BTC", "1", ts=15))  # older than BTC's: stale
+    store.on_balance(balance("USDT", "6", ts=12))  # USDT has its own time: newer, applied
+    store.on_balance(balance("BTC", "3", ts=20))  # the same time: applied (arrival decides)
+    assert store.balance("BTC").total == D(3) and store.balance("USDT").total == D(6)
+    assert store.stale_updates == 1
+
+
+def test_the_sources_sequence_orders_balances_of_the_same_time() -> None:
+    store = MemoryStore(StoreConfig())
+    newer = replace(balance("USDT", "7", ts=10), seq=8)
+    store.on_balance(newer)
+    store.on_balance(replace(balance("USDT", "9", ts=10), seq=7))
+    assert store.balance("USDT").total == D(7) and store.stale_updates == 1
+
+
+def test_a_stale_open_report_after_the_final_fill_never_reopens_the_order() -> None:
+    """Item 4: a poll fetched before the fill (open, filled 0) dispatched after it."""
+    store = MemoryStore(StoreConfig())
+    store.on_order_submitted(OrderSubmitted(ts_event=1, ts_recv=1, client_id="c1", symbol=SYMBOL,
+                                            side=Side.BUY, order_type=OrderType.LIMIT,
+                                            amount=D(1), price=D(100)))
+    store.on_order_accepted(OrderAccepted(ts_event=1, ts_recv=1, client_id="c1",
+                                          exchange_id="x1"))
+    store.on_order_filled(_fill("t1", "1", "1", True))
+    store.on_order_report(_report(OrderStatus.OPEN, "0"))
+    assert store.order("c1").status is OrderStatus.FILLED and store.open_orders() == ()
+    assert store.stale_updates == 1 and store.illegal_transitions == 0
+
+
+def test_a_report_knowing_fewer_fills_than_applied_is_stale() -> None:
+    store = MemoryStore(StoreConfig())
+    store.on_order_report(_report(OrderStatus.OPEN, "0"))
+    store.on_order_filled(_fill("t1", "0.3", "0.3", False))
+    store.on_order_filled(_fill("t2", "0.3", "0.6", False))
+    store.on_order_report(_report(OrderStatus.PARTIALLY_FILLED, "0.3", avg="90"))
+    order = store.order("c1")
+    assert order.filled == D("0.6") and order.avg_price == D(100)  # not the stale average
+    assert store.stale_updates == 1
+    # A final report is applied even so: it is the exchange's last word on the order.
+    store.on_order_report(_report(OrderStatus.CANCELED, "0.6"))
+    assert store.order("c1").status is OrderStatus.CANCELED
