@@ -11,14 +11,19 @@ from pathlib import Path
 
 from tests.conftest import balance
 from tests.harness import SYMBOL, Harness
+from tests.test_paper import NoSource
 from trader.config import StoreConfig
 from trader.events import (
+    BalanceUpdate,
     OrderAccepted,
     OrderFilled,
     OrderStatusReport,
     OrderSubmitted,
+    QuoteTick,
+    SubmitOrder,
     TradeTick,
 )
+from trader.exchange.paper import PaperGateway
 from trader.model.orders import OrderStatus, OrderType, Side
 from trader.store.memory import MemoryStore
 from trader.trading.strategy import OrderIntent
@@ -111,3 +116,39 @@ def test_a_report_knowing_fewer_fills_than_applied_is_stale() -> None:
     # A final report is applied even so: it is the exchange's last word on the order.
     store.on_order_report(_report(OrderStatus.CANCELED, "0.6"))
     assert store.order("c1").status is OrderStatus.CANCELED
+
+
+class WallClock:
+    """A wall clock that can be stepped back (ManualClock refuses to)."""
+
+    def __init__(self, ns: int) -> None:
+        self.ns = ns
+
+    def now_ns(self) -> int:
+        return self.ns
+
+
+def test_the_paper_accounts_stamps_never_go_back_with_the_clock() -> None:
+    """The account's time is taken under its lock and never goes back (a wall clock stepped
+    back by NTP, or a thread that read the clock before waiting for the lock): each balance is
+    stamped newer than every earlier one, so the store can order them whatever their arrival."""
+    clock = WallClock(1_000)
+    g = PaperGateway(NoSource(), clock, {"USDT": D(10_000)}, D("0.001"))
+    g.on_quote(QuoteTick(ts_event=1, ts_recv=1, symbol=SYMBOL, bid=D(100), ask=D(101),
+                         bid_size=D(10), ask_size=D(10)))
+    answer = g.create_order(SubmitOrder(ts_event=1, ts_recv=1, client_id="b1", symbol=SYMBOL,
+                                        side=Side.BUY, order_type=OrderType.LIMIT, amount=D(1),
+                                        price=D(100)))
+    clock.ns = 500  # the clock went back
+    later = g.on_trade(TradeTick(ts_event=1, ts_recv=1, symbol=SYMBOL, price=D(99), size=D(5),
+                                 aggressor=Side.SELL, trade_id="t1"))
+    assert any(isinstance(e, OrderFilled) for e in later)  # the order works on, filled
+    stamps = [(e.ts_event, e.seq) for e in answer + later if isinstance(e, BalanceUpdate)]
+    assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
+    assert all(ts >= 1_000 for ts, _ in stamps)
+    store = MemoryStore(StoreConfig())
+    for ev in later + answer:  # the executor's answer arrives last
+        if isinstance(ev, BalanceUpdate):
+            store.on_balance(ev)
+    assert {a: (b.free, b.used) for a, b in store.balances().balances.items()} == {
+        b.asset: (b.free, b.used) for b in g.fetch_balances()}
