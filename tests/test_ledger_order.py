@@ -4,15 +4,19 @@ it holding an older balance or re-open a final order."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import balance
 from tests.harness import SYMBOL, Harness
 from tests.test_paper import NoSource
-from trader.config import StoreConfig
+from tests.test_replay import FastClock
+from trader.app import App
+from trader.config import StoreConfig, config_from_dict
 from trader.events import (
     BalanceUpdate,
     OrderAccepted,
@@ -24,7 +28,9 @@ from trader.events import (
     TradeTick,
 )
 from trader.exchange.paper import PaperGateway
+from trader.journal import read_events
 from trader.model.orders import OrderStatus, OrderType, Side
+from trader.replay import Replayer
 from trader.store.memory import MemoryStore
 from trader.trading.strategy import OrderIntent
 
@@ -152,3 +158,59 @@ def test_the_paper_accounts_stamps_never_go_back_with_the_clock() -> None:
             store.on_balance(ev)
     assert {a: (b.free, b.used) for a, b in store.balances().balances.items()} == {
         b.asset: (b.free, b.used) for b in g.fetch_balances()}
+
+
+def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: Path) -> None:
+    """Item 1 end to end, with the real threads: a market maker requoting on every tick, its
+    orders answered on the executor thread while the main thread matches the book. After a
+    clean stop the store, and the replay of the journal, hold what the account holds. (Against
+    the unfixed store this fails only now and then, when a stale answer is an asset's last
+    update; the harness test above reproduces the race every time.)"""
+    cfg = config_from_dict({
+        "simulated": {"tick_interval_s": 0.001, "candle_interval_s": 1, "volatility_bps": 30},
+        "paper": {"latency_ms": 0, "persist": False},
+        "journal": {"path": str(tmp_path / "journal"), "retention_days": 0},
+        "strategies": [{"name": "market_maker", "market": "BTC/USDT", "params": {
+            "spread_bps": 1, "amount": 0.002, "requote_bps": 1, "max_inventory": 1,
+            "cooldown_s": 0}}],
+    }, {})
+    app = App(cfg, FastClock(50))
+    gw = app.gateway
+    create, cancel = gw.create_order, gw.cancel_order
+    transit = threading.Event()  # never set: its wait is the answer's way back
+
+    def answered_late(call: Any) -> Any:
+        """The answer reaches the executor a moment after the account changed, as a live
+        exchange's does; meanwhile the main thread goes on matching the book."""
+        def late(*args: Any) -> Any:
+            out = call(*args)
+            transit.wait(0.002)
+            return out
+        return late
+
+    gw.create_order = answered_late(create)  # type: ignore[method-assign]
+    gw.cancel_order = answered_late(cancel)  # type: ignore[method-assign]
+    app.start()
+
+    def stop_after_fills() -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and app.stats.snapshot()["dispatched"].get(
+                "OrderFilled", 0) < 100:
+            app.stop_event.wait(0.01)
+        app.request_stop("test")
+
+    watcher = threading.Thread(target=stop_after_fills, name="test-stopper", daemon=True)
+    watcher.start()
+    try:
+        app.run()
+    finally:
+        app.shutdown()
+    watcher.join(5)
+    assert app.stats.snapshot()["dispatched"].get("OrderFilled", 0) >= 100, "the maker traded"
+    account = {b.asset: (b.free, b.used) for b in app.gateway.fetch_balances()}
+    held = {a: (b.free, b.used) for a, b in app.store.balances().balances.items()}
+    assert held == account
+    assert app.store.stale_updates > 0  # the races happened (about 100 a run), and were ignored
+    replayer = Replayer(app.cfg)
+    replayer.run(read_events(cfg.journal.path))
+    assert replayer.app.store.balances().balances == app.store.balances().balances
