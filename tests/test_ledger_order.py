@@ -214,3 +214,22 @@ def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: 
     replayer = Replayer(app.cfg)
     replayer.run(read_events(cfg.journal.path))
     assert replayer.app.store.balances().balances == app.store.balances().balances
+
+
+def test_a_report_fetched_before_the_fill_of_an_order_not_yet_known_does_not_create_it_open(
+) -> None:
+    """At a restart: an earlier session's working order fills on the first quote (the store
+    does not know it yet) before reconciliation's report of it, fetched just before that fill
+    (open, filled 0), is dispatched. The order must be recorded filled, with its fill, so that
+    the next round finds nothing missing (it used to stay open with its fill "missing", and
+    trading halted for good)."""
+    store = MemoryStore(StoreConfig(), own_prefix="trd-")
+    fill = replace(_fill("t1", "1", "1", True), client_id="trd-a-6")
+    store.on_order_filled(fill)
+    store.on_order_report(replace(_report(OrderStatus.OPEN, "0"), client_id="trd-a-6"))
+    order = store.order("trd-a-6")
+    assert order.status is OrderStatus.FILLED and order.filled == D(1)
+    assert order.has_fill("t1") and store.open_orders() == ()
+    assert store.stale_updates == 1
+    assert store.on_order_filled(fill) is not None  # the next round's repeat: applied once
+    assert store.position(SYMBOL).amount == D(1)

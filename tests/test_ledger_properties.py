@@ -10,7 +10,8 @@ The model is deliberately naive: a few dicts and the rules in words.
 - An order only moves forward: a final one never changes status; a report of an earlier stage
   or, for a live order, of fewer fills than applied, is ignored; only an order not yet
   acknowledged can be rejected; ``filled`` is the most any source said (fills, reports, their
-  sum).
+  sum). Fills of an order the store does not know yet are applied to it, after its report,
+  when that report makes it known (a fill is a fact; the report may predate it).
 """
 
 from __future__ import annotations
@@ -117,6 +118,11 @@ class ModelOrder:
         if total:
             self.avg_price = sum(p * a for p, a in self.fills.values()) / total
 
+    def fill(self, ev: OrderFilled) -> None:
+        self.add_fill(ev.trade_id, ev.price, ev.amount, ev.filled_total)
+        if not self.status.is_final:
+            self.status = S.FILLED if ev.is_final else S.PARTIALLY_FILLED
+
     def take(self, report: OrderStatusReport) -> None:
         self.status, self.filled = report.status, max(self.filled, report.filled)
         self.avg_price = report.avg_price or self.avg_price
@@ -127,6 +133,7 @@ class Model:
     balances: dict[str, tuple[tuple[int, int], tuple[D, D, D]]] = field(default_factory=dict)
     orders: dict[str, ModelOrder] = field(default_factory=dict)
     counted: set[tuple[str, str, str]] = field(default_factory=set)
+    unknown_fills: dict[str, list[OrderFilled]] = field(default_factory=dict)
     positions: dict[str, D] = field(default_factory=dict)
 
     def apply(self, ev: Event) -> None:
@@ -146,12 +153,14 @@ class Model:
             signed = ev.amount if ev.side is Side.BUY else -ev.amount
             self.positions[ev.symbol] = self.positions.get(ev.symbol, D(0)) + signed
             if o is not None:
-                o.add_fill(ev.trade_id, ev.price, ev.amount, ev.filled_total)
-                if not final:
-                    o.status = S.FILLED if ev.is_final else S.PARTIALLY_FILLED
+                o.fill(ev)
+            else:
+                self.unknown_fills.setdefault(ev.client_id, []).append(ev)
         elif o is None or final:
             if isinstance(ev, OrderStatusReport) and o is None:
-                self.orders[ev.client_id] = ModelOrder(ev.status, ev.filled, ev.avg_price)
+                o = self.orders[ev.client_id] = ModelOrder(ev.status, ev.filled, ev.avg_price)
+                for f in self.unknown_fills.pop(ev.client_id, []):
+                    o.fill(f)
             elif isinstance(ev, OrderStatusReport) and o is not None and ev.status is o.status:
                 o.take(ev)
         elif isinstance(ev, OrderAccepted):

@@ -69,6 +69,7 @@ class MemoryStore:
         self._orders: OrderedDict[str, Order] = OrderedDict()
         self._positions: dict[str, Position] = {}
         # The one place that drops repeated fills (see on_order_filled), bounded.
+        self._orphan_fills: OrderedDict[str, list[OrderFilled]] = OrderedDict()  # of unknown orders
         self._fills_seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self.duplicate_fills = 0
         self._signals: deque[SignalGenerated] = deque(maxlen=config.max_signals)
@@ -206,18 +207,13 @@ class MemoryStore:
                 self.duplicate_fills += 1
                 return STOP
             if order is not None:
-                status = OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
-                if not is_legal(order.status, status):
-                    late, status = order, order.status
-                fills = (*order.fills, Fill(ev.trade_id, ev.price, ev.amount))
-                by_fills = order.filled_by_fills + ev.amount
-                cost = sum((f.price * f.amount for f in fills), Decimal(0))
-                self._orders[ev.client_id] = replace(
-                    order, status=status, filled=max(order.filled, ev.filled_total, by_fills),
-                    avg_price=cost / by_fills if by_fills else order.avg_price,
-                    fee=order.fee + ev.fee, ts_update=ev.ts_recv,
-                    exchange_id=order.exchange_id or ev.exchange_id, fills=fills,
-                )
+                self._orders[ev.client_id] = _with_fill(order, ev)
+                if not is_legal(order.status, _fill_status(ev)):
+                    late = order
+            else:  # kept for the order's report, which may have been fetched before this fill
+                self._orphan_fills.setdefault(ev.client_id, []).append(ev)
+                if len(self._orphan_fills) > self._cfg.max_orders:
+                    self._orphan_fills.popitem(last=False)
             self._fills_seen[key] = None
             if len(self._fills_seen) > 4 * self._cfg.max_orders:
                 self._fills_seen.popitem(last=False)
@@ -256,11 +252,17 @@ class MemoryStore:
         with self._lock:
             order = self._orders.get(ev.client_id)
             if order is None:
-                self._orders[ev.client_id] = Order(
+                order = Order(
                     ev.client_id, ev.symbol, ev.side, ev.order_type, ev.amount, ev.price,
                     ev.status, ev.filled, ev.avg_price, exchange_id=ev.exchange_id,
                     external=not self.owns(ev.client_id), ts_update=ev.ts_recv,
                 )
+                # Fills applied while the order was unknown are newer than a report fetched
+                # before them: they move it forward (a stale `open` never creates it open).
+                for fill in self._orphan_fills.pop(ev.client_id, ()):
+                    order = _with_fill(order, fill)
+                self.stale_updates += order.status is not ev.status
+                self._orders[ev.client_id] = order
                 self._evict_orders()
                 return
             if is_behind(order.status, ev.status) or (
@@ -456,3 +458,24 @@ class MemoryStore:
                 "fills_seen": len(self._fills_seen),
             }
 
+
+def _with_fill(order: Order, ev: OrderFilled) -> Order:
+    """``order`` with the fill ``ev``: its status moves forward when the state machine allows
+    (a late fill leaves a final status); ``filled`` is the largest of what was known, the
+    exchange's cumulative amount and the sum of the fills."""
+    status = _fill_status(ev)
+    if not is_legal(order.status, status):
+        status = order.status
+    fills = (*order.fills, Fill(ev.trade_id, ev.price, ev.amount))
+    by_fills = order.filled_by_fills + ev.amount
+    cost = sum((f.price * f.amount for f in fills), Decimal(0))
+    return replace(
+        order, status=status, filled=max(order.filled, ev.filled_total, by_fills),
+        avg_price=cost / by_fills if by_fills else order.avg_price,
+        fee=order.fee + ev.fee, ts_update=ev.ts_recv,
+        exchange_id=order.exchange_id or ev.exchange_id, fills=fills,
+    )
+
+
+def _fill_status(ev: OrderFilled) -> OrderStatus:
+    return OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
