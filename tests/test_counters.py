@@ -14,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from trader import counters
 from trader.app import App
 from trader.config import Config
-from trader.events import OrderFilled, Side
+from trader.events import BalanceUpdate, OrderFilled, Side
 
 TRADER = Path(__file__).resolve().parent.parent / "trader"
 
@@ -79,6 +79,9 @@ def test_counters_kept_outside_stats_are_exported() -> None:
                        fee_asset="USDT", filled_total=D(1), is_final=True)
     app.store.on_order_filled(fill)
     app.store.on_order_filled(fill)  # the same fill again: applied once, counted
+    for ts in (2, 1):  # an older balance after a newer one: ignored, counted
+        app.store.on_balance(BalanceUpdate(ts_event=ts, ts_recv=ts, asset="BTC", free=D(ts),
+                                           used=D(0), total=D(ts)))
     app.systemd.failures = 2
     app.metrics.refresh()
     text = app.metrics.prometheus()
@@ -88,7 +91,8 @@ def test_counters_kept_outside_stats_are_exported() -> None:
     value = {name: fams[fam.removesuffix("_total")].samples[0].value
              for name, (fam, _) in counters.KEPT.items()}
     assert value == {"store_duplicate_fills": 1, "store_late_fills": 0,
-                     "store_illegal_transitions": 0, "systemd_notify_failures": 2}
+                     "store_illegal_transitions": 0, "store_stale_updates": 1,
+                     "systemd_notify_failures": 2}
 
 
 def test_an_unknown_counter_is_still_exported() -> None:

@@ -87,6 +87,36 @@ def test_limit_rests_locks_funds_and_fills_when_the_market_reaches_it() -> None:
     assert g.fetch_open_orders(["BTC/USDT"]) == []
 
 
+def test_a_resting_sell_does_not_fill_at_its_own_price_only_through_it() -> None:
+    """The sell side of the rule above: a bid or a trade *at* the price leaves it resting."""
+    g = gw()
+    g.create_order(order("b1", Side.BUY, "2"))
+    events = g.create_order(order("s1", Side.SELL, "1", OrderType.LIMIT, "105"))
+    assert [type(e) for e in events] == [OrderAccepted, BalanceUpdate]
+    assert g.on_quote(quote(bid="105", ask="106")) == []  # the bid at the price: not through
+    assert g.on_trade(trade(price="105")) == []  # a trade at the price: others were first
+    assert g.fetch_order("s1", "BTC/USDT").status is OrderStatus.OPEN
+    out = g.on_trade(trade(price="105.01"))
+    fill = next(e for e in out if isinstance(e, OrderFilled))
+    assert fill.price == D("105") and fill.liquidity is Liquidity.MAKER
+
+
+@pytest.mark.parametrize(("side", "price", "at", "through"), [
+    (Side.BUY, "95", quote(bid="94", ask="95"), quote(bid="94", ask="94.99")),
+    (Side.SELL, "105", quote(bid="105", ask="106"), quote(bid="105.01", ask="106")),
+])
+def test_a_resting_limit_fills_on_a_quote_through_its_price_not_at_it(
+    side: Side, price: str, at: object, through: object
+) -> None:
+    g = gw()
+    g.create_order(order("b1", Side.BUY, "2"))
+    g.create_order(order("l1", side, "1", OrderType.LIMIT, price))
+    assert g.on_quote(at) == []
+    out = g.on_quote(through)
+    fill = next(e for e in out if isinstance(e, OrderFilled))
+    assert fill.price == D(price) and fill.liquidity is Liquidity.MAKER
+
+
 def test_crossing_limit_fills_at_once_at_the_opposite_side() -> None:
     g = gw()
     events = g.create_order(order("l1", Side.BUY, "1", OrderType.LIMIT, "105"))

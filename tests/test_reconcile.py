@@ -98,9 +98,11 @@ def test_prepared_difference_is_tabled_halts_then_agrees(
 
 def test_a_balance_moving_between_rounds_is_not_overwritten(tmp_path: Path) -> None:
     h = Harness(tmp_path)
-    h.app.store.on_balance(balance("USDT", "9000"))
+    h.clock.advance(1)  # updates newer than the account's figures the harness started with
+    h.app.store.on_balance(balance("USDT", "9000", ts=h.clock.now_ns()))
     h.reconcile()
-    h.app.store.on_balance(balance("USDT", "9500"))  # the store moved: not the same difference
+    h.clock.advance(1)
+    h.app.store.on_balance(balance("USDT", "9500", ts=h.clock.now_ns()))  # not the same diff
     h.reconcile()
     assert h.app.store.balance("USDT").total == D(9500)
     h.reconcile()  # same difference twice in a row: the exchange's value is taken

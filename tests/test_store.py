@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import sys
 import threading
 from dataclasses import replace
 from decimal import Decimal as D
@@ -16,6 +17,7 @@ from trader.events import (
     Candle,
     Liquidity,
     OrderAccepted,
+    OrderCanceled,
     OrderFilled,
     OrderStatusReport,
     OrderSubmitted,
@@ -52,6 +54,17 @@ def test_usd_value_through_usdt_quote_and_through_btc(store: MemoryStore) -> Non
     assert snap.usd_values["USDT"] == D("1000")
     assert snap.usd_values["DOGE"] is None  # no price path: shown, not guessed
     assert snap.total_usd == D("30000") + D("6000") + D("1500") + D("1000")
+
+
+def test_usd_value_counts_what_open_orders_hold(store: MemoryStore) -> None:
+    """An asset's value is its total: funds locked (``used``) by open orders are still ours."""
+    store.on_quote(quote("BTC/USDT", "59990", "60010"))
+    store.on_balance(balance("BTC", "0.5", used="0.2"))
+    store.on_balance(balance("USDT", "1000", used="600"))
+    snap = store.balances()
+    assert snap.usd_values["BTC"] == D("30000")
+    assert snap.usd_values["USDT"] == D("1000")
+    assert snap.total_usd == D("31000")
 
 
 def test_snapshots_are_immutable_and_detached(store: MemoryStore) -> None:
@@ -93,9 +106,18 @@ def test_order_lifecycle_and_position(store: MemoryStore) -> None:
 def test_illegal_transition_is_ignored_and_counted(store: MemoryStore) -> None:
     store.on_order_submitted(submitted())
     store.on_order_filled(fill())
+    store.on_order_canceled(OrderCanceled(ts_event=3, ts_recv=3, client_id="c1"))
+    assert store.order("c1").status is OrderStatus.FILLED
+    assert store.illegal_transitions == 1 and store.stale_updates == 0
+
+
+def test_an_acknowledgement_after_the_fill_is_stale_not_illegal(store: MemoryStore) -> None:
+    """The executor's answer (accepted) reaches the store after the main thread's fill."""
+    store.on_order_submitted(submitted())
+    store.on_order_filled(fill())
     store.on_order_accepted(OrderAccepted(ts_event=3, ts_recv=3, client_id="c1", exchange_id="x"))
     assert store.order("c1").status is OrderStatus.FILLED
-    assert store.illegal_transitions == 1
+    assert store.stale_updates == 1 and store.illegal_transitions == 0
 
 
 def test_orders_we_did_not_place_are_marked_external(store: MemoryStore) -> None:
@@ -153,6 +175,56 @@ def test_concurrent_readers_see_consistent_snapshots(store: MemoryStore) -> None
     for t in readers:
         t.join(10)
     assert errors == []
+
+
+def test_snapshots_taken_while_writers_hammer_the_store_are_whole() -> None:
+    """Real threads: the main thread's writes (new orders filled and evicted, new assets, new
+    markets' trades) against readers taking every snapshot. Without the lock a reader iterates
+    a table while it changes ("mutated during iteration") or sees an order in ``open_orders``
+    that is not open; with it every snapshot is whole."""
+    store = MemoryStore(StoreConfig(max_orders=20, max_assets=400, max_symbols=400))
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                open_ = store.open_orders()
+                if any(not o.is_open for o in open_):
+                    errors.append("a final order among the open ones")
+                orders = store.orders()
+                if len(orders) > 20 + len(open_) + 5:
+                    errors.append(f"{len(orders)} orders kept")
+                for o in orders:
+                    if o.status is OrderStatus.FILLED and o.filled != o.amount:
+                        errors.append(f"torn order {o}")
+                snap = store.balances()
+                if len(snap.balances) != len(snap.usd_values):
+                    errors.append("balances and their values disagree")
+                store.sizes()
+                store.positions()
+            except RuntimeError as exc:  # a table changed while it was read
+                errors.append(f"{type(exc).__name__}: {exc}")
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    readers = [threading.Thread(target=reader, name=f"reader-{i}") for i in range(3)]
+    try:
+        for t in readers:
+            t.start()
+        for i in range(3_000):
+            store.on_order_submitted(submitted(f"c{i}"))
+            store.on_order_filled(fill(f"c{i}"))
+            store.on_balance(balance(f"A{i % 400}", str(i)))
+            store.on_trade(trade(f"S{i % 400}/USDT", "1"))
+            store.on_quote(quote(f"S{i % 400}/USDT", "1", "2"))
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(10)
+        sys.setswitchinterval(old)
+    assert not any(t.is_alive() for t in readers)
+    assert errors == [], errors[:5]
 
 
 def test_a_fill_delivered_twice_is_applied_once(store: MemoryStore) -> None:

@@ -455,6 +455,7 @@ class App(Lifecycle):
         return {"store_duplicate_fills": store.duplicate_fills,
                 "store_late_fills": store.late_fills,
                 "store_illegal_transitions": store.illegal_transitions,
+                "store_stale_updates": store.stale_updates,
                 "systemd_notify_failures": self.systemd.failures}
 
     def _risk_check(self) -> None:

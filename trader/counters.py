@@ -76,6 +76,8 @@ KEPT: dict[str, tuple[str, str]] = {
                          "Fills applied to a position after their order became final."),
     "store_illegal_transitions": ("trader_store_illegal_transitions_total",
                                   "Order updates refused by the order state machine."),
+    "store_stale_updates": ("trader_store_stale_updates_total",
+                            "Balance and order updates older than what the store held, ignored."),
     "systemd_notify_failures": ("trader_systemd_notify_failures_total",
                                 "systemd notify messages that could not be sent."),
 }

@@ -15,12 +15,19 @@ from trader.model.orders import OrderStatus, OrderType, Side
 
 @event
 class BalanceUpdate(Event):
-    """One asset's balance (free, used, total), from a stream or a REST snapshot."""
+    """One asset's balance (free, used, total), from a stream or a REST snapshot.
+
+    ``ts_event`` is the account's time of the figures (the exchange's, or the fetch time when a
+    snapshot has none); ``seq`` orders updates of the same time where the source numbers them
+    (the paper account stamps every update), 0 otherwise. The store ignores one older than
+    what it holds.
+    """
 
     asset: str
     free: Decimal
     used: Decimal
     total: Decimal
+    seq: int = 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,10 @@ state is allowed (a repeated acknowledgement, another partial fill) and changes 
 A live order can end REJECTED: Bybit rejects the rest of an order after part of it filled (an
 IOC or market remainder: ``orderStatus: Rejected`` after ``PartiallyFilled``). The order is
 closed; its fills stay.
+
+An order only moves forward, so a refused transition back to a stage the order has already
+passed (an acknowledgement or an ``open`` report arriving after a fill or a cancel, from another
+thread or an earlier poll) is *stale*, not a contradiction: see :func:`is_behind`.
 """
 
 from __future__ import annotations
@@ -70,3 +74,14 @@ LEGAL_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
 def is_legal(current: OrderStatus, new: OrderStatus) -> bool:
     """True when an order in ``current`` may move to ``new``."""
     return new in LEGAL_TRANSITIONS[current]
+
+
+# How far along an order is: a status of a lower stage describes a past the order has left.
+_STAGE = {_S.PENDING: 0, _S.OPEN: 1, _S.UNKNOWN: 1, _S.PARTIALLY_FILLED: 2,
+          **{s: 3 for s in FINAL_STATUSES}}
+
+
+def is_behind(current: OrderStatus, new: OrderStatus) -> bool:
+    """True when ``new`` is an earlier stage than ``current``: an update older than what is
+    held (ignored as stale), rather than a contradiction."""
+    return _STAGE[new] < _STAGE[current]

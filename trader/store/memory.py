@@ -4,6 +4,17 @@ Every write takes the lock briefly and replaces immutable records; every read ta
 copies what it needs, and returns immutable snapshots (frozen records, tuples, read-only
 mappings). Nothing under the lock logs, does I/O or calls back. Every collection is bounded by
 ``StoreConfig``; what does not fit is counted in ``dropped``.
+
+Ordering. Facts about the same thing race to the store (the executor thread's answers against
+the main thread's fills, a REST poll fetched before a stream message); arrival order is not
+their order. So state only moves forward, and what is older than what the store holds is
+ignored and counted in ``stale_updates``:
+
+- a balance, per asset, by (``ts_event``, ``seq``): the account's time, then the sequence the
+  source stamps where it numbers its updates (the paper account); an equal one applies;
+- an order, by its stage in the state machine (:func:`~trader.model.orders.is_behind`: an
+  acknowledgement or an ``open`` report after a fill or a cancel) and, for a report of a live
+  order, by its cumulative filled amount (a report knowing fewer fills than were applied).
 """
 
 from __future__ import annotations
@@ -37,7 +48,7 @@ from trader.events import (
 )
 from trader.model.fills import apply_fill
 from trader.model.market import split_symbol, usd_price
-from trader.model.orders import OrderStatus, is_legal
+from trader.model.orders import OrderStatus, is_behind, is_legal
 from trader.model.records import Balance, BalancesSnapshot, Fill, Market, Order, Position
 
 log = logging.getLogger(__name__)
@@ -55,15 +66,18 @@ class MemoryStore:
         self._trades: dict[str, deque[TradeTick]] = {}
         self._candles: dict[str, deque[Candle]] = {}
         self._balances: dict[str, Balance] = {}
+        self._balance_at: dict[str, tuple[int, int]] = {}  # asset -> (ts_event, seq) applied
         self._orders: OrderedDict[str, Order] = OrderedDict()
         self._positions: dict[str, Position] = {}
         # The one place that drops repeated fills (see on_order_filled), bounded.
+        self._orphan_fills: OrderedDict[str, list[OrderFilled]] = OrderedDict()  # of unknown orders
         self._fills_seen: OrderedDict[tuple[str, str, str], None] = OrderedDict()
         self.duplicate_fills = 0
         self._signals: deque[SignalGenerated] = deque(maxlen=config.max_signals)
         self.dropped = 0  # records refused because a bound was reached
         self.illegal_transitions = 0
         self.late_fills = 0  # fills applied to the position after the order became final
+        self.stale_updates = 0  # balances and order updates older than what is held, ignored
         self._warned: set[str] = set()
 
     # ------------------------------------------------------------------ writes (main thread)
@@ -119,10 +133,16 @@ class MemoryStore:
                 hist.append(ev)
 
     def on_balance(self, ev: BalanceUpdate) -> None:
-        """Record one asset's balance."""
+        """Record one asset's balance unless it is older than the one held (see the module
+        docstring: ordered by ``ts_event``, then ``seq``)."""
+        at = (ev.ts_event, ev.seq)
         with self._lock:
-            if ev.asset in self._balances or len(self._balances) < self._cfg.max_assets:
+            held = self._balance_at.get(ev.asset)
+            if held is not None and at < held:
+                self.stale_updates += 1
+            elif ev.asset in self._balances or len(self._balances) < self._cfg.max_assets:
                 self._balances[ev.asset] = Balance(ev.asset, ev.free, ev.used, ev.total)
+                self._balance_at[ev.asset] = at
             else:
                 self.dropped += 1
 
@@ -214,18 +234,13 @@ class MemoryStore:
         with self._lock:
             order = self._orders.get(ev.client_id)
             if order is not None:
-                status = OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
-                if not is_legal(order.status, status):
-                    late, status = order, order.status
-                fills = (*order.fills, Fill(ev.trade_id, ev.price, ev.amount))
-                by_fills = order.filled_by_fills + ev.amount
-                cost = sum((f.price * f.amount for f in fills), Decimal(0))
-                self._orders[ev.client_id] = replace(
-                    order, status=status, filled=max(order.filled, ev.filled_total, by_fills),
-                    avg_price=cost / by_fills if by_fills else order.avg_price,
-                    fee=order.fee + ev.fee, ts_update=ev.ts_recv,
-                    exchange_id=order.exchange_id or ev.exchange_id, fills=fills,
-                )
+                self._orders[ev.client_id] = _with_fill(order, ev)
+                if not is_legal(order.status, _fill_status(ev)):
+                    late = order
+            else:  # kept for the order's report, which may have been fetched before this fill
+                self._orphan_fills.setdefault(ev.client_id, []).append(ev)
+                if len(self._orphan_fills) > self._cfg.max_orders:
+                    self._orphan_fills.popitem(last=False)
             self._fills_seen[key] = None
             if len(self._fills_seen) > 4 * self._cfg.max_orders:
                 self._fills_seen.popitem(last=False)
@@ -257,25 +272,46 @@ class MemoryStore:
     def on_order_report(self, ev: OrderStatusReport) -> None:
         """Take the exchange's view of an order. An order unknown to the store is recorded as
         external (left alone by cancel-all) unless its client id carries our prefix: then an
-        earlier session placed it, and it is adopted (no strategy owns it)."""
+        earlier session placed it, and it is adopted (no strategy owns it). A report older than
+        the order (an earlier stage, or fewer fills than applied while the order is live) is
+        stale: ignored and counted."""
+        stale: Order | None = None
         with self._lock:
             order = self._orders.get(ev.client_id)
             if order is None:
-                self._orders[ev.client_id] = Order(
+                order = Order(
                     ev.client_id, ev.symbol, ev.side, ev.order_type, ev.amount, ev.price,
                     ev.status, ev.filled, ev.avg_price, exchange_id=ev.exchange_id,
                     external=not self.owns(ev.client_id), ts_update=ev.ts_recv,
                 )
+                # Fills applied while the order was unknown are newer than a report fetched
+                # before them: they move it forward (a stale `open` never creates it open).
+                for fill in self._orphan_fills.pop(ev.client_id, ()):
+                    order = _with_fill(order, fill)
+                self.stale_updates += order.status is not ev.status
+                self._orders[ev.client_id] = order
                 self._evict_orders()
                 return
-            if order.status != ev.status and not is_legal(order.status, ev.status):
+            if is_behind(order.status, ev.status) or (
+                    not ev.status.is_final and ev.filled < order.filled):
+                self.stale_updates += 1
+                stale = order
+            elif order.status != ev.status and not is_legal(order.status, ev.status):
                 self._illegal(order, ev.status)
                 return
-            self._orders[ev.client_id] = replace(
-                order, status=ev.status, filled=max(order.filled, ev.filled),
-                avg_price=ev.avg_price or order.avg_price, exchange_id=ev.exchange_id,
-                ts_update=ev.ts_recv,
-            )
+            else:
+                self._orders[ev.client_id] = replace(
+                    order, status=ev.status, filled=max(order.filled, ev.filled),
+                    avg_price=ev.avg_price or order.avg_price, exchange_id=ev.exchange_id,
+                    ts_update=ev.ts_recv,
+                )
+        if stale is not None:
+            self._log_stale(stale, ev.status, ev.filled)
+
+    def _log_stale(self, order: Order, status: OrderStatus, filled: Decimal | None) -> None:
+        log.info("stale update of order %s ignored: it is %s filled %s, the update says %s%s",
+                 order.client_id, order.status, order.filled, status,
+                 "" if filled is None else f" filled {filled}")
 
     def _transition(self, client_id: str, status: OrderStatus, ts: int, **changes: str) -> None:
         with self._lock:
@@ -284,10 +320,14 @@ class MemoryStore:
                 self.illegal_transitions += 1
                 log.warning("order %s unknown to the store; %s ignored", client_id, status)
                 return
-            if not is_legal(order.status, status):
+            if is_legal(order.status, status):
+                self._orders[client_id] = replace(order, status=status, ts_update=ts, **changes)
+                return
+            if not is_behind(order.status, status):
                 self._illegal(order, status)
                 return
-            self._orders[client_id] = replace(order, status=status, ts_update=ts, **changes)
+            self.stale_updates += 1
+        self._log_stale(order, status, None)
 
     def _illegal(self, order: Order, status: OrderStatus) -> None:
         self.illegal_transitions += 1
@@ -318,7 +358,7 @@ class MemoryStore:
         again after the restart is not applied twice)."""
         with self._lock:
             self._markets.update((m.symbol, m) for m in markets)
-            self._balances.update((b.asset, b) for b in balances)
+            self._balances.update((b.asset, b) for b in balances)  # any update is newer
             for order in sorted(orders, key=lambda o: o.ts_update):
                 self._orders[order.client_id] = order
             self._evict_orders()
@@ -445,3 +485,24 @@ class MemoryStore:
                 "fills_seen": len(self._fills_seen),
             }
 
+
+def _with_fill(order: Order, ev: OrderFilled) -> Order:
+    """``order`` with the fill ``ev``: its status moves forward when the state machine allows
+    (a late fill leaves a final status); ``filled`` is the largest of what was known, the
+    exchange's cumulative amount and the sum of the fills."""
+    status = _fill_status(ev)
+    if not is_legal(order.status, status):
+        status = order.status
+    fills = (*order.fills, Fill(ev.trade_id, ev.price, ev.amount))
+    by_fills = order.filled_by_fills + ev.amount
+    cost = sum((f.price * f.amount for f in fills), Decimal(0))
+    return replace(
+        order, status=status, filled=max(order.filled, ev.filled_total, by_fills),
+        avg_price=cost / by_fills if by_fills else order.avg_price,
+        fee=order.fee + ev.fee, ts_update=ev.ts_recv,
+        exchange_id=order.exchange_id or ev.exchange_id, fills=fills,
+    )
+
+
+def _fill_status(ev: OrderFilled) -> OrderStatus:
+    return OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED

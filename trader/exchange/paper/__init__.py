@@ -35,6 +35,9 @@ the start with a clear error rather than being overwritten.
 
 The gateway keeps its own copy of the latest quotes (fed by the main thread's ``on_quote``) and
 guards all its state with one lock, because the executor thread and the main thread both call it.
+Their results reach the bus in either order, so everything is stamped under that lock with the
+account's time (the clock, never going back) and every balance with the account's sequence
+(``BalanceUpdate.seq``): the store keeps the newest balance whichever arrives last.
 """
 
 from trader.exchange.paper.gateway import PaperGateway

@@ -16,6 +16,7 @@ class Funds:
     def __init__(self, free: Mapping[str, Decimal], used: Mapping[str, Decimal]) -> None:
         self.free: dict[str, Decimal] = dict(free)
         self.used: dict[str, Decimal] = dict(used)
+        self.seq = 0  # balance events stamped so far: their order is the account's order
 
     def assets(self) -> list[str]:
         """Every asset the account has held, sorted."""
@@ -55,7 +56,9 @@ class Funds:
         return asset
 
     def balance(self, asset: str, now: int) -> BalanceUpdate:
-        """``asset``'s balance as an event."""
+        """``asset``'s balance as an event, stamped with the next sequence number (called
+        under the gateway's lock, after the change, with the account's time ``now``)."""
         free, used = self.free.get(asset, ZERO), self.used.get(asset, ZERO)
+        self.seq += 1
         return BalanceUpdate(ts_event=now, ts_recv=now, asset=asset, free=free, used=used,
-                             total=free + used)
+                             total=free + used, seq=self.seq)

@@ -85,6 +85,7 @@ class PaperGateway:
         self._working: dict[str, dict[str, PaperOrder]] = {}  # symbol -> client id -> order
         self._fills: list[OrderFilled] = []
         self._seq = 0
+        self._last_ns = 0  # the account's time: never goes back (see _now)
         if account_file is not None and account_file.exists():
             self._load(account_file)
 
@@ -114,13 +115,13 @@ class PaperGateway:
     def fetch_balances(self) -> list[BalanceUpdate]:
         """Every asset's balance."""
         with self._lock:
-            now = self._clock.now_ns()
+            now = self._now()
             return [self._funds.balance(a, now) for a in self._funds.assets()]
 
     def fetch_open_orders(self, symbols: Sequence[str]) -> list[OrderStatusReport]:
         """Working orders in ``symbols``."""
-        now = self._clock.now_ns()
         with self._lock:
+            now = self._now()
             return [
                 o.report(now) for o in self._orders.values()
                 if not o.status.is_final and o.cmd.symbol in symbols
@@ -132,7 +133,7 @@ class PaperGateway:
             order = self._orders.get(client_id)
             if order is None:
                 raise OrderNotFoundError(f"paper: no order {client_id}")
-            return order.report(self._clock.now_ns())
+            return order.report(self._now())
 
     def fetch_my_trades(self, symbol: str, since_ns: int) -> list[OrderFilled]:
         """Our fills in ``symbol`` since ``since_ns``."""
@@ -143,8 +144,8 @@ class PaperGateway:
 
     def create_order(self, cmd: SubmitOrder) -> list[Event]:
         """Acknowledge or reject an order; with no latency it meets the book at once."""
-        now = self._clock.now_ns()
         with self._lock:
+            now = self._now()
             if cmd.client_id in self._orders:
                 return [self._reject(cmd, now, "duplicate client order id",
                                      ErrorKind.INVALID_ORDER)]
@@ -176,8 +177,8 @@ class PaperGateway:
 
     def cancel_order(self, client_id: str, symbol: str) -> list[Event]:
         """Cancel a working order and release its funds."""
-        now = self._clock.now_ns()
         with self._lock:
+            now = self._now()
             order = self._orders.get(client_id)
             if order is None:
                 raise OrderNotFoundError(f"paper: no order {client_id}")
@@ -189,6 +190,14 @@ class PaperGateway:
     def close(self) -> None:
         """Nothing to release (the account file is written on every change)."""
 
+    def _now(self) -> int:
+        """The account's time, taken under the lock: the clock, but never earlier than a
+        previous stamp. The executor thread and the main thread both change the account, and
+        their results reach the bus in either order; stamped here, together with the funds'
+        sequence, they tell the store which is newer."""
+        self._last_ns = max(self._last_ns, self._clock.now_ns())
+        return self._last_ns
+
     # ------------------------------------------------------------------ matching (locked)
 
     def _match(self, symbol: str, trade: TradeTick | None,
@@ -196,7 +205,7 @@ class PaperGateway:
         working = self._working.get(symbol)
         if not working:
             return []
-        now = self._clock.now_ns()
+        now = self._now()
         q = self._quotes.get(symbol)
         trade_left = trade.size if trade is not None else ZERO
         events: list[Event] = []
