@@ -183,7 +183,8 @@ def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None]
 
     writer = rs.RedisWriter(connect, keys, outbox, store, publish, clock, stats, sc)
     return Storage(store, [writer], [store.on_event],
-                   lambda: rs.restore(connect, keys, store, clock))
+                   lambda: rs.restore(connect, keys, store, clock,
+                                      sc.start_empty_if_unreachable, writer.keep_saved_records))
 
 
 class RunMode(StrEnum):

@@ -240,6 +240,9 @@ class StorageConfig:
     buffer_max: int = field(default=100_000, metadata=_range(100, 10_000_000))
     flush_interval_s: float = field(default=0.05, metadata=_range(0.001, 10))
     retry_max_s: float = field(default=5.0, metadata=_range(0.05, 300))
+    # Redis unreachable at start: False (default) ends the start (exit 1, systemd retries);
+    # True starts on empty state, and the saved records are kept when Redis answers again.
+    start_empty_if_unreachable: bool = False
 
 
 @dataclass(frozen=True)

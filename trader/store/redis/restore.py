@@ -10,6 +10,7 @@ from redis.exceptions import RedisError
 
 from trader import codec
 from trader.clock import Clock
+from trader.errors import StorageUnavailableError
 from trader.events import Event, StorageFailed
 from trader.store.memory import MemoryStore
 from trader.model.records import Balance, Market, Order, Position
@@ -29,10 +30,14 @@ log = logging.getLogger(__name__)
 
 
 def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStore,
-            clock: Clock) -> list[Event]:
-    """Load the saved state into ``store`` (main thread, at start). When Redis cannot be read,
-    log it and return a ``StorageFailed`` event: the process starts on empty state, and the
-    writer overwrites Redis with the new state once it is reachable."""
+            clock: Clock, start_empty: bool, keep_saved: Callable[[], None]) -> list[Event]:
+    """Load the saved state into ``store`` (main thread, at start).
+
+    When Redis cannot be read, the start ends with ``StorageUnavailableError`` (one line, exit
+    1: systemd retries), because running on empty state would trade without the saved orders
+    and positions. Only with ``start_empty`` (``storage.start_empty_if_unreachable``) does the
+    process start empty: it logs it, returns a ``StorageFailed`` event, and calls
+    ``keep_saved`` so the writer never deletes a saved record once Redis answers again."""
     try:
         client = connect_fn()
         with client.pipeline(transaction=False) as pipe:
@@ -41,8 +46,14 @@ def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStor
             raw = dict(zip(COLLECTIONS, pipe.execute()))
         client.close()
     except RedisError as exc:
-        log.error("redis: cannot restore the saved state (%s); starting on empty state, which "
-                  "replaces the saved state once Redis is reachable", exc)
+        if not start_empty:
+            raise StorageUnavailableError(
+                f"redis: cannot read the saved state at {keys.prefix}:* ({exc}); not starting "
+                "on empty state (set storage.start_empty_if_unreachable: true to do so)") from None
+        keep_saved()
+        log.error("redis: cannot restore the saved state (%s); starting on empty state "
+                  "(storage.start_empty_if_unreachable); saved records are kept, only this "
+                  "run's records are written over theirs once Redis is reachable", exc)
         now = clock.now_ns()
         return [StorageFailed(ts_event=now, ts_recv=now, component=COMPONENT,
                               error=f"restore: {type(exc).__name__}: {exc}")]

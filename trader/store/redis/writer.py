@@ -58,11 +58,19 @@ class RedisWriter(Worker):
         self._client: redis.Redis | None = None
         self._synced = False
         self._down_since: float | None = None
+        self._keep_saved = False  # see keep_saved_records()
         # full jitter: every instance of a fleet sharing one Redis retries at its own moment
         self._backoff = Backoff(BACKOFF_INITIAL_S, config.retry_max_s)
         self._order_writes = 0
         self.last_id: str | None = None  # the newest stream id acknowledged in this run
         self.acked = 0
+
+    def keep_saved_records(self) -> None:
+        """This run started on empty state because Redis was unreachable (the operator's
+        ``storage.start_empty_if_unreachable``): never delete a saved record, only write this
+        run's records over their own keys, so the saved state is not replaced by an empty one.
+        Called at start, before the thread runs."""
+        self._keep_saved = True
 
     def run(self, stop: threading.Event) -> None:
         """Flush every ``flush_interval_s``; on stop, one last flush, then report what is left."""
@@ -120,7 +128,8 @@ class RedisWriter(Worker):
         snapshot = self._store.snapshot()
         with r.pipeline(transaction=True) as pipe:
             for collection, mapping in snapshot.items():
-                pipe.delete(self._keys.hash(collection))
+                if not self._keep_saved:
+                    pipe.delete(self._keys.hash(collection))
                 if mapping:
                     pipe.hset(self._keys.hash(collection), mapping=mapping)
             pipe.execute()
@@ -184,6 +193,8 @@ class RedisWriter(Worker):
 
     def _trim_orders(self) -> None:
         """Remove the orders the memory store has evicted (it keeps them bounded)."""
+        if self._keep_saved:
+            return
         key = self._keys.hash(ORDERS)
         known = {o.client_id for o in self._store.orders()}
         stale = [f for f in self._redis().hkeys(key) if f not in known]
