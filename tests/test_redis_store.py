@@ -27,6 +27,7 @@ from trader.events import (
     OrderRejected,
     OrderSubmitted,
     QuoteTick,
+    StateRestored,
     StreamGap,
     event_from_json,
     event_to_dict,
@@ -189,7 +190,9 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
         "storage": {"backend": "redis", "redis_url": redis_server.url, "key_prefix": PREFIX},
     }, {})
     reader = App(other_cfg)
-    assert reader.storage.restore() == []
+    restored = reader.storage.restore()
+    assert [type(e) for e in restored] == [StateRestored]  # the ledger, dispatched at start
+    reader.engine.dispatch(restored[0])
     assert dict(reader.store.balances().balances) == expected
     assert reader.store.orders() == app.store.orders()
     assert reader.store.positions() == app.store.positions()
@@ -329,7 +332,8 @@ def test_orders_and_fills_evicted_from_memory_are_removed_from_redis(
 
 def test_memory_backend_needs_no_redis() -> None:
     app = App(Config())
-    assert app.storage.workers == [] and app.storage.observers == []
+    assert [w.name for w in app.storage.workers] == ["state-file"]  # a file, no Redis
+    assert app.storage.observers == []
     assert type(app.store).__name__ == "MemoryStore"
     assert StoreConfig() == app.cfg.store
 

@@ -243,6 +243,8 @@ class StorageConfig:
     # Redis unreachable at start: False (default) ends the start (exit 1, systemd retries);
     # True starts on empty state, and the saved records are kept when Redis answers again.
     start_empty_if_unreachable: bool = False
+    # The memory backend's saved ledger; empty: trader-state.json next to journal.path.
+    state_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,14 @@ class Config:
 def strategy_id(strat: StrategyConfig) -> str:
     """The strategy's id: its configured ``id`` or ``name:market``."""
     return strat.id or f"{strat.name}:{strat.market}"
+
+
+def state_file_path(cfg: Config) -> Path:
+    """Where the memory backend saves the ledger: ``storage.state_file``, else
+    ``trader-state.json`` next to ``journal.path``."""
+    if cfg.storage.state_file:
+        return Path(cfg.storage.state_file)
+    return Path(cfg.journal.path).parent / "trader-state.json"
 
 
 def paper_account_path(cfg: Config) -> Path | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import Any, Callable
 
 import redis
@@ -11,20 +12,22 @@ from redis.exceptions import RedisError
 from trader import codec
 from trader.clock import Clock
 from trader.errors import StorageUnavailableError
-from trader.events import Event, StorageFailed
+from trader.events import Event, StateRestored, StorageFailed
 from trader.store.memory import MemoryStore
 from trader.model.records import Balance, Market, Order, Position
 from trader.store.redis.keys import (
     BALANCES,
+    DAILY_LOSS,
     COLLECTIONS,
     COMPONENT,
     MARKETS,
     ORDERS,
     POSITIONS,
     PRICES,
+    RISK,
     Keys,
 )
-from trader.store.redis.store import prices_from_json
+from trader.store.redis.store import daily_loss_from_json, prices_from_json
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,9 @@ def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStor
         with client.pipeline(transaction=False) as pipe:
             for collection in COLLECTIONS:
                 pipe.hgetall(keys.hash(collection))
-            raw = dict(zip(COLLECTIONS, pipe.execute()))
+            pipe.hget(keys.hash(RISK), DAILY_LOSS)
+            *hashes, loss_text = pipe.execute()
+            raw = dict(zip(COLLECTIONS, hashes))
         client.close()
     except RedisError as exc:
         if not start_empty:
@@ -72,18 +77,34 @@ def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStor
 
     pairs = decode(PRICES, prices_from_json)
     orders = decode(ORDERS, lambda t: codec.from_json(Order, t))
+    # Market rules and prices go straight in; the ledger (balances, orders, positions, the daily
+    # loss) is dispatched as StateRestored, so the journal records what this run started from.
     store.restore(
         markets=decode(MARKETS, lambda t: codec.from_json(Market, t)),
-        balances=decode(BALANCES, lambda t: codec.from_json(Balance, t)),
-        orders=orders,
-        positions=decode(POSITIONS, lambda t: codec.from_json(Position, t)),
         quotes=[q for q, _ in pairs if q is not None],
         trades=[t for _, t in pairs if t is not None],
     )
+    day, day_start = -1, Decimal(0)
+    if loss_text is not None:
+        try:
+            day, day_start = daily_loss_from_json(loss_text)
+        except codec.CodecError as exc:
+            bad += 1
+            log.warning("redis: %s unreadable, the daily loss counts afresh: %s",
+                        keys.hash(RISK), exc)
+    now = clock.now_ns()
+    restored = StateRestored(
+        ts_event=now, ts_recv=now, source=f"redis {keys.prefix}",
+        balances=tuple(decode(BALANCES, lambda t: codec.from_json(Balance, t))),
+        orders=tuple(orders),
+        positions=tuple(decode(POSITIONS, lambda t: codec.from_json(Position, t))),
+        loss_day=day, loss_day_start=day_start)
     log.info(
         "redis: restored %d markets, %d balances, %d orders (%d open), %d positions, %d prices "
         "from %s:*%s", len(raw[MARKETS]), len(raw[BALANCES]), len(orders),
         sum(o.is_open for o in orders), len(raw[POSITIONS]), len(pairs), keys.prefix,
         f" ({bad} unreadable records skipped)" if bad else "",
     )
-    return []
+    if not any(raw.values()) and loss_text is None:
+        return []  # a first start: nothing saved yet
+    return [restored]
