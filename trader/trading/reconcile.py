@@ -26,6 +26,13 @@ Rules of the comparison:
   session's closed orders, or to someone else);
 - a store ahead of the exchange's answer (a fill or a cancel processed after the fetch) is not
   "corrected" backwards: the next round checks again;
+- a spot position larger than the account's holdings of its base asset (summed over the markets
+  sharing that base; positions are net of fees paid in the base) is a difference, reported and
+  blocking, never corrected: the fills say one thing, the exchange another, and only the
+  operator can tell which (a resume accepts it). Holdings beyond our positions are normal
+  (bought outside this system), so only a position the holdings cannot cover is flagged;
+- fills the exchange reports are applied with ``ts_recv`` set to the comparison time: they
+  reach us now, and must not count as hours of dispatch lag;
 - a balance the store lacks is taken at once (nothing disagrees: it does not block trading); a
   balance that differs is taken only when the same difference is seen in two rounds in a row,
   because a fill between the fetch and the comparison makes the store newer than the fetched
@@ -43,7 +50,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Callable, Mapping, Sequence
 
@@ -62,6 +69,7 @@ from trader.events import (
     ReconciliationStarted,
 )
 from trader.exchange.gateway import Gateway
+from trader.model.market import split_symbol
 from trader.model.orders import OrderStatus
 from trader.model.records import Balance, Order
 from trader.model.units import NS
@@ -109,7 +117,7 @@ BalanceKey = tuple[Decimal, Decimal]  # (free, used)
 class Row:
     """One difference, for the table."""
 
-    kind: str  # order, fills, balance
+    kind: str  # order, fills, position, balance
     key: str  # client id or asset
     store: str
     exchange: str
@@ -172,6 +180,7 @@ def compare(
     """Compare the store with what the exchange said; pure apart from reading the view."""
     out = Comparison()
     _compare_orders(view, fetched, owns, out, now)
+    _compare_positions(view, fetched.balances, out)
     _compare_balances(view.balances().balances, fetched.balances, previous_balance_diffs, out,
                       now)
     return out
@@ -210,7 +219,7 @@ def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], boo
             amount = sum((f.amount for f in missing), ZERO)
             out.rows.append(Row("fills", cid, f"{len(o.fills)} applied",
                                 f"{len(missing)} more, {amount}", "applied", True))
-            out.corrections.extend(missing)
+            out.corrections.extend(replace(f, ts_recv=now) for f in missing)
         if status_differs:
             assert r is not None
             if o.status.is_final:  # both final, different: the state machine cannot move it
@@ -226,6 +235,24 @@ def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], boo
             out.corrections.append(OrderCanceled(
                 ts_event=now, ts_recv=now, client_id=cid,
                 reason="not found on the exchange at reconciliation"))
+
+
+def _compare_positions(view: StoreView, fetched: Sequence[BalanceUpdate],
+                       out: Comparison) -> None:
+    if not fetched:
+        return  # no balances in this answer: nothing to check against
+    held = {b.asset: b.total for b in fetched}
+    by_base: dict[str, list[tuple[str, Decimal]]] = {}
+    for symbol, pos in sorted(view.positions().items()):
+        if pos.amount:
+            by_base.setdefault(split_symbol(symbol)[0], []).append((symbol, pos.amount))
+    for base, positions in by_base.items():
+        amount = sum((a for _, a in positions), ZERO)
+        if amount > held.get(base, ZERO):
+            out.rows.append(Row(
+                "position", ", ".join(s for s, _ in positions), f"{amount} {base}",
+                f"holds {held.get(base, ZERO)} {base}",
+                "position exceeds holdings: check by hand, resume to accept", True))
 
 
 def _compare_balances(
