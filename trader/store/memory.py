@@ -184,9 +184,12 @@ class MemoryStore:
             order = self._orders.get(ev.client_id)
             # The bounded set also covers fills of orders we do not know; an order's own record
             # outlives the set's eviction (and a restart).
-            if key in self._fills_seen or (order is not None and order.has_fill(ev.trade_id)):
+            seen = key in self._fills_seen
+            if (seen and order is None) or (order is not None and order.has_fill(ev.trade_id)):
                 self.duplicate_fills += 1
                 return STOP
+            # Seen while its order was unknown (a fill polled before the restart's
+            # reconciliation adopted the order): the position has it; the order takes it now.
             if order is not None:
                 status = OrderStatus.FILLED if ev.is_final else OrderStatus.PARTIALLY_FILLED
                 if not is_legal(order.status, status):
@@ -200,6 +203,8 @@ class MemoryStore:
                     fee=order.fee + ev.fee, ts_update=ev.ts_recv,
                     exchange_id=order.exchange_id or ev.exchange_id, fills=fills,
                 )
+            if seen:
+                return STOP  # every handler saw this fill the first time
             self._fills_seen[key] = None
             if len(self._fills_seen) > 4 * self._cfg.max_orders:
                 self._fills_seen.popitem(last=False)
