@@ -122,6 +122,7 @@ def test_kill_9_at_random_moments_then_restart_agrees_exactly(tmp_path: Path) ->
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 def test_kill_9_soak(tmp_path: Path) -> None:
     n = int(os.environ.get("TRADER_KILL9_TRIALS", "100"))
     trials(tmp_path, n, seed=int(os.environ.get("TRADER_KILL9_SEED", "1")))

@@ -67,7 +67,7 @@ class Boom(Strategy):
 WITH_BOOM = {**STRATEGIES, "boom": Boom}
 
 
-def session_config(tmp_path: Path, boom: bool = False) -> dict:
+def session_config(tmp_path: Path, boom: bool = False, persist: bool = False) -> dict:
     strategies = [{"name": "ma_cross", "market": "BTC/USDT",
                    "params": {"fast": 2, "slow": 3, "amount": 0.01}},
                   {"name": "ma_cross", "market": "ETH/USDT",
@@ -78,14 +78,15 @@ def session_config(tmp_path: Path, boom: bool = False) -> dict:
         "simulated": {"tick_interval_s": 0.002, "candle_interval_s": 1},
         "poller": {"open_orders_every_s": 1},
         "journal": {"path": str(tmp_path / "journal"), "retention_days": 0},
+        "paper": {"persist": persist},
         "strategies": strategies,
     }
 
 
 def record_session(tmp_path: Path, steps: int = 600, boom: bool = False,
-                   speed: int = 200) -> tuple[Path, App]:
+                   speed: int = 200, persist: bool = False) -> tuple[Path, App]:
     """Run a real paper session until ``steps`` events were dispatched; stop it cleanly."""
-    cfg = config_from_dict(session_config(tmp_path, boom), {})
+    cfg = config_from_dict(session_config(tmp_path, boom, persist), {})
     app = App(cfg, FastClock(speed), strategies=WITH_BOOM)
     app.start()
 
@@ -128,10 +129,13 @@ def test_replayed_state_equals_the_live_state(tmp_path: Path) -> None:
         app.store.position("BTC/USDT").amount
 
 
+@pytest.mark.parametrize("persist", [False, True], ids=["fresh-paper", "paper-persist"])
 def test_a_second_session_starts_from_the_saved_ledger_as_the_process_did(
-        tmp_path: Path) -> None:
-    _, first = record_session(tmp_path, steps=200)
-    journal, second = record_session(tmp_path, steps=300)
+        tmp_path: Path, persist: bool) -> None:
+    """Replay equals live across a restart, with the paper account restarting empty or carried
+    over (``paper.persist``: the restarted process reconciles against the carried account)."""
+    _, first = record_session(tmp_path, steps=200, persist=persist)
+    journal, second = record_session(tmp_path, steps=300, persist=persist)
     events = read_events(journal)
     assert sum(isinstance(e, SessionStarted) for e in events) == 2
     restored = [e for e in events if isinstance(e, StateRestored)]
