@@ -21,10 +21,15 @@ from trader.journal import read_events
 from trader.replay import Replayer
 
 
+SETTLE_S = 1.2  # the restarted process runs this long after trading resumed (one poller round)
+
+
 def kill_config(tmp_path: Path, trading: bool = True) -> tuple[Path, dict]:
     """The killed session trades fast; the restarted one (``trading`` off) only restores,
-    reconciles and stops, so what it saved at its clean stop is what the restart settled on
-    (resting orders still fill on the paper exchange meanwhile)."""
+    reconciles, polls and stops, so what it saved at its clean stop is what the restart settled
+    on. Resting orders of the killed session still fill on the paper exchange right after the
+    restart, racing the start-up fetches (a snapshot fetched before such a fill is dispatched
+    after it); the poller's next round, a second later, settles that."""
     data: dict = {
         "general": {"stats_interval_s": 60},
         "simulated": {"tick_interval_s": 0.002, "candle_interval_s": 1, "volatility_bps": 20},
@@ -41,6 +46,7 @@ def kill_config(tmp_path: Path, trading: bool = True) -> tuple[Path, dict]:
     }
     if not trading:
         data["strategies"] = []
+        data["poller"] = {"balances_every_s": 1, "open_orders_every_s": 1, "trades_every_s": 1}
     tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "config.yaml"
     path.write_text(json.dumps(data))  # JSON is YAML
@@ -55,7 +61,10 @@ def read_state(tmp_path: Path) -> StateRestored:
 
 def account_view(tmp_path: Path) -> tuple[dict, set[str], dict[str, Decimal]]:
     """The paper account's balances (free, used), open order ids and signed fill sums."""
-    data = json.loads((tmp_path / "paper-account.json").read_text())
+    path = tmp_path / "paper-account.json"
+    if not path.exists():  # killed before the first order: the account never changed
+        return {"USDT": (Decimal(10_000), Decimal(0))}, set(), {}
+    data = json.loads(path.read_text())
     balances = {a: (Decimal(b["free"]), Decimal(b["used"])) for a, b in data["balances"].items()}
     working = {o["cmd"]["client_id"] for o in data["orders"]
                if o["status"] in ("open", "partially_filled")}
@@ -86,6 +95,7 @@ def run_trial(tmp_path: Path, rng: random.Random) -> dict:
     try:
         out = wait_for(second, "reconciliation round 1")
         out += wait_for(second, "state=active", timeout=20)
+        time.sleep(SETTLE_S)
         second.send_signal(signal.SIGINT)
         rest, _ = second.communicate(timeout=10)
     finally:
@@ -104,8 +114,7 @@ def run_trial(tmp_path: Path, rng: random.Random) -> dict:
     replayed = ledger_view(s.balances().balances.values(), s.orders(), s.positions().values())
     assert store == account, f"store {store}\naccount {account}\n{text[-3000:]}"
     assert replayed == store, f"replay {replayed}\nstore {store}"
-    return {"fills": sum(1 for _ in json.loads(
-        (tmp_path / "paper-account.json").read_text())["fills"]), "positions": store[2]}
+    return {"traded": bool(store[2]) or any(o.fills for o in state.orders)}
 
 
 def trials(tmp_path: Path, n: int, seed: int) -> list[dict]:
@@ -118,13 +127,20 @@ def trials(tmp_path: Path, n: int, seed: int) -> list[dict]:
 
 def test_kill_9_at_random_moments_then_restart_agrees_exactly(tmp_path: Path) -> None:
     results = trials(tmp_path, 10, seed=11)
-    assert sum(r["fills"] > 0 for r in results) >= 8  # the sessions traded before the kill
+    assert sum(r["traded"] for r in results) >= 7  # most sessions traded before the kill
 
 
 @pytest.mark.soak
 @pytest.mark.timeout(3600)
 def test_kill_9_soak(tmp_path: Path) -> None:
     n = int(os.environ.get("TRADER_KILL9_TRIALS", "100"))
-    trials(tmp_path, n, seed=int(os.environ.get("TRADER_KILL9_SEED", "1")))
+    rng = random.Random(int(os.environ.get("TRADER_KILL9_SEED", "1")))
+    failed = []
+    for i in range(n):  # every trial runs; the failures are listed with their folders at the end
+        try:
+            run_trial(tmp_path / f"trial{i}", rng)
+        except AssertionError as exc:
+            failed.append(f"trial{i}: {str(exc)[:300]}")
+    assert not failed, f"{len(failed)} of {n} trials disagree:\n" + "\n".join(failed)
 
 

@@ -15,8 +15,11 @@ from tests.conftest import running
 from tests.redis_server import RedisServer
 from trader.app import App
 from trader.clock import ManualClock
-from trader.config import Config, RiskConfig, config_from_dict
+from trader.config import Config, RiskConfig, StoreConfig, config_from_dict
+from trader.events import STOP, OrderFilled, OrderStatusReport
+from trader.model.orders import OrderStatus, OrderType, Side
 from trader.model.units import DAY_NS
+from trader.store.memory import MemoryStore
 from trader.trading.daily_loss import DailyLoss, LossLevel
 
 
@@ -99,3 +102,26 @@ def test_the_daily_loss_goes_on_counting_within_the_day_only(day_offset: int) ->
         assert (new_day, level, today) == (True, LossLevel.WITHIN, 0)
     else:  # the restart did not forget the 50 lost since the day began
         assert (new_day, level, today) == (False, LossLevel.WITHIN, Decimal(-50))
+
+
+def test_a_fill_seen_before_its_order_was_adopted_completes_the_order_once() -> None:
+    """After a kill, a resting order placed in the lost window fills on the first quotes, before
+    reconciliation adopts it: the position takes the fill at once, the adopted order takes it
+    when it is delivered again, and nothing is counted twice."""
+    store = MemoryStore(StoreConfig(), own_prefix="trd-")
+    fill = OrderFilled(ts_event=5, ts_recv=5, client_id="trd-x-33", exchange_id="paper-33",
+                       trade_id="paper-33-1", symbol="BTC/USDT", side=Side.SELL,
+                       price=Decimal(60_000), amount=Decimal("0.002"), fee=Decimal(0),
+                       fee_asset="USDT", filled_total=Decimal("0.002"), is_final=True)
+    assert store.on_order_filled(fill) is None  # unknown order: the position moves
+    assert store.position("BTC/USDT").amount == Decimal("-0.002")
+    store.on_order_report(OrderStatusReport(
+        ts_event=4, ts_recv=6, client_id="trd-x-33", exchange_id="paper-33", symbol="BTC/USDT",
+        side=Side.SELL, order_type=OrderType.LIMIT, status=OrderStatus.OPEN,
+        amount=Decimal("0.002"), filled=Decimal(0), price=Decimal(60_000)))
+    assert store.on_order_filled(fill) is STOP  # delivered again: handlers saw it already
+    order = store.order("trd-x-33")
+    assert order.status is OrderStatus.FILLED and order.filled == Decimal("0.002")
+    assert [f.trade_id for f in order.fills] == ["paper-33-1"]
+    assert store.position("BTC/USDT").amount == Decimal("-0.002")  # not moved twice
+    assert store.on_order_filled(fill) is STOP and store.duplicate_fills == 1

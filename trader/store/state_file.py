@@ -109,7 +109,7 @@ class StateFileWriter(Worker):
             orders=orders, positions=tuple(positions.values()), loss_day=day,
             loss_day_start=day_start))
         try:
-            _write_atomically(self.path, text)
+            write_atomically(self.path, text)
         except OSError as exc:
             self._failed(exc)
             return False
@@ -138,7 +138,9 @@ class StateFileWriter(Worker):
             log.exception("state: could not publish %s", type(ev).__name__)
 
 
-def _write_atomically(path: Path, text: str) -> None:
+def write_atomically(path: Path, text: str) -> None:
+    """Write to a temporary file, fsync it, rename it over ``path``: a crash leaves either the
+    old or the new file, never a torn one. Raises ``OSError``."""
     tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "w", encoding="utf-8") as f:
