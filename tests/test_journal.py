@@ -240,3 +240,34 @@ def test_an_event_that_cannot_be_encoded_is_skipped_not_the_batch(
     j.finish()
     assert [e.ts_recv for e in read_events(tmp_path)] == [DAY0 + 1, DAY0 + 3]
     assert j.counters()["dropped"] == 1 and "cannot encode" in caplog.text
+
+
+def test_a_torn_last_line_is_ended_before_the_next_session_appends(tmp_path: Path) -> None:
+    """A kill in the middle of a write leaves half a line; the next start must not glue its
+    SessionStarted onto it (replay would see one session and carry positions over)."""
+    first = journal(tmp_path)
+    first.record(q(DAY0 + 1))
+    first.record(q(DAY0 + 2))
+    first.finish()
+    path = tmp_path / f"{utc_day(DAY0)[0]}.jsonl"
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole.splitlines(keepends=True)[0][:37])  # the cut third line
+
+    second = journal(tmp_path)
+    second.record(q(DAY0 + 3))
+    second.finish()
+
+    reader = JournalReader([path])
+    assert [e.ts_recv for e in reader] == [DAY0 + 1, DAY0 + 2, DAY0 + 3]
+    assert reader.bad_lines == [f"{path}:3"]  # reported with its place, kept in the file
+    assert path.read_bytes().startswith(whole + whole.splitlines(keepends=True)[0][:37] + b"\n")
+
+
+def test_a_whole_last_line_is_left_as_it_is(tmp_path: Path) -> None:
+    first = journal(tmp_path)
+    first.record(q(DAY0 + 1))
+    first.finish()
+    path = tmp_path / f"{utc_day(DAY0)[0]}.jsonl"
+    before = path.read_bytes()
+    journal(tmp_path).finish()
+    assert path.read_bytes() == before

@@ -21,6 +21,7 @@ from trader.events import (
     CancelAllOrders,
     ExchangeStateFetched,
     FeedRecovered,
+    OrderFilled,
     OrderStatusReport,
     ReconciliationCompleted,
     ReconciliationStarted,
@@ -137,6 +138,51 @@ def test_an_open_order_the_exchange_does_not_know_is_marked_canceled() -> None:
     assert cancel.client_id == "trd-a-1" and "not found" in cancel.reason
     store.on_order_canceled(cancel)
     assert store.order("trd-a-1").status is OrderStatus.CANCELED
+
+
+def fill(cid: str, trade_id: str, side: Side, amount: str, ts: int = 1) -> OrderFilled:
+    return OrderFilled(ts_event=ts, ts_recv=ts, client_id=cid, exchange_id="1",
+                       trade_id=trade_id, symbol=SYMBOL, side=side, price=D(100),
+                       amount=D(amount), fee=D(0), fee_asset="USDT", filled_total=D(amount),
+                       is_final=True)
+
+
+def test_a_position_the_holdings_cannot_cover_is_a_blocking_difference() -> None:
+    """After a restart the BTC/USDT position read more than the account held: reported and
+    halting, never silently kept (nor corrected: only the operator knows which side is right)."""
+    base = SYMBOL.split("/")[0]
+    store = MemoryStore(StoreConfig(), own_prefix="trd-")
+    store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
+    store.on_order_filled(fill("trd-a-1", "t1", Side.BUY, "0.008"))
+    held = BalanceUpdate(ts_event=1, ts_recv=1, asset=base, free=D("0.004"), used=D(0),
+                         total=D("0.004"))
+    store.on_balance(held)
+    agreed = report("trd-a-1", OrderStatus.FILLED, "0.008")
+    out = compare(ReadOnlyView(store), Fetched(looked_up=(agreed,), balances=(held,)),
+                  lambda c: True, {}, 5)
+    assert [(r.kind, r.key, r.store, r.exchange, r.blocking) for r in out.rows
+            if r.kind == "position"] == [
+        ("position", SYMBOL, f"0.008 {base}", f"holds 0.004 {base}", True)]
+    assert out.blocking >= 1 and not any(isinstance(c, BalanceUpdate) for c in out.corrections)
+    # Holdings beyond the position (bought outside this system) agree.
+    more = BalanceUpdate(ts_event=1, ts_recv=1, asset=base, free=D("0.5"), used=D(0),
+                         total=D("0.5"))
+    store.on_balance(more)
+    out = compare(ReadOnlyView(store), Fetched(looked_up=(agreed,), balances=(more,)),
+                  lambda c: True, {}, 5)
+    assert not [r for r in out.rows if r.kind == "position"]
+
+
+def test_fills_reported_at_reconciliation_carry_the_time_they_reached_us() -> None:
+    """An old fill applied at reconciliation must not count as hours of dispatch lag."""
+    store = MemoryStore(StoreConfig(), own_prefix="trd-")
+    store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
+    old = fill("trd-a-1", "t1", Side.BUY, "1", ts=1)
+    out = compare(ReadOnlyView(store), Fetched(looked_up=(report("trd-a-1", OrderStatus.FILLED,
+                                                                 "1"),), trades=(old,)),
+                  lambda c: True, {}, 7_000)
+    (applied,) = [c for c in out.corrections if isinstance(c, OrderFilled)]
+    assert applied.ts_recv == 7_000 and applied.ts_event == 1 and applied.trade_id == "t1"
 
 
 def test_render_is_a_fixed_width_table() -> None:

@@ -27,6 +27,7 @@ from trader.events import (
     OrderRejected,
     OrderSubmitted,
     QuoteTick,
+    StateRestored,
     StreamGap,
     event_from_json,
     event_to_dict,
@@ -189,7 +190,9 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
         "storage": {"backend": "redis", "redis_url": redis_server.url, "key_prefix": PREFIX},
     }, {})
     reader = App(other_cfg)
-    assert reader.storage.restore() == []
+    restored = reader.storage.restore()
+    assert [type(e) for e in restored] == [StateRestored]  # the ledger, dispatched at start
+    reader.engine.dispatch(restored[0])
     assert dict(reader.store.balances().balances) == expected
     assert reader.store.orders() == app.store.orders()
     assert reader.store.positions() == app.store.positions()
@@ -250,7 +253,7 @@ def test_redis_killed_and_restarted_mid_run_loses_no_acknowledged_event(
 
 def test_unreachable_at_start_then_overflow_then_gap_marker(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "redis")  # a port nothing listens on yet
-    app = App(make_config(server.url, buffer_max=100))
+    app = App(make_config(server.url, buffer_max=100, start_empty_if_unreachable=True))
     w = writer(app)
     try:
         with running(app):
@@ -329,7 +332,8 @@ def test_orders_and_fills_evicted_from_memory_are_removed_from_redis(
 
 def test_memory_backend_needs_no_redis() -> None:
     app = App(Config())
-    assert app.storage.workers == [] and app.storage.observers == []
+    assert [w.name for w in app.storage.workers] == ["state-file"]  # a file, no Redis
+    assert app.storage.observers == []
     assert type(app.store).__name__ == "MemoryStore"
     assert StoreConfig() == app.cfg.store
 
@@ -357,3 +361,50 @@ def test_a_batch_whose_replies_were_lost_is_not_appended_twice(
     assert [event_from_json(f["event"]).total for _, f in entries] == [D(n) for n in range(1, 6)]
     assert w.acked == 5 and len(box) == 0 and published == []
     assert redis_balances(redis_server) == {"USDT": store.balance("USDT")}
+
+
+def test_redis_down_at_start_exits_1_with_one_line_and_leaves_the_saved_state(
+        tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = server.client()
+        client.hset(f"{PREFIX}:positions", "BTC/USDT", "saved-position")
+        client.hset(f"{PREFIX}:orders", "saved-order", "saved")
+        saved = {k: client.hgetall(k) for k in client.keys("*")}
+        server.kill()
+        cfg_path = tmp_path / "config.yaml"
+        cfg_path.write_text(
+            "simulated: {tick_interval_s: 0.01}\n"
+            f"journal: {{path: {tmp_path / 'journal'}}}\n"
+            f"storage: {{backend: redis, redis_url: '{server.url}', key_prefix: {PREFIX}}}\n")
+        proc = subprocess.run([sys.executable, "-m", "trader", "--config", str(cfg_path)],
+                              capture_output=True, text=True, timeout=30, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("storage error at start: redis:"), lines
+        assert "start_empty_if_unreachable" in lines[0]
+        server.start()
+        assert {k: server.client().hgetall(k) for k in server.client().keys("*")} == saved
+    finally:
+        server.stop()
+
+
+def test_an_empty_start_when_allowed_never_deletes_saved_records(tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        client = server.client()
+        client.hset(f"{PREFIX}:orders", "saved-order", "saved")
+        client.hset(f"{PREFIX}:positions", "ETH/USDT", "saved-position")
+        server.kill()
+        app = App(make_config(server.url, start_empty_if_unreachable=True))
+        with running(app):
+            wait_until(lambda: dispatched(app, "StorageFailed") >= 1, what="StorageFailed")
+            server.start()
+            wait_until(lambda: dispatched(app, "StorageRecovered") == 1, what="recovery")
+            wait_until(lambda: "BTC/USDT" in server.client().hgetall(f"{PREFIX}:prices"),
+                       what="this run's records")
+        client = server.client()
+        assert client.hget(f"{PREFIX}:orders", "saved-order") == "saved"
+        assert client.hget(f"{PREFIX}:positions", "ETH/USDT") == "saved-position"
+    finally:
+        server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,15 @@ import yaml
 
 from trader.app import App, RunMode
 from trader.clock import iso_utc
-from trader.config import Config, Mode, StorageBackend, config_from_dict
-from trader.events import Candle, HandlerFailed, OrderFilled, OrderSubmitted, SessionStarted
+from trader.config import Config, Mode, config_from_dict
+from trader.events import (
+    Candle,
+    HandlerFailed,
+    OrderFilled,
+    OrderSubmitted,
+    SessionStarted,
+    StateRestored,
+)
 from trader.journal import read_events
 from trader.replay import Replayer, Until, offline_config
 from trader.trading.strategies import STRATEGIES
@@ -60,7 +67,7 @@ class Boom(Strategy):
 WITH_BOOM = {**STRATEGIES, "boom": Boom}
 
 
-def session_config(tmp_path: Path, boom: bool = False) -> dict:
+def session_config(tmp_path: Path, boom: bool = False, persist: bool = False) -> dict:
     strategies = [{"name": "ma_cross", "market": "BTC/USDT",
                    "params": {"fast": 2, "slow": 3, "amount": 0.01}},
                   {"name": "ma_cross", "market": "ETH/USDT",
@@ -71,14 +78,15 @@ def session_config(tmp_path: Path, boom: bool = False) -> dict:
         "simulated": {"tick_interval_s": 0.002, "candle_interval_s": 1},
         "poller": {"open_orders_every_s": 1},
         "journal": {"path": str(tmp_path / "journal"), "retention_days": 0},
+        "paper": {"persist": persist},
         "strategies": strategies,
     }
 
 
 def record_session(tmp_path: Path, steps: int = 600, boom: bool = False,
-                   speed: int = 200) -> tuple[Path, App]:
+                   speed: int = 200, persist: bool = False) -> tuple[Path, App]:
     """Run a real paper session until ``steps`` events were dispatched; stop it cleanly."""
-    cfg = config_from_dict(session_config(tmp_path, boom), {})
+    cfg = config_from_dict(session_config(tmp_path, boom, persist), {})
     app = App(cfg, FastClock(speed), strategies=WITH_BOOM)
     app.start()
 
@@ -121,22 +129,28 @@ def test_replayed_state_equals_the_live_state(tmp_path: Path) -> None:
         app.store.position("BTC/USDT").amount
 
 
-def test_a_second_session_starts_from_an_empty_state_as_the_process_did(tmp_path: Path) -> None:
-    record_session(tmp_path, steps=200)
-    journal, second = record_session(tmp_path, steps=300)
+@pytest.mark.parametrize("persist", [False, True], ids=["fresh-paper", "paper-persist"])
+def test_a_second_session_starts_from_the_saved_ledger_as_the_process_did(
+        tmp_path: Path, persist: bool) -> None:
+    """Replay equals live across a restart, with the paper account restarting empty or carried
+    over (``paper.persist``: the restarted process reconciles against the carried account)."""
+    _, first = record_session(tmp_path, steps=200, persist=persist)
+    journal, second = record_session(tmp_path, steps=300, persist=persist)
     events = read_events(journal)
     assert sum(isinstance(e, SessionStarted) for e in events) == 2
+    restored = [e for e in events if isinstance(e, StateRestored)]
+    assert len(restored) == 1  # the first start had nothing saved
+    assert restored[0].orders == first.store.orders()
+    assert restored[0].positions == tuple(first.store.positions().values())
     replayer = Replayer(second.cfg)
     assert replayer.run(events).sessions == 2
     assert live_state(replayer.app) == live_state(second)
-    # On the Redis backend the process restored the first session's state: replay carries it.
-    on_redis = replace(second.cfg, storage=replace(second.cfg.storage,
-                                                   backend=StorageBackend.REDIS))
-    carried = Replayer(on_redis)
-    carried.run(events)
     submitted = [e.client_id for e in events if isinstance(e, OrderSubmitted)]
-    assert [o.client_id for o in carried.app.store.orders()] == submitted  # both sessions'
-    assert len(replayer.app.store.orders()) < len(submitted)  # the second session's only
+    assert [o.client_id for o in second.store.orders()] == submitted  # both sessions'
+    # The second session alone replays from its StateRestored to the same state.
+    alone = Replayer(second.cfg)
+    alone.run(events[next(i for i, e in enumerate(events) if isinstance(e, SessionStarted) and i):])
+    assert live_state(alone.app) == live_state(second)
 
 
 def test_until_handler_failed_stops_right_after_the_failing_event(

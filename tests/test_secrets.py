@@ -116,7 +116,9 @@ def test_a_second_process_sees_the_same_balances(debug_run: dict) -> None:
     assert "BTC" in last and "USDT" in last, debug_run["output"][-3000:]
     cfg = load_config(debug_run["config"], env={"TRADER_REDIS_PASSWORD": REDIS_PASSWORD})
     second = App(cfg)
-    assert second.storage.restore() == []
+    restored = second.storage.restore()
+    assert [type(e).__name__ for e in restored] == ["StateRestored"]
+    second.engine.dispatch(restored[0])
     restored = second.store.balances().balances
     assert {a: b.total for a, b in restored.items()} == last, debug_run["output"][-3000:]
 

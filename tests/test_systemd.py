@@ -183,11 +183,13 @@ def test_watchdog_pings_stop_while_a_handler_blocks_the_loop(
 
 @pytest.mark.parametrize("reconcile", [True, False])
 def test_ready_waits_for_the_start_up_reconciliation(
-        monkeypatch: pytest.MonkeyPatch, path_listener: NotifyListener, reconcile: bool) -> None:
+        monkeypatch: pytest.MonkeyPatch, path_listener: NotifyListener, reconcile: bool,
+        tmp_path: Path) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", path_listener.address)
     monkeypatch.setenv("WATCHDOG_USEC", "100000")
     app = App(config_from_dict({"reconcile": {"enabled": reconcile}, "poller": {
-        "balances_every_s": 0, "open_orders_every_s": 0}}, {}))
+        "balances_every_s": 0, "open_orders_every_s": 0},
+        "journal": {"path": str(tmp_path / "journal")}}, {}))
     app.start()
     loop = threading.Thread(target=app.run, name="test-loop")
     try:

@@ -2,7 +2,8 @@
 knows the start and stop order. Read :meth:`App.handler_table` to see the whole system.
 
 Start: open the journal, bind the HTTP endpoint (either failing is a ``ConfigError``) -> record
-``SessionStarted`` -> restore saved state (Redis backend) -> load markets and balances -> halt
+``SessionStarted`` -> restore the saved ledger (``StateRestored``: the state file, or Redis) ->
+load markets and balances -> halt
 trading until reconciled -> start the storage writers (journal, Redis), the executor, the
 producers (feeds, poller, reconciler, HTTP endpoint) -> main loop; systemd READY once the
 start-up reconciliation completed (at once without it).
@@ -17,7 +18,7 @@ The start and stop paths themselves are in ``trader/lifecycle.py`` (mixed into :
 Modes (:class:`RunMode`): ``LIVE`` is the above. ``REPLAY`` builds the same objects and registers
 :meth:`App.replay_table` instead (``trader/replay.py``); ``BACKTEST`` registers the full table and
 is driven event by event (``trader/backtest.py``). Neither journals, serves HTTP, starts workers,
-uses Redis or the paper account file.
+uses Redis, the state file or the paper account file.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from trader.config import (
     Mode,
     StorageBackend,
     paper_account_path,
+    state_file_path,
 )
 from trader.engine import Engine, Handler, Registry
 from trader.events import (
@@ -76,6 +78,7 @@ from trader.events import (
     ShutdownRequested,
     SignalGenerated,
     StorageFailed,
+    StateRestored,
     StorageRecovered,
     StrategyDisabled,
     SubmitOrder,
@@ -97,6 +100,7 @@ from trader.registries import Strategies, build_strategies, check_config
 from trader.report import Reporter
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
+from trader.store.state_file import DailyLossSaved, StateFileWriter, read_state
 from trader.store.view import ReadOnlyView
 from trader.systemd import Notifier, StatusLine
 from trader.trading.client_ids import ClientIdGenerator
@@ -176,10 +180,17 @@ class Storage:
 
 
 def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None], clock: Clock,
-                  stats: Stats) -> Storage:
-    """Choose the store backend once, here; nothing else asks which it is."""
+                  stats: Stats, daily_loss: DailyLossSaved, persist: bool = True) -> Storage:
+    """Choose the store backend once, here; nothing else asks which it is. The memory backend
+    saves its ledger to the state file (unless ``persist`` is off: a replay or a backtest)."""
     if cfg.storage.backend is StorageBackend.MEMORY:
-        return Storage(MemoryStore(cfg.store, own_prefix=own_prefix))
+        store = MemoryStore(cfg.store, own_prefix=own_prefix)
+        if not persist:
+            return Storage(store)
+        path = state_file_path(cfg)
+        saver = StateFileWriter(path, store, daily_loss, clock, publish,
+                                cfg.storage.flush_interval_s)
+        return Storage(store, [saver], [], lambda: read_state(path, clock))
     from trader.store import redis as rs  # redis-py is an optional extra
 
     sc = cfg.storage
@@ -190,9 +201,10 @@ def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None]
     def connect() -> Any:
         return rs.connect(sc.redis_url, cfg.secrets.redis_password)
 
-    writer = rs.RedisWriter(connect, keys, outbox, store, publish, clock, stats, sc)
+    writer = rs.RedisWriter(connect, keys, outbox, store, publish, clock, stats, sc, daily_loss)
     return Storage(store, [writer], [store.on_event],
-                   lambda: rs.restore(connect, keys, store, clock))
+                   lambda: rs.restore(connect, keys, store, clock,
+                                      sc.start_empty_if_unreachable, writer.keep_saved_records))
 
 
 class RunMode(StrEnum):
@@ -234,7 +246,8 @@ class App(Lifecycle):
         self.registry = Registry()
         self.engine = Engine(self.bus, self.registry, self.stats, self.clock)
         ids = ClientIdGenerator(cfg.execution.client_id_prefix, self.clock.now_ns())
-        self.storage = build_storage(cfg, ids.prefix, self.bus.publish, self.clock, self.stats)
+        self.storage = build_storage(cfg, ids.prefix, self.bus.publish, self.clock, self.stats,
+                                     lambda: self.risk.daily_loss_saved(), persist=live)
         self.store = self.storage.store
         self.view = ReadOnlyView(self.store)
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
@@ -319,6 +332,8 @@ class App(Lifecycle):
         risk, rec, m, web = self.risk, self.reconciler, self.metrics, self.history
         venue_handlers = self.venue.handlers
         return [
+            (StateRestored, store.on_state_restored),
+            (StateRestored, risk.on_state_restored),
             (MarketUpdated, store.on_market),
             (QuoteTick, store.on_quote),
             *[(c, h) for c, h in venue_handlers if c is QuoteTick],

@@ -32,6 +32,11 @@ class ConfigError(TraderError):
     """Invalid configuration: the process exits with code 2 and this one-line message."""
 
 
+class StorageUnavailableError(TraderError):
+    """The saved state cannot be read at start: the process exits with code 1 and this one-line
+    message (systemd retries), rather than run on empty state."""
+
+
 class BusFullError(TraderError):
     """A never-drop event could not be queued within the timeout; logged and counted as critical.
 

@@ -25,7 +25,8 @@ What a crash can lose: the events dispatched since the last flush began, at most
 ``flush_interval_s`` (1 s by default) plus the time that flush takes. Written data is in the OS
 (it survives the process being killed, SIGKILL included) but is not fsynced: a power failure can
 also lose what the OS had not yet put on disk. A line cut by a crash is reported and skipped by
-the reader.
+the reader; at start, a last line cut that way is ended with a newline before anything is
+appended, so the new session's ``SessionStarted`` is never glued onto it.
 
 Failures: an unusable folder at start is a ``ConfigError`` (exit code 2, one line). A write that
 fails mid-run logs a CRITICAL line, publishes ``StorageFailed`` and a ``HaltTrading`` command, and
@@ -125,6 +126,7 @@ class Journal(Worker):
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._open_day(self._enc_day)
+            self._end_torn_line()
         except OSError as exc:
             raise ConfigError(
                 f"journal.path: cannot write the journal in {self.folder}: "
@@ -132,6 +134,22 @@ class Journal(Worker):
             ) from None
         self._opened = True
         self._apply_retention(self._enc_day)
+
+    def _end_torn_line(self) -> None:
+        """End a last line cut by a crash (a kill in the middle of a write) with a newline, so
+        this session's first event starts its own line: the cut line stays in the file (the
+        reader reports it with its place and skips it) and the sessions stay apart."""
+        assert self._file is not None
+        path = self.folder / f"{self._file_day}{SUFFIX}"
+        with open(path, "rb") as fh:
+            if fh.seek(0, 2) == 0:
+                return
+            fh.seek(-1, 2)
+            if fh.read(1) == b"\n":
+                return
+        self._file.write(b"\n")
+        log.warning("journal: %s ended in a line cut by a crash; ended it with a newline (the "
+                    "replay reports and skips that line)", path)
 
     def run(self, stop: threading.Event) -> None:
         """Flush every ``flush_interval_s`` until stopped."""

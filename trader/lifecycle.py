@@ -84,8 +84,9 @@ class Lifecycle:
         c = self.cfg
         self.engine.dispatch(SessionStarted(ts_event=now, ts_recv=now, session=self.session,
                                             exchange=c.exchange.name, mode=c.exchange.mode.value))
+        # The saved ledger first, dispatched (and journaled) before any market or exchange event.
         for ev in self.storage.restore():
-            self.engine.emit(ev)
+            self.engine.dispatch(ev)
         for ev in self.gateway.load_markets(c.trade.markets):
             self.engine.dispatch(ev)
         # A signed request before any thread starts: bad keys end the start here, in one line.

@@ -11,9 +11,11 @@ follow-ups the live run produced, right after the event that caused them. So:
 - strategies see the same events and the same store, so a strategy or handler that raised live
   raises again here, logging its traceback; ``HandlerFailed`` follow-ups produced this way are
   counted as *reproduced* failures next to the *recorded* ones;
-- ``SessionStarted`` starts a fresh app, as a restarted process started with an empty store;
-  with ``storage.backend: redis`` the process restored the previous sessions' state from Redis
-  instead, so the replay carries its state over (give it the journals since that state began).
+- ``SessionStarted`` starts a fresh app, as the restarted process did, and the session's
+  ``StateRestored`` right after it loads the ledger the process restored (from its state file or
+  Redis), whatever the journal before it held: so a session replays from exactly what the
+  process started from, even when a kill lost the previous session's last flush window, and one
+  session's journal replays on its own.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any, Callable, Iterable, Mapping, TextIO
 
 from trader.app import App, RunMode
 from trader.clock import ManualClock, iso_utc
-from trader.config import Config, Mode, Secrets, StorageBackend, load_config
+from trader.config import Config, Mode, Secrets, load_config
 from trader.events import EVENT_TYPES, Event, HandlerFailed, SessionStarted, event_to_dict
 from trader.model.fills import unrealized_pnl
 from trader.model.units import NS
@@ -111,8 +113,6 @@ class Replayer:
         self.strategies = strategies
         self.clock = ManualClock()
         self.app = App(cfg, self.clock, RunMode.REPLAY, strategies)
-        # A process on the Redis backend restores its state at start; on memory it starts empty.
-        self._fresh_sessions = cfg.storage.backend is StorageBackend.MEMORY
         self.stats = ReplayStats()
         self.stopped_at: tuple[int, Event] | None = None
 
@@ -129,7 +129,7 @@ class Replayer:
                 self.stopped_at = (index, ev)
                 break
             if isinstance(ev, SessionStarted):
-                if stats.total and self._fresh_sessions:
+                if stats.total:
                     self.app = App(self.cfg, self.clock, RunMode.REPLAY, self.strategies)
                 stats.sessions += 1
             if isinstance(ev, HandlerFailed):

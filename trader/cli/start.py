@@ -4,7 +4,8 @@
 
 Ctrl-C or SIGTERM stops it cleanly (a second Ctrl-C exits at once). A configuration error, or
 keys the exchange refuses at start, print one line and exit with code 2; an exchange that cannot
-be reached at start prints one line and exits with code 1.
+be reached at start, or Redis holding the saved state (unless
+``storage.start_empty_if_unreachable``), prints one line and exits with code 1.
 """
 
 from __future__ import annotations
@@ -17,7 +18,12 @@ import sys
 
 from trader.app import App
 from trader.config import dump_with_sources, load_config_sources
-from trader.errors import AuthenticationError, ConfigError, ExchangeError
+from trader.errors import (
+    AuthenticationError,
+    ConfigError,
+    ExchangeError,
+    StorageUnavailableError,
+)
 from trader.logsetup import setup_logging
 from trader.registries import check_config
 
@@ -68,6 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         return failed_start(app, f"authentication failed: {exc}", 2)
     except ExchangeError as exc:
         return failed_start(app, f"exchange error at start: {exc}", 1)
+    except StorageUnavailableError as exc:
+        return failed_start(app, f"storage error at start: {exc}", 1)
     try:
         app.run()
     finally:

@@ -49,6 +49,7 @@ from trader.config.schema import (
     TradeConfig,
     UrlsConfig,
     paper_account_path,
+    state_file_path,
     strategy_id,
 )
 from trader.config.secrets import Secrets, read_secrets
@@ -60,5 +61,6 @@ __all__ = [
     "StorageBackend", "StorageConfig", "StoreConfig", "StrategyConfig", "StreamsConfig",
     "TradeConfig", "UrlsConfig", "build", "config_from_dict", "config_with_sources",
     "dump_with_sources", "load_config", "load_config_sources", "paper_account_path",
+    "state_file_path",
     "read_secrets", "redacted", "strategy_id",
 ]

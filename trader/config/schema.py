@@ -267,6 +267,11 @@ class StorageConfig:
     buffer_max: int = field(default=100_000, metadata=_range(100, 10_000_000))
     flush_interval_s: float = field(default=0.05, metadata=_range(0.001, 10))
     retry_max_s: float = field(default=5.0, metadata=_range(0.05, 300))
+    # Redis unreachable at start: False (default) ends the start (exit 1, systemd retries);
+    # True starts on empty state, and the saved records are kept when Redis answers again.
+    start_empty_if_unreachable: bool = False
+    # The memory backend's saved ledger; empty: trader-state.json next to journal.path.
+    state_file: str = ""
 
 
 @dataclass(frozen=True)
@@ -297,6 +302,14 @@ class Config:
 def strategy_id(strat: StrategyConfig) -> str:
     """The strategy's id: its configured ``id`` or ``name:market``."""
     return strat.id or f"{strat.name}:{strat.market}"
+
+
+def state_file_path(cfg: Config) -> Path:
+    """Where the memory backend saves the ledger: ``storage.state_file``, else
+    ``trader-state.json`` next to ``journal.path``."""
+    if cfg.storage.state_file:
+        return Path(cfg.storage.state_file)
+    return Path(cfg.journal.path).parent / "trader-state.json"
 
 
 def paper_account_path(cfg: Config) -> Path | None:

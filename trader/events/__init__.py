@@ -77,6 +77,7 @@ from trader.events.system import (  # noqa: F401 - the package is the one import
     ReconciliationStarted,
     SessionStarted,
     ShutdownRequested,
+    StateRestored,
     StorageFailed,
     StorageRecovered,
     StreamGap,

@@ -7,6 +7,7 @@ from decimal import Decimal
 from trader.errors import ErrorKind
 from trader.events.base import Event, event
 from trader.events.orders import BalanceUpdate, OrderFilled, OrderStatusReport
+from trader.model.records import Balance, Order, Position
 
 # --------------------------------------------------------------------------------------------
 # System
@@ -63,6 +64,21 @@ class ExchangeStateFetched(Event):
     not_found: tuple[str, ...]  # client ids the exchange does not know
     trades: tuple[OrderFilled, ...]  # our recent trades
     balances: tuple[BalanceUpdate, ...]  # every asset
+
+
+@event
+class StateRestored(Event):
+    """The ledger a process starts from, read from its saved state (the memory backend's state
+    file, or Redis) and dispatched at start before any market or exchange event. The store and
+    the daily loss count load it; being journaled, it lets a replay start each session from
+    exactly what the process started from."""
+
+    source: str  # where it was read: "state file <path>" or "redis <prefix>"
+    balances: tuple[Balance, ...]
+    orders: tuple[Order, ...]  # each with the fills applied to it
+    positions: tuple[Position, ...]
+    loss_day: int = -1  # the UTC day (days since the epoch) the daily loss counts; -1: none
+    loss_day_start: Decimal = Decimal(0)  # the PnL (USD) the day's loss is counted from
 
 
 @event

@@ -43,6 +43,7 @@ from trader.events import (
     OrderSubmitted,
     QuoteTick,
     SignalGenerated,
+    StateRestored,
     Stop,
     TradeTick,
 )
@@ -342,6 +343,11 @@ class MemoryStore:
             return
         for cid in [c for c, o in self._orders.items() if not o.is_open][:excess]:
             del self._orders[cid]
+
+    def on_state_restored(self, ev: StateRestored) -> None:
+        """Load the ledger the process starts from (dispatched at start, and in a replay at the
+        same place in each session)."""
+        self.restore(balances=ev.balances, orders=ev.orders, positions=ev.positions)
 
     def restore(
         self,

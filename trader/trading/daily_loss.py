@@ -6,9 +6,11 @@ against two limits from ``[risk]``:
 - ``daily_loss_limit`` (0: off): below ``-limit`` trading is HALTED.
 
 The soft limit must be below the hard one when both are set (a soft limit at or past the hard
-one would never be seen). The count starts at the first check of each UTC day (or at process
-start, or at an operator resume); a new day lifts both. :class:`~trader.trading.risk.Risk`
-turns the levels into trading states.
+one would never be seen). The count starts at the first check of each UTC day, or at an
+operator resume; a new day lifts both. It survives restarts: the day and the PnL it counts from
+are saved with the ledger (:meth:`DailyLoss.saved`) and loaded at start (:meth:`DailyLoss.load`),
+so a restart within the day goes on counting from where the day began.
+:class:`~trader.trading.risk.Risk` turns the levels into trading states.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ class DailyLoss:
     def enabled(self) -> bool:
         """True when either limit is set."""
         return bool(self.soft or self.hard)
+
+    def saved(self) -> tuple[int, Decimal]:
+        """(the UTC day counted, the PnL it counts from), for the saved state; day -1: none."""
+        return self._day, self._day_start
+
+    def load(self, day: int, day_start: Decimal) -> None:
+        """Go on with a count saved by an earlier process (a different day starts afresh at
+        the next check)."""
+        self._day, self._day_start = day, day_start
 
     def restart(self) -> None:
         """Count afresh from now (an operator resume accepts the loss so far)."""

@@ -16,7 +16,9 @@ A round, in two halves:
 Rules of the comparison:
 
 - the exchange is the truth, applied through the same events and state machine as live data;
-- orders in flight (PENDING, UNKNOWN) are the executor's to resolve and are skipped;
+- orders in flight (PENDING, UNKNOWN) are the executor's to resolve and are skipped, except
+  those restored from an earlier process (last updated before this one started): no executor
+  holds them any more, so they are looked up and settled like open ones (not found: canceled);
 - an open order with our client-id prefix that the store does not know was placed by an earlier
   session: it is adopted (recorded as ours, so cancel-all covers it; no strategy owns it);
 - any other order the store does not know is recorded as external and left alone (never
@@ -26,6 +28,13 @@ Rules of the comparison:
   session's closed orders, or to someone else);
 - a store ahead of the exchange's answer (a fill or a cancel processed after the fetch) is not
   "corrected" backwards: the next round checks again;
+- a spot position larger than the account's holdings of its base asset (summed over the markets
+  sharing that base; positions are net of fees paid in the base) is a difference, reported and
+  blocking, never corrected: the fills say one thing, the exchange another, and only the
+  operator can tell which (a resume accepts it). Holdings beyond our positions are normal
+  (bought outside this system), so only a position the holdings cannot cover is flagged;
+- fills the exchange reports are applied with ``ts_recv`` set to the comparison time: they
+  reach us now, and must not count as hours of dispatch lag;
 - a balance the store lacks is taken at once (nothing disagrees: it does not block trading); a
   balance that differs is taken only when the same difference is seen in two rounds in a row,
   because a fill between the fetch and the comparison makes the store newer than the fetched
@@ -43,7 +52,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Callable, Mapping, Sequence
 
@@ -62,6 +71,7 @@ from trader.events import (
     ReconciliationStarted,
 )
 from trader.exchange.gateway import Gateway
+from trader.model.market import split_symbol
 from trader.model.orders import OrderStatus
 from trader.model.records import Balance, Order
 from trader.model.units import NS
@@ -109,7 +119,7 @@ BalanceKey = tuple[Decimal, Decimal]  # (free, used)
 class Row:
     """One difference, for the table."""
 
-    kind: str  # order, fills, balance
+    kind: str  # order, fills, position, balance
     key: str  # client id or asset
     store: str
     exchange: str
@@ -168,17 +178,25 @@ def compare(
     owns: Callable[[str], bool],
     previous_balance_diffs: dict[str, tuple[BalanceKey, BalanceKey]],
     now: int,
+    started_ns: int = 0,
 ) -> Comparison:
-    """Compare the store with what the exchange said; pure apart from reading the view."""
+    """Compare the store with what the exchange said; pure apart from reading the view.
+    Orders in flight last updated before ``started_ns`` (this process's start) are settled."""
     out = Comparison()
-    _compare_orders(view, fetched, owns, out, now)
+    _compare_orders(view, fetched, owns, out, now, started_ns)
+    _compare_positions(view, fetched.balances, out)
     _compare_balances(view.balances().balances, fetched.balances, previous_balance_diffs, out,
                       now)
     return out
 
 
+def _settled(o: Order, started_ns: int) -> bool:
+    """Open on the exchange as far as we know, or in flight but left by an earlier process."""
+    return o.status in _LIVE or (o.status in _IN_FLIGHT and o.ts_update < started_ns)
+
+
 def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], bool],
-                    out: Comparison, now: int) -> None:
+                    out: Comparison, now: int, started_ns: int) -> None:
     reports = {r.client_id: r for r in (*fetched.open_orders, *fetched.looked_up)}
     trades: dict[str, list[OrderFilled]] = {}
     for t in fetched.trades:
@@ -196,7 +214,7 @@ def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], boo
                 out.rows.append(Row("order", cid, "-", _desc(r), "external: left alone", False))
                 out.corrections.append(r)
             continue
-        if o.external or o.status in _IN_FLIGHT:
+        if o.external or (o.status in _IN_FLIGHT and o.ts_update >= started_ns):
             continue
         status_differs = r is not None and (o.status != r.status or o.filled != r.filled)
         if r is not None and status_differs and _store_ahead(o, r):
@@ -210,7 +228,7 @@ def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], boo
             amount = sum((f.amount for f in missing), ZERO)
             out.rows.append(Row("fills", cid, f"{len(o.fills)} applied",
                                 f"{len(missing)} more, {amount}", "applied", True))
-            out.corrections.extend(missing)
+            out.corrections.extend(replace(f, ts_recv=now) for f in missing)
         if status_differs:
             assert r is not None
             if o.status.is_final:  # both final, different: the state machine cannot move it
@@ -221,11 +239,29 @@ def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], boo
                 out.corrections.append(r)
     for cid in fetched.not_found:
         o = view.order(cid)
-        if o is not None and not o.external and o.status in _LIVE:
+        if o is not None and not o.external and _settled(o, started_ns):
             out.rows.append(Row("order", cid, _desc(o), "not found", "marked canceled", True))
             out.corrections.append(OrderCanceled(
                 ts_event=now, ts_recv=now, client_id=cid,
                 reason="not found on the exchange at reconciliation"))
+
+
+def _compare_positions(view: StoreView, fetched: Sequence[BalanceUpdate],
+                       out: Comparison) -> None:
+    if not fetched:
+        return  # no balances in this answer: nothing to check against
+    held = {b.asset: b.total for b in fetched}
+    by_base: dict[str, list[tuple[str, Decimal]]] = {}
+    for symbol, pos in sorted(view.positions().items()):
+        if pos.amount:
+            by_base.setdefault(split_symbol(symbol)[0], []).append((symbol, pos.amount))
+    for base, positions in by_base.items():
+        amount = sum((a for _, a in positions), ZERO)
+        if amount > held.get(base, ZERO):
+            out.rows.append(Row(
+                "position", ", ".join(s for s, _ in positions), f"{amount} {base}",
+                f"holds {held.get(base, ZERO)} {base}",
+                "position exceeds holdings: check by hand, resume to accept", True))
 
 
 def _compare_balances(
@@ -299,6 +335,7 @@ class Reconciler(Worker):
         self._reasons: list[str] = []
         self.round = 0  # the latest round started (written by the worker only)
         self._balance_diffs: dict[str, tuple[BalanceKey, BalanceKey]] = {}  # main thread
+        self._started_ns = clock.now_ns()  # orders in flight before it are an earlier process's
 
     # any thread ------------------------------------------------------------------------------
 
@@ -356,7 +393,8 @@ class Reconciler(Worker):
     def _fetch(self, now: int) -> Fetched:
         # The store's open orders are read before the fetch: any of them missing from the
         # exchange's list was on the exchange before we asked, so its absence means something.
-        store_open = [o for o in self._view.open_orders() if not o.external and o.status in _LIVE]
+        store_open = [o for o in self._view.open_orders()
+                      if not o.external and _settled(o, self._started_ns)]
         gw = self._gateway
         open_orders = gw.fetch_open_orders(self._symbols)
         listed = {r.client_id for r in open_orders}
@@ -381,7 +419,8 @@ class Reconciler(Worker):
             log.debug("reconciliation round %d is not the latest (%d)", ev.round, self.round)
             return []
         now = self._clock.now_ns()
-        result = compare(self._view, Fetched.from_event(ev), self.owns, self._balance_diffs, now)
+        result = compare(self._view, Fetched.from_event(ev), self.owns, self._balance_diffs, now,
+                         self._started_ns)
         self._balance_diffs = result.balance_diffs
         n = result.blocking
         notes = f"; {result.ignored_trades} fills of orders we do not know ignored" \

@@ -51,6 +51,7 @@ from trader.events import (
     ReconciliationCompleted,
     ReconciliationStarted,
     ResumeTrading,
+    StateRestored,
     SubmitOrder,
     TradingState,
     TradingStateChanged,
@@ -333,6 +334,15 @@ class Risk:
     def _pnl(self) -> Decimal:
         realized, unrealized = pnl_usd(self._view.positions(), prices_of(self._view))
         return realized + unrealized
+
+    def on_state_restored(self, ev: StateRestored) -> None:
+        """Go on with the daily loss count the saved state carries."""
+        self._loss.load(ev.loss_day, ev.loss_day_start)
+
+    def daily_loss_saved(self) -> tuple[int, Decimal]:
+        """The daily loss count to save with the ledger (read by a storage writer thread: two
+        plain values, read without a lock, may be one check apart; the next write fixes it)."""
+        return self._loss.saved()
 
     def check_daily_loss(self) -> list[Event]:
         """REDUCING below ``-daily_loss_soft_limit``, HALTED below ``-daily_loss_limit`` (USD,

@@ -6,7 +6,6 @@ field); version 1 files, which carried it, still load.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 from trader import codec
 from trader.events import OrderFilled
 from trader.exchange.paper.orders import PaperOrder
+from trader.store.state_file import write_atomically
 
 FILE_VERSION = 2
 
@@ -39,16 +39,9 @@ class SavedAccount:
 
 
 def write(path: Path, account: SavedAccount) -> None:
-    """Write to a temporary file, flush it to disk, rename it over ``path``: a crash leaves
+    """Write atomically (:func:`~trader.store.state_file.write_atomically`): a crash leaves
     either the old or the new file, never a torn one. Raises ``OSError``."""
-    text = codec.to_json(account)
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    write_atomically(path, codec.to_json(account))
 
 
 def read(path: Path) -> SavedAccount:

@@ -21,7 +21,9 @@ thread never waits on Redis:
   (``scripts/redis_consumer.py``). One writer per stream: give each instance its own
   ``storage.key_prefix``.
 - **Restart**: :func:`restore` reads the hashes into memory at start, before the markets are
-  loaded and before reconciliation.
+  loaded and before reconciliation. Redis unreachable then ends the start (exit 1) unless
+  ``storage.start_empty_if_unreachable`` is set; a run started empty that way never deletes a
+  saved record (no ``DEL`` at resync, no trimming), so it cannot replace the saved state.
 
 Acknowledged, and what is guaranteed
 ------------------------------------
@@ -44,7 +46,7 @@ entry twice.
   written where they would have been, with their count and time range. The events themselves
   are still dispatched (and journaled) as usual; only the stream copy is missing.
 - The hashes are rewritten in full (each in a ``MULTI``) on every (re)connection, so they always
-  converge to the in-memory state.
+  converge to the in-memory state (except after an empty start, see **Restart**).
 
 If Redis goes away the writer publishes ``StorageFailed(component="redis")``, retries with
 capped exponential backoff (full jitter), and the process keeps running on its in-memory state.

@@ -13,6 +13,7 @@ MARKETS, BALANCES, ORDERS, POSITIONS, PRICES = (
     "markets", "balances", "orders", "positions", "prices"
 )
 COLLECTIONS = (MARKETS, BALANCES, ORDERS, POSITIONS, PRICES)
+RISK, DAILY_LOSS = "risk", "daily_loss"  # <prefix>:risk daily_loss -> {"day", "day_start"}
 CONNECT_TIMEOUT_S = 0.5
 SOCKET_TIMEOUT_S = 1.0
 

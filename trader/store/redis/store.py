@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 from trader import codec
@@ -19,6 +20,7 @@ from trader.events import (
     OrderStatusUnknown,
     OrderSubmitted,
     QuoteTick,
+    StateRestored,
     Stop,
     TradeTick,
     event_from_dict,
@@ -44,6 +46,20 @@ def prices_from_json(text: str) -> tuple[QuoteTick | None, TradeTick | None]:
     if not isinstance(quote, QuoteTick | None) or not isinstance(trade, TradeTick | None):
         raise codec.CodecError(f"prices: expected a quote and a trade, got {text[:80]!r}")
     return quote, trade
+
+
+def daily_loss_to_json(day: int, day_start: Decimal) -> str:
+    """The ``<prefix>:risk daily_loss`` value: the UTC day counted and the PnL it counts from."""
+    return f'{{"day":{day},"day_start":"{day_start}"}}'
+
+
+def daily_loss_from_json(text: str) -> tuple[int, Decimal]:
+    """Inverse of :func:`daily_loss_to_json`; raises :class:`~trader.codec.CodecError`."""
+    data = codec.from_json(dict[str, Any], text)
+    try:
+        return int(data["day"]), Decimal(data["day_start"])
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        raise codec.CodecError(f"daily_loss: {type(exc).__name__}: {exc}") from None
 
 
 class RedisStore(MemoryStore):
@@ -107,6 +123,15 @@ class RedisStore(MemoryStore):
             self._outbox.mark(ORDERS, ev.client_id)
             self._outbox.mark(POSITIONS, ev.symbol)
         return out
+
+    def on_state_restored(self, ev: StateRestored) -> None:  # noqa: D102
+        super().on_state_restored(ev)
+        for b in ev.balances:
+            self._outbox.mark(BALANCES, b.asset)
+        for o in ev.orders:
+            self._outbox.mark(ORDERS, o.client_id)
+        for p in ev.positions:
+            self._outbox.mark(POSITIONS, p.symbol)
 
     def on_order_report(self, ev: OrderStatusReport) -> None:  # noqa: D102
         super().on_order_report(ev)

@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 import uuid
+from decimal import Decimal
 from typing import Any, Callable
 
 import redis
@@ -18,9 +19,10 @@ from trader.config import StorageConfig
 from trader.errors import BusFullError
 from trader.events import Event, StorageFailed, StorageRecovered, StreamGap, event_to_json
 from trader.stats import Stats
-from trader.store.redis.keys import COMPONENT, ORDERS, SOCKET_TIMEOUT_S, Keys
+from trader.store.state_file import DailyLossSaved
+from trader.store.redis.keys import COMPONENT, DAILY_LOSS, ORDERS, RISK, SOCKET_TIMEOUT_S, Keys
 from trader.store.redis.outbox import Outbox
-from trader.store.redis.store import RedisStore
+from trader.store.redis.store import RedisStore, daily_loss_to_json
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
@@ -45,6 +47,7 @@ class RedisWriter(Worker):
         clock: Clock,
         stats: Stats,
         config: StorageConfig,
+        daily_loss: DailyLossSaved = lambda: (-1, Decimal(0)),
     ) -> None:
         self._connect = connect_fn
         self._keys = keys
@@ -54,15 +57,25 @@ class RedisWriter(Worker):
         self._clock = clock
         self._stats = stats
         self._cfg = config
+        self._daily_loss = daily_loss
+        self._loss_written: tuple[int, Decimal] | None = None
         self.session = uuid.uuid4().hex[:12]
         self._client: redis.Redis | None = None
         self._synced = False
         self._down_since: float | None = None
+        self._keep_saved = False  # see keep_saved_records()
         # full jitter: every instance of a fleet sharing one Redis retries at its own moment
         self._backoff = Backoff(BACKOFF_INITIAL_S, config.retry_max_s)
         self._order_writes = 0
         self.last_id: str | None = None  # the newest stream id acknowledged in this run
         self.acked = 0
+
+    def keep_saved_records(self) -> None:
+        """This run started on empty state because Redis was unreachable (the operator's
+        ``storage.start_empty_if_unreachable``): never delete a saved record, only write this
+        run's records over their own keys, so the saved state is not replaced by an empty one.
+        Called at start, before the thread runs."""
+        self._keep_saved = True
 
     def run(self, stop: threading.Event) -> None:
         """Flush every ``flush_interval_s``; on stop, one last flush, then report what is left."""
@@ -120,10 +133,14 @@ class RedisWriter(Worker):
         snapshot = self._store.snapshot()
         with r.pipeline(transaction=True) as pipe:
             for collection, mapping in snapshot.items():
-                pipe.delete(self._keys.hash(collection))
+                if not self._keep_saved:
+                    pipe.delete(self._keys.hash(collection))
                 if mapping:
                     pipe.hset(self._keys.hash(collection), mapping=mapping)
+            loss = self._daily_loss()
+            pipe.hset(self._keys.hash(RISK), DAILY_LOSS, daily_loss_to_json(*loss))
             pipe.execute()
+        self._loss_written = loss
         self._synced = True
         self._backoff.reset()
         if self._down_since is not None:
@@ -137,6 +154,9 @@ class RedisWriter(Worker):
         sent."""
         entries = self.outbox.take(BATCH)
         dirty = self.outbox.take_dirty()
+        loss = self._daily_loss()
+        if loss != self._loss_written:
+            self._write_daily_loss(loss)
         if not entries and not dirty:
             return 0
         stream = self._keys.stream
@@ -182,8 +202,16 @@ class RedisWriter(Worker):
         if last_id is not None:
             self.last_id = last_id
 
+    def _write_daily_loss(self, loss: tuple[int, Decimal]) -> None:
+        """The daily loss count, saved beside the ledger (it changes once a day or at a
+        resume)."""
+        self._redis().hset(self._keys.hash(RISK), DAILY_LOSS, daily_loss_to_json(*loss))
+        self._loss_written = loss
+
     def _trim_orders(self) -> None:
         """Remove the orders the memory store has evicted (it keeps them bounded)."""
+        if self._keep_saved:
+            return
         key = self._keys.hash(ORDERS)
         known = {o.client_id for o in self._store.orders()}
         stale = [f for f in self._redis().hkeys(key) if f not in known]
