@@ -186,6 +186,15 @@ def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None]
                    lambda: rs.restore(connect, keys, store, clock))
 
 
+def _fills_later(cfg: Config) -> str:
+    """What brings an order's fills when the executor's lookup could not fetch them."""
+    if cfg.reconcile.enabled:
+        return "reconciliation will bring them"
+    if cfg.poller.trades_every_s:
+        return f"the trades poll (every {cfg.poller.trades_every_s}s) will bring them"
+    return ""
+
+
 class RunMode(StrEnum):
     """What the app is built for."""
 
@@ -235,7 +244,7 @@ class App(Lifecycle):
         self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
                                      self.risk.evaluate, self.clock)
         self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
-                                 self.stats)
+                                 self.stats, fills_later=_fills_later(cfg))
         self.reporter = Reporter(self.view, self.bus, self.stats, cfg.trade.markets)
         self.poller = Poller(self.gateway, self.bus.publish, self.clock, self.stats, cfg.poller,
                              cfg.trade.markets)

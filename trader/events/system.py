@@ -72,6 +72,7 @@ class ReconciliationCompleted(Event):
     ok: bool
     differences: int
     summary: str = ""
+    error: str = ""  # set when the exchange's state could not be fetched (nothing compared)
 
 
 @event

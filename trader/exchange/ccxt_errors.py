@@ -19,12 +19,16 @@ execution status is UNKNOWN"), so the executor marks it UNKNOWN and looks it up 
 it never resends it.
 
 ccxt does not act on ``Retry-After``; the caller passes the failed response's headers.
+
+Every message is scrubbed (:func:`trader.errors.scrub`): ccxt's text holds the full signed URL
+(``timestamp=...&recvWindow=...&signature=...``) and can hold request headers, and the caller
+passes the account's key, secret and password to be removed wherever they appear.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import ccxt
 
@@ -39,6 +43,7 @@ from trader.errors import (
     TemporaryError,
     TraderError,
     UnknownOutcomeError,
+    scrub,
 )
 
 MAX_MESSAGE = 300
@@ -48,9 +53,10 @@ def translate(
     exc: BaseException,
     headers: Mapping[str, str] | None = None,
     order_create: bool = False,
+    secrets: Iterable[str | None] = (),
 ) -> TraderError:
     """Our exception for ``exc``, raised by a ccxt call (see the module docstring)."""
-    msg = one_line(f"{type(exc).__name__}: {exc}")
+    msg = one_line(scrub(f"{type(exc).__name__}: {exc}", secrets))
     if isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
         return RateLimitedError(msg, retry_after_s(headers))
     if isinstance(exc, ccxt.InsufficientFunds):

@@ -177,7 +177,8 @@ class CcxtGateway:
             try:
                 result = getattr(ex, method)(*args)
             except Exception as exc:  # noqa: BLE001 - translated, nothing escapes untranslated
-                err = translate(exc, ex.last_response_headers, order_create)
+                err = translate(exc, ex.last_response_headers, order_create,
+                                (ex.apiKey, ex.secret, ex.password))
                 if isinstance(err, RateLimitedError):
                     pause = DEFAULT_PAUSE_S if err.retry_after_s is None else err.retry_after_s
                     err.retry_after_s = pause

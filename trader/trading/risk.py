@@ -318,6 +318,9 @@ class Risk:
         """Resume when the store and the exchange agree; stay halted otherwise."""
         if ev.ok:
             return self.release(HaltCause.RECONCILIATION, "store and exchange agree")
+        if ev.error:  # nothing was compared: "0 differences" would be a lie
+            return self.halt(HaltCause.RECONCILIATION,
+                             f"could not fetch the exchange's state ({ev.error})")
         return self.halt(HaltCause.RECONCILIATION, f"{ev.differences} differences")
 
     def on_feed_stale(self, ev: FeedStale) -> None:
