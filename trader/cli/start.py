@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def failed_start(app: App, message: str, code: int) -> int:
-    """Print the one-line reason the start failed (no thread has started yet)."""
-    app.gateway.close()
+    """Print the one-line reason the start failed (no thread has started yet); the journal
+    records it."""
+    app.abort_start(message)
     print(message, file=sys.stderr)
     return code

@@ -29,6 +29,7 @@ MARKET_URL = "wss://stream.binance.com:9443/stream"
 USER_URL = "wss://ws-api.binance.com:443/ws-api/v3"
 TESTNET_MARKET_URL = "wss://stream.testnet.binance.vision/stream"
 TESTNET_USER_URL = "wss://ws-api.testnet.binance.vision/ws-api/v3"
+SERVER_PING_S = 20.0  # the server's ping interval: an idle stream's only frames
 
 
 def sign(secret: str, params: Mapping[str, Any]) -> str:
