@@ -45,6 +45,7 @@ from trader.events import (
     CancelAllOrders,
     CancelOrder,
     Candle,
+    DataHaltChanged,
     Event,
     ExchangeStateFetched,
     FeedConnected,
@@ -83,7 +84,7 @@ from trader.exchange.gateway import Gateway, MarketDataSource
 from trader.exchange.paper import PaperGateway
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
-from trader.feeds.streams import build_stream_workers
+from trader.feeds.streams import build_stream_workers, data_markets
 from trader.httpapi import HttpApi
 from trader.journal import Journal
 from trader.lifecycle import Lifecycle
@@ -118,6 +119,8 @@ class Venue:
     gateway: Gateway
     feeds: list[Worker] = field(default_factory=list)
     handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
+    # feed -> the markets whose data it carries (risk's data halt); a feed not listed: all
+    feed_markets: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def build_venue(
@@ -147,12 +150,13 @@ def build_venue(
                                           cfg.trade.markets)
         feeds = build_stream_workers(cfg, publish, clock, stats or Stats())
         if live:
-            return Venue(ccxt_gw, feeds)
+            return Venue(ccxt_gw, feeds, feed_markets=data_markets(feeds))
         source = ccxt_gw
     p = cfg.paper
     paper = PaperGateway(source, clock, p.starting_balances, p.fee_rate, p.slippage_bps,
                          p.latency_ms, p.partial_fills, paper_account_path(cfg))
-    return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)])
+    return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)],
+                 data_markets(feeds))
 
 
 @dataclass
@@ -239,7 +243,8 @@ class App(Lifecycle):
         self.view = ReadOnlyView(self.store)
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
         self.gateway = self.venue.gateway
-        self.risk = Risk(self.view, cfg.risk, self.clock, ids)
+        self.risk = Risk(self.view, cfg.risk, self.clock, ids,
+                         feed_markets=self.venue.feed_markets)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
         self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
                                      self.risk.evaluate, self.clock)
@@ -344,9 +349,11 @@ class App(Lifecycle):
             (FeedConnected, rep.on_system),
             (FeedDisconnected, rep.on_system),
             (FeedDisconnected, self.poller.on_feed_down),
+            (FeedDisconnected, risk.on_feed_down),
             (FeedStale, rep.on_system),
             (FeedStale, self.poller.on_feed_down),
-            (FeedStale, risk.on_feed_stale),
+            (FeedStale, risk.on_feed_down),
+            (DataHaltChanged, rep.on_system),
             (FeedRecovered, rep.on_system),
             (FeedRecovered, self.poller.on_feed_recovered),
             (FeedRecovered, rec.on_feed_recovered),

@@ -37,9 +37,11 @@ class FeedStale(Event):
 
 @event
 class FeedRecovered(Event):
-    """Data flows again on a feed that was stale or disconnected."""
+    """Data flows again on a feed that was stale, disconnected or resubscribed: what it carried
+    meanwhile was missed, so the poller catches up and reconciliation runs a round."""
 
     feed: str
+    reason: str = ""  # what it recovered from: "reconnected", "resubscribed (...)"
 
 
 @event

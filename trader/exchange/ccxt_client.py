@@ -11,7 +11,9 @@ the testnet's paths.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Sequence
+import threading
+import time
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 import ccxt
@@ -78,3 +80,33 @@ def override_urls(api: Any, base: str) -> Any:
         rest = parts.path + (f"?{parts.query}" if parts.query else "")
         return base.rstrip("/") + rest
     return api
+
+
+class SharedRateLimit:
+    """One rate-limit budget for several ccxt clients of one account (the gateway's polling
+    client and its order client): installed as each client's ``throttle``, it spaces every
+    request of any of them ``rateLimit * cost`` ms after the slot of the one before, as ccxt
+    does for a single client. A request reserves its slot when it starts, so an order waits
+    at most one slot behind a poll, never for the poll's answer."""
+
+    def __init__(self, rate_limit_ms: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s = rate_limit_ms / 1000.0
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._next = 0.0  # monotonic time of the next free slot
+        self._pause = threading.Event()  # never set: waits without time.sleep
+
+    def throttle(self, cost: float | None = None) -> None:
+        """Wait for this request's slot (ccxt calls it before each request)."""
+        with self._lock:
+            now = self._monotonic()
+            start = max(now, self._next)
+            self._next = start + self._interval_s * (1 if cost is None else cost)
+        if start > now:
+            self._pause.wait(start - now)
+
+    def install(self, *exchanges: ccxt.Exchange) -> None:
+        """Make ``exchanges`` share this budget."""
+        for ex in exchanges:
+            ex.throttle = self.throttle

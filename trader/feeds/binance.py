@@ -48,6 +48,7 @@ class BinanceMarketStreams:
 
     def __init__(self, url: str, markets: Sequence[str], kline_interval: str | None) -> None:
         self.url = url
+        self.data_markets = tuple(markets)
         kinds = ["bookTicker", "trade"] + ([f"kline_{kline_interval}"] if kline_interval else [])
         self.streams = [f"{exchange_id(m).lower()}@{k}" for m in markets for k in kinds]
         self._symbols = SymbolMap(markets)
@@ -74,6 +75,7 @@ class BinanceUserStream:
     stream = "user"
     watch_data = False  # an idle account sends nothing for hours
     ping_message = None
+    data_markets: tuple[str, ...] = ()  # the account, no market data
 
     def __init__(self, url: str, markets: Sequence[str], api_key: str, api_secret: str,
                  clock: Clock) -> None:

@@ -49,6 +49,7 @@ class BybitPublicStreams:
         self.url = url
         self.stream = category
         self.category = category
+        self.data_markets = tuple(markets)
         self.topics = [f"{kind}.{exchange_id(m)}" for m in markets
                        for kind in ("orderbook.1", "publicTrade")]
         self._symbols = SymbolMap(markets)
@@ -75,6 +76,7 @@ class BybitPrivateStream:
     stream = "private"
     watch_data = False  # an idle account sends nothing; pongs prove the connection lives
     ping_message = PING
+    data_markets: tuple[str, ...] = ()  # the account, no market data
     topics = ("order", "execution", "wallet")
 
     def __init__(self, url: str, markets: Sequence[str], api_key: str, api_secret: str,

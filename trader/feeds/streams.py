@@ -110,6 +110,12 @@ def check_streams(cfg: Config) -> None:
             f"stream would reconnect forever; set it above {seconds:g} (60 is usual)")
 
 
+def data_markets(feeds: list[Worker]) -> dict[str, tuple[str, ...]]:
+    """Feed name -> the markets whose market data it carries, for the websocket listeners among
+    ``feeds`` (an account stream carries none)."""
+    return {f.name: f.protocol.data_markets for f in feeds if isinstance(f, Listener)}
+
+
 def build_stream_workers(
     cfg: Config,
     publish: Callable[[Event], None],

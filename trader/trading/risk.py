@@ -15,6 +15,12 @@ limit escalates to HALTED; a new UTC day lifts both, and ``ResumeTrading`` (the 
 every halt cause and the reduce-only state and starts the day's count afresh. Every change of
 state is a ``TradingStateChanged`` event with its reason. Cancels are never gated.
 
+**Data halt** (per market, apart from the state above): while a feed that carries a market's
+data is disconnected or stale, new orders on that market are denied ("data halt on ..."); the
+first fresh data after the reconnect (``FeedRecovered``) lifts it. Both are ``DataHaltChanged``
+events with the reason. A feed the wiring did not describe is taken to carry every market
+(its halt's symbol is ``*``); an account stream carries none.
+
 **Rules.** Each rule returns a reason (a short sentence) or None; the first reason denies the
 intent with an ``OrderDenied`` event and nothing is sent. Precision: the amount is rounded down
 to the market's step and a limit price is rounded toward the passive side (a buy down, a sell
@@ -34,14 +40,16 @@ from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Callable
+from typing import Callable, Mapping
 
 from trader.clock import Clock
 from trader.config import RiskConfig
 from trader.events import (
     CancelAllOrders,
     CancelOrder,
+    DataHaltChanged,
     Event,
+    FeedDisconnected,
     FeedRecovered,
     FeedStale,
     HaltTrading,
@@ -69,6 +77,7 @@ log = logging.getLogger(__name__)
 
 BPS = Decimal(10_000)
 _NOT_ON_EXCHANGE_YET = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
+EVERY_MARKET = "*"  # the data halt of a feed that carries every market
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +94,7 @@ class Check:
     cfg: RiskConfig
     now_ns: int = 0
     recent_orders: int = 0  # orders sent in the last ``order_window_s``
-    stale_feeds: frozenset[str] = frozenset()
+    data_halt: str | None = None  # why the market's data cannot be trusted now
 
 
 Rule = Callable[[Check], "str | None"]
@@ -116,9 +125,9 @@ def precision(c: Check) -> str | None:
 
 
 def fresh_data(c: Check) -> str | None:
-    """No stale feed, and the market's latest quote is at most ``stale_after_s`` old."""
-    if c.stale_feeds:
-        return f"feed {', '.join(sorted(c.stale_feeds))} is stale"
+    """No data halt on the market, and its latest quote is at most ``stale_after_s`` old."""
+    if c.data_halt:
+        return f"data halt on {c.intent.symbol}: {c.data_halt}"
     if not c.cfg.stale_after_s:
         return None
     q = c.view.quote(c.intent.symbol)
@@ -245,7 +254,10 @@ class Risk:
         clock: Clock,
         ids: ClientIdGenerator,
         rules: tuple[Rule, ...] = DEFAULT_RULES,
+        feed_markets: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
+        """``feed_markets``: feed name -> the markets whose data it carries; a feed not in it
+        carries every market (see the module docstring: data halt)."""
         self._view = view
         self._cfg = cfg
         self._clock = clock
@@ -254,7 +266,9 @@ class Risk:
         self.state = TradingState.ACTIVE
         self.halts: dict[HaltCause, str] = {}
         self._sent: deque[int] = deque()  # times of orders sent, for the order-rate rule
-        self._stale_feeds: set[str] = set()
+        self._feed_markets = dict(feed_markets or {})
+        self._down: dict[str, str] = {}  # feed -> why its data cannot be trusted
+        self.data_halts: dict[str, str] = {}  # market -> reason (a feed carrying it is down)
         self._loss = DailyLoss(cfg, clock, self._pnl)
         self.reducing: str | None = None  # why trading is reduce-only (the soft loss limit)
 
@@ -323,13 +337,41 @@ class Risk:
                              f"could not fetch the exchange's state ({ev.error})")
         return self.halt(HaltCause.RECONCILIATION, f"{ev.differences} differences")
 
-    def on_feed_stale(self, ev: FeedStale) -> None:
-        """Deny new orders while any feed is stale."""
-        self._stale_feeds.add(ev.feed)
+    def on_feed_down(self, ev: FeedStale | FeedDisconnected) -> list[Event]:
+        """Data halt on every market ``ev.feed`` carries."""
+        why = f"{ev.feed} disconnected ({ev.reason})" if isinstance(ev, FeedDisconnected) \
+            else f"{ev.feed} stale ({ev.silent_s}s without data)"
+        self._down[ev.feed] = why
+        return self._settle_data_halts(ev.ts_recv)
 
-    def on_feed_recovered(self, ev: FeedRecovered) -> None:
-        """Data flows again on ``ev.feed``."""
-        self._stale_feeds.discard(ev.feed)
+    def on_feed_recovered(self, ev: FeedRecovered) -> list[Event]:
+        """Fresh data on ``ev.feed``: lift the data halt of its markets no other feed holds."""
+        if self._down.pop(ev.feed, None) is None:
+            return []
+        return self._settle_data_halts(ev.ts_recv, f"fresh data on {ev.feed}")
+
+    def _carried(self, feed: str) -> tuple[str, ...]:
+        return self._feed_markets.get(feed, (EVERY_MARKET,))
+
+    def _settle_data_halts(self, now: int, lifted_by: str = "") -> list[Event]:
+        want: dict[str, str] = {}
+        for feed, why in self._down.items():
+            for symbol in self._carried(feed):
+                want.setdefault(symbol, why)
+        out: list[Event] = []
+        for symbol in [s for s in self.data_halts if s not in want]:
+            del self.data_halts[symbol]
+            log.warning("data halt on %s lifted: %s", symbol, lifted_by)
+            out.append(DataHaltChanged(ts_event=now, ts_recv=now, symbol=symbol, halted=False,
+                                       reason=lifted_by))
+        for symbol, why in want.items():
+            if symbol not in self.data_halts:
+                self.data_halts[symbol] = why
+                log.warning("data halt on %s: %s: no new orders on it until fresh data", symbol,
+                            why)
+                out.append(DataHaltChanged(ts_event=now, ts_recv=now, symbol=symbol,
+                                           halted=True, reason=why))
+        return out
 
     # ------------------------------------------------------------------ daily loss
 
@@ -416,7 +458,8 @@ class Risk:
         while self._sent and self._sent[0] <= now - window:
             self._sent.popleft()
         return Check(intent, market, amount, limit_price, price, last, self._view, self._cfg,
-                     now, len(self._sent), frozenset(self._stale_feeds))
+                     now, len(self._sent),
+                     self.data_halts.get(intent.symbol) or self.data_halts.get(EVERY_MARKET))
 
     def _check(self, check: Check) -> str | None:
         for rule in self._rules:
