@@ -230,8 +230,9 @@ class Poller(Worker):
             exc = self.run_job(name, self._fetchers[name])
             if exc is None:
                 del self._catch_up[name]
-            elif isinstance(exc, RateLimitedError) and exc.retry_after_s:
-                wait = max(wait, exc.retry_after_s)
+            elif isinstance(exc, RateLimitedError):
+                wait = exc.retry_after_s or 0.0
+                break  # every other REST call fails at once until the pause has passed
         if not self._catch_up:
             self._catch_up_backoff.reset()
             return
