@@ -4,7 +4,8 @@
 
 Ctrl-C or SIGTERM stops it cleanly (a second Ctrl-C exits at once). A configuration error, or
 keys the exchange refuses at start, print one line and exit with code 2; an exchange that cannot
-be reached at start prints one line and exits with code 1.
+be reached within ``exchange.start_deadline_s`` (rate limits, 5xx and network errors are retried
+until then) prints one line and exits with code 1. A failed start is journaled.
 """
 
 from __future__ import annotations
