@@ -4,6 +4,7 @@ differences"; lost fills are not promised to a reconciliation that is off)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import ccxt
@@ -103,3 +104,16 @@ def test_lost_fills_are_promised_only_to_what_runs() -> None:
     assert _fills_later(on) == "reconciliation will bring them"
     assert _fills_later(polled) == "the trades poll (every 30s) will bring them"
     assert _fills_later(off) == ""
+
+
+def test_the_order_lane_and_the_polls_share_one_rate_limit_budget() -> None:
+    from trader.exchange.ccxt_client import SharedRateLimit
+
+    shared = SharedRateLimit(100)  # 100 ms per unit of cost
+    poll, order = ccxt.binance(), ccxt.binance()
+    shared.install(poll, order)
+    t0 = time.monotonic()
+    poll.throttle(2)  # the first request goes at once
+    assert time.monotonic() - t0 < 0.05
+    order.throttle(2)  # the other client's next request waits its spacing: 200 ms
+    assert 0.18 < time.monotonic() - t0 < 0.5

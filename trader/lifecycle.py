@@ -132,8 +132,9 @@ class Lifecycle:
         """A start that failed (no worker thread runs yet): record why, write the journal (so a
         replay shows it) and close the gateway."""
         now = self.clock.now_ns()
-        self.engine.dispatch(ShutdownRequested(ts_event=now, ts_recv=now,
-                                               reason=f"start failed: {message}"))
+        # journaled only: the caller prints the one line, no handler has anything to do
+        self.journal.record(ShutdownRequested(ts_event=now, ts_recv=now,
+                                              reason=f"start failed: {message}"))
         self.journal.finish()
         self.gateway.close()
 

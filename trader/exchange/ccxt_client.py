@@ -84,25 +84,26 @@ def override_urls(api: Any, base: str) -> Any:
 
 class SharedRateLimit:
     """One rate-limit budget for several ccxt clients of one account (the gateway's polling
-    client and its order client): installed as each client's ``throttle``, it spaces every
-    request of any of them ``rateLimit * cost`` ms after the slot of the one before, as ccxt
-    does for a single client. A request reserves its slot when it starts, so an order waits
-    at most one slot behind a poll, never for the poll's answer."""
+    client and its order client): installed as each client's ``throttle``, it starts a request
+    of ``cost`` no sooner than ``rateLimit * cost`` ms after the start of the one before, of
+    either client, as ccxt does for a single client. A request takes its start time when it
+    is throttled, so an order waits at most its own spacing behind a poll, never for the
+    poll's answer."""
 
     def __init__(self, rate_limit_ms: float,
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._interval_s = rate_limit_ms / 1000.0
         self._monotonic = monotonic
         self._lock = threading.Lock()
-        self._next = 0.0  # monotonic time of the next free slot
+        self._last = -float("inf")  # monotonic start of the latest request
         self._pause = threading.Event()  # never set: waits without time.sleep
 
     def throttle(self, cost: float | None = None) -> None:
         """Wait for this request's slot (ccxt calls it before each request)."""
         with self._lock:
             now = self._monotonic()
-            start = max(now, self._next)
-            self._next = start + self._interval_s * (1 if cost is None else cost)
+            start = max(now, self._last + self._interval_s * (1 if cost is None else cost))
+            self._last = start
         if start > now:
             self._pause.wait(start - now)
 

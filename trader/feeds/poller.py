@@ -148,8 +148,8 @@ class Poller(Worker):
     def on_feed_recovered(self, ev: FeedRecovered) -> None:
         """Main-thread handler: refresh what the feed may have missed while it was down, and
         go back to the normal schedule once no feed is down."""
-        log.info("%s delivers again (%s): catching up on balances, open orders and trades "
-                 "over REST", ev.feed, ev.reason or "recovered")
+        log.info("%s delivers again (%s): refreshing balances, open orders and trades over "
+                 "REST, each until it succeeds", ev.feed, ev.reason or "recovered")
         self.request_catch_up(*REFRESH_AFTER_RECONNECT)
         self.set_fast(ev.feed, False)
 
