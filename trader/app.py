@@ -97,6 +97,7 @@ from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.systemd import Notifier, StatusLine
 from trader.trading.client_ids import ClientIdGenerator
+from trader.trading.data_halt import DataHalts
 from trader.trading.execution import Executor
 from trader.trading.portfolio import Portfolio
 from trader.trading.reconcile import Reconciler
@@ -243,8 +244,8 @@ class App(Lifecycle):
         self.view = ReadOnlyView(self.store)
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
         self.gateway = self.venue.gateway
-        self.risk = Risk(self.view, cfg.risk, self.clock, ids,
-                         feed_markets=self.venue.feed_markets)
+        self.data_halts = DataHalts(self.venue.feed_markets)
+        self.risk = Risk(self.view, cfg.risk, self.clock, ids, data_halts=self.data_halts)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
         self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
                                      self.risk.evaluate, self.clock)
@@ -349,15 +350,15 @@ class App(Lifecycle):
             (FeedConnected, rep.on_system),
             (FeedDisconnected, rep.on_system),
             (FeedDisconnected, self.poller.on_feed_down),
-            (FeedDisconnected, risk.on_feed_down),
+            (FeedDisconnected, self.data_halts.on_feed_down),
             (FeedStale, rep.on_system),
             (FeedStale, self.poller.on_feed_down),
-            (FeedStale, risk.on_feed_down),
+            (FeedStale, self.data_halts.on_feed_down),
             (DataHaltChanged, rep.on_system),
             (FeedRecovered, rep.on_system),
             (FeedRecovered, self.poller.on_feed_recovered),
             (FeedRecovered, rec.on_feed_recovered),
-            (FeedRecovered, risk.on_feed_recovered),
+            (FeedRecovered, self.data_halts.on_feed_recovered),
             (StorageFailed, rep.on_system),
             (StorageRecovered, rep.on_system),
             (PollFailed, rep.on_system),

@@ -15,11 +15,10 @@ limit escalates to HALTED; a new UTC day lifts both, and ``ResumeTrading`` (the 
 every halt cause and the reduce-only state and starts the day's count afresh. Every change of
 state is a ``TradingStateChanged`` event with its reason. Cancels are never gated.
 
-**Data halt** (per market, apart from the state above): while a feed that carries a market's
-data is disconnected or stale, new orders on that market are denied ("data halt on ..."); the
-first fresh data after the reconnect (``FeedRecovered``) lifts it. Both are ``DataHaltChanged``
-events with the reason. A feed the wiring did not describe is taken to carry every market
-(its halt's symbol is ``*``); an account stream carries none.
+**Data halt** (per market, apart from the state above, kept by
+:class:`~trader.trading.data_halt.DataHalts`): while a feed that carries a market's data is
+disconnected or stale, the ``fresh_data`` rule denies new orders on that market ("data halt on
+...") until the first fresh data after the reconnect.
 
 **Rules.** Each rule returns a reason (a short sentence) or None; the first reason denies the
 intent with an ``OrderDenied`` event and nothing is sent. Precision: the amount is rounded down
@@ -40,18 +39,14 @@ from collections import deque
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Callable, Mapping
+from typing import Callable
 
 from trader.clock import Clock
 from trader.config import RiskConfig
 from trader.events import (
     CancelAllOrders,
     CancelOrder,
-    DataHaltChanged,
     Event,
-    FeedDisconnected,
-    FeedRecovered,
-    FeedStale,
     HaltTrading,
     OrderDenied,
     OrderFilled,
@@ -70,6 +65,7 @@ from trader.model.units import NS
 from trader.store.view import StoreView
 from trader.trading.client_ids import ClientIdGenerator
 from trader.trading.daily_loss import DailyLoss, LossLevel
+from trader.trading.data_halt import DataHalts
 from trader.trading.portfolio import pnl_usd, prices_of
 from trader.trading.strategy import CancelIntent, OrderIntent
 
@@ -77,7 +73,6 @@ log = logging.getLogger(__name__)
 
 BPS = Decimal(10_000)
 _NOT_ON_EXCHANGE_YET = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
-EVERY_MARKET = "*"  # the data halt of a feed that carries every market
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,10 +249,9 @@ class Risk:
         clock: Clock,
         ids: ClientIdGenerator,
         rules: tuple[Rule, ...] = DEFAULT_RULES,
-        feed_markets: Mapping[str, tuple[str, ...]] | None = None,
+        data_halts: DataHalts | None = None,
     ) -> None:
-        """``feed_markets``: feed name -> the markets whose data it carries; a feed not in it
-        carries every market (see the module docstring: data halt)."""
+        """``data_halts``: the markets whose feed is down (see the module docstring)."""
         self._view = view
         self._cfg = cfg
         self._clock = clock
@@ -266,9 +260,7 @@ class Risk:
         self.state = TradingState.ACTIVE
         self.halts: dict[HaltCause, str] = {}
         self._sent: deque[int] = deque()  # times of orders sent, for the order-rate rule
-        self._feed_markets = dict(feed_markets or {})
-        self._down: dict[str, str] = {}  # feed -> why its data cannot be trusted
-        self.data_halts: dict[str, str] = {}  # market -> reason (a feed carrying it is down)
+        self.data_halts = data_halts or DataHalts()
         self._loss = DailyLoss(cfg, clock, self._pnl)
         self.reducing: str | None = None  # why trading is reduce-only (the soft loss limit)
 
@@ -336,42 +328,6 @@ class Risk:
             return self.halt(HaltCause.RECONCILIATION,
                              f"could not fetch the exchange's state ({ev.error})")
         return self.halt(HaltCause.RECONCILIATION, f"{ev.differences} differences")
-
-    def on_feed_down(self, ev: FeedStale | FeedDisconnected) -> list[Event]:
-        """Data halt on every market ``ev.feed`` carries."""
-        why = f"{ev.feed} disconnected ({ev.reason})" if isinstance(ev, FeedDisconnected) \
-            else f"{ev.feed} stale ({ev.silent_s}s without data)"
-        self._down[ev.feed] = why
-        return self._settle_data_halts(ev.ts_recv)
-
-    def on_feed_recovered(self, ev: FeedRecovered) -> list[Event]:
-        """Fresh data on ``ev.feed``: lift the data halt of its markets no other feed holds."""
-        if self._down.pop(ev.feed, None) is None:
-            return []
-        return self._settle_data_halts(ev.ts_recv, f"fresh data on {ev.feed}")
-
-    def _carried(self, feed: str) -> tuple[str, ...]:
-        return self._feed_markets.get(feed, (EVERY_MARKET,))
-
-    def _settle_data_halts(self, now: int, lifted_by: str = "") -> list[Event]:
-        want: dict[str, str] = {}
-        for feed, why in self._down.items():
-            for symbol in self._carried(feed):
-                want.setdefault(symbol, why)
-        out: list[Event] = []
-        for symbol in [s for s in self.data_halts if s not in want]:
-            del self.data_halts[symbol]
-            log.warning("data halt on %s lifted: %s", symbol, lifted_by)
-            out.append(DataHaltChanged(ts_event=now, ts_recv=now, symbol=symbol, halted=False,
-                                       reason=lifted_by))
-        for symbol, why in want.items():
-            if symbol not in self.data_halts:
-                self.data_halts[symbol] = why
-                log.warning("data halt on %s: %s: no new orders on it until fresh data", symbol,
-                            why)
-                out.append(DataHaltChanged(ts_event=now, ts_recv=now, symbol=symbol,
-                                           halted=True, reason=why))
-        return out
 
     # ------------------------------------------------------------------ daily loss
 
@@ -458,8 +414,7 @@ class Risk:
         while self._sent and self._sent[0] <= now - window:
             self._sent.popleft()
         return Check(intent, market, amount, limit_price, price, last, self._view, self._cfg,
-                     now, len(self._sent),
-                     self.data_halts.get(intent.symbol) or self.data_halts.get(EVERY_MARKET))
+                     now, len(self._sent), self.data_halts.reason(intent.symbol))
 
     def _check(self, check: Check) -> str | None:
         for rule in self._rules:
