@@ -2,7 +2,9 @@
 knows the start and stop order. Read :meth:`App.handler_table` to see the whole system.
 
 Start: open the journal, bind the HTTP endpoint (either failing is a ``ConfigError``) -> record
-``SessionStarted`` -> restore saved state (Redis backend) -> load markets and balances -> halt
+``SessionStarted`` -> restore saved state (Redis backend) -> load markets and balances (retried
+on rate limits, 5xx and network errors up to ``exchange.start_deadline_s``; a failed start is
+journaled) -> halt
 trading until reconciled -> start the storage writers (journal, Redis), the executor, the
 producers (feeds, poller, reconciler, HTTP endpoint) -> main loop; systemd READY once the
 start-up reconciliation completed (at once without it).
