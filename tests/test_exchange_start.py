@@ -139,7 +139,8 @@ def test_a_start_that_cannot_work_exits_with_one_line(
     code: int, line: str
 ) -> None:
     cfg = live_config(tmp_path, double.url if reachable else closed_port_url(), ws.url)
-    cfg.write_text(cfg.read_text().replace("BTC/USDT", market))
+    cfg.write_text(cfg.read_text().replace("BTC/USDT", market)
+                   .replace("timeout_ms: 3000", "timeout_ms: 3000, start_deadline_s: 0.5"))
     proc = start(cfg)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == code, out

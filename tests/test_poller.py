@@ -230,7 +230,9 @@ def test_the_wiring_speeds_up_while_a_feed_is_down_and_refreshes_after_a_reconne
         assert not any("fast" in job.tags for job in app.poller.scheduler.jobs)
         published = []
         deadline = time.monotonic() + 5
-        while "ReconciliationStarted" not in published and time.monotonic() < deadline:
+        # the reconciler thread and the refresh publish concurrently: read until both are seen
+        while not {"ReconciliationStarted", "BalanceUpdate"} <= set(published) and \
+                time.monotonic() < deadline:
             try:
                 ev = app.bus.get(0.05)
             except queue.Empty:

@@ -225,7 +225,9 @@ def test_a_failed_fetch_keeps_trading_halted_and_retries() -> None:
     assert rec._due is not None  # a retry is scheduled
 
 
-def test_an_older_round_is_superseded(tmp_path: Path) -> None:
+def test_a_round_is_compared_even_when_a_newer_one_started(tmp_path: Path) -> None:
+    # A reconnect while a round runs starts another; the first is not thrown away (under a
+    # feed flapping faster than a round, no round would ever decide).
     h = Harness(tmp_path)
     rec = h.app.reconciler
     published: list = []
@@ -233,8 +235,24 @@ def test_an_older_round_is_superseded(tmp_path: Path) -> None:
     rec.run_round("first")
     rec.run_round("second")
     old, new = [e for e in published if isinstance(e, ExchangeStateFetched)]
-    assert rec.on_fetched(old) == []
-    assert isinstance(rec.on_fetched(new)[-1], ReconciliationCompleted)
+    first, second = rec.on_fetched(old)[-1], rec.on_fetched(new)[-1]
+    assert isinstance(first, ReconciliationCompleted) and first.ok
+    assert first.summary == "round 1: agree"
+    assert isinstance(second, ReconciliationCompleted) and second.ok
+    assert second.summary == "round 2: agree"
+
+
+def test_a_failed_fetch_says_so_and_retries_with_backoff() -> None:
+    published: list = []
+    rec = reconciler(Failing(), published)
+    delays = []
+    for _ in range(3):
+        rec.run_round("start-up")
+        delays.append(rec._due - time.monotonic())
+        rec._due = None
+    done = [e for e in published if isinstance(e, ReconciliationCompleted)]
+    assert [d.error for d in done] == ["ConnectionError: exchange down"] * 3
+    assert delays[2] > 0.01  # 0.01 s doubling (jitter at most half): the third waits > 0.02 * 0.5
 
 
 def test_requests_from_other_threads_and_reconnects_start_rounds(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from trader.errors import ConfigError
 from trader.events import (
     CancelAllOrders,
     CancelOrder,
+    FeedDisconnected,
     FeedRecovered,
     FeedStale,
     HaltTrading,
@@ -33,6 +34,7 @@ from trader.model.units import NS
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.trading.client_ids import ClientIdGenerator
+from trader.trading.data_halt import DataHalts
 from trader.trading.risk import HaltCause, Risk
 from trader.trading.strategy import CancelIntent, OrderIntent
 
@@ -116,15 +118,46 @@ def test_stale_quote_and_stale_feed_deny() -> None:
     s.quote("100", "101")
     assert s.decide(amount="0.1") is None
     now = s.clock.now_ns()
-    s.risk.on_feed_stale(FeedStale(ts_event=now, ts_recv=now, feed="ws-binance",
-                                   silent_s=D(30)))
-    assert s.decide(amount="0.1") == "feed ws-binance is stale"
-    s.risk.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now, feed="ws-binance"))
+    (halt,) = s.risk.data_halts.on_feed_down(FeedStale(ts_event=now, ts_recv=now,
+                                                       feed="ws-binance", silent_s=D(30)))
+    assert (halt.symbol, halt.halted) == ("*", True)  # a feed not described: every market
+    assert s.decide(amount="0.1") == \
+        "data halt on BTC/USDT: ws-binance stale (30s without data)"
+    (lift,) = s.risk.data_halts.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now,
+                                                                feed="ws-binance"))
+    assert (lift.symbol, lift.halted, lift.reason) == ("*", False, "fresh data on ws-binance")
     assert s.decide(amount="0.1") is None
     s.store.on_market(market("ETH/USDT"))
     s.store.on_trade(trade("ETH/USDT", "50"))
     assert s.decide(symbol="ETH/USDT") == "no quote for ETH/USDT: market data is stale"
     assert Setup(stale_after_s=0).decide(amount="0.1") is None  # off
+
+
+def test_a_disconnected_feed_halts_new_orders_on_its_markets_only_until_fresh_data() -> None:
+    s = Setup()
+    halts = DataHalts({"ws-market": ("BTC/USDT",), "ws-user": ()})
+    s.risk = Risk(ReadOnlyView(s.store), RiskConfig(), s.clock, ClientIdGenerator("t", 0),
+                  data_halts=halts)
+    s.store.on_market(market("ETH/USDT"))
+    s.quote("50", "51", "ETH/USDT")
+    now = s.clock.now_ns()
+    assert halts.on_feed_down(FeedDisconnected(ts_event=now, ts_recv=now, feed="ws-user",
+                                               reason="closed")) == []  # no market data
+    (halt,) = halts.on_feed_down(FeedDisconnected(ts_event=now, ts_recv=now,
+                                                  feed="ws-market", reason="closed"))
+    assert (halt.symbol, halt.halted, halt.reason) == \
+        ("BTC/USDT", True, "ws-market disconnected (closed)")
+    assert halts.on_feed_down(FeedDisconnected(ts_event=now, ts_recv=now, feed="ws-market",
+                                               reason="connect failed")) == []  # one event
+    assert s.decide(amount="0.1") == "data halt on BTC/USDT: ws-market disconnected (closed)"
+    assert s.decide(amount="0.1", symbol="ETH/USDT") is None  # another market trades on
+    assert s.risk.state is TradingState.ACTIVE  # not a trading-state change
+    cancel = s.risk.evaluate(CancelIntent(strategy="s", client_id="t-1", symbol="BTC/USDT"))
+    assert [type(e).__name__ for e in cancel] == ["CancelOrder"]  # cancels go through
+    (lift,) = halts.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now,
+                                                    feed="ws-market"))
+    assert (lift.symbol, lift.halted) == ("BTC/USDT", False)
+    assert s.decide(amount="0.1") is None
 
 
 def test_price_band_against_the_last_price() -> None:

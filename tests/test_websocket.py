@@ -318,7 +318,11 @@ def test_binance_user_stream_signs_parses_and_resubscribes(
     assert len(server.conns) == 1  # resubscribed on the same connection
     assert h.stats.get("ws-binance-user.resubscribes") == 1
     assert not h.of(FeedStale)
-    assert h.feed_events() == ["FeedConnected"]
+    # what the stream carried until the new subscription was missed: its confirmation is a
+    # recovery (one event), which the wiring answers with a REST catch-up
+    assert wait_until(lambda: h.feed_events() == ["FeedConnected", "FeedRecovered"])
+    (recovered,) = h.of(FeedRecovered)
+    assert recovered.reason == "resubscribed (eventStreamTerminated)"
 
 
 def test_refused_subscription_reconnects_with_backoff(

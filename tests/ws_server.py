@@ -61,6 +61,7 @@ class FakeExchange:
         self.conns: list[ServerConnection] = []
         self.closed: set[int] = set()
         self.open_at_subscribe: list[int] = []  # open connections when each subscription came
+        self.refusing = False  # True: every new connection is closed at once (an outage)
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fake-exchange", daemon=True)
@@ -97,6 +98,11 @@ class FakeExchange:
         with self._lock:
             n = len(self.conns)
             self.conns.append(ws)
+        if self.refusing:
+            with self._lock:
+                self.closed.add(n)
+            await ws.close(1013, "try again later")
+            return
         try:
             async for text in ws:
                 msg = json.loads(text)

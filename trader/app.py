@@ -3,7 +3,8 @@ knows the start and stop order. Read :meth:`App.handler_table` to see the whole 
 
 Start: open the journal, bind the HTTP endpoint (either failing is a ``ConfigError``) -> record
 ``SessionStarted`` -> restore the saved ledger (``StateRestored``: the state file, or Redis) ->
-load markets and balances -> halt
+load markets and balances (retried on rate limits, 5xx and network errors up to
+``exchange.start_deadline_s``; a failed start is journaled) -> halt
 trading until reconciled -> start the storage writers (journal, Redis), the executor, the
 producers (feeds, poller, reconciler, HTTP endpoint) -> main loop; systemd READY once the
 start-up reconciliation completed (at once without it).
@@ -49,6 +50,7 @@ from trader.events import (
     CancelAllOrders,
     CancelOrder,
     Candle,
+    DataHaltChanged,
     Event,
     ExchangeStateFetched,
     ExchangeUpdateUnusable,
@@ -90,7 +92,7 @@ from trader.exchange.gateway import Gateway, MarketDataSource
 from trader.exchange.paper import PaperGateway
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
-from trader.feeds.streams import build_stream_workers
+from trader.feeds.streams import build_stream_workers, data_markets
 from trader.httpapi import HttpApi
 from trader.journal import Journal
 from trader.lifecycle import Lifecycle
@@ -104,6 +106,7 @@ from trader.store.state_file import DailyLossSaved, StateFileWriter, read_state
 from trader.store.view import ReadOnlyView
 from trader.systemd import Notifier, StatusLine
 from trader.trading.client_ids import ClientIdGenerator
+from trader.trading.data_halt import DataHalts
 from trader.trading.execution import Executor
 from trader.trading.portfolio import Portfolio
 from trader.trading.reconcile import Reconciler
@@ -131,6 +134,8 @@ class Venue:
     gateway: Gateway
     feeds: list[Worker] = field(default_factory=list)
     handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
+    # feed -> the markets whose data it carries (risk's data halt); a feed not listed: all
+    feed_markets: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def build_venue(
@@ -160,12 +165,13 @@ def build_venue(
                                           cfg.trade.markets)
         feeds = build_stream_workers(cfg, publish, clock, stats or Stats())
         if live:
-            return Venue(ccxt_gw, feeds)
+            return Venue(ccxt_gw, feeds, feed_markets=data_markets(feeds))
         source = ccxt_gw
     p = cfg.paper
     paper = PaperGateway(source, clock, p.starting_balances, p.fee_rate, p.slippage_bps,
                          p.latency_ms, p.partial_fills, paper_account_path(cfg))
-    return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)])
+    return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)],
+                 data_markets(feeds))
 
 
 @dataclass
@@ -205,6 +211,15 @@ def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None]
     return Storage(store, [writer], [store.on_event],
                    lambda: rs.restore(connect, keys, store, clock,
                                       sc.start_empty_if_unreachable, writer.keep_saved_records))
+
+
+def _fills_later(cfg: Config) -> str:
+    """What brings an order's fills when the executor's lookup could not fetch them."""
+    if cfg.reconcile.enabled:
+        return "reconciliation will bring them"
+    if cfg.poller.trades_every_s:
+        return f"the trades poll (every {cfg.poller.trades_every_s}s) will bring them"
+    return ""
 
 
 class RunMode(StrEnum):
@@ -252,13 +267,14 @@ class App(Lifecycle):
         self.view = ReadOnlyView(self.store)
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
         self.gateway = self.venue.gateway
-        self.risk = Risk(self.view, cfg.risk, self.clock, ids)
+        self.data_halts = DataHalts(self.venue.feed_markets)
+        self.risk = Risk(self.view, cfg.risk, self.clock, ids, data_halts=self.data_halts)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
         self.history = History(self.view, self.clock, lambda: dict(self.risk.halts))
         self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
                                      self.risk.evaluate, self.clock)
         self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
-                                 self.stats)
+                                 self.stats, fills_later=_fills_later(cfg))
         self.reporter = Reporter(self.view, self.bus, self.stats, cfg.trade.markets)
         self.poller = Poller(self.gateway, self.bus.publish, self.clock, self.stats, cfg.poller,
                              cfg.trade.markets)
@@ -377,13 +393,15 @@ class App(Lifecycle):
             (FeedConnected, rep.on_system),
             (FeedDisconnected, rep.on_system),
             (FeedDisconnected, self.poller.on_feed_down),
+            (FeedDisconnected, self.data_halts.on_feed_down),
             (FeedStale, rep.on_system),
             (FeedStale, self.poller.on_feed_down),
-            (FeedStale, risk.on_feed_stale),
+            (FeedStale, self.data_halts.on_feed_down),
+            (DataHaltChanged, rep.on_system),
             (FeedRecovered, rep.on_system),
             (FeedRecovered, self.poller.on_feed_recovered),
             (FeedRecovered, rec.on_feed_recovered),
-            (FeedRecovered, risk.on_feed_recovered),
+            (FeedRecovered, self.data_halts.on_feed_recovered),
             (StorageFailed, rep.on_system),
             (StorageRecovered, rep.on_system),
             (PollFailed, rep.on_system),

@@ -6,7 +6,9 @@ Exchange errors are translated into these once, at the exchange boundary (only
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
+from typing import Iterable
 
 
 class ErrorKind(StrEnum):
@@ -100,3 +102,31 @@ class BadResponseError(TemporaryError):
     retried like a temporary failure; after an order create the outcome is unknown."""
 
     kind = ErrorKind.BAD_DATA
+
+
+# Secret-bearing text in error messages (ccxt puts the whole signed URL, and sometimes the
+# request headers, into its exception text). Applied where exchange errors are translated, so
+# neither the log nor the journal (``PollFailed.error``, reconciliation summaries) carries them.
+_SIGNED_QUERY = re.compile(r"\?([^\s#\"']*(?:signature|sign)=[^\s#\"']*)", re.IGNORECASE)
+_SECRET_PARAM = re.compile(
+    r"\b(signature|sign|apiKey|api_key|listenKey|secret|password|passphrase|token)"
+    r"=[^&\s\"',}]+", re.IGNORECASE)
+_SECRET_HEADER = re.compile(
+    r"\b(Authorization|X-MBX-APIKEY|X-BAPI-API-KEY|X-BAPI-SIGN|ACCESS-KEY|ACCESS-SIGN|"
+    r"ACCESS-PASSPHRASE|api-key|api-sign)(['\"]?\s*[:=]\s*['\"]?)"
+    r"(?:Bearer\s+|Basic\s+)?[^\s,'\"}]+", re.IGNORECASE)
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^\s/@:]*:[^\s/@]*@", re.IGNORECASE)
+REDACTED = "***"
+
+
+def scrub(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """``text`` without secrets: the query string of a signed request, signature, key and
+    listen-key parameters, authentication headers, passwords in URLs, and each of ``secrets``
+    (the account's key, secret and password) wherever it appears."""
+    for value in secrets:
+        if value:
+            text = text.replace(value, REDACTED)
+    text = _SIGNED_QUERY.sub(f"?[signed query {REDACTED}]", text)
+    text = _SECRET_PARAM.sub(rf"\1={REDACTED}", text)
+    text = _SECRET_HEADER.sub(rf"\1\2{REDACTED}", text)
+    return _URL_PASSWORD.sub(rf"\1{REDACTED}@", text)

@@ -23,6 +23,7 @@ from trader.events import (
 from trader.exchange.gateway import Gateway
 from trader.httpapi import HttpApi
 from trader.journal import Journal
+from trader.startup import StartRetry
 from trader.stats import Stats
 from trader.systemd import Notifier, StatusLine
 from trader.trading.execution import Executor
@@ -87,10 +88,11 @@ class Lifecycle:
         # The saved ledger first, dispatched (and journaled) before any market or exchange event.
         for ev in self.storage.restore():
             self.engine.dispatch(ev)
-        for ev in self.gateway.load_markets(c.trade.markets):
+        retry = StartRetry(c.exchange.start_deadline_s, self.stop_event)
+        for ev in retry.call("loading markets", lambda: self.gateway.load_markets(c.trade.markets)):
             self.engine.dispatch(ev)
         # A signed request before any thread starts: bad keys end the start here, in one line.
-        for ev in self.gateway.fetch_balances():
+        for ev in retry.call("fetching balances", self.gateway.fetch_balances):
             self.engine.dispatch(ev)
         if self.cfg.reconcile.enabled:
             for ev in self.risk.halt(HaltCause.RECONCILIATION, "awaiting start-up reconciliation"):
@@ -126,6 +128,16 @@ class Lifecycle:
             self.engine.every(self.systemd.watchdog_interval_s, self.systemd.watchdog)
         self.engine.every(self.cfg.general.stats_interval_s,
                           lambda: self.systemd.status(self.status_line()))
+
+    def abort_start(self, message: str) -> None:
+        """A start that failed (no worker thread runs yet): record why, write the journal (so a
+        replay shows it) and close the gateway."""
+        now = self.clock.now_ns()
+        # journaled only: the caller prints the one line, no handler has anything to do
+        self.journal.record(ShutdownRequested(ts_event=now, ts_recv=now,
+                                              reason=f"start failed: {message}"))
+        self.journal.finish()
+        self.gateway.close()
 
     def request_stop(self, reason: str) -> None:
         """Ask the main loop to stop (safe from a signal handler on the main thread)."""

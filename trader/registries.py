@@ -12,6 +12,7 @@ from typing import Callable, Mapping
 from trader.clock import Clock
 from trader.config import SIMULATED, Config, build, strategy_id
 from trader.errors import ConfigError
+from trader.feeds.streams import check_streams
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import Strategy
 
@@ -33,8 +34,10 @@ def check_config(
     check_exchange: Callable[[str], None] = check_ccxt_exchange_id,
 ) -> None:
     """Raise ``ConfigError`` for the first name in ``cfg`` the registries do not know: the
-    exchange, a strategy, or a strategy parameter (each strategy's ``Params`` built strictly)."""
+    exchange, a strategy, or a strategy parameter (each strategy's ``Params`` built strictly);
+    and stream timings the exchange's pings cannot meet."""
     check_exchange(cfg.exchange.name)
+    check_streams(cfg)
     for i, strat in enumerate(cfg.strategies):
         where = f"strategies[{i}]"
         if strat.name not in strategies:

@@ -11,6 +11,7 @@ import time
 from trader.bus import Bus
 from trader.events import (
     BalanceUpdate,
+    DataHaltChanged,
     ExchangeUpdateUnusable,
     FeedConnected,
     FeedDisconnected,
@@ -84,8 +85,8 @@ class Reporter:
     def on_system(
         self,
         ev: FeedConnected | FeedDisconnected | FeedStale | FeedRecovered | PollFailed
-        | WorkerCrashed | StrategyDisabled | TradingStateChanged | HandlerFailed
-        | ShutdownRequested,
+        | WorkerCrashed | StrategyDisabled | TradingStateChanged | DataHaltChanged
+        | HandlerFailed | ShutdownRequested,
     ) -> None:
         """System events, one line each."""
         fields = {

@@ -17,8 +17,9 @@ Binance (rest-api.md, "Request Security" and the endpoint sections):
 
 Faults are scripted per (method, path) with :meth:`BinanceRestDouble.script` and used up in
 order: 429/418 with ``Retry-After``, 5xx, malformed JSON, any documented error payload, and
-"accept the order, then hang past the client's timeout". Every request is recorded in
-``requests`` so tests can assert what reached the exchange (and what did not).
+"accept the order, then hang past the client's timeout". ``latency_s`` delays every answer (a
+slow exchange). Every request is recorded in ``requests`` so tests can assert what reached the
+exchange (and what did not).
 """
 
 from __future__ import annotations
@@ -119,6 +120,7 @@ class BinanceRestDouble:
         self.orders: dict[int, dict[str, Any]] = {}
         self.trades: list[dict[str, Any]] = []
         self.requests: list[Request] = []
+        self.latency_s = 0.0  # added before every answer
         self._faults: dict[tuple[str, str], deque[Fault]] = {}
         self._lock = threading.Lock()
         self._next_order_id = 1000
@@ -195,6 +197,8 @@ class BinanceRestDouble:
             self.requests.append(Request(method, split.path, params))
             queued = self._faults.get((method, split.path))
             fault = queued.popleft() if queued else None
+        if self.latency_s:
+            self.release.wait(self.latency_s)
         if fault is not None and not fault.process:
             self.release.wait(fault.hang_s)
             _respond(h, fault.status, fault.body or "", fault.headers)

@@ -14,6 +14,7 @@ risk and the executor, fired by a quote the websocket double sends.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -232,6 +233,27 @@ class Running:
         """Requests the REST double saw for ``method path`` (arrived after ``after``)."""
         return [r for r in list(self.double.requests)
                 if r.method == method and r.path == path and r.at > after]
+
+
+SECRET_TEXTS = ("signature=", API_KEY, API_SECRET)
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs_or_journals(caplog: pytest.LogCaptureFixture,
+                                  tmp_path: Path) -> Iterator[None]:
+    """Every fault test: no log line (INFO and up, as the service logs) and no journal file
+    holds a signed query string or the test keys (issue #12: ccxt's error texts carried the
+    signed URL into 38 log lines and 19 ``PollFailed`` events of one outage)."""
+    caplog.set_level(logging.INFO)
+    logging.getLogger("ccxt").setLevel(logging.INFO)  # as trader.logsetup keeps it
+    yield
+    records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
+    logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in records)
+    journals = "\n".join(p.read_text(encoding="utf-8", errors="replace")
+                          for p in tmp_path.rglob("*.jsonl"))
+    for secret in SECRET_TEXTS:
+        assert secret not in logged, f"{secret!r} in the log"
+        assert secret not in journals, f"{secret!r} in a journal"
 
 
 @pytest.fixture

@@ -4,8 +4,9 @@
 
 Ctrl-C or SIGTERM stops it cleanly (a second Ctrl-C exits at once). A configuration error, or
 keys the exchange refuses at start, print one line and exit with code 2; an exchange that cannot
-be reached at start, or Redis holding the saved state (unless
-``storage.start_empty_if_unreachable``), prints one line and exits with code 1.
+be reached within ``exchange.start_deadline_s`` (rate limits, 5xx and network errors are retried
+until then), or Redis holding the saved state (unless ``storage.start_empty_if_unreachable``),
+prints one line and exits with code 1. A failed start is journaled.
 """
 
 from __future__ import annotations
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def failed_start(app: App, message: str, code: int) -> int:
-    """Print the one-line reason the start failed (no thread has started yet)."""
-    app.gateway.close()
+    """Print the one-line reason the start failed (no thread has started yet); the journal
+    records it."""
+    app.abort_start(message)
     print(message, file=sys.stderr)
     return code

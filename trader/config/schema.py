@@ -70,6 +70,8 @@ class ExchangeConfig:
     sandbox: bool = False
     urls: UrlsConfig = field(default_factory=UrlsConfig)
     timeout_ms: int = field(default=10_000, metadata=_range(100, 120_000))
+    # how long the start retries rate limits, 5xx and network errors before giving up
+    start_deadline_s: float = field(default=300.0, metadata=_range(0, 86_400))
 
 
 @dataclass(frozen=True)

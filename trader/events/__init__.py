@@ -84,6 +84,7 @@ from trader.events.system import (  # noqa: F401 - the package is the one import
     WorkerCrashed,
 )
 from trader.events.trading import (  # noqa: F401 - the package is the one import path
+    DataHaltChanged,
     OrderDenied,
     SignalGenerated,
     StrategyDisabled,

@@ -38,9 +38,11 @@ class FeedStale(Event):
 
 @event
 class FeedRecovered(Event):
-    """Data flows again on a feed that was stale or disconnected."""
+    """Data flows again on a feed that was stale, disconnected or resubscribed: what it carried
+    meanwhile was missed, so the poller catches up and reconciliation runs a round."""
 
     feed: str
+    reason: str = ""  # what it recovered from: "reconnected", "resubscribed (...)"
 
 
 @event
@@ -88,6 +90,7 @@ class ReconciliationCompleted(Event):
     ok: bool
     differences: int
     summary: str = ""
+    error: str = ""  # set when the exchange's state could not be fetched (nothing compared)
 
 
 @event

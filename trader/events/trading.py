@@ -42,6 +42,18 @@ class TradingStateChanged(Event):
 
 
 @event
+class DataHaltChanged(Event):
+    """New orders on ``symbol`` are held (``halted``) because a feed carrying its market data
+    is disconnected or stale, or released (``halted`` False) by the first fresh data after the
+    reconnect. Per market, and not a trading-state change: cancels go through, other markets
+    trade on."""
+
+    symbol: str
+    halted: bool
+    reason: str
+
+
+@event
 class StrategyDisabled(Event):
     """A strategy raised too many times in a row and no longer receives events."""
 

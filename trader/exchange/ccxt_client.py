@@ -11,7 +11,9 @@ the testnet's paths.
 from __future__ import annotations
 
 import difflib
-from typing import Any, Sequence
+import threading
+import time
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 import ccxt
@@ -80,3 +82,34 @@ def override_urls(api: Any, base: str) -> Any:
         rest = parts.path + (f"?{parts.query}" if parts.query else "")
         return base.rstrip("/") + rest
     return api
+
+
+class SharedRateLimit:
+    """One rate-limit budget for several ccxt clients of one account (the gateway's polling
+    client and its order client): installed as each client's ``throttle``, it starts a request
+    of ``cost`` no sooner than ``rateLimit * cost`` ms after the start of the one before, of
+    either client, as ccxt does for a single client. A request takes its start time when it
+    is throttled, so an order waits at most its own spacing behind a poll, never for the
+    poll's answer."""
+
+    def __init__(self, rate_limit_ms: float,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._interval_s = rate_limit_ms / 1000.0
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._last = -float("inf")  # monotonic start of the latest request
+        self._pause = threading.Event()  # never set: waits without time.sleep
+
+    def throttle(self, cost: float | None = None) -> None:
+        """Wait for this request's slot (ccxt calls it before each request)."""
+        with self._lock:
+            now = self._monotonic()
+            start = max(now, self._last + self._interval_s * (1 if cost is None else cost))
+            self._last = start
+        if start > now:
+            self._pause.wait(start - now)
+
+    def install(self, *exchanges: ccxt.Exchange) -> None:
+        """Make ``exchanges`` share this budget."""
+        for ex in exchanges:
+            ex.throttle = self.throttle

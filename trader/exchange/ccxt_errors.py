@@ -29,12 +29,18 @@ Bybit (retCode inside an HTTP 200; ccxt maps the codes): 170213 unknown order ->
 answers a create whose ``orderLinkId`` the exchange already has: ccxt calls it
 ``InvalidOrder``, but it means an earlier attempt of this very order was accepted, so it is an
 ``UnknownOutcomeError`` and the executor resolves it by lookup instead of marking it rejected.
+
+ccxt does not act on ``Retry-After``; the caller passes the failed response's headers.
+
+Every message is scrubbed (:func:`trader.errors.scrub`): ccxt's text holds the full signed URL
+(``timestamp=...&recvWindow=...&signature=...``) and can hold request headers, and the caller
+passes the account's key, secret and password to be removed wherever they appear.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import ccxt
 
@@ -49,6 +55,7 @@ from trader.errors import (
     TemporaryError,
     TraderError,
     UnknownOutcomeError,
+    scrub,
 )
 
 MAX_MESSAGE = 300
@@ -63,10 +70,11 @@ def translate(
     order_create: bool = False,
     answer: Any = None,
     now_ms: int | None = None,
+    secrets: Iterable[str | None] = (),
 ) -> TraderError:
     """Our exception for ``exc``, raised by a ccxt call (see the module docstring); ``answer``
     is the JSON the exchange sent, ``now_ms`` the wall clock (for a reset timestamp)."""
-    msg = one_line(f"{type(exc).__name__}: {exc}")
+    msg = one_line(scrub(f"{type(exc).__name__}: {exc}", secrets))
     if isinstance(exc, (ccxt.DDoSProtection, ccxt.RateLimitExceeded)):
         return RateLimitedError(msg, retry_after_s(headers, now_ms))
     if order_create and exchange_code(answer) in DUPLICATE_CLIENT_ID_CODES:

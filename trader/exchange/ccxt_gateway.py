@@ -1,9 +1,11 @@
 """The ccxt gateway: a real exchange account behind the :class:`~trader.exchange.gateway.Gateway`
 Protocol (and, built without keys, the :class:`MarketDataSource` of the paper gateway).
 
-- One ccxt instance per account and every call behind one lock: the sync client's rate limiter
-  and nonce are not thread-safe (ccxt issues 2252, 3189, 26968), and the poller and the executor
-  both call it. ``enableRateLimit`` stays on (see :mod:`trader.exchange.ccxt_client`).
+- Two ccxt instances per account, each behind its own lock (the sync client's rate limiter
+  and nonce are not thread-safe: ccxt issues 2252, 3189, 26968): one for polls and lookups, one
+  for order creates and cancels only, so an order never waits behind a slow poll. They share
+  one rate-limit budget (:class:`~trader.exchange.ccxt_client.SharedRateLimit`) and one
+  rate-limit pause. ``enableRateLimit`` stays on (see :mod:`trader.exchange.ccxt_client`).
 - Errors are translated once (:mod:`trader.exchange.ccxt_errors`). A rate limit (429/418)
   pauses every REST call of this gateway until its ``Retry-After`` has passed: until then each
   call fails at once with ``RateLimitedError`` and nothing is sent, so no thread sleeps holding
@@ -59,7 +61,7 @@ from trader.events import (
     QuoteTick,
     SubmitOrder,
 )
-from trader.exchange.ccxt_client import make_exchange
+from trader.exchange.ccxt_client import SharedRateLimit, make_exchange
 from trader.exchange.ccxt_errors import translate
 from trader.exchange.lookups import order_lookup
 from trader.model.orders import OrderStatus, OrderType, Side
@@ -135,11 +137,16 @@ class CcxtGateway:
         exchange: ccxt.Exchange,
         clock: Clock,
         monotonic: Callable[[], float] = time.monotonic,
+        orders_exchange: ccxt.Exchange | None = None,
     ) -> None:
+        """``orders_exchange``: a second instance for order creates and cancels (the order
+        lane); None sends them through ``exchange``, behind the same lock."""
         self._ex = exchange
         self._clock = clock
         self._monotonic = monotonic
-        self._lock = threading.Lock()  # every ccxt call
+        self._lock = threading.Lock()  # every ccxt call of _ex
+        self._orders_ex = orders_exchange or exchange
+        self._orders_lock = self._lock if orders_exchange is None else threading.Lock()
         self._paused_until = 0.0  # monotonic seconds; under _lock
         self._ids = _CLIENT_ID_PARAMS.get(exchange.id, _ClientIdParams())
         self._lookup = order_lookup(exchange, self._ids.lookup)
@@ -159,8 +166,14 @@ class CcxtGateway:
         symbols: Sequence[str] = (),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> CcxtGateway:
-        """A gateway for ``cfg``; ``secrets`` None gives a public-only market-data source."""
-        return cls(make_exchange(cfg, secrets, symbols), clock, monotonic)
+        """A gateway for ``cfg``; ``secrets`` None gives a public-only market-data source (and
+        no order lane)."""
+        exchange = make_exchange(cfg, secrets, symbols)
+        if secrets is None:
+            return cls(exchange, clock, monotonic)
+        orders = make_exchange(cfg, secrets, symbols)
+        SharedRateLimit(exchange.rateLimit).install(exchange, orders)
+        return cls(exchange, clock, monotonic, orders)
 
     @property
     def exchange(self) -> ccxt.Exchange:
@@ -169,21 +182,24 @@ class CcxtGateway:
 
     # ------------------------------------------------------------------ the one way to ccxt
 
-    def _call(self, method: str, *args: Any, order_create: bool = False) -> Any:
-        """Call ``exchange.method(*args)`` under the lock, translating every failure."""
-        with self._lock:
+    def _call(self, method: str, *args: Any, order_create: bool = False,
+              order_lane: bool = False) -> Any:
+        """Call ``exchange.method(*args)`` under the lock (of the order lane's instance for
+        ``order_lane``), translating every failure."""
+        lock, ex = (self._orders_lock, self._orders_ex) if order_lane else (self._lock, self._ex)
+        with lock:
             wait = self._paused_until - self._monotonic()
             if wait > 0:
                 raise RateLimitedError(
                     f"{self._ex.id}: REST paused for {wait:.1f}s more after a rate limit", wait
                 )
-            ex = self._ex
             ex.last_http_response = ex.last_json_response = ex.last_response_headers = None
             try:
                 result = getattr(ex, method)(*args)
             except Exception as exc:  # noqa: BLE001 - translated, nothing escapes untranslated
                 err = translate(exc, ex.last_response_headers, order_create,
-                                ex.last_json_response, self._clock.now_ns() // NS_PER_MS)
+                                ex.last_json_response, self._clock.now_ns() // NS_PER_MS,
+                                (ex.apiKey, ex.secret, ex.password))
                 if isinstance(err, RateLimitedError):
                     pause = DEFAULT_PAUSE_S if err.retry_after_s is None else err.retry_after_s
                     err.retry_after_s = pause
@@ -203,6 +219,9 @@ class CcxtGateway:
     def load_markets(self, symbols: Sequence[str]) -> list[MarketUpdated]:
         """Trading rules of ``symbols``; a symbol the exchange does not list is a config error."""
         markets = self._call("load_markets")
+        if self._orders_ex is not self._ex:  # the order lane needs them too, without a request
+            with self._orders_lock:
+                self._orders_ex.set_markets(self._ex.markets, self._ex.currencies)
         for s in symbols:
             if s not in markets:
                 hint = difflib.get_close_matches(s, list(markets), n=1)
@@ -366,6 +385,7 @@ class CcxtGateway:
             raw = self._call(
                 "create_order", cmd.symbol, cmd.order_type.value, cmd.side.value,
                 _wire(cmd.amount), price, {self._ids.create: cmd.client_id}, order_create=True,
+                order_lane=True,
             )
         except RateLimitedError as exc:
             now = self._clock.now_ns()
@@ -399,9 +419,10 @@ class CcxtGateway:
         with self._state:
             exchange_id = self._exchange_ids.get(client_id)
         if exchange_id:
-            self._call("cancel_order", exchange_id, symbol)
+            self._call("cancel_order", exchange_id, symbol, order_lane=True)
         else:
-            self._call("cancel_order", None, symbol, {self._ids.lookup: client_id})
+            self._call("cancel_order", None, symbol, {self._ids.lookup: client_id},
+                       order_lane=True)
         now = self._clock.now_ns()
         return [OrderCanceled(ts_event=now, ts_recv=now, client_id=client_id, reason="canceled")]
 
@@ -409,6 +430,7 @@ class CcxtGateway:
         """Close the HTTP session."""
         try:
             self._ex.session.close()
+            self._orders_ex.session.close()
         except Exception:  # noqa: BLE001 - closing at exit must not fail the shutdown
             log.debug("closing the %s session failed", self._ex.id, exc_info=True)
 

@@ -35,6 +35,7 @@ MARKET_URL = "wss://stream.binance.com:9443/stream"
 USER_URL = "wss://ws-api.binance.com:443/ws-api/v3"
 TESTNET_MARKET_URL = "wss://stream.testnet.binance.vision/stream"
 TESTNET_USER_URL = "wss://ws-api.testnet.binance.vision/ws-api/v3"
+SERVER_PING_S = 20.0  # the server's ping interval: an idle stream's only frames
 
 
 def sign(secret: str, params: Mapping[str, Any]) -> str:
@@ -53,6 +54,7 @@ class BinanceMarketStreams:
 
     def __init__(self, url: str, markets: Sequence[str], kline_interval: str | None) -> None:
         self.url = url
+        self.data_markets = tuple(markets)
         kinds = ["bookTicker", "trade"] + ([f"kline_{kline_interval}"] if kline_interval else [])
         self.streams = [f"{exchange_id(m).lower()}@{k}" for m in markets for k in kinds]
         self._symbols = SymbolMap(markets)
@@ -79,6 +81,7 @@ class BinanceUserStream:
     stream = "user"
     watch_data = False  # an idle account sends nothing for hours
     ping_message = None
+    data_markets: tuple[str, ...] = ()  # the account, no market data
 
     def __init__(self, url: str, markets: Sequence[str], api_key: str, api_secret: str,
                  clock: Clock) -> None:

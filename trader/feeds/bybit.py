@@ -53,6 +53,7 @@ class BybitPublicStreams:
         self.url = url
         self.stream = category
         self.category = category
+        self.data_markets = tuple(markets)
         kinds = ["orderbook.1", "publicTrade"]
         if kline_interval is not None:
             kinds.append(f"kline.{bybit.KLINE_INTERVALS[kline_interval]}")
@@ -81,6 +82,7 @@ class BybitPrivateStream:
     stream = "private"
     watch_data = False  # an idle account sends nothing; pongs prove the connection lives
     ping_message = PING
+    data_markets: tuple[str, ...] = ()  # the account, no market data
     topics = ("order", "execution", "wallet")
 
     def __init__(self, url: str, markets: Sequence[str], api_key: str, api_secret: str,

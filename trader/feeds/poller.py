@@ -20,23 +20,31 @@ out at its next turn (it is woken at once):
   included even when their normal schedule is off, because REST is then the only source of
   that data. One feed down speeds up every job: the poller does not know which data a feed
   carries, and a few extra requests while a stream is down are cheap.
-- :meth:`request_refresh`: run jobs now. :meth:`on_feed_recovered` asks for balances, open
-  orders and our trades whenever a feed delivers again after a drop or a stall: what happened
-  while it was down was missed. Reconnects reach the poller only as these events, handled on
-  the main thread; no listener calls it.
+- :meth:`request_refresh`: run jobs now, once.
+- :meth:`request_catch_up` (through :meth:`on_feed_recovered`, whenever a feed delivers again
+  after a drop, a stall or a resubscribe: what happened meanwhile was missed): balances, open
+  orders and our trades, each retried until it succeeds: after a rate limit once its
+  ``Retry-After`` has passed, else with backoff (up to ``fast_every_s``). The fast schedule
+  stays on until the catch-up has succeeded. Its fills go to the store like any other, which
+  drops those already applied.
+
+Reconnects reach the poller only as these events, handled on the main thread; no listener
+calls it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Callable, Sequence
 
 import schedule
 
+from trader.backoff import Backoff
 from trader.clock import Clock
 from trader.config import PollerConfig
-from trader.errors import ErrorKind, TraderError
+from trader.errors import ErrorKind, RateLimitedError, TraderError
 from trader.events import Event, FeedDisconnected, FeedRecovered, FeedStale, PollFailed
 from trader.exchange.gateway import Gateway
 from trader.model.units import NS
@@ -48,6 +56,7 @@ log = logging.getLogger(__name__)
 TRADES_OVERLAP_S = 60  # each trades poll reaches this far behind the previous one
 FAST = "fast"
 REFRESH_AFTER_RECONNECT = ("balances", "open_orders", "trades")
+CATCH_UP_RETRY_S = 0.5  # the first retry of a failed catch-up (doubling up to fast_every_s)
 
 
 class Poller(Worker):
@@ -63,6 +72,7 @@ class Poller(Worker):
         stats: Stats,
         cfg: PollerConfig,
         symbols: Sequence[str],
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._gateway = gateway
         self._publish = publish
@@ -92,7 +102,14 @@ class Poller(Worker):
         self._wake = threading.Event()
         self._stale: set[str] = set()
         self._refresh: list[str] = []
+        self._catch_up_asked: list[str] = []
         self._fast_on = False  # poller thread only
+        # the catch-up after a recovery (poller thread only): jobs not yet done, when to retry
+        self._monotonic = monotonic
+        self._catch_up: dict[str, None] = {}
+        self._catch_up_due = 0.0
+        self._catch_up_backoff = Backoff(min(CATCH_UP_RETRY_S, cfg.fast_every_s),
+                                         cfg.fast_every_s, jitter=0.5)
         self._trades_since = clock.now_ns()  # poller thread only
 
     # ------------------------------------------------------------------ any thread
@@ -112,6 +129,18 @@ class Poller(Worker):
             self._refresh.extend(jobs or self._fetchers)
         self._wake.set()
 
+    def request_catch_up(self, *jobs: str) -> None:
+        """Ask the poller thread to run ``jobs`` now and retry each until it succeeds;
+        thread-safe."""
+        with self._lock:
+            self._catch_up_asked.extend(jobs)
+        self._wake.set()
+
+    @property
+    def catching_up(self) -> tuple[str, ...]:
+        """The catch-up jobs not yet done (for tests and diagnostics)."""
+        return tuple(self._catch_up)
+
     def on_feed_down(self, ev: FeedStale | FeedDisconnected) -> None:
         """Main-thread handler: poll fast until the feed delivers again."""
         self.set_fast(ev.feed, True)
@@ -119,9 +148,9 @@ class Poller(Worker):
     def on_feed_recovered(self, ev: FeedRecovered) -> None:
         """Main-thread handler: refresh what the feed may have missed while it was down, and
         go back to the normal schedule once no feed is down."""
-        log.info("%s delivers again: refreshing balances, open orders and trades over REST",
-                 ev.feed)
-        self.request_refresh(*REFRESH_AFTER_RECONNECT)
+        log.info("%s delivers again (%s): refreshing balances, open orders and trades over "
+                 "REST, each until it succeeds", ev.feed, ev.reason or "recovered")
+        self.request_catch_up(*REFRESH_AFTER_RECONNECT)
         self.set_fast(ev.feed, False)
 
     def close(self) -> None:
@@ -130,8 +159,9 @@ class Poller(Worker):
 
     # ------------------------------------------------------------------ poller thread
 
-    def run_job(self, name: str, fetch: Callable[[], Sequence[Event]]) -> None:
-        """Run one job; publish its events, or a ``PollFailed`` when it raises."""
+    def run_job(self, name: str, fetch: Callable[[], Sequence[Event]]) -> Exception | None:
+        """Run one job; publish its events, or a ``PollFailed`` when it raises (and return
+        the exception)."""
         try:
             events = fetch()
         except Exception as exc:  # noqa: BLE001 - schedule would let it kill the thread
@@ -141,10 +171,11 @@ class Poller(Worker):
             now = self._clock.now_ns()
             self._publish(PollFailed(ts_event=now, ts_recv=now, job=name, kind=kind,
                                      error=f"{type(exc).__name__}: {exc}"))
-            return
+            return exc
         self._stats.incr(f"polled.{name}")
         for ev in events:
             self._publish(ev)
+        return None
 
     def run_now(self, tag: str | None = None) -> None:
         """Run every job (or those tagged ``tag``) now; on the poller thread (or in tests)."""
@@ -160,16 +191,25 @@ class Poller(Worker):
             self.serve_requests()
             self.scheduler.run_pending()
             idle = self.scheduler.idle_seconds
-            self._wake.wait(1.0 if idle is None else min(max(idle, 0.0), 1.0))
+            wait = 1.0 if idle is None else min(max(idle, 0.0), 1.0)
+            if self._catch_up:
+                wait = min(wait, max(0.0, self._catch_up_due - self._monotonic()))
+            self._wake.wait(wait)
 
     def serve_requests(self) -> None:
         """On the poller thread: carry out what other threads asked for (refreshes, then the
         fast schedule)."""
         with self._lock:
             refresh, self._refresh = list(dict.fromkeys(self._refresh)), []
+            asked, self._catch_up_asked = self._catch_up_asked, []
             want_fast = bool(self._stale)
         for name in refresh:
             self.run_job(name, self._fetchers[name])
+        if asked:
+            self._catch_up.update(dict.fromkeys(asked))
+            self._catch_up_due = 0.0  # a new recovery: try at once (a rate limit still holds)
+        self._run_catch_up()
+        want_fast = want_fast or bool(self._catch_up)
         if want_fast and not self._fast_on:
             log.info("a feed is stale: polling every %ds", self._fast_every)
             for name, fetch in self._fetchers.items():
@@ -180,6 +220,26 @@ class Poller(Worker):
             log.info("feeds recovered: polling on the normal schedule")
             self.scheduler.clear(FAST)
         self._fast_on = want_fast
+
+    def _run_catch_up(self) -> None:
+        """Run the catch-up jobs not yet done, if their retry is due; keep those that fail."""
+        if not self._catch_up or self._monotonic() < self._catch_up_due:
+            return
+        wait = 0.0
+        for name in list(self._catch_up):
+            exc = self.run_job(name, self._fetchers[name])
+            if exc is None:
+                del self._catch_up[name]
+            elif isinstance(exc, RateLimitedError):
+                wait = exc.retry_after_s or 0.0
+                break  # every other REST call fails at once until the pause has passed
+        if not self._catch_up:
+            self._catch_up_backoff.reset()
+            return
+        wait = max(wait, self._catch_up_backoff.next_delay())
+        self._catch_up_due = self._monotonic() + wait
+        log.warning("catch-up after a recovery: %s not fetched yet; retrying in %.1fs",
+                    ", ".join(self._catch_up), wait)
 
     def _recent_fills(self) -> list[Event]:
         now = self._clock.now_ns()

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from trader.clock import Clock
 from trader.config import Config, Mode
+from trader.errors import ConfigError
 from trader.events import Event
 from trader.feeds import binance, bybit
 from trader.feeds.parsers.bybit import KLINE_INTERVALS
@@ -89,6 +90,36 @@ _VENUES: dict[str, Callable[[Config, Clock], list[StreamProtocol]]] = {
 
 # Binance closes every connection after 24 hours; Bybit has no such limit.
 _ROTATES = frozenset({"binance"})
+
+
+def frame_interval_s(cfg: Config) -> tuple[float, str] | None:
+    """How often an idle stream of ``cfg.exchange.name`` gets a frame, and from what: Binance's
+    server pings every 20 s; Bybit answers our pings (``streams.ping_interval_s``). None for an
+    exchange without streams."""
+    if cfg.exchange.name == "binance":
+        return binance.SERVER_PING_S, "binance's server pings every"
+    if cfg.exchange.name == "bybit":
+        return cfg.streams.ping_interval_s, "bybit answers our pings (streams.ping_interval_s) " \
+            "every"
+    return None
+
+
+def check_streams(cfg: Config) -> None:
+    """Refuse a ``streams.dead_after_s`` an idle stream cannot meet: at or below the interval
+    of its only frames (pings or pongs), every quiet stream would reconnect forever."""
+    interval = frame_interval_s(cfg)
+    if interval is not None and cfg.streams.dead_after_s <= interval[0]:
+        seconds, source = interval
+        raise ConfigError(
+            f"streams.dead_after_s: {cfg.streams.dead_after_s:g}s is not above the "
+            f"{seconds:g}s between an idle stream's frames ({source} {seconds:g}s): a quiet "
+            f"stream would reconnect forever; set it above {seconds:g} (60 is usual)")
+
+
+def data_markets(feeds: list[Worker]) -> dict[str, tuple[str, ...]]:
+    """Feed name -> the markets whose market data it carries, for the websocket listeners among
+    ``feeds`` (an account stream carries none)."""
+    return {f.name: f.protocol.data_markets for f in feeds if isinstance(f, Listener)}
 
 
 def build_stream_workers(

@@ -82,9 +82,13 @@ class Executor(Worker):
         stats: Stats,
         lookup_attempts: int = 5,
         lookup_backoff_s: float = 0.5,
+        fills_later: str = "",
     ) -> None:
+        """``fills_later`` says what fetches an order's fills when a lookup could not (the
+        wiring knows whether reconciliation or the trades poll runs); empty: nothing does."""
         self._gateway = gateway
         self._publish = publish
+        self._fills_later = fills_later
         self._view = view
         self._clock = clock
         self._stats = stats
@@ -211,8 +215,9 @@ class Executor(Worker):
         try:
             trades = self._gateway.fetch_my_trades(symbol, since_ns)
         except Exception as exc:  # noqa: BLE001 - the report still goes out
-            log.warning("fills of %s not fetched (%s); reconciliation will bring them",
-                        client_id, exc)
+            log.warning("fills of %s not fetched (%s); %s", client_id, exc,
+                        self._fills_later or "nothing fetches them again (reconciliation and "
+                        "the trades poll are off): check the account by hand")
             return []
         return [t for t in trades if t.client_id == client_id]
 

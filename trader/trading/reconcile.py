@@ -11,7 +11,13 @@ A round, in two halves:
    differences; they are logged as a table, the exchange's view is applied as follow-up events
    (missing fills, order reports, balances), and ``ReconciliationCompleted`` says whether the two
    agreed. When they did not, another round follows after ``retry_s``; trading stays HALTED until
-   a round finds no difference (or the operator resumes).
+   a round finds no difference (or the operator resumes). A fetch that fails is retried with
+   backoff (``retry_s`` doubling up to ``RETRY_MAX_S``).
+
+Every round is compared, in order, even when another one was requested (a reconnect) or has
+started since: a round is never thrown away, so reconciliation converges under a feed that
+flaps faster than a round completes. The newer round halts trading again when it starts (its
+``ReconciliationStarted``) and decides in its turn.
 
 Rules of the comparison:
 
@@ -56,6 +62,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Callable, Mapping, Sequence
 
+from trader.backoff import Backoff
 from trader.clock import Clock
 from trader.config import ReconcileConfig
 from trader.errors import OrderNotFoundError
@@ -81,6 +88,7 @@ from trader.workers import Worker
 log = logging.getLogger(__name__)
 
 ZERO = Decimal(0)
+RETRY_MAX_S = 60.0  # the longest wait between rounds whose fetch failed
 _IN_FLIGHT = (OrderStatus.PENDING, OrderStatus.UNKNOWN)
 _LIVE = (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
 
@@ -334,6 +342,7 @@ class Reconciler(Worker):
         self._due: float | None = None  # monotonic time of the next round
         self._reasons: list[str] = []
         self.round = 0  # the latest round started (written by the worker only)
+        self._fetch_backoff = Backoff(cfg.retry_s, max(cfg.retry_s, RETRY_MAX_S), jitter=0.5)
         self._balance_diffs: dict[str, tuple[BalanceKey, BalanceKey]] = {}  # main thread
         self._started_ns = clock.now_ns()  # orders in flight before it are an earlier process's
 
@@ -385,9 +394,11 @@ class Reconciler(Worker):
             now = self._clock.now_ns()
             self._publish(ReconciliationCompleted(
                 ts_event=now, ts_recv=now, ok=False, differences=0,
-                summary=f"round {rnd}: could not fetch: {type(exc).__name__}: {exc}"))
-            self.request("retry after a failed fetch", self._cfg.retry_s)
+                summary=f"round {rnd}: could not fetch: {type(exc).__name__}: {exc}",
+                error=f"{type(exc).__name__}: {exc}"))
+            self.request("retry after a failed fetch", self._fetch_backoff.next_delay())
             return
+        self._fetch_backoff.reset()
         self._publish(fetched.to_event(rnd, self._clock.now_ns()))
 
     def _fetch(self, now: int) -> Fetched:
@@ -414,10 +425,8 @@ class Reconciler(Worker):
     # main thread -----------------------------------------------------------------------------
 
     def on_fetched(self, ev: ExchangeStateFetched) -> list[Event]:
-        """Compare, log the table, apply the exchange's view, say whether they agreed."""
-        if ev.round != self.round:  # a newer round decides (or, in a replay, none runs)
-            log.debug("reconciliation round %d is not the latest (%d)", ev.round, self.round)
-            return []
+        """Compare, log the table, apply the exchange's view, say whether they agreed (every
+        round, a newer one started or not: see the module docstring)."""
         now = self._clock.now_ns()
         result = compare(self._view, Fetched.from_event(ev), self.owns, self._balance_diffs, now,
                          self._started_ns)

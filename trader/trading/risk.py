@@ -15,6 +15,11 @@ limit escalates to HALTED; a new UTC day lifts both, and ``ResumeTrading`` (the 
 every halt cause and the reduce-only state and starts the day's count afresh. Every change of
 state is a ``TradingStateChanged`` event with its reason. Cancels are never gated.
 
+**Data halt** (per market, apart from the state above, kept by
+:class:`~trader.trading.data_halt.DataHalts`): while a feed that carries a market's data is
+disconnected or stale, the ``fresh_data`` rule denies new orders on that market ("data halt on
+...") until the first fresh data after the reconnect.
+
 **Rules.** Each rule returns a reason (a short sentence) or None; the first reason denies the
 intent with an ``OrderDenied`` event and nothing is sent. Precision: the amount is rounded down
 to the market's step and a limit price is rounded toward the passive side (a buy down, a sell
@@ -42,8 +47,6 @@ from trader.events import (
     CancelAllOrders,
     CancelOrder,
     Event,
-    FeedRecovered,
-    FeedStale,
     HaltTrading,
     OrderDenied,
     OrderFilled,
@@ -63,6 +66,7 @@ from trader.model.units import NS
 from trader.store.view import StoreView
 from trader.trading.client_ids import ClientIdGenerator
 from trader.trading.daily_loss import DailyLoss, LossLevel
+from trader.trading.data_halt import DataHalts
 from trader.trading.portfolio import pnl_usd, prices_of
 from trader.trading.strategy import CancelIntent, OrderIntent
 
@@ -86,7 +90,7 @@ class Check:
     cfg: RiskConfig
     now_ns: int = 0
     recent_orders: int = 0  # orders sent in the last ``order_window_s``
-    stale_feeds: frozenset[str] = frozenset()
+    data_halt: str | None = None  # why the market's data cannot be trusted now
 
 
 Rule = Callable[[Check], "str | None"]
@@ -117,9 +121,9 @@ def precision(c: Check) -> str | None:
 
 
 def fresh_data(c: Check) -> str | None:
-    """No stale feed, and the market's latest quote is at most ``stale_after_s`` old."""
-    if c.stale_feeds:
-        return f"feed {', '.join(sorted(c.stale_feeds))} is stale"
+    """No data halt on the market, and its latest quote is at most ``stale_after_s`` old."""
+    if c.data_halt:
+        return f"data halt on {c.intent.symbol}: {c.data_halt}"
     if not c.cfg.stale_after_s:
         return None
     q = c.view.quote(c.intent.symbol)
@@ -246,7 +250,9 @@ class Risk:
         clock: Clock,
         ids: ClientIdGenerator,
         rules: tuple[Rule, ...] = DEFAULT_RULES,
+        data_halts: DataHalts | None = None,
     ) -> None:
+        """``data_halts``: the markets whose feed is down (see the module docstring)."""
         self._view = view
         self._cfg = cfg
         self._clock = clock
@@ -255,7 +261,7 @@ class Risk:
         self.state = TradingState.ACTIVE
         self.halts: dict[HaltCause, str] = {}
         self._sent: deque[int] = deque()  # times of orders sent, for the order-rate rule
-        self._stale_feeds: set[str] = set()
+        self.data_halts = data_halts or DataHalts()
         self._loss = DailyLoss(cfg, clock, self._pnl)
         self.reducing: str | None = None  # why trading is reduce-only (the soft loss limit)
 
@@ -319,15 +325,10 @@ class Risk:
         """Resume when the store and the exchange agree; stay halted otherwise."""
         if ev.ok:
             return self.release(HaltCause.RECONCILIATION, "store and exchange agree")
+        if ev.error:  # nothing was compared: "0 differences" would be a lie
+            return self.halt(HaltCause.RECONCILIATION,
+                             f"could not fetch the exchange's state ({ev.error})")
         return self.halt(HaltCause.RECONCILIATION, f"{ev.differences} differences")
-
-    def on_feed_stale(self, ev: FeedStale) -> None:
-        """Deny new orders while any feed is stale."""
-        self._stale_feeds.add(ev.feed)
-
-    def on_feed_recovered(self, ev: FeedRecovered) -> None:
-        """Data flows again on ``ev.feed``."""
-        self._stale_feeds.discard(ev.feed)
 
     # ------------------------------------------------------------------ daily loss
 
@@ -423,7 +424,7 @@ class Risk:
         while self._sent and self._sent[0] <= now - window:
             self._sent.popleft()
         return Check(intent, market, amount, limit_price, price, last, self._view, self._cfg,
-                     now, len(self._sent), frozenset(self._stale_feeds))
+                     now, len(self._sent), self.data_halts.reason(intent.symbol))
 
     def _check(self, check: Check) -> str | None:
         for rule in self._rules:

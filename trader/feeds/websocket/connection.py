@@ -28,6 +28,7 @@ class StreamProtocol(Protocol):
     url: str
     watch_data: bool  # market data: the data watchdog applies
     ping_message: str | None  # sent every ping_interval_s (Bybit); None if the server pings
+    data_markets: tuple[str, ...]  # the markets whose market data it carries (risk gates them)
 
     def connect_messages(self) -> list[str]:
         """Sent right after every connect (the subscriptions, or an auth request first)."""

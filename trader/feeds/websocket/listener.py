@@ -69,6 +69,7 @@ class Listener(Rotation, Worker):
         # back spread out, but never in a storm of instant reconnects (Binance bans IPs for that).
         self.backoff = Backoff(cfg.backoff_initial_s, cfg.backoff_max_s, jitter=0.5, rng=rng)
         self._recovering = False
+        self._recovered_from = "reconnected"
         self._last_immediate = -float("inf")
         self._unknown: set[str] = set()
         self._sockets: set[Any] = set()
@@ -287,6 +288,10 @@ class Listener(Rotation, Worker):
         elif kind is ControlKind.RESUBSCRIBE:
             self._stats.incr(f"{self.name}.resubscribes")
             log.warning("%s: subscription ended (%s); subscribing again", self.name, c.detail)
+            # what the stream carried until the new subscription is missed, as in a reconnect:
+            # its confirmation (or first data) is a recovery, and triggers the catch-up
+            self._recovering, conn.ready_at = True, None
+            self._recovered_from = f"resubscribed ({c.detail})"
             for text in self.protocol.subscribe_messages():
                 send(conn, text)
         elif kind is ControlKind.RECONNECT:
@@ -306,9 +311,10 @@ class Listener(Rotation, Worker):
             return
         self._recovering = False
         self._stats.incr(f"{self.name}.recovered")
-        log.info("%s: recovered", self.name)
+        reason, self._recovered_from = self._recovered_from, "reconnected"
+        log.info("%s: recovered (%s)", self.name, reason)
         ts = self._now()
-        self._emit(FeedRecovered(ts_event=ts, ts_recv=ts, feed=self.name))
+        self._emit(FeedRecovered(ts_event=ts, ts_recv=ts, feed=self.name, reason=reason))
 
     def _emit(self, event: Event) -> bool:
         try:
