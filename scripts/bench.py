@@ -35,6 +35,7 @@ import sys
 import threading
 import time
 from decimal import Decimal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -555,6 +556,76 @@ def journal(quick: bool) -> dict[str, Any]:
     return module.measure(steps=5_000 if quick else 20_000, repeats=1 if quick else 3)
 
 
+# ------------------------------------------------------------------------------------- table
+
+
+@dataclass
+class Run:
+    """What every figure gets: the run's size and the results measured so far."""
+
+    quick: bool
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> int:
+        """Repeated runs per figure."""
+        return 1 if self.quick else 3
+
+    def size(self, quick: int, full: int) -> int:
+        """``quick`` in a --quick run, else ``full``."""
+        return quick if self.quick else full
+
+
+#: Every figure: its name in the table and the JSON, and the function measuring it. Register a
+#: new one with ``@figure("NAME")``; figures run in the order they are registered.
+FIGURES: dict[str, Callable[[Run], dict[str, Any]]] = {}
+
+
+def figure(name: str) -> Callable[[Callable[[Run], dict[str, Any]]],
+                                  Callable[[Run], dict[str, Any]]]:
+    """Register a figure's function under ``name``."""
+    def register(fn: Callable[[Run], dict[str, Any]]) -> Callable[[Run], dict[str, Any]]:
+        FIGURES[name] = fn
+        return fn
+    return register
+
+
+@figure("P1")
+def fig_p1(run: Run) -> dict[str, Any]:
+    return p1(run.size(50_000, 200_000), run.runs)
+
+
+@figure("P2")
+def fig_p2(run: Run) -> dict[str, Any]:
+    return p2(run.size(50_000, 200_000), run.runs)
+
+
+@figure("P3")
+def fig_p3(run: Run) -> dict[str, Any]:
+    return p3(run.size(20_000, 100_000), run.runs)
+
+
+@figure("P4")
+def fig_p4(run: Run) -> dict[str, Any]:
+    return p4({1_000: run.size(2_000, 5_000), 10_000: run.size(20_000, 50_000)},
+              run.results.get("P3", {}).get("ours_eps") or 20_000)
+
+
+@figure("P5")
+def fig_p5(run: Run) -> dict[str, Any]:
+    return p5(run.size(100_000, 1_000_000), run.size(1_000_000, 10_000_000))
+
+
+@figure("P6")
+def fig_p6(run: Run) -> dict[str, Any]:
+    return p6(run.runs)
+
+
+@figure("journal")
+def fig_journal(run: Run) -> dict[str, Any]:
+    return journal(run.quick)
+
+
 # ------------------------------------------------------------------------------------- main
 
 
@@ -563,32 +634,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one run each")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--only", help="comma-separated subset, e.g. P1,P5")
+    parser.add_argument("--only", help="comma-separated subset, e.g. " + ",".join(FIGURES))
     args = parser.parse_args()
-    quick = args.quick
-    runs = 1 if quick else 3
-    plan: dict[str, Callable[[], dict[str, Any]]] = {
-        "P1": lambda: p1(50_000 if quick else 200_000, runs),
-        "P2": lambda: p2(50_000 if quick else 200_000, runs),
-        "P3": lambda: p3(20_000 if quick else 100_000, runs),
-        "P4": lambda: p4({1_000: 2_000 if quick else 5_000, 10_000: 20_000 if quick else 50_000},
-                         results.get("P3", {}).get("ours_eps") or 20_000),
-        "P5": lambda: p5(1_000_000 if not quick else 100_000,
-                         10_000_000 if not quick else 1_000_000),
-        "P6": lambda: p6(runs),
-        "journal": lambda: journal(quick),
+    only = set(args.only.split(",")) if args.only else set(FIGURES)
+    unknown = only - set(FIGURES)
+    if unknown:
+        parser.error(f"--only: unknown figures {sorted(unknown)}; known: {', '.join(FIGURES)}")
+    run = Run(quick=args.quick)
+    results = run.results
+    results["machine"] = {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
     }
-    only = set(args.only.split(",")) if args.only else set(plan)
-    results: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-        }
-    }
-    for name, fn in plan.items():
+    for name, fn in FIGURES.items():
         if name in only:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            results[name] = fn()
+            results[name] = fn(run)
     print(f"{'':4} {'ratio':>8} {'target':>7} {'met':>5}  figures")
     for name, r in results.items():
         if name == "machine":
