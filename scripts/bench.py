@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import platform
 import queue
@@ -44,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trader.app import App, RunMode  # noqa: E402
-from trader.clock import LiveClock  # noqa: E402
+from trader.clock import LiveClock, ManualClock  # noqa: E402
 from trader.config import BusConfig, Config, GeneralConfig, StrategyConfig  # noqa: E402
 from trader.events import Heartbeat, QuoteTick  # noqa: E402
 
@@ -436,26 +437,98 @@ def p4(count_per_rate: dict[int, int], sustainable_eps: float, runs: int) -> dic
 
 # ------------------------------------------------------------------------------------- P5
 
+P5_SYMBOLS = tuple(f"C{i:02d}/USDT" for i in range(50))
+
 
 def p5(n_small: int, n_large: int) -> dict[str, Any]:
-    """RSS after n_small and n_large events through the engine (bounded collections)."""
-    app = bench_app(maxsize=10_000)
-    batch = make_quotes(10_000)
-    dispatch = app.engine.dispatch
-    done = 0
-    marks: dict[int, int] = {}
-    while done < n_large:
-        for ev in batch:
-            dispatch(ev)
-        done += len(batch)
-        if done in (n_small, n_large):
-            gc.collect()
-            marks[done] = rss_bytes()
-    growth = marks[n_large] / marks[n_small] - 1
+    """RSS after ``n_small`` and ``n_large`` fresh events (quotes, trades, candles of 50 markets
+    from the simulated market, and the orders and fills of a strategy on each) published by a
+    producer thread through the bus, the engine, the store, paper matching and the journal."""
+    import tempfile
+
+    from trader.config import (
+        JournalConfig,
+        PaperConfig,
+        RiskConfig,
+        SimulatedConfig,
+        TradeConfig,
+    )
+    from trader.feeds.simulated import SimulatedMarket
+    from trader.journal import Journal
+
+    cfg = Config(
+        general=GeneralConfig(stats_interval_s=3600),
+        trade=TradeConfig(markets=P5_SYMBOLS),
+        simulated=SimulatedConfig(start_prices={s: Decimal(100 + i)
+                                                for i, s in enumerate(P5_SYMBOLS)}),
+        paper=PaperConfig(starting_balances={"USDT": Decimal(10_000_000)}),
+        bus=BusConfig(maxsize=10_000, put_timeout_s=5),
+        risk=RiskConfig(max_orders_per_window=1_000_000, max_position_notional=Decimal(10**9),
+                        daily_loss_limit=Decimal(10**9)),
+        strategies=tuple(StrategyConfig(name="ma_cross", market=s,
+                                        params={"fast": 3, "slow": 6, "amount": "0.1"})
+                         for s in P5_SYMBOLS),
+    )
+    logging.disable(logging.CRITICAL)  # the strategies' log lines are not what is measured
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = ManualClock(time.time_ns())
+        app = App(cfg, clock, RunMode.BACKTEST)
+        for ev in (*app.gateway.load_markets(cfg.trade.markets), *app.gateway.fetch_balances()):
+            app.engine.dispatch(ev)
+        journal = Journal(JournalConfig(path=tmp, retention_days=0), app.clock, app.bus.publish)
+        journal.open()
+        app.registry.observe(journal.record)
+        app.storage_workers.add(journal)
+        app.storage_workers.start()
+        app.executors.start()  # the orders go to the paper gateway from the executor thread
+        market = SimulatedMarket(cfg.simulated, P5_SYMBOLS, app.clock)
+        marks: dict[int, tuple[int, int]] = {}
+        stop = threading.Event()
+
+        def mark(ev: Heartbeat) -> None:
+            if ev.queue_depth == -1:  # the producer's markers (dispatched = events sent)
+                gc.collect()
+                marks[ev.dispatched] = (rss_bytes(), sum(app.stats.dispatched.values()))
+                if ev.dispatched >= n_large:
+                    stop.set()
+
+        app.registry.register(Heartbeat, mark)
+
+        def produce() -> None:
+            publish, sent, now = app.bus.publish, 0, clock.now_ns()
+            for target in (n_small, n_large):
+                while sent < target:
+                    # market time moves 50 ms a step (candles close, strategies trade) and the
+                    # app's clock with it, so the risk rules see fresh quotes
+                    now += 50_000_000
+                    clock.set(now)
+                    for ev in market.step(now):
+                        publish(ev)
+                        sent += 1
+                publish(Heartbeat(ts_event=0, ts_recv=0, queue_depth=-1, dispatched=sent))
+
+        producer = threading.Thread(target=produce, name="bench-p5-producer", daemon=True)
+        t0 = time.perf_counter()
+        producer.start()
+        app.engine.run(stop)
+        elapsed = time.perf_counter() - t0
+        app.executors.stop(5.0)
+        app.storage_workers.stop(5.0)
+        journal.finish()
+        producer.join(5)
+    logging.disable(logging.NOTSET)
+    (small, (rss_small, _)), (large, (rss_large, dispatched)) = sorted(marks.items())
+    growth = rss_large / rss_small - 1
+    counts = app.stats.dispatched
     return {
-        "events_small": n_small, "rss_small_mb": round(marks[n_small] / 2**20, 1),
-        "events_large": n_large, "rss_large_mb": round(marks[n_large] / 2**20, 1),
-        "growth": round(growth, 4), "ratio": round(marks[n_large] / marks[n_small], 4),
+        "symbols": len(P5_SYMBOLS), "events_small": small, "events_large": large,
+        "dispatched": dispatched, "conflated": app.bus.conflated,
+        "quotes": counts["QuoteTick"], "trades": counts["TradeTick"], "candles": counts["Candle"],
+        "orders": sum(v for k, v in counts.items() if k.startswith("Order")),
+        "fills": counts.get("OrderFilled", 0), "journal_written": journal.written,
+        "rate_eps": round(dispatched / elapsed),
+        "rss_small_mb": round(rss_small / 2**20, 1), "rss_large_mb": round(rss_large / 2**20, 1),
+        "growth": round(growth, 4), "ratio": round(rss_large / rss_small, 4),
         "target": 0.05, "met": growth <= 0.05,
     }
 
