@@ -616,7 +616,7 @@ def journal(quick: bool) -> dict[str, Any]:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.measure(steps=5_000 if quick else 20_000, repeats=1 if quick else 3)
+    return module.measure(steps=5_000 if quick else 20_000, repeats=5)
 
 
 # ------------------------------------------------------------------------------------- table
