@@ -4,21 +4,30 @@ and reported as a ratio. A benchmark, not a test: run it by hand.
 
     python scripts/bench.py [--quick] [--json PATH] [--only P1,P2,...]
 
+Every ratio is the median of 5 paired runs (the anchor and ours back to back, so both see the
+same load from the rest of the machine), printed with its range; rates are medians with their
+ranges. ``--quick`` shrinks the sizes, not the number of pairs.
+
 P1  bare queue.Queue hand-off (one producer thread, one consumer) vs our end-to-end dispatch
     (bus -> registry -> store -> paper matching -> strategy runner), events/s.
 P2  one thread: build a quote from the exchange's price strings and dispatch it to a handler that
     updates the store; ours vs NautilusTrader (QuoteTick from strings, MessageBus.publish to a
-    handler updating a locked dict). Skipped with a note when nautilus_trader is not installed
-    (pip install -e '.[bench]').
-P3  one websocket connection from a local `websockets` server (another process): bare
-    websocket-client receive + json.loads (skip_utf8_validation, as we use) vs our listener
-    producing typed events into the store, messages/s.
+    handler updating a locked dict). Ours alone, with a note, when nautilus_trader is not
+    installed (pip install -e '.[bench]').
+P3  one websocket connection, messages/s, first to last message: bare websocket-client ``recv`` +
+    ``json.loads`` (opened with our socket options) vs our listener -> typed events -> bus ->
+    engine -> store. The sender (scripts/bench_ws.py) is another process writing pre-encoded
+    frames to a raw socket; its capacity is measured and must be at least 2x the fastest receiver.
 P4  websocket -> handler latency p50/p99/p99.9 at 1k and 10k messages/s, ours vs a bare
-    websocket-client -> queue.Queue -> handler pipeline; and at 2x our sustainable rate, account
-    events interleaved: none lost, market data conflated and counted.
-P5  process memory (RSS) after 1M and 10M events through the engine; growth between them.
-P6  start to first event, and SIGINT to exit, of scripts/start.py on the default config.
-journal  the dispatch rate with and without the journal (scripts/bench_journal.py).
+    websocket-client -> queue.Queue -> handler pipeline, both skipping the first 10 %; and at 2x
+    our P3 rate, account events interleaved: none lost, market data conflated and counted.
+P5  process memory (RSS) after 1M and 10M fresh events (quotes, trades, candles of 50 markets, the
+    orders and fills of a strategy on each) through bus, engine, store, paper and journal.
+P6  start to first event, and SIGINT to exit, of scripts/start.py on the shipped config (free
+    port, journal in a temp folder); fails loudly if the first event's line is not seen.
+journal  the main thread's dispatch rate with and without the journal (scripts/bench_journal.py).
+
+Figures are functions registered with ``@figure("NAME")`` in :data:`FIGURES`.
 """
 
 from __future__ import annotations
