@@ -4,21 +4,30 @@ and reported as a ratio. A benchmark, not a test: run it by hand.
 
     python scripts/bench.py [--quick] [--json PATH] [--only P1,P2,...]
 
+Every ratio is the median of 5 paired runs (the anchor and ours back to back, so both see the
+same load from the rest of the machine), printed with its range; rates are medians with their
+ranges. ``--quick`` shrinks the sizes, not the number of pairs.
+
 P1  bare queue.Queue hand-off (one producer thread, one consumer) vs our end-to-end dispatch
     (bus -> registry -> store -> paper matching -> strategy runner), events/s.
 P2  one thread: build a quote from the exchange's price strings and dispatch it to a handler that
     updates the store; ours vs NautilusTrader (QuoteTick from strings, MessageBus.publish to a
-    handler updating a locked dict). Skipped with a note when nautilus_trader is not installed
-    (pip install -e '.[bench]').
-P3  one websocket connection from a local `websockets` server (another process): bare
-    websocket-client receive + json.loads (skip_utf8_validation, as we use) vs our listener
-    producing typed events into the store, messages/s.
+    handler updating a locked dict). Ours alone, with a note, when nautilus_trader is not
+    installed (pip install -e '.[bench]').
+P3  one websocket connection, messages/s, first to last message: bare websocket-client ``recv`` +
+    ``json.loads`` (opened with our socket options) vs our listener -> typed events -> bus ->
+    engine -> store. The sender (scripts/bench_ws.py) is another process writing pre-encoded
+    frames to a raw socket; its capacity is measured and must be at least 2x the fastest receiver.
 P4  websocket -> handler latency p50/p99/p99.9 at 1k and 10k messages/s, ours vs a bare
-    websocket-client -> queue.Queue -> handler pipeline; and at 2x our sustainable rate, account
-    events interleaved: none lost, market data conflated and counted.
-P5  process memory (RSS) after 1M and 10M events through the engine; growth between them.
-P6  start to first event, and SIGINT to exit, of scripts/start.py on the default config.
-journal  the dispatch rate with and without the journal (scripts/bench_journal.py).
+    websocket-client -> queue.Queue -> handler pipeline, both skipping the first 10 %; and at 2x
+    our P3 rate, account events interleaved: none lost, market data conflated and counted.
+P5  process memory (RSS) after 1M and 10M fresh events (quotes, trades, candles of 50 markets, the
+    orders and fills of a strategy on each) through bus, engine, store, paper and journal.
+P6  start to first event, and SIGINT to exit, of scripts/start.py on the shipped config (free
+    port, journal in a temp folder); fails loudly if the first event's line is not seen.
+journal  the main thread's dispatch rate with and without the journal (scripts/bench_journal.py).
+
+Figures are functions registered with ``@figure("NAME")`` in :data:`FIGURES`.
 """
 
 from __future__ import annotations
@@ -26,15 +35,19 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import platform
 import queue
 import signal
+import socket
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from decimal import Decimal
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -42,9 +55,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from trader.app import App, RunMode  # noqa: E402
-from trader.clock import LiveClock  # noqa: E402
+from trader.clock import LiveClock, ManualClock  # noqa: E402
 from trader.config import BusConfig, Config, GeneralConfig, StrategyConfig  # noqa: E402
 from trader.events import Heartbeat, QuoteTick  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_ws import ACCOUNT_EVERY, Sender  # noqa: E402
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
@@ -67,9 +83,28 @@ def rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def best_of(runs: int, fn: Callable[[], float]) -> float:
-    """The best rate of ``runs`` runs (least disturbed by the rest of the machine)."""
-    return max(fn() for _ in range(runs))
+def _median_range(xs: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3),
+            "max": round(max(xs), 3)}
+
+
+def paired(runs: int, anchor: Callable[[], float], ours: Callable[[], float]) -> dict[str, Any]:
+    """``runs`` pairs of rates, anchor and ours back to back (so both see the same machine
+    load): the medians, their ranges, and the median of the per-pair ratios with its range."""
+    anchors, our = [], []
+    for _ in range(runs):
+        anchors.append(anchor())
+        our.append(ours())
+    ratios = sorted(o / a for o, a in zip(our, anchors))
+    return {
+        "runs": runs,
+        "anchor_eps": round(statistics.median(anchors)), "anchor_min": round(min(anchors)),
+        "anchor_max": round(max(anchors)),
+        "ours_eps": round(statistics.median(our)), "ours_min": round(min(our)),
+        "ours_max": round(max(our)),
+        "ratio": round(statistics.median(ratios), 3),
+        "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
+    }
 
 
 # ------------------------------------------------------------------------------------- P1
@@ -143,18 +178,10 @@ def our_dispatch(events: list) -> tuple[float, int]:
 
 def p1(n: int, runs: int) -> dict[str, Any]:
     events = make_quotes(n)
-    anchor = best_of(runs, lambda: queue_handoff(queue.Queue, events))
-    simple = best_of(runs, lambda: queue_handoff(queue.SimpleQueue, events))
-    ours = best_of(runs, lambda: our_dispatch(events)[0])
-    return {
-        "events": n,
-        "anchor_queue_queue_eps": round(anchor),
-        "reference_simple_queue_eps": round(simple),
-        "ours_eps": round(ours),
-        "ratio": round(ours / anchor, 3),
-        "target": 0.8,
-        "met": ours / anchor >= 0.8,
-    }
+    r = paired(runs, lambda: queue_handoff(queue.Queue, events), lambda: our_dispatch(events)[0])
+    simple = statistics.median(queue_handoff(queue.SimpleQueue, events) for _ in range(runs))
+    return {"events": n, **r, "reference_simple_queue_eps": round(simple),
+            "target": 0.8, "met": r["ratio"] >= 0.8}
 
 
 # ------------------------------------------------------------------------------------- P2
@@ -183,16 +210,16 @@ def p2(n: int, runs: int) -> dict[str, Any]:
                                bid_size=Decimal(bs), ask=Decimal(ask), ask_size=Decimal(as_)))
         return n / (time.perf_counter() - t0)
 
-    ours_eps = best_of(runs, ours)
-    out: dict[str, Any] = {"events": n, "ours_eps": round(ours_eps), "target": 1.0}
+    out: dict[str, Any] = {"events": n, "target": 1.0}
     try:
-        theirs_eps = best_of(runs, lambda: _nautilus(raw))
+        import nautilus_trader  # noqa: F401
     except ImportError as exc:
-        out.update(anchor_nautilus_eps=None, ratio=None, met=None,
+        ours_eps = statistics.median(ours() for _ in range(runs))
+        out.update(ours_eps=round(ours_eps), anchor_eps=None, ratio=None, met=None,
                    note=f"nautilus_trader not installed ({exc}); pip install -e '.[bench]'")
         return out
-    out.update(anchor_nautilus_eps=round(theirs_eps), ratio=round(ours_eps / theirs_eps, 3),
-               met=ours_eps / theirs_eps >= 1.0)
+    r = paired(runs, lambda: _nautilus(raw), ours)
+    out.update(r, met=r["ratio"] >= 1.0)
     return out
 
 
@@ -224,82 +251,28 @@ def _nautilus(raw: list[tuple[str, str, str, str]]) -> float:
 
 # ------------------------------------------------------------------------------------- P3/P4
 
-ACCOUNT_EVERY = 50  # in the overload run, every 50th message is an account update
 
+def _bare_connect(url: str) -> Any:
+    """websocket-client with our socket options (``connect``), subscribed as our listener is."""
+    from trader.feeds.websocket.connection import connect
 
-def _ws_server(port_q: Any, plan_q: Any) -> None:
-    """Runs in a child process: for each connection, take a plan (count, rate) from ``plan_q``
-    and send that many Binance bookTicker messages (combined-stream form) whose bid is the send
-    time in perf_counter ns, paced at ``rate`` per second (0 = as fast as possible).
-
-    A threaded (sync) server that busy-waits to each message's send time: an asyncio sleep is
-    too coarse at 10k/s and would send bursts, measuring the bursts' queueing, not our path."""
-    import socket
-
-    from websockets.sync.server import serve
-
-    def handler(ws: Any) -> None:
-        count, rate, with_account = plan_q.get()
-        ws.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            msg = json.loads(ws.recv(timeout=0.3))  # our listener subscribes first
-            ws.send(json.dumps({"result": None, "id": msg.get("id")}))
-        except (TimeoutError, ValueError):
-            pass
-        send, perf, perf_ns = ws.send, time.perf_counter, time.perf_counter_ns
-        t0 = perf()
-        for i in range(count):
-            if rate:
-                due = t0 + i / rate
-                while perf() < due:
-                    pass
-            if with_account and i % ACCOUNT_EVERY == 0:
-                payload = {"e": "outboundAccountPosition", "E": 1, "u": i,
-                           "B": [{"a": "USDT", "f": f"{i}.0", "l": "0"}]}
-                send(json.dumps({"subscriptionId": 0, "event": payload}))
-            now = perf_ns()
-            send('{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%d",'
-                 '"B":"1.5","a":"%d","A":"2.5"}}' % (i, now, now + 1))
-        try:
-            ws.recv(timeout=3600)  # keep the connection open until the client closes it
-        except Exception:  # noqa: BLE001 - the client went away: that is the end
-            pass
-
-    with serve(handler, "127.0.0.1", 0, compression=None, max_queue=None) as server:
-        port_q.put(server.socket.getsockname()[1])
-        server.serve_forever()
-
-
-class WsServer:
-    """The benchmark's websocket server in a separate process (so it does not share our GIL)."""
-
-    def __enter__(self) -> WsServer:
-        import multiprocessing as mp
-
-        ctx = mp.get_context("spawn")
-        self._port_q, self.plans = ctx.Queue(), ctx.Queue()
-        self._proc = ctx.Process(target=_ws_server, args=(self._port_q, self.plans), daemon=True)
-        self._proc.start()
-        self.url = f"ws://127.0.0.1:{self._port_q.get(timeout=30)}"
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._proc.terminate()
-        self._proc.join(5)
-
-
-def _bare_receive(url: str, count: int) -> float:
-    import websocket
-
-    ws = websocket.create_connection(url + "/stream", skip_utf8_validation=True)
+    ws = connect(url, 10.0)
     ws.send(json.dumps({"method": "SUBSCRIBE", "params": [], "id": 1}))
+    json.loads(ws.recv())  # the subscription reply
+    return ws
+
+
+def _bare_receive(sender: Sender, count: int) -> float:
+    """Messages/s of bare websocket-client ``recv`` + ``json.loads``, first to last message."""
+    sender.plans.put(("burst", count))
+    ws = _bare_connect(sender.url)
     recv, loads = ws.recv, json.loads
-    loads(recv())  # the subscription reply
+    loads(recv())
     t0 = time.perf_counter()
-    for _ in range(count):
+    for _ in range(count - 1):
         loads(recv())
-    rate = count / (time.perf_counter() - t0)
-    ws.close()
+    rate = (count - 1) / (time.perf_counter() - t0)
+    ws.shutdown()
     return rate
 
 
@@ -308,7 +281,6 @@ class OurPipeline:
 
     def __init__(self, url: str, maxsize: int = 10_000) -> None:
         from trader.bus import Bus
-        from trader.clock import LiveClock
         from trader.config import StoreConfig, StreamsConfig
         from trader.engine import Engine, Registry
         from trader.events import BalanceUpdate
@@ -331,7 +303,7 @@ class OurPipeline:
         self.quotes = 0
         self.first_ns = 0
         self.last_ns = 0
-        protocol = BinanceMarketStreams(url + "/stream", ["BTC/USDT"], None)
+        protocol = BinanceMarketStreams(url, ["BTC/USDT"], None)
         self.listener = Listener(protocol, self.bus.publish, LiveClock(), self.stats,
                                  StreamsConfig())
         self._stop_listener = threading.Event()
@@ -361,6 +333,38 @@ class OurPipeline:
         self.listener.close()
         t.join(5)
 
+    def rate(self) -> float:
+        """Quotes/s dispatched, first to last."""
+        return (self.quotes - 1) / max((self.last_ns - self.first_ns) / 1e9, 1e-9)
+
+
+def _ours_receive(sender: Sender, count: int) -> float:
+    """Messages/s of our listener -> bus -> engine -> store, first to last quote dispatched."""
+    sender.plans.put(("burst", count))
+    pipe = OurPipeline(sender.url, maxsize=count + 10)
+    pipe.run(lambda: pipe.quotes >= count, 120)
+    if pipe.quotes < count or pipe.bus.conflated:
+        raise RuntimeError(f"P3: {pipe.quotes} of {count} quotes dispatched, "
+                           f"{pipe.bus.conflated} conflated")
+    return pipe.rate()
+
+
+def p3(n: int, runs: int) -> dict[str, Any]:
+    with Sender() as sender:
+        _bare_receive(sender, n // 10)  # warm both paths up (imports, first connection)
+        _ours_receive(sender, n // 10)
+        r = paired(runs, lambda: _bare_receive(sender, n), lambda: _ours_receive(sender, n))
+        capacity = [sender.capacity(n) for _ in range(3)]
+    fastest = max(r["anchor_max"], r["ours_max"])
+    cap = statistics.median(capacity)
+    if cap < 2 * fastest:
+        print(f"P3: WARNING the sender's capacity {cap:,.0f} msg/s is under twice the fastest "
+              f"receiver ({fastest:,.0f} msg/s): the figures are capped by the sender",
+              file=sys.stderr)
+    return {"messages": n, **r, "sender_capacity_eps": round(cap),
+            "sender_over_fastest": round(cap / fastest, 2), "sender_ok": cap >= 2 * fastest,
+            "target": 1.0, "met": r["ratio"] >= 1.0 and cap >= 2 * fastest}
+
 
 def _percentiles(samples_ns: list[int]) -> dict[str, float]:
     xs = sorted(samples_ns)
@@ -371,69 +375,15 @@ def _percentiles(samples_ns: list[int]) -> dict[str, float]:
     return {"p50_us": pct(0.50), "p99_us": pct(0.99), "p999_us": pct(0.999)}
 
 
-def _listener_only(url: str, count: int) -> float:
-    """Our listener alone (parse + typed events) publishing into a list: no engine thread."""
-    from trader.clock import LiveClock
-    from trader.config import StreamsConfig
-    from trader.feeds.binance import BinanceMarketStreams
-    from trader.feeds.websocket import Listener
-    from trader.stats import Stats
-
-    got: list = []
-    stop = threading.Event()
-    marks: list[float] = []
-
-    def publish(ev: Any) -> None:
-        if type(ev) is QuoteTick:
-            got.append(ev)
-            if len(got) == 1:
-                marks.append(time.perf_counter())
-            elif len(got) >= count:
-                marks.append(time.perf_counter())
-                stop.set()
-
-    listener = Listener(BinanceMarketStreams(url + "/stream", ["BTC/USDT"], None), publish,
-                        LiveClock(), Stats(), StreamsConfig())
-    t = threading.Thread(target=listener.run, args=(stop,), daemon=True)
-    t.start()
-    stop.wait(120)
-    listener.close()
-    t.join(5)
-    return (count - 1) / (marks[1] - marks[0])
-
-
-def p3(n: int, runs: int) -> dict[str, Any]:
-    anchors, ours, alone = [], [], []
-    with WsServer() as srv:
-        for _ in range(runs):
-            srv.plans.put((n, 0, False))
-            anchors.append(_bare_receive(srv.url, n))
-            srv.plans.put((n, 0, False))
-            alone.append(_listener_only(srv.url, n))
-            srv.plans.put((n, 0, False))
-            pipe = OurPipeline(srv.url, maxsize=n + 10)
-            pipe.run(lambda: pipe.quotes >= n, 120)
-            assert pipe.bus.conflated == 0
-            ours.append((pipe.quotes - 1) / ((pipe.last_ns - pipe.first_ns) / 1e9))
-    anchor, our, only = max(anchors), max(ours), max(alone)
-    return {"messages": n, "anchor_bare_ws_eps": round(anchor), "ours_eps": round(our),
-            "ours_listener_only_eps": round(only),
-            "listener_only_ratio": round(only / anchor, 3),
-            "ratio": round(our / anchor, 3), "target": 0.7, "met": our / anchor >= 0.7}
-
-
-def _bare_latency(url: str, count: int, plans: Any, rate: int) -> list[int]:
-    import websocket
-
-    plans.put((count, rate, False))
-    ws = websocket.create_connection(url + "/stream", skip_utf8_validation=True)
-    ws.send(json.dumps({"method": "SUBSCRIBE", "params": [], "id": 1}))
+def _bare_latency(sender: Sender, count: int, rate: int) -> list[int]:
+    """Send time -> handler latencies of websocket-client -> ``queue.Queue`` -> handler."""
+    sender.plans.put(("paced", count, rate, False))
+    ws = _bare_connect(sender.url)
     q: queue.Queue = queue.Queue()
     lat: list[int] = []
 
     def receive() -> None:
         recv, loads, put = ws.recv, json.loads, q.put
-        loads(recv())
         for _ in range(count):
             put(loads(recv()))
         put(None)
@@ -442,69 +392,153 @@ def _bare_latency(url: str, count: int, plans: Any, rate: int) -> list[int]:
     t.start()
     while (msg := q.get()) is not None:
         lat.append(time.perf_counter_ns() - int(msg["data"]["b"]))
-    ws.close()
+    t.join(5)
+    ws.shutdown()
     return lat
 
 
-def p4(count_per_rate: dict[int, int], sustainable_eps: float) -> dict[str, Any]:
+def _ours_latency(sender: Sender, count: int, rate: int) -> list[int]:
+    sender.plans.put(("paced", count, rate, False))
+    pipe = OurPipeline(sender.url)
+    pipe.run(lambda: pipe.quotes >= count, 120)
+    return pipe.latencies
+
+
+def p4(count_per_rate: dict[int, int], sustainable_eps: float, runs: int) -> dict[str, Any]:
+    """Latency percentiles, both sides skipping the same first 10 % (connect warm-up); each
+    percentile the median of ``runs`` paired runs, with its range."""
     out: dict[str, Any] = {}
-    with WsServer() as srv:
+    with Sender() as sender:
         for rate, count in count_per_rate.items():
-            anchor = _percentiles(_bare_latency(srv.url, count, srv.plans, rate))
-            srv.plans.put((count, rate, False))
-            pipe = OurPipeline(srv.url)
-            pipe.run(lambda: pipe.quotes >= count, 120)
-            ours = _percentiles(pipe.latencies[count // 10:])  # skip the connect warm-up
-            out[f"{rate}_per_s"] = {"ours": ours, "anchor_bare": anchor}
+            anchors, ours = [], []
+            for _ in range(runs):
+                anchors.append(_percentiles(_bare_latency(sender, count, rate)[count // 10:]))
+                ours.append(_percentiles(_ours_latency(sender, count, rate)[count // 10:]))
+            out[f"{rate}_per_s"] = {
+                side: {k: _median_range([s[k] for s in samples]) for k in samples[0]}
+                for side, samples in (("ours", ours), ("anchor_bare", anchors))
+            }
         rate = int(sustainable_eps * 2)
         count = rate * 2  # two seconds at twice what we sustain
-        srv.plans.put((count, rate, True))
-        pipe = OurPipeline(srv.url, maxsize=1_000)
+        sender.plans.put(("paced", count, rate, True))
+        pipe = OurPipeline(sender.url, maxsize=1_000)
         accounts = (count + ACCOUNT_EVERY - 1) // ACCOUNT_EVERY
         pipe.run(lambda: len(pipe.balances) >= accounts
                  and pipe.quotes + pipe.bus.conflated >= count, 60)
-        achieved = (pipe.quotes - 1) / max((pipe.last_ns - pipe.first_ns) / 1e9, 1e-9)
         out["overload_2x"] = {
             "rate_per_s": rate, "quotes_sent": count, "quotes_dispatched": pipe.quotes,
             "conflated": pipe.bus.conflated, "account_events_sent": accounts,
             "account_events_dispatched": len(pipe.balances),
             "account_events_in_order": pipe.balances == sorted(pipe.balances),
             "counters_add_up": pipe.quotes + pipe.bus.conflated == count,
-            "achieved_dispatch_rate_per_s": round(achieved),
+            "achieved_dispatch_rate_per_s": round(pipe.rate()),
         }
-    at10k = out.get("10000_per_s", {}).get("ours", {})
+    at10k = out["10000_per_s"]["ours"]
     over = out["overload_2x"]
-    met = (at10k.get("p50_us", 1e9) <= 100 and at10k.get("p99_us", 1e9) <= 300
+    met = (at10k["p50_us"]["median"] <= 100 and at10k["p99_us"]["median"] <= 300
            and over["account_events_dispatched"] == over["account_events_sent"])
     out.update(target={"p50_us_at_10k": 100, "p99_us_at_10k": 300,
                        "overload": "no account event lost"},
-               ratio=round(at10k["p99_us"] / out["10000_per_s"]["anchor_bare"]["p99_us"], 3)
-               if at10k else None, met=met)
+               ratio=round(at10k["p99_us"]["median"]
+                           / out["10000_per_s"]["anchor_bare"]["p99_us"]["median"], 3),
+               met=met)
     return out
 
 
 # ------------------------------------------------------------------------------------- P5
 
+P5_SYMBOLS = tuple(f"C{i:02d}/USDT" for i in range(50))
+
 
 def p5(n_small: int, n_large: int) -> dict[str, Any]:
-    """RSS after n_small and n_large events through the engine (bounded collections)."""
-    app = bench_app(maxsize=10_000)
-    batch = make_quotes(10_000)
-    dispatch = app.engine.dispatch
-    done = 0
-    marks: dict[int, int] = {}
-    while done < n_large:
-        for ev in batch:
-            dispatch(ev)
-        done += len(batch)
-        if done in (n_small, n_large):
-            gc.collect()
-            marks[done] = rss_bytes()
-    growth = marks[n_large] / marks[n_small] - 1
+    """RSS after ``n_small`` and ``n_large`` fresh events (quotes, trades, candles of 50 markets
+    from the simulated market, and the orders and fills of a strategy on each) published by a
+    producer thread through the bus, the engine, the store, paper matching and the journal."""
+    import tempfile
+
+    from trader.config import (
+        JournalConfig,
+        PaperConfig,
+        RiskConfig,
+        SimulatedConfig,
+        TradeConfig,
+    )
+    from trader.feeds.simulated import SimulatedMarket
+    from trader.journal import Journal
+
+    cfg = Config(
+        general=GeneralConfig(stats_interval_s=3600),
+        trade=TradeConfig(markets=P5_SYMBOLS),
+        simulated=SimulatedConfig(start_prices={s: Decimal(100 + i)
+                                                for i, s in enumerate(P5_SYMBOLS)}),
+        paper=PaperConfig(starting_balances={"USDT": Decimal(10_000_000)}),
+        bus=BusConfig(maxsize=10_000, put_timeout_s=5),
+        risk=RiskConfig(max_orders_per_window=1_000_000, max_position_notional=Decimal(10**9),
+                        daily_loss_limit=Decimal(10**9)),
+        strategies=tuple(StrategyConfig(name="ma_cross", market=s,
+                                        params={"fast": 3, "slow": 6, "amount": "0.1"})
+                         for s in P5_SYMBOLS),
+    )
+    logging.disable(logging.CRITICAL)  # the strategies' log lines are not what is measured
+    with tempfile.TemporaryDirectory() as tmp:
+        clock = ManualClock(time.time_ns())
+        app = App(cfg, clock, RunMode.BACKTEST)
+        for ev in (*app.gateway.load_markets(cfg.trade.markets), *app.gateway.fetch_balances()):
+            app.engine.dispatch(ev)
+        journal = Journal(JournalConfig(path=tmp, retention_days=0), app.clock, app.bus.publish)
+        journal.open()
+        app.registry.observe(journal.record)
+        app.storage_workers.add(journal)
+        app.storage_workers.start()
+        app.executors.start()  # the orders go to the paper gateway from the executor thread
+        market = SimulatedMarket(cfg.simulated, P5_SYMBOLS, app.clock)
+        marks: dict[int, tuple[int, int]] = {}
+        stop = threading.Event()
+
+        def mark(ev: Heartbeat) -> None:
+            if ev.queue_depth == -1:  # the producer's markers (dispatched = events sent)
+                gc.collect()
+                marks[ev.dispatched] = (rss_bytes(), sum(app.stats.dispatched.values()))
+                if ev.dispatched >= n_large:
+                    stop.set()
+
+        app.registry.register(Heartbeat, mark)
+
+        def produce() -> None:
+            publish, sent, now = app.bus.publish, 0, clock.now_ns()
+            for target in (n_small, n_large):
+                while sent < target:
+                    # market time moves 50 ms a step (candles close, strategies trade) and the
+                    # app's clock with it, so the risk rules see fresh quotes
+                    now += 50_000_000
+                    clock.set(now)
+                    for ev in market.step(now):
+                        publish(ev)
+                        sent += 1
+                publish(Heartbeat(ts_event=0, ts_recv=0, queue_depth=-1, dispatched=sent))
+
+        producer = threading.Thread(target=produce, name="bench-p5-producer", daemon=True)
+        t0 = time.perf_counter()
+        producer.start()
+        app.engine.run(stop)
+        elapsed = time.perf_counter() - t0
+        app.executors.stop(5.0)
+        app.storage_workers.stop(5.0)
+        journal.finish()
+        producer.join(5)
+    logging.disable(logging.NOTSET)
+    (small, (rss_small, _)), (large, (rss_large, dispatched)) = sorted(marks.items())
+    growth = rss_large / rss_small - 1
+    counts = app.stats.dispatched
     return {
-        "events_small": n_small, "rss_small_mb": round(marks[n_small] / 2**20, 1),
-        "events_large": n_large, "rss_large_mb": round(marks[n_large] / 2**20, 1),
-        "growth": round(growth, 4), "ratio": round(marks[n_large] / marks[n_small], 4),
+        "symbols": len(P5_SYMBOLS), "events_small": small, "events_large": large,
+        "dispatched": dispatched, "conflated": app.bus.conflated,
+        "quotes": counts["QuoteTick"], "trades": counts["TradeTick"], "candles": counts["Candle"],
+        "orders": sum(v for k, v in counts.items() if k.startswith("Order")),
+        "fills": counts.get("OrderFilled", 0), "journal_written": journal.written,
+        "rate_eps": round(dispatched / elapsed),
+        "rss_small_mb": round(rss_small / 2**20, 1), "rss_large_mb": round(rss_large / 2**20, 1),
+        "growth": round(growth, 4), "ratio": round(rss_large / rss_small, 4),
         "target": 0.05, "met": growth <= 0.05,
     }
 
@@ -512,31 +546,70 @@ def p5(n_small: int, n_large: int) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- P6
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start_and_stop(tmp: str, timeout_s: float = 30.0) -> tuple[float, float]:
+    """One start of scripts/start.py on the shipped config (journal and paper account in
+    ``tmp``, the HTTP endpoint on a free port): seconds to the first event's log line, and from
+    SIGINT to exit. Raises with the output when the line is not seen or the exit is not clean."""
+    env = dict(os.environ, TRADER__JOURNAL__PATH=f"{tmp}/journal",
+               TRADER__PAPER__ACCOUNT_FILE=f"{tmp}/paper-account.json",
+               TRADER__METRICS__PORT=str(_free_port()))
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(ROOT / "config.yaml"),
+         "--log-level", "DEBUG"],
+        cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    started = threading.Event()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            seen.append(line)
+            if not started.is_set() and ("BALANCE" in line or "FeedConnected" in line):
+                started.set()
+
+    reader = threading.Thread(target=read, name="bench-p6-output", daemon=True)
+    reader.start()
+    try:
+        if not started.wait(timeout_s):
+            raise RuntimeError(f"P6: no first event within {timeout_s:.0f} s (exit code "
+                               f"{proc.poll()}); output:\n" + "".join(seen[-30:]))
+        start_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=10)
+        stop_s = time.perf_counter() - t1
+    finally:
+        proc.kill()
+        reader.join(5)
+    if code != 0:
+        raise RuntimeError(f"P6: exit code {code} after SIGINT; output:\n" + "".join(seen[-30:]))
+    return start_s, stop_s
+
+
 def p6(runs: int) -> dict[str, Any]:
-    """Start to first event and SIGINT to exit of scripts/start.py (default config)."""
+    """Start to first event and SIGINT to exit of scripts/start.py (shipped config), each the
+    median of ``runs`` starts with its range."""
+    import tempfile
+
     starts, stops = [], []
     for _ in range(runs):
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "scripts" / "start.py"), "--log-level", "DEBUG"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        )
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if "BALANCE" in line or "FeedConnected" in line:
-                    starts.append(time.perf_counter() - t0)
-                    break
-            t1 = time.perf_counter()
-            proc.send_signal(signal.SIGINT)
-            proc.communicate(timeout=10)
-            stops.append(time.perf_counter() - t1)
-        finally:
-            proc.kill()
-    start_s, stop_s = min(starts), min(stops)
+        with tempfile.TemporaryDirectory() as tmp:
+            start_s, stop_s = _start_and_stop(tmp)
+        starts.append(start_s)
+        stops.append(stop_s)
+    start, stop = _median_range(starts), _median_range(stops)
     return {
-        "start_to_first_event_s": round(start_s, 3), "sigint_to_exit_s": round(stop_s, 3),
-        "target_s": 1.0, "met": start_s <= 1.0 and stop_s <= 1.0,
+        "runs": runs, "start_to_first_event_s": start, "sigint_to_exit_s": stop,
+        "target": 1.0, "met": start["median"] <= 1.0 and stop["median"] <= 1.0,
     }
 
 
@@ -552,7 +625,77 @@ def journal(quick: bool) -> dict[str, Any]:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.measure(steps=5_000 if quick else 20_000, repeats=1 if quick else 3)
+    return module.measure(steps=5_000 if quick else 20_000, repeats=5)
+
+
+# ------------------------------------------------------------------------------------- table
+
+
+@dataclass
+class Run:
+    """What every figure gets: the run's size and the results measured so far."""
+
+    quick: bool
+    results: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def runs(self) -> int:
+        """Paired runs per figure (a ratio is the median of at least 5)."""
+        return 5
+
+    def size(self, quick: int, full: int) -> int:
+        """``quick`` in a --quick run, else ``full``."""
+        return quick if self.quick else full
+
+
+#: Every figure: its name in the table and the JSON, and the function measuring it. Register a
+#: new one with ``@figure("NAME")``; figures run in the order they are registered.
+FIGURES: dict[str, Callable[[Run], dict[str, Any]]] = {}
+
+
+def figure(name: str) -> Callable[[Callable[[Run], dict[str, Any]]],
+                                  Callable[[Run], dict[str, Any]]]:
+    """Register a figure's function under ``name``."""
+    def register(fn: Callable[[Run], dict[str, Any]]) -> Callable[[Run], dict[str, Any]]:
+        FIGURES[name] = fn
+        return fn
+    return register
+
+
+@figure("P1")
+def fig_p1(run: Run) -> dict[str, Any]:
+    return p1(run.size(50_000, 200_000), run.runs)
+
+
+@figure("P2")
+def fig_p2(run: Run) -> dict[str, Any]:
+    return p2(run.size(50_000, 200_000), run.runs)
+
+
+@figure("P3")
+def fig_p3(run: Run) -> dict[str, Any]:
+    return p3(run.size(20_000, 100_000), run.runs)
+
+
+@figure("P4")
+def fig_p4(run: Run) -> dict[str, Any]:
+    return p4({1_000: run.size(2_000, 5_000), 10_000: run.size(20_000, 50_000)},
+              run.results.get("P3", {}).get("ours_eps") or 20_000, run.runs)
+
+
+@figure("P5")
+def fig_p5(run: Run) -> dict[str, Any]:
+    return p5(run.size(100_000, 1_000_000), run.size(1_000_000, 10_000_000))
+
+
+@figure("P6")
+def fig_p6(run: Run) -> dict[str, Any]:
+    return p6(run.runs)
+
+
+@figure("journal")
+def fig_journal(run: Run) -> dict[str, Any]:
+    return journal(run.quick)
 
 
 # ------------------------------------------------------------------------------------- main
@@ -563,32 +706,22 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes, one run each")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    parser.add_argument("--only", help="comma-separated subset, e.g. P1,P5")
+    parser.add_argument("--only", help="comma-separated subset, e.g. " + ",".join(FIGURES))
     args = parser.parse_args()
-    quick = args.quick
-    runs = 1 if quick else 3
-    plan: dict[str, Callable[[], dict[str, Any]]] = {
-        "P1": lambda: p1(50_000 if quick else 200_000, runs),
-        "P2": lambda: p2(50_000 if quick else 200_000, runs),
-        "P3": lambda: p3(20_000 if quick else 100_000, runs),
-        "P4": lambda: p4({1_000: 2_000 if quick else 5_000, 10_000: 20_000 if quick else 50_000},
-                         results.get("P3", {}).get("ours_eps") or 20_000),
-        "P5": lambda: p5(1_000_000 if not quick else 100_000,
-                         10_000_000 if not quick else 1_000_000),
-        "P6": lambda: p6(runs),
-        "journal": lambda: journal(quick),
+    only = set(args.only.split(",")) if args.only else set(FIGURES)
+    unknown = only - set(FIGURES)
+    if unknown:
+        parser.error(f"--only: unknown figures {sorted(unknown)}; known: {', '.join(FIGURES)}")
+    run = Run(quick=args.quick)
+    results = run.results
+    results["machine"] = {
+        "python": platform.python_version(), "platform": platform.platform(),
+        "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
     }
-    only = set(args.only.split(",")) if args.only else set(plan)
-    results: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(), "platform": platform.platform(),
-            "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-        }
-    }
-    for name, fn in plan.items():
+    for name, fn in FIGURES.items():
         if name in only:
             print(f"running {name} ...", file=sys.stderr, flush=True)
-            results[name] = fn()
+            results[name] = fn(run)
     print(f"{'':4} {'ratio':>8} {'target':>7} {'met':>5}  figures")
     for name, r in results.items():
         if name == "machine":

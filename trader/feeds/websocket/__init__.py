@@ -1,6 +1,7 @@
 """The websocket listener: one worker thread per connection, with our own reconnect loop.
 
-Modules: ``connection`` (the venue protocol, opening, reading, sending, closing),
+Modules: ``connection`` (the venue protocol, opening, reading, sending, closing), ``frames``
+(RFC 6455 frames read from websocket-client's socket, faster than its own reassembly),
 ``listener`` (the thread: reconnects, watchdogs, messages), ``rotation`` (make-before-break).
 
 websocket-client's ``run_forever(reconnect=N)`` waits a fixed time and gives up after a clean
@@ -23,7 +24,7 @@ timeout, so the watchdogs run between frames):
   close the old one, then replay the buffer, skipping frames identical to ones the old
   connection already delivered (so a fill is not applied twice).
 - **Keepalive**: protocols that need it (Bybit) get ``ping_message`` every ``ping_interval_s``.
-  Server pings are answered by websocket-client inside ``recv``; that is why handling a message
+  Server pings are answered by the frame reader inside ``recv``; that is why handling a message
   never blocks on anything but ``publish``.
 
 Handling a message is parse + ``publish`` only. Market data goes through the bus's conflating

@@ -2,7 +2,8 @@
 (:class:`Conn`), and opening, reading, sending and closing it.
 
 Reads use a short socket timeout so the listener's watchdogs run between frames; a failed read
-or send ends the connection with its reason instead of raising.
+or send ends the connection with its reason instead of raising. Frames are read by our own
+:class:`~trader.feeds.websocket.frames.FrameReader` from websocket-client's connected socket.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any, Protocol
 import websocket
 
 from trader.feeds.parsers.common import Parsed
+from trader.feeds.websocket.frames import OP_BINARY, OP_CLOSE, OP_TEXT, FrameReader
 
-OPCODE_TEXT = websocket.ABNF.OPCODE_TEXT
-READ_AHEAD = 65536  # bytes asked of the socket per read
 MAX_READ_WAIT_S = 1.0  # the read loop re-checks its deadlines at least this often
 
 
@@ -58,6 +58,10 @@ class Conn:
     outcome: tuple[str, bool] | None = None  # (reason, reconnect immediately)
     dedupe: set[bytes] = field(default_factory=set)  # frames the previous connection delivered
     dedupe_until: float = 0.0
+    frames: FrameReader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.frames = FrameReader(self.ws)
 
     def end(self, reason: str, immediate: bool = False) -> None:
         """Mark the connection finished (the first reason wins)."""
@@ -66,25 +70,20 @@ class Conn:
 
 
 def connect(url: str, timeout: float) -> Any:
-    """Open a websocket to ``url`` (connect bounded by ``timeout``), reading ahead."""
-    ws = websocket.create_connection(
+    """Open a websocket to ``url`` (connect bounded by ``timeout``)."""
+    return websocket.create_connection(
         url, timeout=timeout, skip_utf8_validation=True, enable_multithread=True
     )
-    # Read ahead: websocket-client asks the socket for exactly the bytes of the next header or
-    # payload, two syscalls per frame, each releasing the GIL and handing it to the main thread
-    # (bench P3 measured that hand-off as most of our cost). Asking for up to READ_AHEAD bytes
-    # reads a burst of frames at once; frame_buffer keeps what it did not need for the next.
-    read = ws.frame_buffer.recv
-    ws.frame_buffer.recv = lambda _size: read(READ_AHEAD)
-    return ws
 
 
 def close_socket(ws: Any) -> None:
-    """Send a close frame if the socket still takes one, then close it."""
-    try:
-        ws.send_close()
-    except Exception:  # noqa: BLE001 - the socket may already be gone
-        pass
+    """Send a close frame unless one was sent already (a server's close answered), then close
+    the socket."""
+    if ws.connected:
+        try:
+            ws.send_close()
+        except Exception:  # noqa: BLE001 - the socket may already be gone
+            pass
     ws.shutdown()
 
 
@@ -104,23 +103,20 @@ def recv(conn: Conn, wait: float | None = None) -> bytes | None:
     try:
         if wait is not None:
             conn.ws.settimeout(min(max(wait, 0.001), MAX_READ_WAIT_S))
-        opcode, frame = conn.ws.recv_data_frame(True)
+        opcode, data = conn.frames.recv()
     except websocket.WebSocketTimeoutException:
         return None
     except (websocket.WebSocketException, OSError) as exc:
         conn.end(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         return None
     conn.last_frame = time.monotonic()
-    if opcode == OPCODE_TEXT:
-        return frame.data
-    if opcode == websocket.ABNF.OPCODE_CLOSE:
-        code = int.from_bytes(frame.data[:2], "big") if len(frame.data) >= 2 else None
-        text = frame.data[2:].decode("utf-8", "replace")
+    if opcode == OP_TEXT or opcode == OP_BINARY:
+        return data
+    if opcode == OP_CLOSE:
+        code = int.from_bytes(data[:2], "big") if len(data) >= 2 else None
+        text = data[2:].decode("utf-8", "replace")
         conn.end(f"closed by the server (code {code}{', ' + text if text else ''})")
-        return None
-    if opcode in (websocket.ABNF.OPCODE_PING, websocket.ABNF.OPCODE_PONG):
-        return None
-    return frame.data
+    return None  # ping (answered by the reader) or pong
 
 
 def send(conn: Conn, text: str) -> None:
