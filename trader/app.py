@@ -112,12 +112,14 @@ RISK_CHECK_S = 1.0  # the daily loss limit is checked this often even without fi
 
 @dataclass
 class Venue:
-    """What the exchange choice decides: the gateway, the feeds that stream its data, and
-    main-thread handlers it needs (the paper gateway matches resting orders on quotes)."""
+    """What the exchange choice decides: the gateway, the feeds that stream its data,
+    main-thread handlers it needs (the paper gateway matches resting orders on quotes), and
+    writers stopped with the storage writers (the paper account file's)."""
 
     gateway: Gateway
     feeds: list[Worker] = field(default_factory=list)
     handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
+    writers: list[Worker] = field(default_factory=list)
 
 
 def build_venue(
@@ -151,8 +153,9 @@ def build_venue(
         source = ccxt_gw
     p = cfg.paper
     paper = PaperGateway(source, clock, p.starting_balances, p.fee_rate, p.slippage_bps,
-                         p.latency_ms, p.partial_fills, paper_account_path(cfg))
-    return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)])
+                         p.latency_ms, p.partial_fills, paper_account_path(cfg), publish)
+    return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)],
+                 [paper.writer] if paper.writer is not None else [])
 
 
 @dataclass
@@ -249,7 +252,7 @@ class App(Lifecycle):
         self.executors = Supervisor(self.bus.publish, self.clock, self.stats)
         self.executors.add(self.executor)
         self.storage_workers = Supervisor(self.bus.publish, self.clock, self.stats)
-        for worker in self.storage.workers:
+        for worker in (*self.storage.workers, *self.venue.writers):
             self.storage_workers.add(worker)
         for observer in self.storage.observers:
             self.registry.observe(observer)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import islice
 from typing import Iterable
 
 from trader.events import Candle, SignalKind
@@ -46,8 +47,11 @@ class MaCross(Strategy):
         if not ev.closed or ev.start_ns == self._last_start:
             return ()
         self._last_start = ev.start_ns
-        closes = [c.close for c in view.candles(self.symbol) if c.closed]
         p = self.params
+        # The last ``slow`` closed candles, newest first: a backtest calls this on every bar.
+        closes = list(islice((c.close for c in reversed(view.candles(self.symbol)) if c.closed),
+                             p.slow))
+        closes.reverse()
         if len(closes) < p.slow:
             return ()
         fast = sum(closes[-p.fast:]) / p.fast
