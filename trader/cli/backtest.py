@@ -20,6 +20,7 @@ from pathlib import Path
 
 from trader.backtest import (
     BacktestResult,
+    BarFile,
     DataError,
     read_csv,
     run_csv,
@@ -34,7 +35,7 @@ from trader.replay import offline_config
 
 def split_data(cfg: Config, data: list[str], symbol: str | None) -> tuple[dict, list[str]]:
     """CSV files by symbol, and journal paths."""
-    csvs: dict[str, list] = {}
+    csvs: dict[str, BarFile] = {}
     journals: list[str] = []
     for item in data:
         sym, sep, path = item.rpartition("=")
