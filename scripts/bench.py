@@ -19,6 +19,7 @@ P4  websocket -> handler latency p50/p99/p99.9 at 1k and 10k messages/s, ours vs
 P5  process memory (RSS) after 1M and 10M events through the engine; growth between them.
 P6  start to first event, and SIGINT to exit, of scripts/start.py on the default config.
 journal  the dispatch rate with and without the journal (scripts/bench_journal.py).
+backtest, persist, ctrl_c  see scripts/bench_backtest.py.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from trader.app import App, RunMode  # noqa: E402
 from trader.clock import LiveClock  # noqa: E402
 from trader.config import BusConfig, Config, GeneralConfig, StrategyConfig  # noqa: E402
 from trader.events import Heartbeat, QuoteTick  # noqa: E402
+
+from bench_backtest import FIGURES as BACKTEST_FIGURES  # noqa: E402 (backtest, persist, ctrl_c)
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
@@ -578,6 +581,7 @@ def main() -> int:
         "P6": lambda: p6(runs),
         "journal": lambda: journal(quick),
     }
+    plan.update({name: (lambda f=f: f(quick)) for name, f in BACKTEST_FIGURES.items()})
     only = set(args.only.split(",")) if args.only else set(plan)
     results: dict[str, Any] = {
         "machine": {
