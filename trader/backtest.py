@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
@@ -124,14 +125,15 @@ class BarFile:
             if missing:
                 raise DataError(
                     f"{path}: missing columns {missing}; expected {','.join(CSV_COLUMNS)}")
-            cols = [header.index(c) for c in CSV_COLUMNS]
+            when = header.index(CSV_COLUMNS[0])
+            prices = itemgetter(*(header.index(c) for c in CSV_COLUMNS[1:]))
             for lineno, row in enumerate(reader, 2):
                 try:
-                    ts = parse_timestamp(row[cols[0]])
-                    o, h, lo, c, v = (Decimal(row[i]) for i in cols[1:])
+                    ts = parse_timestamp(row[when])
+                    o, h, lo, c, v = map(Decimal, prices(row))
                 except (ValueError, InvalidOperation, IndexError) as exc:
                     raise DataError(f"{path}:{lineno}: cannot parse {row}: {exc}") from None
-                if not (lo <= min(o, c) and max(o, c) <= h and v >= 0 and lo > 0):
+                if not (lo <= o <= h and lo <= c <= h and v >= 0 and lo > 0):
                     raise DataError(
                         f"{path}:{lineno}: inconsistent bar o={o} h={h} l={lo} c={c} v={v}")
                 yield Bar(ts, o, h, lo, c, v)
@@ -151,8 +153,10 @@ def bar_events(symbol: str, bars: BarFile, spread_bps: Decimal) -> Iterator[Even
     label = f"{interval // NS}s" if interval % (60 * NS) else f"{interval // (60 * NS)}m"
     for bar in bars:
         ts = bar.start_ns + interval
-        yield QuoteTick(ts_event=ts, ts_recv=ts, symbol=symbol, bid=bar.close * bid_f,
-                        ask=bar.close * ask_f, bid_size=bar.volume, ask_size=bar.volume)
+        close = bar.close
+        yield QuoteTick(ts_event=ts, ts_recv=ts, symbol=symbol,
+                        bid=close * bid_f if half else close, ask=close * ask_f if half else close,
+                        bid_size=bar.volume, ask_size=bar.volume)
         yield Candle(ts_event=ts, ts_recv=ts, symbol=symbol, interval=label, open=bar.open,
                      high=bar.high, low=bar.low, close=bar.close, volume=bar.volume,
                      start_ns=bar.start_ns, closed=True)
@@ -344,16 +348,18 @@ class Backtest:
         last_sample: int | None = None
         group: int | None = None  # the timestamp being dispatched
         count = 0
+        balances, set_clock = self.app.store.balances, self.clock.set
+        dispatch, settle = self.app.engine.dispatch, self._settle
         for ev in events:
             ts = ev.ts_recv
             if group is not None and ts != group and (
                     last_sample is None or group - last_sample >= sample_ns):
-                equity.append((group, self.app.store.balances().total_usd))
+                equity.append((group, balances().total_usd))
                 last_sample = group
             group = ts
-            self.clock.set(ts)
-            self.app.engine.dispatch(ev)
-            self._settle()
+            set_clock(ts)
+            dispatch(ev)
+            settle()
             count += 1
         if group is None:
             raise DataError("no market data for the configured strategies' markets")
@@ -365,6 +371,10 @@ class Backtest:
     def _settle(self) -> None:
         """Dispatch follow-ups, send the orders they made, dispatch the answers; until quiet."""
         engine, executor, bus = self.app.engine, self.app.executor, self.app.bus
+        if not engine.has_followups() and not bus.depth():
+            # Most bars: the event made nothing. Orders reach the executor only through
+            # follow-ups (SubmitOrder, CancelOrder), so it has nothing to send either.
+            return
         while True:
             engine.drain(math.inf)
             executor.drain(math.inf)  # the paper gateway answers at once, onto the bus

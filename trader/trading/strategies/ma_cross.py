@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from itertools import islice
 from typing import Iterable
 
 from trader.events import Candle, SignalKind
@@ -48,10 +47,13 @@ class MaCross(Strategy):
             return ()
         self._last_start = ev.start_ns
         p = self.params
-        # The last ``slow`` closed candles, newest first: a backtest calls this on every bar.
-        closes = list(islice((c.close for c in reversed(view.candles(self.symbol)) if c.closed),
-                             p.slow))
-        closes.reverse()
+        candles = view.candles(self.symbol)
+        # Only the window is read (a backtest calls this on every bar): at most one forming
+        # candle sits at the end, unless updates were missed; then the whole history is read.
+        window = candles[-(p.slow + 1):]
+        closes = [c.close for c in window if c.closed][-p.slow:]
+        if len(closes) < p.slow and len(window) < len(candles):
+            closes = [c.close for c in candles if c.closed][-p.slow:]
         if len(closes) < p.slow:
             return ()
         fast = sum(closes[-p.fast:]) / p.fast
