@@ -347,3 +347,23 @@ def test_the_writer_thread_coalesces_changes_and_writes_the_last_state_at_stop(
     saved = json.loads(path.read_text())
     assert saved["seq"] == 200 and len(saved["fills"]) == 200  # the last state
     assert not path.with_name(path.name + ".tmp").exists()
+
+
+def test_closed_orders_are_forgotten_oldest_closed_first_and_working_ones_never(
+        monkeypatch) -> None:
+    from trader.exchange.paper import gateway
+
+    monkeypatch.setattr(gateway, "MAX_CLOSED_ORDERS", 3)
+    g = gw()
+    g.create_order(order("rest", Side.BUY, "1", OrderType.LIMIT, "50"))  # works throughout
+    g.create_order(order("late", Side.BUY, "1", OrderType.LIMIT, "60"))
+    for cid in ("m1", "m2", "m3"):
+        g.create_order(order(cid, Side.BUY, "1"))  # filled at once: closed in this order
+    g.cancel_order("late", "BTC/USDT")  # placed second, closed last
+    g.create_order(order("m4", Side.BUY, "1"))
+    assert g.fetch_order("rest", "BTC/USDT").status is OrderStatus.OPEN
+    for gone in ("m1", "m2"):
+        with pytest.raises(OrderNotFoundError):
+            g.fetch_order(gone, "BTC/USDT")
+    assert [g.fetch_order(c, "BTC/USDT").status for c in ("m3", "late", "m4")] == [
+        OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.FILLED]
