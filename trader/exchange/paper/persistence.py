@@ -37,7 +37,7 @@ from trader.workers import Worker
 log = logging.getLogger(__name__)
 
 FILE_VERSION = 2
-WRITE_INTERVAL_S = 0.2  # the least time between two writes; changes in between are coalesced
+WRITE_INTERVAL_S = 1.0  # the least time between two writes (the journal flushes as often)
 COMPONENT = "paper-account"
 
 
