@@ -28,6 +28,7 @@ P6  start to first event, and SIGINT to exit, of scripts/start.py on the shipped
 journal  the main thread's dispatch rate with and without the journal (scripts/bench_journal.py).
 
 Figures are functions registered with ``@figure("NAME")`` in :data:`FIGURES`.
+backtest, persist, ctrl_c  see scripts/bench_backtest.py.
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ from trader.events import Heartbeat, QuoteTick  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
 from bench_ws import ACCOUNT_EVERY, Sender  # noqa: E402
+from bench_backtest import FIGURES as BACKTEST_FIGURES  # noqa: E402 (backtest, persist, ctrl_c)
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
@@ -699,6 +701,10 @@ def fig_journal(run: Run) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------- main
+
+
+# backtest, persist, ctrl_c: whole runs of their own, in scripts/bench_backtest.py
+FIGURES.update({name: (lambda run, f=f: f(run.quick)) for name, f in BACKTEST_FIGURES.items()})
 
 
 def main() -> int:

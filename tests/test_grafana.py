@@ -158,8 +158,10 @@ def test_a_real_prometheus_scraping_the_process_answers_every_panel(tmp_path: Pa
     try:
         with running(app):
             # enough scrapes for rate() over 5 s, and a fill for the order panels
+            # (and two scrapes since the first fill: rate() needs two samples of its series)
             wait_until(lambda: answered("count_over_time(trader_queue_depth[5s]) >= 6")
-                       and app.metrics.snapshot["events"].get("OrderFilled", 0) >= 1, 30)
+                       and answered('count_over_time(trader_events_total{type="OrderFilled"}'
+                                    '[5s]) >= 2'), 30)
             results = {}
             for expr in queries(dashboard()):
                 filled = expr.replace("$instance", ".*").replace("$__rate_interval", "5s")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from decimal import Decimal as D
 
 import pytest
@@ -251,11 +252,16 @@ def test_open_orders_and_balances_survive_a_restart(tmp_path) -> None:
                             account_file=path)
 
     g = start()
+    assert g.writer is not None
     g.on_quote(quote(bid="100", ask="101", size="100"))
     g.create_order(order("b1", Side.BUY, "2"))
     g.create_order(order("l1", Side.BUY, "1", OrderType.LIMIT, "95"))
     g.create_order(order("s1", Side.SELL, "1", OrderType.LIMIT, "120"))
     before = balances(g)
+    assert not path.exists()  # the caller's thread never writes: the writer does
+    g.writer.flush()
+    g.writer.flush()  # nothing changed since: not written again
+    assert g.writer.writes == 1  # three changes, one write
     assert path.exists() and not path.with_name(path.name + ".tmp").exists()
 
     g2 = start()  # a new process: starting_balances are ignored, the file wins
@@ -268,6 +274,8 @@ def test_open_orders_and_balances_survive_a_restart(tmp_path) -> None:
     assert g2.on_quote(quote(bid="96", ask="97", size="100")) == []
     out = g2.on_trade(trade(price="94"))  # matching resumes on market data after the restart
     assert fills(out) == [(D(95), D(1), True)]
+    assert g2.writer is not None
+    g2.writer.flush()
     assert start().fetch_order("l1", "BTC/USDT").status is OrderStatus.FILLED
     assert g2.create_order(order("n1", Side.BUY, "1"))[0].exchange_id == "paper-4"
 
@@ -301,6 +309,8 @@ def test_a_version_1_account_file_still_loads_and_is_rewritten_as_version_2(tmp_
     assert (working.client_id, working.price) == ("l1", D(95))
     g.on_quote(quote(bid="100", ask="101", size="100"))
     assert fills(g.on_trade(trade(price="94"))) == [(D(95), D(1), True)]
+    assert g.writer is not None
+    g.writer.flush()
     saved = json.loads(path.read_text())
     assert saved["version"] == 2 and "type" not in saved["fills"][0]
     assert PaperGateway(NoSource(), ManualClock(10), {}, D("0.001"),
@@ -326,16 +336,64 @@ def test_a_corrupt_account_file_stops_the_start_and_is_kept(tmp_path) -> None:
 def test_an_unwritable_account_file_is_reported_and_trading_goes_on(tmp_path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
+    reported: list = []
     g = PaperGateway(NoSource(), ManualClock(1), {"USDT": D(1000)}, D(0),
-                     account_file=blocker / "paper-account.json")
+                     account_file=blocker / "paper-account.json", publish=reported.append)
+    assert g.writer is not None
     g.on_quote(quote(bid="100", ask="101", size="10"))
     out = g.create_order(order("b1", Side.BUY, "1"))
-    (failed,) = [e for e in out if isinstance(e, StorageFailed)]
-    assert failed.component == "paper-account"
     assert any(isinstance(e, OrderFilled) for e in out)
-    out = g.create_order(order("b2", Side.BUY, "1"))
-    assert not any(isinstance(e, StorageFailed) for e in out)  # reported once
+    g.writer.flush()
+    (failed,) = reported
+    assert isinstance(failed, StorageFailed) and failed.component == "paper-account"
+    g.create_order(order("b2", Side.BUY, "1"))
+    g.writer.flush()
+    assert reported == [failed]  # reported once
     blocker.unlink()
     blocker.mkdir()
-    out = g.create_order(order("b3", Side.BUY, "1"))
-    assert any(isinstance(e, StorageRecovered) for e in out)
+    g.writer.flush()  # the failed write is retried without a new change
+    assert isinstance(reported[-1], StorageRecovered)
+    assert PaperGateway(NoSource(), ManualClock(1), {}, D(0),
+                        account_file=blocker / "paper-account.json").fetch_order(
+        "b2", "BTC/USDT").status is OrderStatus.FILLED
+
+
+def test_the_writer_thread_coalesces_changes_and_writes_the_last_state_at_stop(
+        tmp_path) -> None:
+    path = tmp_path / "paper-account.json"
+    g = PaperGateway(NoSource(), ManualClock(1), {"USDT": D(10_000)}, D(0), account_file=path)
+    assert g.writer is not None and g.writer.name == "paper-account"
+    stop = threading.Event()
+    thread = threading.Thread(target=g.writer.run, args=(stop,), name=g.writer.name)
+    thread.start()
+    g.on_quote(quote(bid="100", ask="101", size="1000"))
+    for i in range(200):
+        g.create_order(order(f"b{i}", Side.BUY, "0.01"))
+    stop.set()
+    g.writer.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert 1 <= g.writer.writes < 200  # coalesced
+    saved = json.loads(path.read_text())
+    assert saved["seq"] == 200 and len(saved["fills"]) == 200  # the last state
+    assert not path.with_name(path.name + ".tmp").exists()
+
+
+def test_closed_orders_are_forgotten_oldest_closed_first_and_working_ones_never(
+        monkeypatch) -> None:
+    from trader.exchange.paper import gateway
+
+    monkeypatch.setattr(gateway, "MAX_CLOSED_ORDERS", 3)
+    g = gw()
+    g.create_order(order("rest", Side.BUY, "1", OrderType.LIMIT, "50"))  # works throughout
+    g.create_order(order("late", Side.BUY, "1", OrderType.LIMIT, "60"))
+    for cid in ("m1", "m2", "m3"):
+        g.create_order(order(cid, Side.BUY, "1"))  # filled at once: closed in this order
+    g.cancel_order("late", "BTC/USDT")  # placed second, closed last
+    g.create_order(order("m4", Side.BUY, "1"))
+    assert g.fetch_order("rest", "BTC/USDT").status is OrderStatus.OPEN
+    for gone in ("m1", "m2"):
+        with pytest.raises(OrderNotFoundError):
+            g.fetch_order(gone, "BTC/USDT")
+    assert [g.fetch_order(c, "BTC/USDT").status for c in ("m3", "late", "m4")] == [
+        OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.FILLED]

@@ -108,3 +108,65 @@ def test_check_config_prints_the_effective_config_redacted(tmp_path: Path) -> No
     assert res.returncode == 0, res.stderr
     assert "markets:" in res.stdout and "TRADER_API_KEY: <set>" in res.stdout
     assert "super-secret-key-123" not in res.stdout + res.stderr
+
+
+def loaded_config(tmp_path: Path, markets: int, persist: bool = True) -> Path:
+    """``markets`` simulated markets at 1 ms ticks (more than one core can dispatch), MA crosses
+    on 1 s candles and market makers trading on the first ten; the paper account saved to
+    ``tmp_path``."""
+    symbols = [f"M{i}/USDT" for i in range(markets)]
+    strategies = "".join(
+        f"  - {{name: ma_cross, market: {s}, params: {{fast: 2, slow: 3, amount: 1}}}}\n"
+        f"  - {{name: market_maker, market: {s}, params: {{amount: 1, max_inventory: 5, "
+        f"cooldown_s: 0.05}}}}\n" for s in symbols[:10])
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        "general: {stats_interval_s: 60}\n"
+        f"trade: {{markets: [{', '.join(symbols)}]}}\n"
+        "simulated: {tick_interval_s: 0.001, candle_interval_s: 1, start_prices: {"
+        + ", ".join(f"{s}: 100" for s in symbols) + "}}\n"
+        f"paper: {{persist: {str(persist).lower()}, account_file: {tmp_path / 'acct.json'}, "
+        "starting_balances: {USDT: 1000000}}\n"
+        "risk: {max_orders_per_window: 0}\n"
+        f"journal: {{path: {tmp_path / 'journal'}}}\n"
+        "strategies:\n" + strategies
+    )
+    return cfg
+
+
+def test_ctrl_c_at_load_writes_the_journal_and_the_account_file_completely(
+        tmp_path: Path) -> None:
+    import json
+    import re
+
+    from trader.events import OrderAccepted, OrderFilled
+    from trader.exchange.paper import persistence
+    from trader.journal import read_events
+    from tests.subproc import read_rest
+
+    proc = start(loaded_config(tmp_path, 200))
+    try:
+        wait_for(proc, "started trader")
+        wait_for(proc, "TRADE")
+        time.sleep(1)  # trading at load
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        out = read_rest(proc, timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, out
+    assert elapsed < 5, f"took {elapsed:.2f}s to exit"
+    journaled = int(re.search(r"(\d+) journaled", out).group(1))
+    events = read_events(tmp_path / "journal")  # every line whole (a torn one would raise)
+    assert journaled and len(events) == journaled, out
+    account_file = tmp_path / "acct.json"
+    saved = persistence.read(account_file)
+    assert not account_file.with_name("acct.json.tmp").exists()
+    accepted = [e for e in events if isinstance(e, OrderAccepted)]
+    fills = [e for e in events if isinstance(e, OrderFilled)]
+    assert accepted and fills
+    # The file holds the final state: every order and fill the journal recorded, at least.
+    assert saved.seq >= max(int(e.exchange_id.removeprefix("paper-")) for e in accepted)
+    assert fills[-1].trade_id in {f.trade_id for f in saved.fills}
+    assert json.loads(account_file.read_text())["version"] == persistence.FILE_VERSION

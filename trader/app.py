@@ -128,14 +128,16 @@ ALERT_CHECK_S = 1.0  # long feed outages and the daily summary
 
 @dataclass
 class Venue:
-    """What the exchange choice decides: the gateway, the feeds that stream its data, and
-    main-thread handlers it needs (the paper gateway matches resting orders on quotes)."""
+    """What the exchange choice decides: the gateway, the feeds that stream its data,
+    main-thread handlers it needs (the paper gateway matches resting orders on quotes), and
+    writers stopped with the storage writers (the paper account file's)."""
 
     gateway: Gateway
     feeds: list[Worker] = field(default_factory=list)
     handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
     # feed -> the markets whose data it carries (risk's data halt); a feed not listed: all
     feed_markets: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    writers: list[Worker] = field(default_factory=list)
 
 
 def build_venue(
@@ -169,9 +171,9 @@ def build_venue(
         source = ccxt_gw
     p = cfg.paper
     paper = PaperGateway(source, clock, p.starting_balances, p.fee_rate, p.slippage_bps,
-                         p.latency_ms, p.partial_fills, paper_account_path(cfg))
+                         p.latency_ms, p.partial_fills, paper_account_path(cfg), publish)
     return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)],
-                 data_markets(feeds))
+                 data_markets(feeds), [paper.writer] if paper.writer is not None else [])
 
 
 @dataclass
@@ -266,6 +268,9 @@ class App(Lifecycle):
         self.store = self.storage.store
         self.view = ReadOnlyView(self.store)
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
+        for saver in self.storage.workers:
+            if isinstance(saver, StateFileWriter):
+                saver.flush_first.extend(w.flush for w in self.venue.writers)
         self.gateway = self.venue.gateway
         self.data_halts = DataHalts(self.venue.feed_markets)
         self.risk = Risk(self.view, cfg.risk, self.clock, ids, data_halts=self.data_halts)
@@ -288,7 +293,7 @@ class App(Lifecycle):
         self.executors = Supervisor(self.bus.publish, self.clock, self.stats)
         self.executors.add(self.executor)
         self.storage_workers = Supervisor(self.bus.publish, self.clock, self.stats)
-        for worker in self.storage.workers:
+        for worker in (*self.storage.workers, *self.venue.writers):
             self.storage_workers.add(worker)
         for observer in self.storage.observers:
             self.registry.observe(observer)

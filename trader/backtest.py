@@ -27,8 +27,9 @@ import math
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
+from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, NamedTuple, Sequence
 
 from trader.app import App, RunMode
 from trader.clock import ManualClock, iso_utc
@@ -60,9 +61,9 @@ class DataError(ValueError):
 # ---------------------------------------------------------------------------------- data
 
 
-@dataclass(frozen=True, slots=True)
-class Bar:
-    """One OHLCV bar; ``start_ns`` is when it opened."""
+class Bar(NamedTuple):
+    """One OHLCV bar; ``start_ns`` is when it opened (a tuple: built for every bar of a file, at
+    every read, it costs a third of a frozen dataclass)."""
 
     start_ns: int
     open: Decimal
@@ -74,7 +75,8 @@ class Bar:
 
 def parse_timestamp(text: str) -> int:
     """Epoch seconds, ms, us or ns (told apart by size), or ISO 8601 (UTC unless it says)."""
-    text = text.strip()
+    if not text.isdigit():  # digits alone are the usual case
+        text = text.strip()
     if text.lstrip("-").isdigit():
         value = int(text)
         for limit, scale in ((10**11, NS), (10**14, 10**6), (10**17, 10**3)):
@@ -87,48 +89,75 @@ def parse_timestamp(text: str) -> int:
     return int(when.timestamp()) * NS + when.microsecond * 1000
 
 
-def read_csv(path: str | Path) -> list[Bar]:
-    """Read an OHLCV CSV strictly: the header must name the six columns, timestamps increase."""
-    path = Path(path)
-    bars: list[Bar] = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip().lower() for h in reader.fieldnames or []]
-        missing = [c for c in CSV_COLUMNS if c not in header]
-        if missing:
-            raise DataError(f"{path}: missing columns {missing}; expected {','.join(CSV_COLUMNS)}")
-        reader.fieldnames = header
-        for lineno, row in enumerate(reader, 2):
-            try:
-                ts = parse_timestamp(row["timestamp"])
-                o, h, lo, c, v = (Decimal(row[k].strip()) for k in CSV_COLUMNS[1:])
-            except (ValueError, InvalidOperation, AttributeError) as exc:
-                raise DataError(f"{path}:{lineno}: cannot parse {dict(row)}: {exc}") from None
-            if bars and ts <= bars[-1].start_ns:
-                raise DataError(f"{path}:{lineno}: timestamps must increase")
-            if not (lo <= min(o, c) and max(o, c) <= h and v >= 0 and lo > 0):
-                raise DataError(f"{path}:{lineno}: inconsistent bar o={o} h={h} l={lo} c={c} v={v}")
-            bars.append(Bar(ts, o, h, lo, c, v))
-    if not bars:
-        raise DataError(f"{path}: no bars")
-    return bars
+class BarFile:
+    """An OHLCV CSV file, checked whole by :func:`read_csv`, whose bars are read again from the
+    file at each iteration: a backtest's memory does not grow with the number of bars."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        first: Bar | None = None
+        gap = None
+        previous = 0
+        for bar in self:
+            if first is None:
+                first = bar
+            elif bar.start_ns <= previous:
+                raise DataError(f"{path}:{self.count + 2}: timestamps must increase")
+            else:
+                gap = bar.start_ns - previous if gap is None else min(gap, bar.start_ns - previous)
+            previous = bar.start_ns
+            self.count += 1
+        if first is None:
+            raise DataError(f"{path}: no bars")
+        self.first: Bar = first
+        self.interval_ns: int = gap or 60 * NS  # the smallest gap (60 s for a single bar)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Bar]:
+        """The bars, oldest first, each checked (``DataError`` names the line)."""
+        path = self.path
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip().lower() for h in next(reader, [])]
+            missing = [c for c in CSV_COLUMNS if c not in header]
+            if missing:
+                raise DataError(
+                    f"{path}: missing columns {missing}; expected {','.join(CSV_COLUMNS)}")
+            when = header.index(CSV_COLUMNS[0])
+            prices = itemgetter(*(header.index(c) for c in CSV_COLUMNS[1:]))
+            for lineno, row in enumerate(reader, 2):
+                try:
+                    ts = parse_timestamp(row[when])
+                    o, h, lo, c, v = map(Decimal, prices(row))
+                except (ValueError, InvalidOperation, IndexError) as exc:
+                    raise DataError(f"{path}:{lineno}: cannot parse {row}: {exc}") from None
+                if not (lo <= o <= h and lo <= c <= h and v >= 0 and lo > 0):
+                    raise DataError(
+                        f"{path}:{lineno}: inconsistent bar o={o} h={h} l={lo} c={c} v={v}")
+                yield Bar(ts, o, h, lo, c, v)
 
 
-def bar_interval_ns(bars: Sequence[Bar]) -> int:
-    """The bar length: the smallest gap between two bars (60 s for a single bar)."""
-    gaps = [b.start_ns - a.start_ns for a, b in zip(bars, bars[1:])]
-    return min(gaps) if gaps else 60 * NS
+def read_csv(path: str | Path) -> BarFile:
+    """Check an OHLCV CSV strictly (the header must name the six columns, timestamps increase,
+    every bar is consistent); the bars are read from the file when iterated."""
+    return BarFile(Path(path))
 
 
-def bar_events(symbol: str, bars: Sequence[Bar], spread_bps: Decimal) -> Iterator[Event]:
+def bar_events(symbol: str, bars: BarFile, spread_bps: Decimal) -> Iterator[Event]:
     """A quote at the close and the closed candle, stamped at each bar's close time."""
-    interval = bar_interval_ns(bars)
+    interval = bars.interval_ns
     half = spread_bps / Decimal(20_000)
+    bid_f, ask_f = 1 - half, 1 + half
     label = f"{interval // NS}s" if interval % (60 * NS) else f"{interval // (60 * NS)}m"
     for bar in bars:
         ts = bar.start_ns + interval
-        yield QuoteTick(ts_event=ts, ts_recv=ts, symbol=symbol, bid=bar.close * (1 - half),
-                        ask=bar.close * (1 + half), bid_size=bar.volume, ask_size=bar.volume)
+        close = bar.close
+        yield QuoteTick(ts_event=ts, ts_recv=ts, symbol=symbol,
+                        bid=close * bid_f if half else close, ask=close * ask_f if half else close,
+                        bid_size=bar.volume, ask_size=bar.volume)
         yield Candle(ts_event=ts, ts_recv=ts, symbol=symbol, interval=label, open=bar.open,
                      high=bar.high, low=bar.low, close=bar.close, volume=bar.volume,
                      start_ns=bar.start_ns, closed=True)
@@ -320,16 +349,18 @@ class Backtest:
         last_sample: int | None = None
         group: int | None = None  # the timestamp being dispatched
         count = 0
+        balances, set_clock = self.app.store.balances, self.clock.set
+        dispatch, settle = self.app.engine.dispatch, self._settle
         for ev in events:
             ts = ev.ts_recv
             if group is not None and ts != group and (
                     last_sample is None or group - last_sample >= sample_ns):
-                equity.append((group, self.app.store.balances().total_usd))
+                equity.append((group, balances().total_usd))
                 last_sample = group
             group = ts
-            self.clock.set(ts)
-            self.app.engine.dispatch(ev)
-            self._settle()
+            set_clock(ts)
+            dispatch(ev)
+            settle()
             count += 1
         if group is None:
             raise DataError("no market data for the configured strategies' markets")
@@ -341,6 +372,10 @@ class Backtest:
     def _settle(self) -> None:
         """Dispatch follow-ups, send the orders they made, dispatch the answers; until quiet."""
         engine, executor, bus = self.app.engine, self.app.executor, self.app.bus
+        if not engine.has_followups() and not bus.depth():
+            # Most bars: the event made nothing. Orders reach the executor only through
+            # follow-ups (SubmitOrder, CancelOrder), so it has nothing to send either.
+            return
         while True:
             engine.drain(math.inf)
             executor.drain(math.inf)  # the paper gateway answers at once, onto the bus
@@ -348,16 +383,16 @@ class Backtest:
                 return
 
 
-def run_csv(cfg: Config, files: dict[str, list[Bar]],
+def run_csv(cfg: Config, files: dict[str, BarFile],
             strategies: Strategies = STRATEGIES,
             progress: bool | None = False) -> BacktestResult:
     """Backtest over CSV bars, ``symbol -> bars``, with the configured strategies looked up in
     ``strategies``. ``progress``: draw a bar on stderr (``None``: when it is a terminal)."""
     spread = cfg.simulated.spread_bps
-    start = min(bars[0].start_ns for bars in files.values())
-    bt = Backtest(cfg, list(files), {s: bars[0].open for s, bars in files.items()}, start,
+    start = min(bars.first.start_ns for bars in files.values())
+    bt = Backtest(cfg, list(files), {s: bars.first.open for s, bars in files.items()}, start,
                   strategies)
-    sample = min(bar_interval_ns(b) for b in files.values())
+    sample = min(b.interval_ns for b in files.values())
     bar = Progress(2 * sum(map(len, files.values())), "ev", "backtest", progress)  # 2 per bar
     events = merge_by_time(bar_events(s, b, spread) for s, b in files.items())
     return bt.run(bar.track(events, position=lambda count: count), sample)

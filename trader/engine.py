@@ -152,6 +152,10 @@ class Engine:
         self._followups.clear()
         return out
 
+    def has_followups(self) -> bool:
+        """Whether follow-ups wait to be dispatched (a backtest settles only then)."""
+        return bool(self._followups)
+
     def emit(self, event: Event) -> None:
         """Queue a follow-up event from the main thread (dispatched before the next ``get``)."""
         self._followups.append(event)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from trader.backtest import (
     BacktestResult,
+    BarFile,
     DataError,
     journal_market_events,
     read_csv,
@@ -38,7 +39,7 @@ from trader.web.html_report import ChartRecorder, backtest_report, bar_rows, wri
 
 def split_data(cfg: Config, data: list[str], symbol: str | None) -> tuple[dict, list[str]]:
     """CSV files by symbol, and journal paths."""
-    csvs: dict[str, list] = {}
+    csvs: dict[str, BarFile] = {}
     journals: list[str] = []
     for item in data:
         sym, sep, path = item.rpartition("=")

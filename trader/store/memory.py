@@ -51,6 +51,7 @@ from trader.model.fills import apply_fill
 from trader.model.market import split_symbol, usd_price
 from trader.model.orders import OrderStatus, is_behind, is_legal
 from trader.model.records import Balance, BalancesSnapshot, Fill, Market, Order, Position
+from trader.store.order_table import OrderTable
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ class MemoryStore:
         self._candles: dict[str, deque[Candle]] = {}
         self._balances: dict[str, Balance] = {}
         self._balance_at: dict[str, tuple[int, int]] = {}  # asset -> (ts_event, seq) applied
-        self._orders: OrderedDict[str, Order] = OrderedDict()
+        self._orders = OrderTable()  # open orders indexed apart: no scan over the history
         self._positions: dict[str, Position] = {}
         # The one place that drops repeated fills (see on_order_filled), bounded.
         self._orphan_fills: OrderedDict[str, list[OrderFilled]] = OrderedDict()  # of unknown orders
@@ -341,7 +342,7 @@ class MemoryStore:
         excess = len(self._orders) - self._cfg.max_orders
         if excess <= 0:
             return
-        for cid in [c for c, o in self._orders.items() if not o.is_open][:excess]:
+        for cid in self._orders.oldest_final(excess):
             del self._orders[cid]
 
     def on_state_restored(self, ev: StateRestored) -> None:
@@ -456,10 +457,7 @@ class MemoryStore:
     def open_orders(self, symbol: str | None = None) -> tuple[Order, ...]:
         """Orders that may still fill (including UNKNOWN)."""
         with self._lock:
-            return tuple(
-                o for o in self._orders.values()
-                if o.is_open and (symbol is None or o.symbol == symbol)
-            )
+            return tuple(o for o in self._orders.open() if symbol is None or o.symbol == symbol)
 
     def position(self, symbol: str) -> Position:
         """The position in one market (flat when none)."""

@@ -88,6 +88,10 @@ class StateFileWriter(Worker):
         self._last: tuple[object, ...] | None = None
         self._failure: str | None = None
         self.writes = 0
+        #: Flushed before each write: files that must never be older than the ledger. The paper
+        #: account is a paper run's exchange; were the ledger saved ahead of it, a kill would
+        #: leave the store holding fills the exchange never made.
+        self.flush_first: list[Callable[[], object]] = []
 
     def run(self, stop: threading.Event) -> None:
         """Write on change every interval; once more at stop."""
@@ -102,6 +106,8 @@ class StateFileWriter(Worker):
                  self._daily_loss())
         if parts == self._last:
             return True
+        for flush in self.flush_first:
+            flush()
         balances, orders, positions, (day, day_start) = parts
         now = self._clock.now_ns()
         text = event_to_json(StateRestored(

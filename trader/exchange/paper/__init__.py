@@ -25,10 +25,14 @@ Matching rules (made to be honest rather than flattering):
   the difference from free funds, or is canceled for the rest when there is none.
 
 **Restart rule.** With an ``account_file``, the account (balances, working orders, the last
-closed orders and fills) is saved after every change: written to a temporary file, flushed to
-disk, then renamed over the old one, so a crash leaves either the old or the new file, never a
-torn one. On start the file is loaded and ``starting_balances`` are ignored (delete the file to
-start over). Working orders did not fill while the process was down, since no market data was
+closed orders and fills) is saved after every change by the ``paper-account`` writer thread
+(``persistence.AccountWriter``: nothing is encoded or written on the main thread): changes are
+coalesced into at most one write every ``persistence.WRITE_INTERVAL_S``, each write a snapshot
+taken under the gateway's lock, written to a temporary file, fsynced, renamed over the old one,
+and the folder fsynced; so a crash (kill -9 included) leaves either the old or the new whole
+account, never a torn one, at most one interval plus one write behind, and a clean stop writes
+the final state. On start the file is loaded and ``starting_balances`` are ignored (delete the
+file to start over). Working orders did not fill while the process was down, since no market data was
 seen then; they resume matching on the first quotes and trades after the restart, and start-up
 reconciliation adopts them (their client ids carry our prefix). A file that cannot be read stops
 the start with a clear error rather than being overwritten.

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, deque
+from dataclasses import replace
 from decimal import Decimal
+from itertools import islice
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from trader.clock import Clock
 from trader.codec import CodecError
@@ -24,8 +26,6 @@ from trader.events import (
     OrderRejected,
     OrderStatusReport,
     QuoteTick,
-    StorageFailed,
-    StorageRecovered,
     SubmitOrder,
     TradeTick,
 )
@@ -42,7 +42,7 @@ from trader.exchange.paper.orders import (
     taker_price,
     trades_through,
 )
-from trader.exchange.paper.persistence import SavedAccount, SavedBalance
+from trader.exchange.paper.persistence import AccountWriter, SavedAccount, SavedBalance
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,6 @@ MAX_CLOSED_ORDERS = 10_000
 MAX_FILLS = 10_000
 SAVED_CLOSED_ORDERS = 500  # closed orders kept in the account file (for lookups after a restart)
 SAVED_FILLS = 1_000  # fills kept in the account file (for reconciliation after a restart)
-COMPONENT = "paper-account"
 
 
 class PaperGateway:
@@ -66,15 +65,16 @@ class PaperGateway:
         latency_ms: int = 0,
         partial_fills: bool = True,
         account_file: Path | None = None,
+        publish: Callable[[Event], None] | None = None,
     ) -> None:
+        """With an ``account_file``, the account is loaded from it when it exists, and
+        :attr:`writer` (a worker to run) saves it, reporting failures through ``publish``."""
         self._source = source
         self._clock = clock
         self._fee_rate = fee_rate
         self._slippage = slippage_bps / Decimal(10_000)
         self._latency_ns = latency_ms * NS_PER_MS
         self._partial = partial_fills
-        self._file = account_file
-        self._save_failed = False
         self._lock = threading.Lock()
         self._funds = Funds({a: Decimal(v) for a, v in starting_balances.items()},
                             {a: ZERO for a in starting_balances})
@@ -83,11 +83,15 @@ class PaperGateway:
         self._taken: dict[tuple[str, Side], tuple[QuoteTick, Decimal]] = {}
         self._orders: OrderedDict[str, PaperOrder] = OrderedDict()
         self._working: dict[str, dict[str, PaperOrder]] = {}  # symbol -> client id -> order
-        self._fills: list[OrderFilled] = []
+        self._closed: deque[str] = deque()  # final orders' client ids, in the order they ended
+        self._fills: deque[OrderFilled] = deque(maxlen=MAX_FILLS)
         self._seq = 0
         self._last_ns = 0  # the account's time: never goes back (see _now)
-        if account_file is not None and account_file.exists():
-            self._load(account_file)
+        self.writer: AccountWriter | None = None
+        if account_file is not None:
+            if account_file.exists():
+                self._load(account_file)
+            self.writer = AccountWriter(account_file, self.snapshot, publish or _unused, clock)
 
     # ------------------------------------------------------------------ market data
 
@@ -122,10 +126,8 @@ class PaperGateway:
         """Working orders in ``symbols``."""
         with self._lock:
             now = self._now()
-            return [
-                o.report(now) for o in self._orders.values()
-                if not o.status.is_final and o.cmd.symbol in symbols
-            ]
+            return [o.report(now) for s in dict.fromkeys(symbols)
+                    for o in self._working.get(s, {}).values()]
 
     def fetch_order(self, client_id: str, symbol: str) -> OrderStatusReport:
         """One order by client id."""
@@ -165,7 +167,6 @@ class PaperGateway:
             self._funds.lock(order, asset, need)
             self._orders[cmd.client_id] = order
             self._working.setdefault(cmd.symbol, {})[cmd.client_id] = order
-            self._trim()
             events: list[Event] = [OrderAccepted(ts_event=now, ts_recv=now,
                                                  client_id=cmd.client_id,
                                                  exchange_id=order.exchange_id)]
@@ -173,7 +174,8 @@ class PaperGateway:
                 events += self._match(cmd.symbol, None, only=order)
             if not any(isinstance(e, BalanceUpdate) and e.asset == asset for e in events):
                 events.append(self._funds.balance(asset, now))
-            return events + self._save()
+            self._changed()
+            return events
 
     def cancel_order(self, client_id: str, symbol: str) -> list[Event]:
         """Cancel a working order and release its funds."""
@@ -185,10 +187,11 @@ class PaperGateway:
             if order.status.is_final:
                 return []
             events = self._close(order, OrderStatus.CANCELED, "canceled", now)
-            return events + self._save()
+            self._changed()
+            return events
 
     def close(self) -> None:
-        """Nothing to release (the account file is written on every change)."""
+        """Nothing to release (the account file's writer is a worker, flushed at its stop)."""
 
     def _now(self) -> int:
         """The account's time, taken under the lock: the clock, but never earlier than a
@@ -236,7 +239,7 @@ class PaperGateway:
             assert c.price is not None
             events += self._fill(order, c.price, amount, Liquidity.MAKER, now)
         if events and only is None:
-            events += self._save()
+            self._changed()
         return events
 
     def _take(self, order: PaperOrder, shown: Decimal) -> Decimal:
@@ -286,7 +289,6 @@ class PaperGateway:
             filled_total=order.filled, is_final=final, liquidity=liq,
         )
         self._fills.append(fill)
-        del self._fills[:-MAX_FILLS]
         if final:
             order.status = OrderStatus.FILLED
             self._release(order)
@@ -295,8 +297,12 @@ class PaperGateway:
         return [fill, self._funds.balance(base, now), self._funds.balance(quote, now)]
 
     def _release(self, order: PaperOrder) -> str:
-        """Stop working ``order`` and free what it still holds; returns the locked asset."""
+        """Stop working ``order`` (now final) and free what it still holds; returns the locked
+        asset. Closed orders beyond ``MAX_CLOSED_ORDERS`` are forgotten, oldest closed first."""
         self._working.get(order.cmd.symbol, {}).pop(order.cmd.client_id, None)
+        self._closed.append(order.cmd.client_id)
+        if len(self._closed) > MAX_CLOSED_ORDERS:
+            del self._orders[self._closed.popleft()]
         return self._funds.release(order)
 
     def _close(self, order: PaperOrder, status: OrderStatus, reason: str,
@@ -313,44 +319,27 @@ class PaperGateway:
         return OrderRejected(ts_event=now, ts_recv=now, client_id=cmd.client_id, reason=reason,
                              kind=kind)
 
-    def _trim(self) -> None:
-        closed = [cid for cid, o in self._orders.items() if o.status.is_final]
-        for cid in closed[: max(0, len(closed) - MAX_CLOSED_ORDERS)]:
-            del self._orders[cid]
-
     # ------------------------------------------------------------------ the account file
 
-    def _save(self) -> list[Event]:
-        """Save the account; a failure is logged and reported, never raised (the account in
-        memory stays right and the next change tries again)."""
-        if self._file is None:
-            return []
-        closed = [o for o in self._orders.values() if o.status.is_final][-SAVED_CLOSED_ORDERS:]
-        working = [o for o in self._orders.values() if not o.status.is_final]
-        funds = self._funds
-        account = SavedAccount(
-            seq=self._seq,
-            balances={a: SavedBalance(funds.free[a], funds.used.get(a, ZERO))
-                      for a in funds.assets()},
-            orders=tuple(closed + working),
-            fills=tuple(self._fills[-SAVED_FILLS:]),
-        )
-        now = self._clock.now_ns()
-        try:
-            persistence.write(self._file, account)
-        except OSError as exc:
-            first = not self._save_failed
-            self._save_failed = True
-            if first:
-                log.error("paper: cannot write the account file %s: %s", self._file, exc)
-                return [StorageFailed(ts_event=now, ts_recv=now, component=COMPONENT,
-                                      error=f"{self._file}: {exc}")]
-            return []
-        if self._save_failed:
-            self._save_failed = False
-            log.warning("paper: the account file %s is written again", self._file)
-            return [StorageRecovered(ts_event=now, ts_recv=now, component=COMPONENT)]
-        return []
+    def _changed(self) -> None:
+        """The account changed: have the writer save it (nothing is written here)."""
+        if self.writer is not None:
+            self.writer.request()
+
+    def snapshot(self) -> SavedAccount:
+        """The account as saved: balances, the last closed orders, then the working ones (copied:
+        matching changes them in place), the last fills. Cheap: bounded by those counts."""
+        with self._lock:
+            funds = self._funds
+            closed = [self._orders[c] for c in islice(reversed(self._closed), SAVED_CLOSED_ORDERS)]
+            working = [replace(o) for w in self._working.values() for o in w.values()]
+            return SavedAccount(
+                seq=self._seq,
+                balances={a: SavedBalance(funds.free[a], funds.used.get(a, ZERO))
+                          for a in funds.assets()},
+                orders=(*reversed(closed), *working),
+                fills=(*reversed(list(islice(reversed(self._fills), SAVED_FILLS))),),
+            )
 
     def _load(self, path: Path) -> None:
         try:
@@ -363,12 +352,18 @@ class PaperGateway:
         self._funds = Funds({a: b.free for a, b in saved.balances.items()},
                             {a: b.used for a, b in saved.balances.items()})
         self._seq = saved.seq
-        self._fills = list(saved.fills)
+        self._fills.extend(saved.fills)
         for order in saved.orders:
             self._orders[order.cmd.client_id] = order
-            if not order.status.is_final:
+            if order.status.is_final:
+                self._closed.append(order.cmd.client_id)
+            else:
                 self._working.setdefault(order.cmd.symbol, {})[order.cmd.client_id] = order
         log.info("paper: account loaded from %s: %s; %d working orders (starting_balances "
                  "ignored; delete the file to start over)", path,
                  ", ".join(f"{a} {b.free + b.used}" for a, b in sorted(saved.balances.items()))
                  or "empty", sum(len(w) for w in self._working.values()))
+
+
+def _unused(_ev: Event) -> None:
+    """Where the writer's reports go when the gateway was built without ``publish``."""
