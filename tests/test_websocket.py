@@ -153,6 +153,20 @@ def test_normal_flow_subscribes_and_publishes_market_data(
     assert wait_until(lambda: server.open_connections() == [])
 
 
+def test_the_age_of_the_last_message_is_read_from_any_thread(
+        server: FakeExchange, harnesses: list[Harness]) -> None:
+    h = Harness(market(server.url))
+    assert h.listener.message_age_s() is None  # no connection yet
+    harnesses.append(h.start())
+    assert wait_until(lambda: subscribed(server, 1))
+    server.send(book())
+    assert wait_until(lambda: len(h.of(QuoteTick)) == 1)
+    first = h.listener.message_age_s()
+    assert first is not None and 0 <= first < 1
+    time.sleep(0.2)  # real time: the age is monotonic seconds since the last frame
+    assert h.listener.message_age_s() >= first + 0.15
+
+
 def test_server_close_reconnects_with_backoff_and_resubscribes(
         server: FakeExchange, harnesses: list[Harness]) -> None:
     cfg = dataclasses.replace(FAST, backoff_initial_s=0.6, backoff_max_s=0.6)

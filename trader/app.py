@@ -79,8 +79,8 @@ from trader.events import (
     SessionStarted,
     ShutdownRequested,
     SignalGenerated,
-    StorageFailed,
     StateRestored,
+    StorageFailed,
     StorageRecovered,
     StrategyDisabled,
     SubmitOrder,
@@ -93,6 +93,7 @@ from trader.exchange.paper import PaperGateway
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
 from trader.feeds.streams import build_stream_workers, data_markets
+from trader.feeds.websocket import Listener
 from trader.httpapi import HttpApi
 from trader.journal import Journal
 from trader.lifecycle import Lifecycle
@@ -310,8 +311,10 @@ class App(Lifecycle):
         )
         self.http = None
         if cfg.metrics.port and live:
-            web = WebRoutes(Dashboard(self.metrics, self.view, self.history, cfg.trade.markets,
-                                      self.clock))
+            listeners = [f for f in self.venue.feeds if isinstance(f, Listener)]
+            web = WebRoutes(Dashboard(
+                self.metrics, self.view, self.history, cfg.trade.markets, self.clock,
+                lambda: {f.name: f.message_age_s() for f in listeners}))
             self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web)
             self.producers.add(self.http)
         # alerts: only a live run with destinations (TRADER_ALERT_URLS) has them

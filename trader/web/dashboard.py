@@ -10,7 +10,7 @@ kilobytes a second and nothing accumulates on the server.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from trader.clock import Clock
 from trader.events import Candle, OrderFilled
@@ -49,9 +49,11 @@ class Dashboard:
 
     def __init__(
         self, metrics: Metrics, view: StoreView, history: History, markets: Sequence[str],
-        clock: Clock,
+        clock: Clock, message_ages: Callable[[], Mapping[str, float | None]] = dict,
     ) -> None:
+        """``message_ages``: each stream's seconds since its last message (the listeners')."""
         self._metrics = metrics
+        self._message_ages = message_ages
         self._view = view
         self._history = history
         self._markets = tuple(markets)
@@ -134,11 +136,13 @@ class Dashboard:
 
     def _feeds(self, now: int) -> list[dict[str, Any]]:
         notes = self._history.feeds()
+        ages = self._message_ages()
         rows = []
         for name, (state, since) in sorted(self._metrics.feeds.items()):
             n = notes.get(name)
             rows.append({
                 "feed": name, "state": state, "since_s": round((now - since) / NS, 1),
+                "message_age_s": None if ages.get(name) is None else round(ages[name], 1),
                 "reconnects": n.reconnects if n else 0,
                 "last_error": n.last_error if n else "",
                 "last_error_age_s": round((now - n.last_error_ns) / NS, 1)
