@@ -39,6 +39,7 @@ from trader.config import (
     Config,
     Mode,
     StorageBackend,
+    api_token_path,
     paper_account_path,
 )
 from trader.engine import Engine, Handler, Registry
@@ -278,7 +279,8 @@ class App(Lifecycle):
         if cfg.metrics.port and live:
             web = WebRoutes(Dashboard(self.metrics, self.view, self.history, cfg.trade.markets,
                                       self.clock))
-            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web)
+            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web,
+                                token=cfg.secrets.api_token, token_file=api_token_path(cfg))
             self.producers.add(self.http)
         # alerts: only a live run with destinations (TRADER_ALERT_URLS) has them
         self.alerts: AlertRules | None = None

@@ -32,6 +32,11 @@ class ConfigError(TraderError):
     """Invalid configuration: the process exits with code 2 and this one-line message."""
 
 
+class OperationalError(TraderError):
+    """The machine is not ready (a port in use): the process exits with code 1 and this
+    one-line message, and systemd starts it again later."""
+
+
 class BusFullError(TraderError):
     """A never-drop event could not be queued within the timeout; logged and counted as critical.
 

@@ -48,6 +48,7 @@ from trader.config.schema import (
     StreamsConfig,
     TradeConfig,
     UrlsConfig,
+    api_token_path,
     paper_account_path,
     strategy_id,
 )
@@ -59,6 +60,6 @@ __all__ = [
     "PortfolioConfig", "ReconcileConfig", "RiskConfig", "Secrets", "SimulatedConfig",
     "StorageBackend", "StorageConfig", "StoreConfig", "StrategyConfig", "StreamsConfig",
     "TradeConfig", "UrlsConfig", "build", "config_from_dict", "config_with_sources",
-    "dump_with_sources", "load_config", "load_config_sources", "paper_account_path",
+    "dump_with_sources", "load_config", "load_config_sources", "paper_account_path", "api_token_path",
     "read_secrets", "redacted", "strategy_id",
 ]
