@@ -59,7 +59,7 @@ __all__ = [
     "JournalConfig", "LogFormat", "LogLevel", "MetricsConfig", "Mode", "PaperConfig", "PollerConfig",
     "PortfolioConfig", "ReconcileConfig", "RiskConfig", "Secrets", "SimulatedConfig",
     "StorageBackend", "StorageConfig", "StoreConfig", "StrategyConfig", "StreamsConfig",
-    "TradeConfig", "UrlsConfig", "build", "config_from_dict", "config_with_sources",
-    "dump_with_sources", "load_config", "load_config_sources", "paper_account_path", "api_token_path",
-    "read_secrets", "redacted", "strategy_id",
+    "TradeConfig", "UrlsConfig", "api_token_path", "build", "config_from_dict",
+    "config_with_sources", "dump_with_sources", "load_config", "load_config_sources",
+    "paper_account_path", "read_secrets", "redacted", "strategy_id",
 ]
