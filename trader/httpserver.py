@@ -139,8 +139,8 @@ class BoundedHttpServer:
                 for key, _ in sel.select(timeout=0.1):
                     if key.fileobj is self._sock:
                         self._accept(sel, pending)
-                    else:
-                        self._read(sel, pending, pending[key.fileobj])  # type: ignore[index]
+                    elif (conn := pending.get(key.fileobj)) is not None:  # type: ignore[arg-type]
+                        self._read(sel, pending, conn)  # (None: closed earlier in this round)
                 now = time.monotonic()
                 for conn in [c for c in pending.values() if c.deadline <= now]:
                     self._refuse(sel, pending, conn, BadRequest(

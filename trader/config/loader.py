@@ -2,7 +2,10 @@
 environment overrides applied first, secrets added, and where each value came from.
 
 - An unknown key is an error naming its dotted path, with a "did you mean".
-- A wrong type or a value out of range is an error naming the key.
+- A wrong type, a value out of range, a number that is not finite or a string with a NUL byte is
+  an error naming the key.
+- The file is read as a bounded regular file of UTF-8 text and parsed without aliases, deeper
+  than ``MAX_DEPTH`` or with a key repeated (:class:`_StrictLoader`): one line, never a hang.
 - :func:`build` is generic: it builds any dataclass (a strategy's ``Params`` too).
 """
 
