@@ -117,11 +117,13 @@ def test_the_dashboard_shows_the_running_session_and_a_halt_within_2s(
         ctl = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "ctl.py"), "halt", "--reason",
              "dashboard check", "--port", str(app.http.port)],
-            capture_output=True, text=True, timeout=10)
+            capture_output=True, text=True, timeout=10,
+            env={**os.environ, "TRADER_API_TOKEN": app.http.token})
         t0 = time.monotonic()  # the instance has accepted the halt
         assert ctl.returncode == 0, ctl.stderr
         page.wait_for_function(
-            "document.querySelector('#halts').textContent.includes('dashboard check')",
+            "document.querySelector('#halts').textContent.includes('dashboard check')"
+            " && document.querySelector('#state').textContent === 'trading halted'",
             timeout=2000)
         shown_after = time.monotonic() - t0
         assert page.inner_text("#state") == "TRADING HALTED"  # text-transform: uppercase

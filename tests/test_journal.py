@@ -271,3 +271,26 @@ def test_a_whole_last_line_is_left_as_it_is(tmp_path: Path) -> None:
     before = path.read_bytes()
     journal(tmp_path).finish()
     assert path.read_bytes() == before
+
+
+def test_lines_with_bad_types_are_skipped_counted_and_named(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = ('{"type":"TradeTick","ts_event":1,"ts_recv":2,"symbol":"BTC/USDT","price":"1",'
+            '"size":"1","aggressor":"buy","trade_id":"t1"}')
+    path = tmp_path / "2024-01-01.jsonl"
+    path.write_text("\n".join([
+        good,
+        good.replace('"price":"1"', '"price":"abc"'),
+        good.replace('"ts_recv":2', '"ts_recv":"x"'),
+        good.replace('"symbol":"BTC/USDT"', '"symbol":3'),
+        good.replace('"ts_event":1', '"ts_event":true'),
+        good,
+    ]) + "\n")
+    reader = JournalReader([path])
+    with caplog.at_level(logging.WARNING, logger="trader.journal"):
+        events = list(reader)
+    assert len(events) == 2 and all(isinstance(e.ts_recv, int) for e in events)
+    assert reader.bad_lines == [f"{path}:{n}" for n in (2, 3, 4, 5)]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 4 and all(m.startswith(f"journal: skipped bad line {path}:")
+                                    for m in warned)

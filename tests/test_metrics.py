@@ -64,10 +64,14 @@ def get(app: App, path: str, headers: dict | None = None) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def post(app: App, path: str, body: Any = None, ctype: str = "application/json") -> tuple:
+def post(app: App, path: str, body: Any = None, ctype: str = "application/json",
+         token: str | None = None) -> tuple:
+    """POST with the instance's token (unless another is given)."""
     data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    token = app.http.token if token is None else token
     req = urllib.request.Request(f"http://127.0.0.1:{app.http.port}{path}", data=data,
-                                 method="POST", headers={"Content-Type": ctype})
+                                 method="POST", headers={"Content-Type": ctype,
+                                                         "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -216,15 +220,18 @@ def test_status_reports_state_balances_orders_and_strategies(tmp_path: Any) -> N
     assert doc["session"] == app.session and "events_per_s" in doc and "queue_depth" in doc
 
 
-def test_a_busy_port_is_a_config_error(tmp_path: Any) -> None:
-    from trader.errors import ConfigError
+def test_a_busy_port_is_an_operational_error_naming_the_holder(tmp_path: Any) -> None:
+    import os
+
+    from trader.errors import OperationalError
 
     app = make_app(tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", app.cfg.metrics.port))
         s.listen()
-        with pytest.raises(ConfigError, match=f"metrics.port: cannot listen on 127.0.0.1:"
-                                              f"{app.cfg.metrics.port}"):
+        with pytest.raises(OperationalError, match=f"metrics.port: cannot listen on 127.0.0.1:"
+                                                   f"{app.cfg.metrics.port}: .*; held by pid "
+                                                   f"{os.getpid()} "):
             app.http.bind()
 
 
@@ -259,17 +266,25 @@ def test_timing_samples_one_dispatch_in_n() -> None:
     (["halt", "--reason", "maintenance", "--cancel-orders"],
      HaltTrading(ts_event=0, ts_recv=0, reason="maintenance", cancel_orders=True)),
     (["resume"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator")),
+    (["resume", "--force"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator", force=True)),
     (["cancel-all"], CancelAllOrders(ts_event=0, ts_recv=0)),
 ])
-def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any,
-                                         capsys: pytest.CaptureFixture) -> None:
+def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the instance's config, ctl finds the port and the token file: no extra flags."""
     import importlib.util
     from dataclasses import replace
 
+    monkeypatch.delenv("TRADER_API_TOKEN", raising=False)
     spec = importlib.util.spec_from_file_location("ctl", ROOT / "scripts" / "ctl.py")
     ctl = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ctl)
-    assert ctl.main([*argv, "--port", str(api.http.port)]) == 0
+    config = tmp_path / "ctl.yaml"
+    config.write_text(f"metrics: {{port: {api.http.port}}}\n"
+                      f"journal: {{path: {api.cfg.journal.path}}}\n")
+    assert (tmp_path / "api-token").stat().st_mode & 0o777 == 0o600
+    assert ctl.main([*argv, "--config", str(config)]) == 0
     got = api.bus.get(1)
     assert replace(got, ts_event=0, ts_recv=0) == expected
     assert ctl.main(["status", "--port", str(api.http.port)]) == 0

@@ -333,6 +333,24 @@ def test_a_corrupt_account_file_stops_the_start_and_is_kept(tmp_path) -> None:
         assert path.read_text() == bad
 
 
+@pytest.mark.parametrize("bad", [
+    b"[]", b"null", b'{"version": 2, "seq": 1, "balances": [], "orders": [], "fills": []}',
+    b'{"version": 2, "seq": 1, "balances": {"USDT": {"free": "NaN", "used": "0"}}, '
+    b'"orders": [], "fills": []}',
+    b'{"version": 2, "seq": 1, "balances": {"USDT": {"free": "-5", "used": "0"}}, '
+    b'"orders": [], "fills": []}',
+    b'{"version": 2, "seq": "x", "balances": {}, "orders": [], "fills": []}',
+    b"\xff\xfe{\x00}\x00",
+], ids=["list", "null", "balances-list", "nan", "negative", "seq-string", "utf16"])
+def test_an_account_file_of_the_wrong_shape_is_one_line_and_kept(tmp_path, bad: bytes) -> None:
+    path = tmp_path / "paper-account.json"
+    path.write_bytes(bad)
+    with pytest.raises(ConfigError, match=f"paper account file {path} cannot be read") as err:
+        PaperGateway(NoSource(), ManualClock(1), {}, D(0), account_file=path)
+    assert "\n" not in str(err.value)
+    assert path.read_bytes() == bad
+
+
 def test_an_unwritable_account_file_is_reported_and_trading_goes_on(tmp_path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")

@@ -294,7 +294,11 @@ def test_operator_resume_restarts_the_daily_count() -> None:
     s.quote("88", "90")
     s.risk.check_daily_loss()
     now = s.clock.now_ns()
-    s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept the loss"))
+    assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="just resume")) == []
+    assert s.risk.state is TradingState.HALTED  # only the operator's own halt is lifted
+    assert set(s.risk.halts) == {HaltCause.DAILY_LOSS}
+    s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept the loss",
+                                   force=True))
     assert s.risk.check_daily_loss() == [] and s.risk.state is TradingState.ACTIVE
 
 
@@ -362,7 +366,10 @@ def test_reducing_waits_under_a_halt_and_the_operator_clears_it() -> None:
     done = ReconciliationCompleted(ts_event=now, ts_recv=now, ok=True, differences=0)
     (ev,) = s.risk.on_reconciliation_completed(done)  # the halt ends: reduce only remains
     assert ev.state is TradingState.REDUCING
-    (ev,) = s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept"))
+    assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept")) == []
+    assert s.risk.state is TradingState.REDUCING  # reduce-only stays without force
+    (ev,) = s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept",
+                                           force=True))
     assert ev.state is TradingState.ACTIVE and s.risk.reducing is None
     assert s.risk.check_daily_loss() == [] and s.decide(amount="0.1", price="94") is None
 

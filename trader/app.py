@@ -41,6 +41,7 @@ from trader.config import (
     Config,
     Mode,
     StorageBackend,
+    api_token_path,
     paper_account_path,
     state_file_path,
 )
@@ -315,7 +316,8 @@ class App(Lifecycle):
             web = WebRoutes(Dashboard(
                 self.metrics, self.view, self.history, cfg.trade.markets, self.clock,
                 lambda: {f.name: f.message_age_s() for f in listeners}))
-            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web)
+            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web,
+                                token=cfg.secrets.api_token, token_file=api_token_path(cfg))
             self.producers.add(self.http)
         # alerts: only a live run with destinations (TRADER_ALERT_URLS) has them
         self.alerts: AlertRules | None = None

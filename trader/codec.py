@@ -207,7 +207,7 @@ def _make_decoder(tp: Any) -> Decoder:
     if kind == "enum":
         return tp
     if kind == "scalar":
-        return _identity
+        return _SCALAR_DECODERS.get(tp, _identity)
     if kind == "tuple":
         item = plain_decoder(args)
         return lambda v: tuple(item(x) for x in _list(v))
@@ -231,6 +231,34 @@ def _dataclass_decoder(cls: type, tag: str | None) -> Decoder:
         return cls(**kwargs)
 
     return decode
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:  # bool is an int subclass: refused too
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _float(value: Any) -> float:
+    if type(value) not in (int, float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return value
+
+
+# Bad data of the right shape (``"ts_recv": "x"``) fails here, at the boundary, not later.
+_SCALAR_DECODERS: dict[Any, Decoder] = {int: _int, str: _str, bool: _bool, float: _float}
 
 
 def _decimal(value: Any) -> Decimal:

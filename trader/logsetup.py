@@ -1,6 +1,11 @@
 """Logging set-up: text or JSON lines, secrets scrubbed from every record, quiet third-party
 loggers.
 
+A text line is one line: control characters in it (a newline in ``general.name``, in a request
+path, in an exchange's error text) are written escaped (``\\n``, ``\\x1b``), so no value can
+forge a log line; only a traceback that follows the message keeps its lines. JSON lines escape
+them by being JSON.
+
 Text lines under systemd (``JOURNAL_STREAM`` or ``INVOCATION_ID`` set) carry no timestamp:
 journald adds its own. JSON lines (``general.log_format: json``) always carry theirs, for a log
 shipper: one object a line with ``time`` (ISO 8601, UTC), ``level``, ``thread``, ``logger``,
@@ -49,6 +54,26 @@ class SecretFilter(logging.Filter):
         return True
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09}
+_CONTROLS.update({0x0A: "\\n", 0x0D: "\\r", 0x85: "\\x85", 0x2028: "\\u2028",
+                  0x2029: "\\u2029"})
+_TRACEBACK = "\nTraceback (most recent call last):"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters escaped, except in a traceback that follows it."""
+    head, sep, tail = text.partition(_TRACEBACK)
+    return head.translate(_CONTROLS) + sep + tail
+
+
+class TextFormatter(logging.Formatter):
+    """The standard formatter, with the message line's control characters escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """The line, escaped (the traceback ``format`` appends keeps its lines)."""
+        return escape_controls(super().formatMessage(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; the event's string fields pass through ``scrub``, since
     they never went through the message the filter scrubs."""
@@ -95,7 +120,7 @@ def setup_logging(level: str, secrets: Iterable[str] = (),
         fmt = "%(levelname)-7s %(threadName)-10s %(name)s: %(message)s"
         if not under_journald():
             fmt = "%(asctime)s.%(msecs)03d " + fmt
-        handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+        handler.setFormatter(TextFormatter(fmt, datefmt="%H:%M:%S"))
     handler.addFilter(scrubber)
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -11,8 +11,9 @@ In REDUCING an order passes the gate only if it reduces the market's position wi
 reversing it: a sell of at most the long position (spot: of the base bought), a buy of at most
 the short, counting what our open orders on that side already take. Any other order is an
 ``OrderDenied`` saying why ("trading is reducing (daily_loss: ...)"). Loss growing past the hard
-limit escalates to HALTED; a new UTC day lifts both, and ``ResumeTrading`` (the operator) clears
-every halt cause and the reduce-only state and starts the day's count afresh. Every change of
+limit escalates to HALTED; a new UTC day lifts both. ``ResumeTrading`` (the operator) lifts the
+operator's own halt; with ``force`` it clears every halt cause and the reduce-only state and
+starts the day's count afresh. Every change of
 state is a ``TradingStateChanged`` event with its reason. Cancels are never gated.
 
 **Data halt** (per market, apart from the state above, kept by
@@ -306,16 +307,24 @@ class Risk:
         return out
 
     def on_resume(self, cmd: ResumeTrading) -> list[Event]:
-        """Operator: ACTIVE again. Clears every halt cause (the operator overrides a pending
-        reconciliation) and starts the daily loss count afresh from now."""
+        """Operator: lift the operator's halt. With ``force``: ACTIVE again, every halt cause
+        cleared (the operator overrides a pending reconciliation) and the daily loss count
+        started afresh from now; without, any other cause keeps trading halted."""
+        reason = f"operator: {cmd.reason or 'resume'}"
         automatic = {c: r for c, r in self.halts.items() if c is not HaltCause.OPERATOR}
+        if not cmd.force:
+            if automatic:
+                log.warning("operator resume lifts only the operator's halt; still halted by %s "
+                            "(resume with force to override)",
+                            "; ".join(f"{c}: {r}" for c, r in automatic.items()))
+            return self.release(HaltCause.OPERATOR, cmd.reason or "resume")
         if automatic:
             log.warning("operator resume overrides %s",
                         "; ".join(f"{c}: {r}" for c, r in automatic.items()))
         self.halts.clear()
         self.reducing = None
         self._loss.restart()
-        return self.set_state(TradingState.ACTIVE, f"operator: {cmd.reason or 'resume'}")
+        return self.set_state(TradingState.ACTIVE, reason)
 
     def on_reconciliation_started(self, ev: ReconciliationStarted) -> list[Event]:
         """Halt until this round agrees."""

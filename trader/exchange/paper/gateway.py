@@ -30,9 +30,6 @@ from trader.events import (
     TradeTick,
 )
 from trader.exchange.gateway import MarketDataSource
-from trader.model.market import split_symbol
-from trader.model.orders import OrderStatus, OrderType, Side
-from trader.model.units import NS_PER_MS
 from trader.exchange.paper import persistence
 from trader.exchange.paper.account import Funds
 from trader.exchange.paper.orders import (
@@ -43,6 +40,9 @@ from trader.exchange.paper.orders import (
     trades_through,
 )
 from trader.exchange.paper.persistence import AccountWriter, SavedAccount, SavedBalance
+from trader.model.market import split_symbol
+from trader.model.orders import OrderStatus, OrderType, Side
+from trader.model.units import NS_PER_MS
 
 log = logging.getLogger(__name__)
 

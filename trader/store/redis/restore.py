@@ -13,13 +13,13 @@ from trader import codec
 from trader.clock import Clock
 from trader.errors import StorageUnavailableError
 from trader.events import Event, StateRestored, StorageFailed
-from trader.store.memory import MemoryStore
 from trader.model.records import Balance, Market, Order, Position
+from trader.store.memory import MemoryStore
 from trader.store.redis.keys import (
     BALANCES,
-    DAILY_LOSS,
     COLLECTIONS,
     COMPONENT,
+    DAILY_LOSS,
     MARKETS,
     ORDERS,
     POSITIONS,

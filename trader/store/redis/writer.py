@@ -19,10 +19,10 @@ from trader.config import StorageConfig
 from trader.errors import BusFullError
 from trader.events import Event, StorageFailed, StorageRecovered, StreamGap, event_to_json
 from trader.stats import Stats
-from trader.store.state_file import DailyLossSaved
 from trader.store.redis.keys import COMPONENT, DAILY_LOSS, ORDERS, RISK, SOCKET_TIMEOUT_S, Keys
 from trader.store.redis.outbox import Outbox
 from trader.store.redis.store import RedisStore, daily_loss_to_json
+from trader.store.state_file import DailyLossSaved
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
