@@ -13,6 +13,7 @@ from trader.clock import ManualClock
 from trader.config import RiskConfig, StoreConfig, config_from_dict
 from trader.errors import ConfigError
 from trader.events import (
+    JOURNAL,
     CancelAllOrders,
     CancelOrder,
     FeedDisconnected,
@@ -25,6 +26,8 @@ from trader.events import (
     ReconciliationCompleted,
     ReconciliationStarted,
     ResumeTrading,
+    StorageFailed,
+    StorageRecovered,
     SubmitOrder,
     TradingState,
     TradingStateChanged,
@@ -263,6 +266,21 @@ def test_halt_causes_combine_and_reconciliation_gates_trading() -> None:
     assert s.risk.on_reconciliation_completed(bad) == []  # still halted
     assert s.decide(amount="0.1") == "trading is halted (reconciliation: 2 differences)"
     (ev,) = s.risk.on_reconciliation_completed(done)
+    assert ev.state is TradingState.ACTIVE
+
+
+def test_a_failing_journal_halts_until_it_writes_and_a_plain_resume_leaves_it() -> None:
+    s = Setup()
+    now = s.clock.now_ns()
+    assert s.risk.on_storage_failed(StorageFailed(ts_event=now, ts_recv=now, component="redis",
+                                                  error="down")) == []  # memory goes on
+    (ev,) = s.risk.on_storage_failed(StorageFailed(ts_event=now, ts_recv=now,
+                                                   component=JOURNAL, error="ENOSPC"))
+    assert ev.state is TradingState.HALTED and "journal failed: ENOSPC" in ev.reason
+    assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="go")) == []
+    assert set(s.risk.halts) == {HaltCause.JOURNAL}
+    (ev,) = s.risk.on_storage_recovered(StorageRecovered(ts_event=now, ts_recv=now,
+                                                         component=JOURNAL))
     assert ev.state is TradingState.ACTIVE
 
 

@@ -393,6 +393,8 @@ class App(Lifecycle):
             (TradingStateChanged, risk.on_state_changed),
             (TradingStateChanged, rep.on_system),
             (HaltTrading, risk.on_halt),
+            (StorageFailed, risk.on_storage_failed),
+            (StorageRecovered, risk.on_storage_recovered),
             (ResumeTrading, risk.on_resume),
             (ReconciliationStarted, risk.on_reconciliation_started),
             (ExchangeStateFetched, rec.on_fetched),

@@ -65,6 +65,7 @@ from trader.events.orders import (  # noqa: F401 - the package is the one import
     SubmitOrder,
 )
 from trader.events.system import (  # noqa: F401 - the package is the one import path
+    JOURNAL,
     ExchangeStateFetched,
     FeedConnected,
     FeedDisconnected,

@@ -45,6 +45,7 @@ from typing import Callable
 from trader.clock import Clock
 from trader.config import RiskConfig
 from trader.events import (
+    JOURNAL,
     CancelAllOrders,
     CancelOrder,
     Event,
@@ -56,6 +57,8 @@ from trader.events import (
     ReconciliationStarted,
     ResumeTrading,
     StateRestored,
+    StorageFailed,
+    StorageRecovered,
     SubmitOrder,
     TradingState,
     TradingStateChanged,
@@ -236,6 +239,7 @@ class HaltCause(StrEnum):
     OPERATOR = "operator"
     RECONCILIATION = "reconciliation"
     DAILY_LOSS = "daily_loss"
+    JOURNAL = "journal"  # the journal cannot write: nothing may happen that is not recorded
 
 
 class Risk:
@@ -305,6 +309,19 @@ class Risk:
             now = self._clock.now_ns()
             out.append(CancelAllOrders(ts_event=now, ts_recv=now))
         return out
+
+    def on_storage_failed(self, ev: StorageFailed) -> list[Event]:
+        """The journal cannot write: HALTED until it writes again (an operator resume without
+        ``force`` leaves this halt in place)."""
+        if ev.component != JOURNAL:
+            return []
+        return self.halt(HaltCause.JOURNAL, f"journal failed: {ev.error}")
+
+    def on_storage_recovered(self, ev: StorageRecovered) -> list[Event]:
+        """The journal writes again: its halt is lifted."""
+        if ev.component != JOURNAL:
+            return []
+        return self.release(HaltCause.JOURNAL, "journal writes again")
 
     def on_resume(self, cmd: ResumeTrading) -> list[Event]:
         """Operator: lift the operator's halt. With ``force``: ACTIVE again, every halt cause
