@@ -20,10 +20,11 @@ import os
 import resource
 import time
 from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from trader import prometheus
 from trader.bus import Bus
@@ -113,7 +114,7 @@ class HistogramSnapshot:
         if not total:
             return None
         seen = 0
-        for bound, n in zip(BUCKETS_S, self.counts):
+        for bound, n in zip(BUCKETS_S, self.counts, strict=False):  # counts: one more, +Inf
             seen += n
             if seen >= q * total:
                 return bound
@@ -324,11 +325,11 @@ class Metrics:
         ages = self.market_ages()
         uptime = (now_ns - self.started_ns) / NS
         if stale_s:
-            for symbol, age in ages.items():
-                if age is None and uptime > stale_s:
+            for symbol, last in ages.items():
+                if last is None and uptime > stale_s:
                     problems.append(f"no data for {symbol} since start ({uptime:.0f}s)")
-                elif age is not None and age > stale_s:
-                    problems.append(f"no data for {symbol} for {age:.1f}s")
+                elif last is not None and last > stale_s:
+                    problems.append(f"no data for {symbol} for {last:.1f}s")
         doc = {
             "status": "ok" if not problems else "unhealthy",
             "problems": problems,

@@ -29,6 +29,7 @@ from prometheus_client.utils import floatToGoString
 from trader import counters
 from trader.events import TradingState
 
+
 class Buckets(Protocol):
     """A histogram snapshot: per-bucket counts (not cumulative; the last is +Inf), their sum."""
 
@@ -39,8 +40,15 @@ class Buckets(Protocol):
 class Source(Protocol):
     """What the collector reads: the published snapshot and the live, thread-safe values."""
 
-    snapshot: Mapping[str, Any]
-    feeds: Mapping[str, tuple[str, int]]
+    @property
+    def snapshot(self) -> Mapping[str, Any]:
+        """The latest published snapshot."""
+        ...
+
+    @property
+    def feeds(self) -> Mapping[str, tuple[str, int]]:
+        """feed -> (state, since ns)."""
+        ...
 
     def queue_depth(self) -> int:
         """Events waiting on the bus now."""
@@ -127,7 +135,7 @@ class SnapshotCollector(Collector):
             pnl = GaugeMetricFamily("trader_pnl_usd",
                                     "Realized (net of fees) and unrealized PnL in USD.",
                                     labels=("kind",))
-            for kind, value in zip(("realized", "unrealized"), s["pnl_usd"]):
+            for kind, value in zip(("realized", "unrealized"), s["pnl_usd"], strict=True):
                 pnl.add_metric([kind], float(value))
             yield pnl
         journal = s["journal"]
@@ -142,7 +150,7 @@ class SnapshotCollector(Collector):
 
     def _histogram(self, family: HistogramMetricFamily, labels: list[str], h: Buckets) -> None:
         cumulative, buckets = 0, []
-        for bound, n in zip(self._bounds, h.counts):
+        for bound, n in zip(self._bounds, h.counts, strict=True):
             cumulative += n
             buckets.append((bound, float(cumulative)))
         family.add_metric(labels, buckets, h.sum_s)

@@ -14,11 +14,12 @@ import dataclasses
 import difflib
 import os
 import typing
+from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -122,7 +123,7 @@ def _env_path(var: str) -> list[str]:
     for i, seg in enumerate(segments):
         if not seg:
             raise ConfigError(f"{var}: empty key in the path (use __ between keys only)")
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             fields = public_fields(tp)
             name = seg.lower()
             if name not in fields:
@@ -140,7 +141,7 @@ def _env_path(var: str) -> list[str]:
                 f"{var}: '{'.'.join(keys)}' takes a whole value; set it as YAML "
                 f"({ENV_PREFIX}{'__'.join(k.upper() for k in keys)}='...')"
             )
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         raise ConfigError(f"{var}: '{'.'.join(keys)}' is a section; name one of its keys")
     return keys
 
@@ -165,7 +166,7 @@ def _leaves(cls: type, prefix: str) -> Iterator[tuple[str, Any]]:
     for name in public_fields(cls):
         path = f"{prefix}.{name}" if prefix else name
         tp = unwrap_optional(hints[name])
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             yield from _leaves(tp, path)
         else:
             yield path, tp
@@ -228,7 +229,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not NoneType]
         return _convert(value, inner, where)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, where)
     if tp is Any:
         return value

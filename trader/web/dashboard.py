@@ -9,8 +9,9 @@ kilobytes a second and nothing accumulates on the server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 from trader.clock import Clock
 from trader.events import Candle, OrderFilled
@@ -154,6 +155,6 @@ class Dashboard:
             rows.append({
                 "symbol": s, "price": _num(self._view.last_price(s)),
                 "bid": _num(q.bid) if q else None, "ask": _num(q.ask) if q else None,
-                "data_age_s": None if ages.get(s) is None else round(ages[s], 2),
+                "data_age_s": None if (age := ages.get(s)) is None else round(age, 2),
             })
         return rows
