@@ -47,10 +47,11 @@ import subprocess
 import sys
 import threading
 import time
-from decimal import Decimal
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,8 +62,8 @@ from trader.config import BusConfig, Config, GeneralConfig, StrategyConfig  # no
 from trader.events import Heartbeat, QuoteTick  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_ws import ACCOUNT_EVERY, Sender  # noqa: E402
 from bench_backtest import FIGURES as BACKTEST_FIGURES  # noqa: E402 (backtest, persist, ctrl_c)
+from bench_ws import ACCOUNT_EVERY, Sender  # noqa: E402
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
@@ -97,7 +98,7 @@ def paired(runs: int, anchor: Callable[[], float], ours: Callable[[], float]) ->
     for _ in range(runs):
         anchors.append(anchor())
         our.append(ours())
-    ratios = sorted(o / a for o, a in zip(our, anchors))
+    ratios = sorted(o / a for o, a in zip(our, anchors, strict=True))
     return {
         "runs": runs,
         "anchor_eps": round(statistics.median(anchors)), "anchor_min": round(min(anchors)),
@@ -190,10 +191,10 @@ def p1(n: int, runs: int) -> dict[str, Any]:
 
 
 def p2(n: int, runs: int) -> dict[str, Any]:
-    from trader.config import StoreConfig
-    from trader.engine import Engine, Registry
     from trader.bus import Bus
     from trader.clock import LiveClock
+    from trader.config import StoreConfig
+    from trader.engine import Engine, Registry
     from trader.stats import Stats
     from trader.store.memory import MemoryStore
 

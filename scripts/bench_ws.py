@@ -41,8 +41,8 @@ def ws_frame(payload: bytes) -> bytes:
 
 def quote(i: int, bid: str, ask: str) -> bytes:
     """A Binance bookTicker message on the combined stream."""
-    return (b'{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%s","B":"1.50000000",'
-            b'"a":"%s","A":"2.50000000"}}' % (i, bid.encode(), ask.encode()))
+    return (b'{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%s",'
+            b'"B":"1.50000000","a":"%s","A":"2.50000000"}}' % (i, bid.encode(), ask.encode()))
 
 
 def burst(count: int) -> bytes:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
-
-import tempfile
+from typing import Any
 
 # hypothesis keeps its files under the working directory unless told otherwise
 os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="hypothesis-"))

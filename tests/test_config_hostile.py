@@ -72,7 +72,7 @@ def test_nan_and_infinity_are_refused_for_every_float_key_in_the_file_and_the_en
 
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
-    for p, c in zip("abcdefgh", "bcdefghi"))
+    for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 
 HOSTILE: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "latin-1": ("general: {name: caf\xe9}\n".encode("latin-1"), ("not UTF-8",)),

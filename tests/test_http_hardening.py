@@ -9,7 +9,8 @@ import socket
 import struct
 import threading
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 

@@ -8,8 +8,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 from decimal import Decimal as D
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -195,7 +196,7 @@ def test_a_healthy_connection_resets_the_backoff(server: FakeExchange,
     cfg = dataclasses.replace(FAST, healthy_after_s=0.2)
     h = run(harnesses, market(server.url), cfg=cfg)
     for n in (1, 2):  # two connections closed at once: the backoff grows
-        assert wait_until(lambda: subscribed(server, n))
+        assert wait_until(lambda: subscribed(server, n))  # noqa: B023 - called in this iteration
         server.close(n - 1)
     assert wait_until(lambda: subscribed(server, 3))
     assert h.listener.backoff.attempt == 2

@@ -11,8 +11,8 @@ start-up reconciliation completed (at once without it).
 Stop (Ctrl-C, SIGTERM, fatal error, one path): tell systemd STOPPING -> stop and join the
 producers -> drain the bus before a deadline -> stop the executor and send what it still holds
 (unless it is stuck in a request: then nothing more is sent, and the next start's reconciliation
-settles the recorded orders) -> optional cancel-all -> close the gateway -> flush and stop the storage writers, write what is left
-of the journal -> log totals.
+settles the recorded orders) -> optional cancel-all -> close the gateway -> flush and stop the
+storage writers, write what is left of the journal -> log totals.
 
 The start and stop paths themselves are in ``trader/lifecycle.py`` (mixed into :class:`App`).
 
@@ -27,10 +27,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any, cast
 
 from trader.alerts.rules import AlertRules
 from trader.alerts.sender import AlertSender, Outbox, apprise_targets
@@ -91,6 +92,7 @@ from trader.events import (
 )
 from trader.exchange.gateway import Gateway, MarketDataSource
 from trader.exchange.paper import PaperGateway
+from trader.exchange.paper.persistence import AccountWriter
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
 from trader.feeds.streams import build_stream_workers, data_markets
@@ -105,7 +107,7 @@ from trader.report import Reporter
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.state_file import DailyLossSaved, StateFileWriter, read_state
-from trader.store.view import ReadOnlyView
+from trader.store.view import ReadOnlyView, StoreView
 from trader.systemd import Notifier, StatusLine
 from trader.trading.client_ids import ClientIdGenerator
 from trader.trading.data_halt import DataHalts
@@ -139,7 +141,7 @@ class Venue:
     handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
     # feed -> the markets whose data it carries (risk's data halt); a feed not listed: all
     feed_markets: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    writers: list[Worker] = field(default_factory=list)
+    writers: list[AccountWriter] = field(default_factory=list)
 
 
 def build_venue(
@@ -258,7 +260,7 @@ class App(Lifecycle):
         self.cfg = cfg
         self.mode = mode
         self.clock = clock or LiveClock()
-        started = datetime.fromtimestamp(self.clock.now_ns() / NS, timezone.utc)
+        started = datetime.fromtimestamp(self.clock.now_ns() / NS, UTC)
         self.session = f"{started:%Y%m%dT%H%M%SZ}-{os.getpid()}"
         self.stats = Stats()
         self.bus = Bus(cfg.bus.maxsize, cfg.bus.put_timeout_s, self.stats)
@@ -268,7 +270,8 @@ class App(Lifecycle):
         self.storage = build_storage(cfg, ids.prefix, self.bus.publish, self.clock, self.stats,
                                      lambda: self.risk.daily_loss_saved(), persist=live)
         self.store = self.storage.store
-        self.view = ReadOnlyView(self.store)
+        # ReadOnlyView copies StoreView's reads at run time, which a type checker cannot see
+        self.view = cast(StoreView, ReadOnlyView(self.store))
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
         for saver in self.storage.workers:
             if isinstance(saver, StateFileWriter):
@@ -277,7 +280,8 @@ class App(Lifecycle):
         self.data_halts = DataHalts(self.venue.feed_markets)
         self.risk = Risk(self.view, cfg.risk, self.clock, ids, data_halts=self.data_halts)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
-        self.history = History(self.view, self.clock, lambda: dict(self.risk.halts))
+        self.history = History(self.view, self.clock,
+                               lambda: {str(k): v for k, v in self.risk.halts.items()})
         self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
                                      self.risk.evaluate, self.clock)
         self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
@@ -477,7 +481,8 @@ class App(Lifecycle):
         portfolio are rebuilt from recorded facts, while strategies and risk still run on the
         same inputs, and a strategy that failed live fails again, with its traceback."""
         outside = self.outside_world()
-        table, dropped = [], []
+        table: list[tuple[type[Event], Handler]] = []
+        dropped: list[tuple[type[Event], Handler]] = []
         for cls, h in self.handler_table():
             acts_outside = any(getattr(h, "__self__", None) is o for o in outside)
             (dropped if acts_outside else table).append((cls, h))

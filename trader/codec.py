@@ -25,11 +25,12 @@ import collections.abc
 import dataclasses
 import json
 import typing
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum, StrEnum
 from json.encoder import encode_basestring_ascii as _esc
 from types import NoneType, UnionType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -398,7 +399,7 @@ def _classify(tp: Any) -> tuple[str, Any]:
     if tp in (int, str, bool, float) or tp is Any:
         return "scalar", None
     if origin is tuple:
-        args = typing.get_args(tp)
+        args = list(typing.get_args(tp))
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"unsupported tuple {tp}: use tuple[X, ...]")
         return "tuple", args[0]

@@ -7,8 +7,8 @@ Exchange errors are translated into these once, at the exchange boundary (only
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Iterable
 
 
 class ErrorKind(StrEnum):

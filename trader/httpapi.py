@@ -32,9 +32,10 @@ import logging
 import os
 import secrets
 import threading
+from collections.abc import Callable
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from trader.clock import Clock
 from trader.errors import BusFullError, ConfigError, OperationalError
@@ -71,11 +72,12 @@ class RequestError(Exception):
 
 def command_from_body(path: str, body: dict[str, Any], now_ns: int) -> Command:
     """Build the command a POST asks for; unknown keys and wrong types are errors."""
-    fields: dict[str, tuple[type, Any]] = {
+    by_path: dict[str, dict[str, tuple[type, Any]]] = {
         "/halt": {"reason": (str, "operator"), "cancel_orders": (bool, False)},
         "/resume": {"reason": (str, "operator"), "force": (bool, False)},
         "/cancel-all": {"symbol": (str, None)},
-    }[path]
+    }
+    fields = by_path[path]
     unknown = set(body) - set(fields)
     if unknown:
         raise RequestError(HTTPStatus.BAD_REQUEST,

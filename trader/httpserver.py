@@ -26,9 +26,9 @@ import selectors
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Callable
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class BoundedHttpServer:
                 for key, _ in sel.select(timeout=0.1):
                     if key.fileobj is self._sock:
                         self._accept(sel, pending)
-                    elif (conn := pending.get(key.fileobj)) is not None:  # type: ignore[arg-type]
+                    elif (conn := pending.get(key.fileobj)) is not None:  # type: ignore[call-overload]
                         self._read(sel, pending, conn)  # (None: closed earlier in this round)
                 now = time.monotonic()
                 for conn in [c for c in pending.values() if c.deadline <= now]:

@@ -30,8 +30,9 @@ appended, so the new session's ``SessionStarted`` is never glued onto it.
 
 Failures: an unusable folder at start is a ``ConfigError`` (exit code 2, one line). A write that
 fails mid-run logs a CRITICAL line and publishes ``StorageFailed`` (risk halts trading on it, a
-halt of its own that a plain operator resume does not lift), and keeps the encoded lines in memory (up to ``MAX_UNWRITTEN_BYTES``; beyond that the oldest are
-dropped and counted) to retry at every flush; ``StorageRecovered`` when writing works again.
+halt of its own that a plain operator resume does not lift), and keeps the encoded lines in
+memory (up to ``MAX_UNWRITTEN_BYTES``; beyond that the oldest are dropped and counted) to retry
+at every flush; ``StorageRecovered`` when writing works again.
 Events carry no secrets (keys live only in ``Config.secrets``), so neither does the journal.
 """
 
@@ -41,11 +42,12 @@ import logging
 import re
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from operator import attrgetter
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator
+from typing import BinaryIO
 
 from trader.clock import Clock
 from trader.config import JournalConfig

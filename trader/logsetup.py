@@ -20,8 +20,9 @@ import logging
 import os
 import sys
 import threading
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from trader.config import LogFormat
 from trader.events import Event, event_to_dict
@@ -85,7 +86,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
         out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
                 timespec="milliseconds"),
             "level": record.levelname,
             "thread": record.threadName,
@@ -139,5 +140,7 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
         return
     name = args.thread.name if args.thread else "?"
     logging.getLogger("trader.threads").critical(
-        "thread %s crashed", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+        "thread %s crashed", name,
+        # typeshed allows a None exc_value here; a thread's raised exception always has one
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
     )

@@ -119,14 +119,14 @@ def token_of(cfg: Config | None, path: str) -> str:
         cfg = read_config(path)
     if cfg.secrets.api_token:
         return cfg.secrets.api_token
-    path = api_token_path(cfg)
+    token_path = api_token_path(cfg)
     try:
-        token = read_text_file(path, 4096, "API token file").strip()
+        token = read_text_file(token_path, 4096, "API token file").strip()
     except ConfigError as exc:
         raise CtlError(f"{exc} (it is written at the instance's first start; or set "
                        "TRADER_API_TOKEN)", 2) from None
     if not token:
-        raise CtlError(f"API token file {path} is empty", 2)
+        raise CtlError(f"API token file {token_path} is empty", 2)
     return token
 
 

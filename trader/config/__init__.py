@@ -56,8 +56,9 @@ from trader.config.schema import (
 from trader.config.secrets import Secrets, read_secrets
 
 __all__ = [
-    "SIMULATED", "AlertsConfig", "BusConfig", "Config", "ExchangeConfig", "ExecutionConfig", "GeneralConfig",
-    "JournalConfig", "LogFormat", "LogLevel", "MetricsConfig", "Mode", "PaperConfig", "PollerConfig",
+    "SIMULATED", "AlertsConfig", "BusConfig", "Config", "ExchangeConfig", "ExecutionConfig",
+    "GeneralConfig", "JournalConfig", "LogFormat", "LogLevel", "MetricsConfig", "Mode",
+    "PaperConfig", "PollerConfig",
     "PortfolioConfig", "ReconcileConfig", "RiskConfig", "Secrets", "SimulatedConfig",
     "StorageBackend", "StorageConfig", "StoreConfig", "StrategyConfig", "StreamsConfig",
     "TradeConfig", "UrlsConfig", "api_token_path", "build", "config_from_dict",

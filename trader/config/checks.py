@@ -4,9 +4,9 @@ exchange ids, are checked there against its registries: ``trader/registries.py``
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Mapping
 from urllib.parse import urlsplit
 
 from trader.config.schema import (

@@ -19,11 +19,12 @@ import math
 import os
 import stat
 import typing
+from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -196,7 +197,7 @@ def _env_path(var: str) -> list[str]:
     for i, seg in enumerate(segments):
         if not seg:
             raise ConfigError(f"{var}: empty key in the path (use __ between keys only)")
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             fields = public_fields(tp)
             name = seg.lower()
             if name not in fields:
@@ -214,7 +215,7 @@ def _env_path(var: str) -> list[str]:
                 f"{var}: '{'.'.join(keys)}' takes a whole value; set it as YAML "
                 f"({ENV_PREFIX}{'__'.join(k.upper() for k in keys)}='...')"
             )
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         raise ConfigError(f"{var}: '{'.'.join(keys)}' is a section; name one of its keys")
     return keys
 
@@ -239,7 +240,7 @@ def _leaves(cls: type, prefix: str) -> Iterator[tuple[str, Any]]:
     for name in public_fields(cls):
         path = f"{prefix}.{name}" if prefix else name
         tp = unwrap_optional(hints[name])
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             yield from _leaves(tp, path)
         else:
             yield path, tp
@@ -310,7 +311,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not NoneType]
         return _convert(value, inner, where)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, where)
     if tp is Any:
         return value
@@ -349,12 +350,12 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"{where}: expected a number, got {_short(value)}")
         try:
-            result = Decimal(str(value))
+            number = Decimal(str(value))
         except InvalidOperation:
             raise ConfigError(f"{where}: expected a number, got {_short(value)}") from None
-        if not result.is_finite():
+        if not number.is_finite():
             raise ConfigError(f"{where}: expected a finite number, got {_short(value)}")
-        return result
+        return number
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {_short(value)}")

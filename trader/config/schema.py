@@ -4,11 +4,12 @@ exchanges or the strategies (the wiring checks the names against its registries)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from trader.config.secrets import Secrets
 

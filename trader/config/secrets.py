@@ -8,8 +8,8 @@ import os
 import re
 import stat
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 from trader.errors import ConfigError
 

@@ -37,10 +37,11 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Callable
+from typing import Any
 
 from trader.clock import Clock
 from trader.config import RiskConfig
@@ -413,7 +414,7 @@ class Risk:
                                       amount=intent.amount, reason=reason)]
         self._sent.append(now)
         cid = self._ids.next()
-        fields = dict(client_id=cid, symbol=intent.symbol, side=intent.side,
+        fields: dict[str, Any] = dict(client_id=cid, symbol=intent.symbol, side=intent.side,
                       order_type=intent.order_type, amount=check.amount,
                       price=check.limit_price, strategy=intent.strategy)
         return out + [OrderSubmitted(ts_event=now, ts_recv=now, **fields),

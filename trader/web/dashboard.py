@@ -9,8 +9,9 @@ kilobytes a second and nothing accumulates on the server.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from trader.clock import Clock
 from trader.events import Candle, OrderFilled
@@ -142,7 +143,7 @@ class Dashboard:
             n = notes.get(name)
             rows.append({
                 "feed": name, "state": state, "since_s": round((now - since) / NS, 1),
-                "message_age_s": None if ages.get(name) is None else round(ages[name], 1),
+                "message_age_s": None if (age := ages.get(name)) is None else round(age, 1),
                 "reconnects": n.reconnects if n else 0,
                 "last_error": n.last_error if n else "",
                 "last_error_age_s": round((now - n.last_error_ns) / NS, 1)
@@ -158,6 +159,6 @@ class Dashboard:
             rows.append({
                 "symbol": s, "price": _num(self._view.last_price(s)),
                 "bid": _num(q.bid) if q else None, "ask": _num(q.ask) if q else None,
-                "data_age_s": None if ages.get(s) is None else round(ages[s], 2),
+                "data_age_s": None if (age := ages.get(s)) is None else round(age, 2),
             })
         return rows

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from trader.clock import Clock
 from trader.codec import CodecError
@@ -220,7 +220,7 @@ class PaperGateway:
                 taker_px = taker_price(c, q, self._slippage) if q is not None else None
                 if taker_px is not None:
                     if trade is None:  # takers meet quotes; a trade waits for the next quote
-                        amount = self._take_shown(order, q)
+                        amount = self._take_shown(order, q)  # type: ignore[arg-type]  # px: q set
                         events += self._fill(order, taker_px, amount, Liquidity.TAKER, now)
                         if c.order_type is OrderType.LIMIT:
                             order.resting = True  # the rest waits at its price

@@ -8,8 +8,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from trader.backoff import Backoff
 from trader.clock import Clock

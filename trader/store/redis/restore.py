@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import redis
 from redis.exceptions import RedisError
@@ -48,7 +49,7 @@ def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStor
                 pipe.hgetall(keys.hash(collection))
             pipe.hget(keys.hash(RISK), DAILY_LOSS)
             *hashes, loss_text = pipe.execute()
-            raw = dict(zip(COLLECTIONS, hashes))
+            raw = dict(zip(COLLECTIONS, hashes, strict=True))
         client.close()
     except RedisError as exc:
         if not start_empty:

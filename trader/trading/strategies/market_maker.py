@@ -15,9 +15,9 @@ apart, and requotes when the mid moves.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable
 
 from trader.events import QuoteTick
 from trader.model.market import split_symbol
