@@ -244,6 +244,7 @@ class Metrics:
             "handlers": {name: h.snapshot() for name, h in self.timing.handlers.values()},
             "queue_high_water": bus["queue_high_water"],
             "conflated": bus["conflated"],
+            "conflated_share": bus["conflated_share"],
             "dropped": {
                 "bus_put_timeout": bus["put_timeouts"],
                 "store": getattr(self._store, "dropped", 0),
@@ -367,6 +368,9 @@ class Metrics:
                     "Market data replaced by newer data on a full queue.", [({}, s["conflated"])])
         out.counter("trader_dropped_total", "Records not kept, by where.",
                     [({"where": k}, v) for k, v in sorted(s["dropped"].items())])
+        out.gauge("trader_conflated_share",
+                  "Share of market data conflated (0-1): above 0 the system is not keeping up.",
+                  [({}, s["conflated_share"])])
         out.gauge("trader_queue_depth", "Events waiting on the bus.", [({}, self._bus.depth())])
         out.gauge("trader_queue_high_water", "The deepest the bus has been.",
                   [({}, s["queue_high_water"])])
