@@ -178,6 +178,7 @@ class MarketMaker(Strategy):
             too_much = o.side is Side.BUY and total + o.remaining > self.params.max_inventory
             if drift > self.params.requote_bps or too_much:
                 self._canceling.add(o.client_id)
+                self._placed.pop(o.side, None)  # that quote is going: its price binds no more
                 out.append(CancelIntent(strategy=self.id, symbol=self.symbol,
                                         client_id=o.client_id))
         return out
