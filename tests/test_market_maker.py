@@ -4,6 +4,7 @@ than one live quote per side."""
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from trader.errors import ConfigError
 from trader.events import OrderCanceled, OrderFilled
 from trader.model.orders import OrderStatus, Side
 from trader.trading.strategies import STRATEGIES
-from trader.trading.strategies.market_maker import MarketMakerParams
+from trader.trading.strategies.market_maker import MarketMaker, MarketMakerParams
 
 MM = "mm"
 PARAMS = {"spread_bps": 20, "amount": 0.001, "requote_bps": 10, "max_inventory": 0.002,
@@ -93,9 +94,8 @@ def test_params_are_checked() -> None:
 
 def _walk(h: MMHarness, seed: int) -> list[tuple]:
     """A random walk of quotes, some steps big enough to requote or fill, at uneven times;
-    returns what the strategy sent: (kind, side, price) in order."""
-    import random
-
+    returns the orders the strategy placed (side, price, status) and the cancels it sent, in
+    order."""
     rng = random.Random(seed)
     bid = D(60_000)
     for _ in range(400):
@@ -115,8 +115,6 @@ def test_quotes_answered_from_the_cache_do_what_a_full_evaluation_does(
     (mm,) = cached.app.runner.strategies
     assert got and len(cached.cancels) >= 3, got  # the walk requotes and fills
     # The same walk with every quote evaluated in full (the cache never consulted).
-    from trader.trading.strategies.market_maker import MarketMaker
-
     monkeypatch.setattr(MarketMaker, "on_quote", MarketMaker._evaluate)
     full = MMHarness(tmp_path / "full")
     assert _walk(full, seed) == got
