@@ -26,6 +26,9 @@ P5  process memory (RSS) after 1M and 10M fresh events (quotes, trades, candles 
 P6  start to first event, and SIGINT to exit, of scripts/start.py on the shipped config (free
     port, journal in a temp folder); fails loudly if the first event's line is not seen.
 journal  the main thread's dispatch rate with and without the journal (scripts/bench_journal.py).
+P7  the whole app as a user runs it (binance paper, one market, journal and strategies on) vs
+    a bare websocket-client on the same sender; strategies: each shipped strategy's µs per call
+    (both in scripts/bench_ingest.py).
 
 Figures are functions registered with ``@figure("NAME")`` in :data:`FIGURES`.
 backtest, persist, ctrl_c  see scripts/bench_backtest.py.
@@ -62,6 +65,7 @@ from trader.config import BusConfig, Config, GeneralConfig, StrategyConfig  # no
 from trader.events import Heartbeat, QuoteTick  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
+import bench_ingest  # noqa: E402 (P7, strategies)
 from bench_backtest import FIGURES as BACKTEST_FIGURES  # noqa: E402 (backtest, persist, ctrl_c)
 from bench_ws import ACCOUNT_EVERY, Sender  # noqa: E402
 
@@ -699,6 +703,16 @@ def fig_p6(run: Run) -> dict[str, Any]:
 @figure("journal")
 def fig_journal(run: Run) -> dict[str, Any]:
     return journal(run.quick)
+
+
+@figure("P7")
+def fig_p7(run: Run) -> dict[str, Any]:
+    return bench_ingest.p7(3 if run.quick else 5, 2, run.size(3, 8), _bare_connect)
+
+
+@figure("strategies")
+def fig_strategies(run: Run) -> dict[str, Any]:
+    return bench_ingest.strategy_costs(run.size(5_000, 20_000), run.runs)
 
 
 # ------------------------------------------------------------------------------------- main

@@ -235,7 +235,7 @@ class Metrics:
         bus = self._bus.counters()
         errors = dict(self.errors)
         if bus["put_timeouts"]:
-            errors["bus_full"] = bus["put_timeouts"]
+            errors["bus_full"] = int(bus["put_timeouts"])
         journal = self._journal() if self._journal else {}
         balances = self._store.balances()
         self.snapshot = {
@@ -250,6 +250,7 @@ class Metrics:
             "handlers": {name: h.snapshot() for name, h in self.timing.handlers.values()},
             "queue_high_water": bus["queue_high_water"],
             "conflated": bus["conflated"],
+            "conflated_share": bus["conflated_share"],
             "dropped": {
                 "bus_put_timeout": bus["put_timeouts"],
                 "store": getattr(self._store, "dropped", 0),

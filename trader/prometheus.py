@@ -87,6 +87,9 @@ class SnapshotCollector(Collector):
                                   "Market data replaced by newer data on a full queue.",
                                   value=s["conflated"])
         yield _counter("trader_dropped", "Records not kept, by where.", "where", s["dropped"])
+        yield _gauge("trader_conflated_share",
+                     "Share of market data conflated (0-1): above 0 the system is not keeping up.",
+                     s["conflated_share"])
         yield _gauge("trader_queue_depth", "Events waiting on the bus.", src.queue_depth())
         yield _gauge("trader_queue_high_water", "The deepest the bus has been.",
                      s["queue_high_water"])
