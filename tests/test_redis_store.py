@@ -7,6 +7,7 @@ import json
 import logging
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -56,6 +57,7 @@ PREFIX = "t"
 def make_config(url: str, **storage: object) -> Config:
     return config_from_dict({
         "general": {"stats_interval_s": 60},
+        "journal": {"path": tempfile.mkdtemp(prefix="journal-")},
         "simulated": {"tick_interval_s": 0.01},
         "poller": {"balances_every_s": 0, "open_orders_every_s": 0},
         "storage": {"backend": "redis", "redis_url": url, "key_prefix": PREFIX,
@@ -186,6 +188,7 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
 
     # Another instance reading the saved state sees the same balances, orders and positions.
     other_cfg = config_from_dict({
+        "journal": {"path": tempfile.mkdtemp(prefix="journal-")},
         "paper": {"starting_balances": {"USDT": 1}},
         "storage": {"backend": "redis", "redis_url": redis_server.url, "key_prefix": PREFIX},
     }, {})
