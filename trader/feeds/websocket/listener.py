@@ -8,8 +8,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from trader.backoff import Backoff
 from trader.clock import Clock
@@ -75,6 +76,13 @@ class Listener(Rotation, Worker):
         self._sockets: set[Any] = set()
         self._sockets_lock = threading.Lock()
         self._closing = False
+        self._newest: Conn | None = None  # the latest connection opened (read by any thread)
+
+    def message_age_s(self) -> float | None:
+        """Seconds since the newest connection's last frame; None before the first connection.
+        Safe from any thread (one attribute read): the dashboard's per-stream health."""
+        conn = self._newest
+        return None if conn is None else time.monotonic() - conn.last_frame
 
     # ------------------------------------------------------------------ worker interface
 
@@ -136,6 +144,7 @@ class Listener(Rotation, Worker):
         rotate = self.rotate_after_s if self.rotate_after_s is not None else float("inf")
         conn = Conn(ws, opened=now, rotate_at=now + rotate, last_frame=now, last_data=now,
                      next_ping=now + self._cfg.ping_interval_s)
+        self._newest = conn
         try:
             for text in self.protocol.connect_messages():
                 ws.send(text)
