@@ -434,7 +434,7 @@ def p4(count_per_rate: dict[int, int], sustainable_eps: float, runs: int) -> dic
             out[f"{rate}_per_s"]["ours_conflated"] = conflated
             # per-pair ratios: both sides of a pair saw the same load from the rest of the machine
             out[f"{rate}_per_s"]["ratio_ours_over_anchor"] = {
-                k: _median_range([o[k] / a[k] for o, a in zip(ours, anchors)])
+                k: _median_range([o[k] / a[k] for o, a in zip(ours, anchors, strict=True)])
                 for k in ("p50_us", "p99_us")}
         rate = int(sustainable_eps * 2)
         count = rate * 2  # two seconds at twice what we sustain
