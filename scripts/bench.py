@@ -26,6 +26,9 @@ P5  process memory (RSS) after 1M and 10M fresh events (quotes, trades, candles 
 P6  start to first event, and SIGINT to exit, of scripts/start.py on the shipped config (free
     port, journal in a temp folder); fails loudly if the first event's line is not seen.
 journal  the main thread's dispatch rate with and without the journal (scripts/bench_journal.py).
+P7  the whole app as a user runs it (binance paper, one market, journal and strategies on) vs
+    a bare websocket-client on the same sender; strategies: each shipped strategy's µs per call
+    (both in scripts/bench_ingest.py).
 
 Figures are functions registered with ``@figure("NAME")`` in :data:`FIGURES`.
 backtest, persist, ctrl_c  see scripts/bench_backtest.py.
@@ -47,10 +50,11 @@ import subprocess
 import sys
 import threading
 import time
-from decimal import Decimal
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -61,8 +65,9 @@ from trader.config import BusConfig, Config, GeneralConfig, StrategyConfig  # no
 from trader.events import Heartbeat, QuoteTick  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_ws import ACCOUNT_EVERY, Sender  # noqa: E402
+import bench_ingest  # noqa: E402 (P7, strategies)
 from bench_backtest import FIGURES as BACKTEST_FIGURES  # noqa: E402 (backtest, persist, ctrl_c)
+from bench_ws import ACCOUNT_EVERY, Sender  # noqa: E402
 
 SYMBOLS = ("BTC/USDT", "ETH/USDT")
 
@@ -97,7 +102,7 @@ def paired(runs: int, anchor: Callable[[], float], ours: Callable[[], float]) ->
     for _ in range(runs):
         anchors.append(anchor())
         our.append(ours())
-    ratios = sorted(o / a for o, a in zip(our, anchors))
+    ratios = sorted(o / a for o, a in zip(our, anchors, strict=True))
     return {
         "runs": runs,
         "anchor_eps": round(statistics.median(anchors)), "anchor_min": round(min(anchors)),
@@ -190,10 +195,10 @@ def p1(n: int, runs: int) -> dict[str, Any]:
 
 
 def p2(n: int, runs: int) -> dict[str, Any]:
-    from trader.config import StoreConfig
-    from trader.engine import Engine, Registry
     from trader.bus import Bus
     from trader.clock import LiveClock
+    from trader.config import StoreConfig
+    from trader.engine import Engine, Registry
     from trader.stats import Stats
     from trader.store.memory import MemoryStore
 
@@ -698,6 +703,16 @@ def fig_p6(run: Run) -> dict[str, Any]:
 @figure("journal")
 def fig_journal(run: Run) -> dict[str, Any]:
     return journal(run.quick)
+
+
+@figure("P7")
+def fig_p7(run: Run) -> dict[str, Any]:
+    return bench_ingest.p7(3 if run.quick else 5, 2, run.size(3, 8), _bare_connect)
+
+
+@figure("strategies")
+def fig_strategies(run: Run) -> dict[str, Any]:
+    return bench_ingest.strategy_costs(run.size(5_000, 20_000), run.runs)
 
 
 # ------------------------------------------------------------------------------------- main

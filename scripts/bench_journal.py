@@ -37,8 +37,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a checkout
 
@@ -251,7 +252,7 @@ def measure(steps: int = 20_000, repeats: int = 5, variants: bool = False,
                            "machine": f"{platform.machine()} {platform.python_version()}"}
 
     def ratios(name: str, base: str) -> list[float]:  # per pair: the runs were back to back
-        return sorted(x / b for x, b in zip(rates[name], rates[base]))
+        return sorted(x / b for x, b in zip(rates[name], rates[base], strict=True))
 
     for path in ("engine", "end_to_end"):
         base = f"{path}/none"

@@ -11,7 +11,9 @@ Each accepted connection takes one plan from :attr:`Sender.plans`:
   between them, it does not spin on a core), an account update every ``ACCOUNT_EVERY``th when
   ``with_account``;
 - ``("sink", count)``: the burst written to a client that only drains the socket (the
-  sender's capacity, :meth:`Sender.capacity`).
+  sender's capacity, :meth:`Sender.capacity`);
+- ``("repeat", count)``: the burst of ``count`` written again and again until the client goes
+  away (P7's timed windows).
 
 Every client sends one subscription frame first and gets one reply, as our listener does.
 """
@@ -41,8 +43,8 @@ def ws_frame(payload: bytes) -> bytes:
 
 def quote(i: int, bid: str, ask: str) -> bytes:
     """A Binance bookTicker message on the combined stream."""
-    return (b'{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%s","B":"1.50000000",'
-            b'"a":"%s","A":"2.50000000"}}' % (i, bid.encode(), ask.encode()))
+    return (b'{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%s",'
+            b'"B":"1.50000000","a":"%s","A":"2.50000000"}}' % (i, bid.encode(), ask.encode()))
 
 
 def burst(count: int) -> bytes:
@@ -113,7 +115,7 @@ def _serve(port_q: Any, plans: Any) -> None:
         with conn:
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             plan = plans.get()
-            if plan[0] in ("burst", "sink") and plan[1] not in blobs:
+            if plan[0] in ("burst", "sink", "repeat") and plan[1] not in blobs:
                 blobs[plan[1]] = burst(plan[1])
             try:
                 _handshake(conn)
@@ -121,6 +123,11 @@ def _serve(port_q: Any, plans: Any) -> None:
                 conn.sendall(ws_frame(b'{"result":null,"id":1}'))
                 if plan[0] == "paced":
                     _paced(conn, *plan[1:])
+                elif plan[0] == "repeat":
+                    view = memoryview(blobs[plan[1]])
+                    while True:  # until sendall fails: the client went away
+                        for start in range(0, len(view), CHUNK):
+                            conn.sendall(view[start:start + CHUNK])
                 else:
                     view = memoryview(blobs[plan[1]])
                     for start in range(0, len(view), CHUNK):

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-import pytest
+# hypothesis keeps its files under the working directory unless told otherwise
+os.environ.setdefault("HYPOTHESIS_STORAGE_DIRECTORY", tempfile.mkdtemp(prefix="hypothesis-"))
+
+import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+# No test writes into the checkout: hypothesis keeps no example database there, and every test
+# is checked for new top-level entries (a journal or state file under a relative default path).
+settings.register_profile("trader", database=None)
+settings.load_profile("trader")
+TOOL_CACHES = {".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__"}
+_CHECKOUT = set(os.listdir(ROOT))
 
 from trader.config import Config, StoreConfig  # noqa: E402
 from trader.events import BalanceUpdate, MarketUpdated, QuoteTick, TradeTick  # noqa: E402
@@ -21,6 +35,13 @@ from trader.model.orders import Side  # noqa: E402
 from trader.store.memory import MemoryStore  # noqa: E402
 
 D = Decimal
+
+
+@pytest.fixture(autouse=True)
+def _nothing_written_into_the_checkout() -> Iterator[None]:
+    yield
+    new = set(os.listdir(ROOT)) - _CHECKOUT - TOOL_CACHES
+    assert not new, f"the test wrote {sorted(new)} into the checkout: use tmp_path"
 
 
 def quote(symbol: str = "BTC/USDT", bid: str = "100", ask: str = "101", ts: int = 1,

@@ -9,10 +9,11 @@ import logging
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -121,7 +122,8 @@ def test_a_fill_a_halt_and_a_stale_feed_each_arrive_once_and_the_token_stays_sec
         wait_until(lambda: any("FILL" in line for line in receiver.lines()))
         req = urllib.request.Request(f"http://127.0.0.1:{app.http.port}/halt", method="POST",
                                      data=b'{"reason": "maintenance window"}',
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": f"Bearer {app.http.token}"})
         urllib.request.urlopen(req, timeout=5).close()
         wait_until(lambda: any("HALTED" in line for line in receiver.lines()))
         app.bus.publish(FeedStale(ts_event=now, ts_recv=time.time_ns(), feed="sim-feed",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from decimal import Decimal as D
@@ -126,3 +127,20 @@ def test_backtest_over_a_journal_uses_its_market_data(tmp_path: Path) -> None:
     assert result.events == len(recorded)
     assert result.fills, "the strategy traded on the recorded prices"
     assert all(f.strategy == "ma_cross:BTC/USDT" for f in result.fills)
+
+
+def test_the_report_of_a_journal_backtest_charts_the_journal_candles(tmp_path: Path) -> None:
+    from tests.test_replay import record_session
+    from trader.cli import backtest
+
+    journal, _ = record_session(tmp_path, steps=400)
+    cfg = {**CONFIG, "strategies": [{"name": "ma_cross", "market": "BTC/USDT",
+                                     "params": {"fast": 2, "slow": 3, "amount": 0.01}}]}
+    (tmp_path / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
+    out = tmp_path / "report"
+    assert backtest.main([str(journal), "--config", str(tmp_path / "config.yaml"),
+                          "--out", str(out), "--no-progress"]) == 0
+    page = (out / "report.html").read_text()
+    report = json.loads(page.split("const REPORT = ", 1)[1].split(";</script>", 1)[0])
+    candles = report["candles"]["BTC/USDT"]
+    assert len(candles) > 1 and all(len(c) == 5 for c in candles)

@@ -4,10 +4,11 @@ writes exactly what ``json.dumps`` writes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum, StrEnum
-from typing import Any, Mapping
+from typing import Any
 
 import pytest
 from hypothesis import given

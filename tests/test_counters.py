@@ -86,7 +86,7 @@ def test_counters_kept_outside_stats_are_exported() -> None:
     app.metrics.refresh()
     text = app.metrics.prometheus()
     fams = families(text)
-    for name, (fam, help_) in counters.KEPT.items():
+    for fam, help_ in counters.KEPT.values():
         assert f"# HELP {fam} {help_}" in text
     value = {name: fams[fam.removesuffix("_total")].samples[0].value
              for name, (fam, _) in counters.KEPT.items()}

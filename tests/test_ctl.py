@@ -14,9 +14,9 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
@@ -70,7 +70,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.requests.append(("POST", self.path, body))
-        if self.server.fail:
+        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
+            self._answer(401, {"error": "send the token"})
+        elif self.server.fail:
             self._answer(self.server.fail, {"error": "boom"})
         elif self.path in ("/halt", "/resume", "/cancel-all"):
             self._answer(202, {"accepted": self.path.strip("/")})
@@ -79,6 +81,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, *args: object) -> None:
         pass
+
+
+TOKEN = "ctl-test-token"
+
+
+@pytest.fixture(autouse=True)
+def token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRADER_API_TOKEN", TOKEN)
 
 
 @pytest.fixture
@@ -124,9 +134,27 @@ def test_resume_and_cancel_all(server: StandIn, capsys) -> None:
     assert run(capsys, "resume", "--port", str(server.port))[0] == 0
     assert run(capsys, "resume", "--reason", "fixed", "--port", str(server.port))[0] == 0
     assert run(capsys, "cancel-all", "--port", str(server.port))[0] == 0
-    assert server.requests == [("POST", "/resume", b""),
-                               ("POST", "/resume", b'{"reason": "fixed"}'),
-                               ("POST", "/cancel-all", b"")]
+    assert run(capsys, "resume", "--force", "--port", str(server.port))[0] == 0
+    assert server.requests == [("POST", "/resume", b'{"reason": "operator", "force": false}'),
+                               ("POST", "/resume", b'{"reason": "fixed", "force": false}'),
+                               ("POST", "/cancel-all", b"{}"),
+                               ("POST", "/resume", b'{"reason": "operator", "force": true}')]
+
+
+def test_the_token_comes_from_the_instances_token_file(
+        server: StandIn, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRADER_API_TOKEN")
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(f"metrics: {{port: {server.port}}}\n"
+                   f"journal: {{path: {tmp_path / 'data' / 'journal'}}}\n")
+    code, _, err = run(capsys, "halt", "--config", str(cfg))
+    assert code == 2 and "api-token" in err and "TRADER_API_TOKEN" in err  # not written yet
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "api-token").write_text(TOKEN + "\n")
+    assert run(capsys, "halt", "--config", str(cfg))[0] == 0
+    (tmp_path / "data" / "api-token").write_text("wrong\n")
+    code, _, err = run(capsys, "halt", "--config", str(cfg))
+    assert code == 1 and "HTTP 401" in err
 
 
 @pytest.mark.parametrize("status", [404, 500, 503])
@@ -160,6 +188,7 @@ def test_port_from_the_config(server: StandIn, capsys, tmp_path: Path) -> None:
 
 def test_the_script_runs_from_the_command_line(server: StandIn) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER")}
+    env["TRADER_API_TOKEN"] = TOKEN
     out = subprocess.run([sys.executable, str(SCRIPT), "status", "--port", str(server.port)],
                          capture_output=True, text=True, timeout=30, env=env)
     assert out.returncode == 0, out.stderr

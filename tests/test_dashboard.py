@@ -11,9 +11,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import yaml
@@ -30,6 +31,7 @@ from trader.events import FeedConnected, FeedDisconnected, FeedStale
 from trader.metrics import rss_bytes
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
+from trader.web.dashboard import Dashboard
 from trader.web.history import EquitySeries, History
 from trader.web.html_report import backtest_report, bar_rows, write_html
 
@@ -116,11 +118,13 @@ def test_the_dashboard_shows_the_running_session_and_a_halt_within_2s(
         ctl = subprocess.run(
             [sys.executable, str(ROOT / "scripts" / "ctl.py"), "halt", "--reason",
              "dashboard check", "--port", str(app.http.port)],
-            capture_output=True, text=True, timeout=10)
+            capture_output=True, text=True, timeout=10,
+            env={**os.environ, "TRADER_API_TOKEN": app.http.token})
         t0 = time.monotonic()  # the instance has accepted the halt
         assert ctl.returncode == 0, ctl.stderr
         page.wait_for_function(
-            "document.querySelector('#halts').textContent.includes('dashboard check')",
+            "document.querySelector('#halts').textContent.includes('dashboard check')"
+            " && document.querySelector('#state').textContent === 'trading halted'",
             timeout=2000)
         shown_after = time.monotonic() - t0
         assert page.inner_text("#state") == "TRADING HALTED"  # text-transform: uppercase
@@ -206,6 +210,16 @@ def test_the_endpoint_serves_the_page_and_nothing_beside_it(tmp_path: Path) -> N
         with pytest.raises(urllib.error.HTTPError) as err:
             urllib.request.urlopen(req, timeout=5)
         assert err.value.code == 404  # read-only: nothing to POST to
+
+
+def test_feed_rows_show_each_streams_last_message_age(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    app.engine.dispatch(FeedConnected(ts_event=1, ts_recv=1, feed="ws-binance-market"))
+    app.metrics.refresh()
+    dash = Dashboard(app.metrics, app.view, app.history, ["BTC/USDT"], app.clock,
+                     lambda: {"ws-binance-market": 2.345})
+    (row,) = [r for r in dash.document(False)["feeds"] if r["feed"] == "ws-binance-market"]
+    assert row["message_age_s"] == 2.3 and row["state"] == "connected"
 
 
 def test_a_page_polling_for_ten_minutes_costs_no_memory_and_no_dispatch_rate(

@@ -19,8 +19,9 @@ import shlex
 import subprocess
 import sys
 import typing
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 

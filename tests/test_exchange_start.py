@@ -5,8 +5,8 @@ double (``exchange.urls.ws``): nothing leaves 127.0.0.1."""
 from __future__ import annotations
 
 import os
-import socket
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path

@@ -13,7 +13,7 @@ import os
 import socket
 import ssl
 import threading
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 import trustme

@@ -22,9 +22,6 @@ from trader.events import EVENT_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 DASHBOARD = ROOT / "deploy" / "grafana" / "trader.json"
-# Standard process metrics that prometheus_client's process collector will export once
-# trader/metrics.py is built on it; until then /metrics does not have them.
-NOT_YET_EXPORTED = {"process_cpu_seconds_total"}
 SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"), "gauge": ("",)}
 # What the dashboard must show (issue 16): a panel per topic, named by the metrics it reads.
 TOPICS = {
@@ -115,9 +112,8 @@ def test_every_metric_in_the_dashboard_is_exported(tmp_path: Path) -> None:
         exported |= {family.name + suffix for suffix in SUFFIXES.get(family.type, ("",))}
     used = set().union(*map(metric_names, queries(dashboard())))
     assert used, "no metric found in the dashboard's queries"
-    unknown = used - exported - NOT_YET_EXPORTED
+    unknown = used - exported
     assert not unknown, f"the dashboard reads metrics /metrics does not export: {sorted(unknown)}"
-    assert not NOT_YET_EXPORTED & exported, "exported now: remove it from NOT_YET_EXPORTED"
 
 
 @pytest.mark.skipif(shutil.which("prometheus") is None,
@@ -175,5 +171,5 @@ def test_a_real_prometheus_scraping_the_process_answers_every_panel(tmp_path: Pa
     empty = {e for e, r in results.items() if not r["data"]["result"]}
     # Nothing went wrong, so no errors, drops or rejections; the rest must show data.
     may_be_empty = ("trader_errors_total", "trader_handler_errors_total", "OrderRejected",
-                    "OrderDenied", "process_cpu_seconds_total")
+                    "OrderDenied")
     assert all(any(word in e for word in may_be_empty) for e in empty), sorted(empty)

@@ -25,7 +25,6 @@ from trader.errors import ConfigError
 from trader.events import (
     EVENT_TYPES,
     Event,
-    HaltTrading,
     HandlerFailed,
     QuoteTick,
     ReconciliationCompleted,
@@ -123,14 +122,13 @@ def test_a_failing_write_halts_trading_keeps_the_events_and_recovers(
         j.record(q(DAY0 + DAY_NS + i))
     with caplog.at_level(logging.CRITICAL):
         assert j.flush() == 0
-    assert [type(e) for e in published] == [StorageFailed, HaltTrading]
+    assert [type(e) for e in published] == [StorageFailed]  # risk halts trading on it
     assert published[0].component == "journal" and "No space left" in published[0].error
-    assert "journal failed" in published[1].reason
     assert "writing to" in caplog.text and "trading is halted" in caplog.text
     assert j.counters() == {"written": 1, "pending": 3, "dropped": 0, "failing": 1}
     j.record(q(DAY0 + DAY_NS + 3))
     j.flush()
-    assert len(published) == 2  # reported once per failure
+    assert len(published) == 1  # reported once per failure
     tomorrow.unlink()  # space again
     j.flush()
     assert type(published[-1]) is StorageRecovered
@@ -271,3 +269,26 @@ def test_a_whole_last_line_is_left_as_it_is(tmp_path: Path) -> None:
     before = path.read_bytes()
     journal(tmp_path).finish()
     assert path.read_bytes() == before
+
+
+def test_lines_with_bad_types_are_skipped_counted_and_named(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    good = ('{"type":"TradeTick","ts_event":1,"ts_recv":2,"symbol":"BTC/USDT","price":"1",'
+            '"size":"1","aggressor":"buy","trade_id":"t1"}')
+    path = tmp_path / "2024-01-01.jsonl"
+    path.write_text("\n".join([
+        good,
+        good.replace('"price":"1"', '"price":"abc"'),
+        good.replace('"ts_recv":2', '"ts_recv":"x"'),
+        good.replace('"symbol":"BTC/USDT"', '"symbol":3'),
+        good.replace('"ts_event":1', '"ts_event":true'),
+        good,
+    ]) + "\n")
+    reader = JournalReader([path])
+    with caplog.at_level(logging.WARNING, logger="trader.journal"):
+        events = list(reader)
+    assert len(events) == 2 and all(isinstance(e.ts_recv, int) for e in events)
+    assert reader.bad_lines == [f"{path}:{n}" for n in (2, 3, 4, 5)]
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 4 and all(m.startswith(f"journal: skipped bad line {path}:")
+                                    for m in warned)

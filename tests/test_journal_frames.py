@@ -8,13 +8,15 @@ from __future__ import annotations
 import json
 import random
 import threading
+from collections.abc import Iterator
 from dataclasses import replace
 from decimal import Decimal as D
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
+from tests.ws_server import FakeExchange, wait_until
 from trader.app import App, RunMode
 from trader.clock import ManualClock
 from trader.config import Config, config_from_dict
@@ -33,8 +35,6 @@ from trader.feeds.websocket import listener_name
 from trader.journal import Journal, JournalReader, encode_lines, journal_files, read_events
 from trader.replay import Replayer, store_state
 from trader.stats import Stats
-
-from tests.ws_server import FakeExchange, wait_until
 
 T0 = 1_700_000_000_000_000_000
 MARKETS = ("BTC/USDT", "ETH/USDT")

@@ -20,7 +20,6 @@ from trader.events import StateRestored, event_from_json
 from trader.journal import read_events
 from trader.replay import Replayer
 
-
 SETTLE_S = 1.2  # the restarted process runs this long after trading resumed (one poller round)
 
 
@@ -71,7 +70,8 @@ def account_view(tmp_path: Path) -> tuple[dict, set[str], dict[str, Decimal]]:
     positions: dict[str, Decimal] = {}
     for f in data["fills"]:
         sign = 1 if f["side"] == "buy" else -1
-        positions[f["symbol"]] = positions.get(f["symbol"], Decimal(0)) + sign * Decimal(f["amount"])
+        amount = sign * Decimal(f["amount"])
+        positions[f["symbol"]] = positions.get(f["symbol"], Decimal(0)) + amount
     return balances, working, {s: a for s, a in positions.items() if a}
 
 

@@ -117,3 +117,18 @@ def test_log_format_is_a_config_key() -> None:
     assert cfg.general.log_format is LogFormat.JSON
     with pytest.raises(Exception, match="log_format"):
         config_from_dict({"general": {"log_format": "xml"}}, {})
+
+
+def test_control_characters_in_logged_values_cannot_forge_a_line(capsys, restore_logging) -> None:
+    setup_logging("INFO", [], LogFormat.TEXT)
+    log = logging.getLogger("trader")
+    log.warning("started %s", "evil\nCRITICAL trader: forged\x1b[2J")
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        log.exception("failed for %s", "x\ry")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[0].endswith("started evil\\nCRITICAL trader: forged\\x1b[2J")
+    assert lines[1].endswith("failed for x\\ry")
+    assert lines[2] == "Traceback (most recent call last):"  # a traceback keeps its lines
+    assert not any(line.startswith("CRITICAL") for line in lines)

@@ -4,6 +4,7 @@ than one live quote per side."""
 
 from __future__ import annotations
 
+import random
 from decimal import Decimal as D
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from trader.errors import ConfigError
 from trader.events import OrderCanceled, OrderFilled
 from trader.model.orders import OrderStatus, Side
 from trader.trading.strategies import STRATEGIES
-from trader.trading.strategies.market_maker import MarketMakerParams
+from trader.trading.strategies.market_maker import MarketMaker, MarketMakerParams
 
 MM = "mm"
 PARAMS = {"spread_bps": 20, "amount": 0.001, "requote_bps": 10, "max_inventory": 0.002,
@@ -89,3 +90,61 @@ def test_params_are_checked() -> None:
         build(MarketMakerParams, {"amount": 1, "max_inventory": 0.5}, "strategies[0].params")
     with pytest.raises(ConfigError, match="unknown key 'p.spread'"):
         build(MarketMakerParams, {"spread": 1}, "p")
+
+
+def _walk(h: MMHarness, seed: int) -> list[tuple]:
+    """A random walk of quotes, some steps big enough to requote or fill, at uneven times;
+    returns the orders the strategy placed (side, price, status) and the cancels it sent, in
+    order."""
+    rng = random.Random(seed)
+    bid = D(60_000)
+    for _ in range(400):
+        bid += D(rng.choice((0, 0, 1, -1, 3, -3, 40, -40, 90, -90)))
+        h.clock.advance(rng.choice((0.05, 0.3, 1.5)))
+        h.quote(str(bid), str(bid + 10))
+    orders = {c: o for c in h.creates if (o := h.app.store.order(c))}
+    return [(o.side, o.price, o.status) for o in orders.values()] + [("cancel", c)
+                                                                      for c in h.cancels]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_quotes_answered_from_the_cache_do_what_a_full_evaluation_does(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    cached = MMHarness(tmp_path / "cached")
+    got = _walk(cached, seed)
+    (mm,) = cached.app.runner.strategies
+    assert got and len(cached.cancels) >= 3, got  # the walk requotes and fills
+    # The same walk with every quote evaluated in full (the cache never consulted).
+    monkeypatch.setattr(MarketMaker, "on_quote", MarketMaker._evaluate)
+    full = MMHarness(tmp_path / "full")
+    assert _walk(full, seed) == got
+    assert cached.of_type(OrderFilled) and \
+        [(f.side, f.price) for f in cached.of_type(OrderFilled)] == \
+        [(f.side, f.price) for f in full.of_type(OrderFilled)]
+    assert mm._settled is not None  # the cache was in use
+
+
+def test_a_quote_inside_the_cached_range_reads_no_order_list(tmp_path: Path) -> None:
+    h = MMHarness(tmp_path)
+    h.step("59995", "60005")  # the buy quote goes out
+    h.step("59995", "60005")  # now live: a full evaluation caches the range
+    (mm,) = h.app.runner.strategies
+    reads = []
+    view = h.app.view
+    h.app.runner._view = type("Counting", (), {
+        "open_orders": lambda self, *a: reads.append(a) or view.open_orders(*a),
+        "__getattr__": lambda self, name: getattr(view, name)})()
+    h.step("59996", "60006")  # 0.2 bps: inside the range
+    assert reads == [] and len(h.creates) == 1
+    h.step("60085", "60095")  # 15 bps: outside, evaluated in full and canceled
+    assert reads and len(h.cancels) == 1
+
+
+def test_a_balance_change_ends_the_cached_range(tmp_path: Path) -> None:
+    h = MMHarness(tmp_path)
+    h.step("59995", "60005")
+    (bid,) = h.step("59995", "60005")[Side.BUY]  # live, the range cached
+    h.dispatch(balance("BTC", "0.0015", ts=h.clock.now_ns()))  # bought elsewhere: too much
+    h.clock.advance(0.01)
+    h.quote("59995", "60005")  # the same prices, no cooldown ended: only the balance moved
+    assert h.cancels == [bid.client_id]

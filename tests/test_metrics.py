@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
+import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -64,10 +68,14 @@ def get(app: App, path: str, headers: dict | None = None) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def post(app: App, path: str, body: Any = None, ctype: str = "application/json") -> tuple:
+def post(app: App, path: str, body: Any = None, ctype: str = "application/json",
+         token: str | None = None) -> tuple:
+    """POST with the instance's token (unless another is given)."""
     data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
+    token = app.http.token if token is None else token
     req = urllib.request.Request(f"http://127.0.0.1:{app.http.port}{path}", data=data,
-                                 method="POST", headers={"Content-Type": ctype})
+                                 method="POST", headers={"Content-Type": ctype,
+                                                         "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -104,8 +112,16 @@ def test_metrics_are_served_as_prometheus_text(tmp_path: Any) -> None:
         "trader_store_size", "trader_feed_state", "trader_trading_state")}
     assert gauges["process_resident_memory_bytes"][0].value > 10e6
     assert {s.labels["collection"] for s in gauges["trader_store_size"]} >= {"quotes", "orders"}
-    assert gauges["trader_feed_state"][0].labels == {"feed": "sim-feed", "state": "connected"}
-    assert gauges["trader_trading_state"][0].labels == {"state": "active"}
+    # every possible state, 1 for the current one, so a panel can show transitions
+    assert {(s.labels["feed"], s.labels["state"]): s.value
+            for s in gauges["trader_feed_state"]} == {
+        ("sim-feed", "connected"): 1, ("sim-feed", "disconnected"): 0, ("sim-feed", "stale"): 0}
+    assert {s.labels["state"]: s.value for s in gauges["trader_trading_state"]} == {
+        "active": 1, "reducing": 0, "halted": 0}
+    # the standard families of prometheus_client's process and platform collectors
+    assert families["process_cpu_seconds"].samples[0].value > 0
+    assert families["python_info"].samples[0].labels["implementation"] == "CPython"
+    assert "python_gc_collections" in families
     assert families["trader_conflated"].samples[0].value == 0
     assert families["trader_journal_written"].samples[0].value > 0
 
@@ -135,8 +151,39 @@ def test_health_is_503_while_a_feed_is_stale(tmp_path: Any) -> None:
         assert doc["feeds"]["ws-binance"]["state"] == "stale"
         since = doc["feeds"]["ws-binance"]["since_s"]
         assert doc["problems"] == [f"feed ws-binance stale for {since:.1f}s"]
+        assert feed_states(app, "ws-binance") == {"connected": 0, "disconnected": 0, "stale": 1}
         app.bus.publish(FeedRecovered(ts_event=now, ts_recv=now, feed="ws-binance"))
         wait_until(lambda: get(app, "/health")[0] == 200)
+        assert feed_states(app, "ws-binance") == {"connected": 1, "disconnected": 0, "stale": 0}
+
+
+def feed_states(app: App, feed: str) -> dict[str, float]:
+    """``trader_feed_state`` of ``feed`` from ``/metrics``: state -> 0 or 1."""
+    families = {f.name: f for f in text_string_to_metric_families(get(app, "/metrics")[1])}
+    return {s.labels["state"]: s.value for s in families["trader_feed_state"].samples
+            if s.labels["feed"] == feed}
+
+
+def test_each_app_has_its_own_registry_and_none_is_global(tmp_path: Any) -> None:
+    a, b = make_app(tmp_path / "a"), make_app(tmp_path / "b")
+    assert a.metrics.registry is not b.metrics.registry
+    a.metrics.errors["network"] = 3
+    a.metrics.refresh()
+    assert 'trader_errors_total{kind="network"} 3.0' in a.metrics.prometheus()
+    assert "trader_errors_total{" not in b.metrics.prometheus()
+    assert "trader_" not in prometheus_client.generate_latest().decode()
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian package prometheus)")
+def test_promtool_finds_nothing_to_lint_in_metrics(tmp_path: Any) -> None:
+    with running(make_app(tmp_path, sample_every=1)) as app:
+        wait_until(lambda: app.metrics.snapshot["events"].get("OrderFilled", 0) >= 1)
+        status, text = get(app, "/metrics")
+    assert status == 200 and "trader_handler_seconds_bucket" in text
+    done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                          text=True, timeout=30)
+    assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
 
 
 def test_health_is_unhealthy_when_a_market_goes_silent(tmp_path: Any) -> None:
@@ -216,15 +263,18 @@ def test_status_reports_state_balances_orders_and_strategies(tmp_path: Any) -> N
     assert doc["session"] == app.session and "events_per_s" in doc and "queue_depth" in doc
 
 
-def test_a_busy_port_is_a_config_error(tmp_path: Any) -> None:
-    from trader.errors import ConfigError
+def test_a_busy_port_is_an_operational_error_naming_the_holder(tmp_path: Any) -> None:
+    import os
+
+    from trader.errors import OperationalError
 
     app = make_app(tmp_path)
     with socket.socket() as s:
         s.bind(("127.0.0.1", app.cfg.metrics.port))
         s.listen()
-        with pytest.raises(ConfigError, match=f"metrics.port: cannot listen on 127.0.0.1:"
-                                              f"{app.cfg.metrics.port}"):
+        with pytest.raises(OperationalError, match=f"metrics.port: cannot listen on 127.0.0.1:"
+                                                   f"{app.cfg.metrics.port}: .*; held by pid "
+                                                   f"{os.getpid()} "):
             app.http.bind()
 
 
@@ -259,17 +309,25 @@ def test_timing_samples_one_dispatch_in_n() -> None:
     (["halt", "--reason", "maintenance", "--cancel-orders"],
      HaltTrading(ts_event=0, ts_recv=0, reason="maintenance", cancel_orders=True)),
     (["resume"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator")),
+    (["resume", "--force"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator", force=True)),
     (["cancel-all"], CancelAllOrders(ts_event=0, ts_recv=0)),
 ])
-def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any,
-                                         capsys: pytest.CaptureFixture) -> None:
+def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any, tmp_path: Path,
+                                         capsys: pytest.CaptureFixture,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the instance's config, ctl finds the port and the token file: no extra flags."""
     import importlib.util
     from dataclasses import replace
 
+    monkeypatch.delenv("TRADER_API_TOKEN", raising=False)
     spec = importlib.util.spec_from_file_location("ctl", ROOT / "scripts" / "ctl.py")
     ctl = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ctl)
-    assert ctl.main([*argv, "--port", str(api.http.port)]) == 0
+    config = tmp_path / "ctl.yaml"
+    config.write_text(f"metrics: {{port: {api.http.port}}}\n"
+                      f"journal: {{path: {api.cfg.journal.path}}}\n")
+    assert (tmp_path / "api-token").stat().st_mode & 0o777 == 0o600
+    assert ctl.main([*argv, "--config", str(config)]) == 0
     got = api.bus.get(1)
     assert replace(got, ts_event=0, ts_recv=0) == expected
     assert ctl.main(["status", "--port", str(api.http.port)]) == 0

@@ -333,6 +333,24 @@ def test_a_corrupt_account_file_stops_the_start_and_is_kept(tmp_path) -> None:
         assert path.read_text() == bad
 
 
+@pytest.mark.parametrize("bad", [
+    b"[]", b"null", b'{"version": 2, "seq": 1, "balances": [], "orders": [], "fills": []}',
+    b'{"version": 2, "seq": 1, "balances": {"USDT": {"free": "NaN", "used": "0"}}, '
+    b'"orders": [], "fills": []}',
+    b'{"version": 2, "seq": 1, "balances": {"USDT": {"free": "-5", "used": "0"}}, '
+    b'"orders": [], "fills": []}',
+    b'{"version": 2, "seq": "x", "balances": {}, "orders": [], "fills": []}',
+    b"\xff\xfe{\x00}\x00",
+], ids=["list", "null", "balances-list", "nan", "negative", "seq-string", "utf16"])
+def test_an_account_file_of_the_wrong_shape_is_one_line_and_kept(tmp_path, bad: bytes) -> None:
+    path = tmp_path / "paper-account.json"
+    path.write_bytes(bad)
+    with pytest.raises(ConfigError, match=f"paper account file {path} cannot be read") as err:
+        PaperGateway(NoSource(), ManualClock(1), {}, D(0), account_file=path)
+    assert "\n" not in str(err.value)
+    assert path.read_bytes() == bad
+
+
 def test_an_unwritable_account_file_is_reported_and_trading_goes_on(tmp_path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
@@ -397,3 +415,34 @@ def test_closed_orders_are_forgotten_oldest_closed_first_and_working_ones_never(
             g.fetch_order(gone, "BTC/USDT")
     assert [g.fetch_order(c, "BTC/USDT").status for c in ("m3", "late", "m4")] == [
         OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.FILLED]
+
+
+def test_quotes_between_the_resting_orders_touch_none_and_a_new_order_moves_the_edge() -> None:
+    """A quote crossing no resting price matches nothing; the edges follow every new, filled
+    and canceled order."""
+    g = gw()
+    g.create_order(order("b1", Side.BUY, "2"))
+    g.create_order(order("l95", Side.BUY, "1", OrderType.LIMIT, "95"))
+    g.create_order(order("s110", Side.SELL, "1", OrderType.LIMIT, "110"))
+    assert g.on_quote(quote(bid="96", ask="97")) == []  # between: nothing crosses
+    g.create_order(order("l96", Side.BUY, "1", OrderType.LIMIT, "96.5"))  # rests: the best bid
+    out = g.on_quote(quote(bid="95.5", ask="96.4"))  # through 96.5 only, not 95
+    assert [e.client_id for e in out if isinstance(e, OrderFilled)] == ["l96"]
+    g.cancel_order("s110", "BTC/USDT")
+    out = g.on_quote(quote(bid="111", ask="112"))  # the canceled sell is gone
+    assert not [e for e in out if isinstance(e, OrderFilled)]
+    out = g.on_quote(quote(bid="93", ask="94"))  # through 95
+    assert [e.client_id for e in out if isinstance(e, OrderFilled)] == ["l95"]
+
+
+def test_an_order_on_its_way_is_matched_though_the_resting_ones_are_not_crossed() -> None:
+    clock = ManualClock(1_000_000_000)
+    g = PaperGateway(NoSource(), clock, {"USDT": D("100000")}, D(0), latency_ms=100)
+    g.on_quote(quote(bid="100", ask="101", size="10"))
+    g.create_order(order("l95", Side.BUY, "1", OrderType.LIMIT, "95"))
+    clock.advance(0.1)
+    assert g.on_quote(quote(bid="100", ask="101", size="10")) == []  # l95 now rests
+    assert g.on_quote(quote(bid="100", ask="101", size="10")) == []  # not crossed
+    g.create_order(order("m1", Side.BUY, "1"))
+    clock.advance(0.1)
+    assert fills(g.on_quote(quote(bid="100", ask="101", size="10"))) == [(D(101), D(1), True)]

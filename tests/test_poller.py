@@ -24,8 +24,8 @@ from trader.events import (
     PollFailed,
     ReconciliationStarted,
 )
-from trader.model.orders import Side
 from trader.feeds.poller import Poller
+from trader.model.orders import Side
 from trader.model.units import NS
 from trader.stats import Stats
 

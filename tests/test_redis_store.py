@@ -9,9 +9,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal as D
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -39,7 +39,6 @@ from trader.stats import Stats
 from trader.store.memory import MemoryStore
 
 pytest.importorskip("redis")
-from trader.store.redis import writer as redis_writer  # noqa: E402
 from trader.store.redis import (  # noqa: E402
     Keys,
     Outbox,
@@ -47,6 +46,7 @@ from trader.store.redis import (  # noqa: E402
     RedisWriter,
     connect,
 )
+from trader.store.redis import writer as redis_writer  # noqa: E402
 from trader.store.redis.store import prices_from_json, prices_to_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

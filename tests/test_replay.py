@@ -202,7 +202,11 @@ def test_cli_prints_state_and_statistics(tmp_path: Path, capsys: pytest.CaptureF
     from scripts.replay import main
 
     journal, app = record_session(tmp_path, steps=200)
-    with open(next(journal.iterdir()), "a") as fh:
+    with open(next(journal.iterdir()), "a") as fh:  # lines of the right shape, bad types
+        fh.write('{"type":"TradeTick","ts_event":1,"ts_recv":"x","symbol":"BTC/USDT","price":'
+                 '"1","size":"1","aggressor":"buy","trade_id":"t1"}\n')
+        fh.write('{"type":"TradeTick","ts_event":1,"ts_recv":2,"symbol":"BTC/USDT","price":'
+                 '"abc","size":"1","aggressor":"buy","trade_id":"t2"}\n')
         fh.write('{"type":"QuoteTick","ts_event":1,"ts_re')  # a line cut by a crash
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(session_config(tmp_path)))
@@ -210,7 +214,7 @@ def test_cli_prints_state_and_statistics(tmp_path: Path, capsys: pytest.CaptureF
     out = capsys.readouterr().out
     assert f"replayed {app.journal.written} events, 1 session(s)" in out
     for heading in ("balances", "positions", "open orders:", "events by type",
-                    "handler failures: 0 recorded, 0 reproduced", "bad lines skipped: 1"):
+                    "handler failures: 0 recorded, 0 reproduced", "bad lines skipped: 3"):
         assert heading in out
     assert main([str(tmp_path / "nope"), "--config", str(config)]) == 2
 

@@ -13,6 +13,7 @@ from trader.clock import ManualClock
 from trader.config import RiskConfig, StoreConfig, config_from_dict
 from trader.errors import ConfigError
 from trader.events import (
+    JOURNAL,
     CancelAllOrders,
     CancelOrder,
     FeedDisconnected,
@@ -25,6 +26,8 @@ from trader.events import (
     ReconciliationCompleted,
     ReconciliationStarted,
     ResumeTrading,
+    StorageFailed,
+    StorageRecovered,
     SubmitOrder,
     TradingState,
     TradingStateChanged,
@@ -266,6 +269,21 @@ def test_halt_causes_combine_and_reconciliation_gates_trading() -> None:
     assert ev.state is TradingState.ACTIVE
 
 
+def test_a_failing_journal_halts_until_it_writes_and_a_plain_resume_leaves_it() -> None:
+    s = Setup()
+    now = s.clock.now_ns()
+    assert s.risk.on_storage_failed(StorageFailed(ts_event=now, ts_recv=now, component="redis",
+                                                  error="down")) == []  # memory goes on
+    (ev,) = s.risk.on_storage_failed(StorageFailed(ts_event=now, ts_recv=now,
+                                                   component=JOURNAL, error="ENOSPC"))
+    assert ev.state is TradingState.HALTED and "journal failed: ENOSPC" in ev.reason
+    assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="go")) == []
+    assert set(s.risk.halts) == {HaltCause.JOURNAL}
+    (ev,) = s.risk.on_storage_recovered(StorageRecovered(ts_event=now, ts_recv=now,
+                                                         component=JOURNAL))
+    assert ev.state is TradingState.ACTIVE
+
+
 def test_daily_loss_limit_halts_with_an_event_and_a_new_day_lifts_it() -> None:
     s = Setup(daily_loss_limit=D(100))
     s.quote("100", "100")
@@ -294,7 +312,11 @@ def test_operator_resume_restarts_the_daily_count() -> None:
     s.quote("88", "90")
     s.risk.check_daily_loss()
     now = s.clock.now_ns()
-    s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept the loss"))
+    assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="just resume")) == []
+    assert s.risk.state is TradingState.HALTED  # only the operator's own halt is lifted
+    assert set(s.risk.halts) == {HaltCause.DAILY_LOSS}
+    s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept the loss",
+                                   force=True))
     assert s.risk.check_daily_loss() == [] and s.risk.state is TradingState.ACTIVE
 
 
@@ -362,7 +384,10 @@ def test_reducing_waits_under_a_halt_and_the_operator_clears_it() -> None:
     done = ReconciliationCompleted(ts_event=now, ts_recv=now, ok=True, differences=0)
     (ev,) = s.risk.on_reconciliation_completed(done)  # the halt ends: reduce only remains
     assert ev.state is TradingState.REDUCING
-    (ev,) = s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept"))
+    assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept")) == []
+    assert s.risk.state is TradingState.REDUCING  # reduce-only stays without force
+    (ev,) = s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept",
+                                           force=True))
     assert ev.state is TradingState.ACTIVE and s.risk.reducing is None
     assert s.risk.check_daily_loss() == [] and s.decide(amount="0.1", price="94") is None
 

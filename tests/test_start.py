@@ -139,10 +139,10 @@ def test_ctrl_c_at_load_writes_the_journal_and_the_account_file_completely(
     import json
     import re
 
+    from tests.subproc import read_rest
     from trader.events import OrderAccepted, OrderFilled
     from trader.exchange.paper import persistence
     from trader.journal import read_events
-    from tests.subproc import read_rest
 
     proc = start(loaded_config(tmp_path, 200))
     try:

@@ -16,17 +16,17 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from tests.subproc import read_rest
-from trader.app import App
-from trader.config import LogFormat, config_from_dict
 from tests.test_start import fast_config, wait_for
+from trader.app import App
 from trader.bus import Bus
 from trader.clock import LiveClock
+from trader.config import LogFormat, config_from_dict
 from trader.engine import Engine, Registry
 from trader.events import Heartbeat
 from trader.logsetup import setup_logging
@@ -53,7 +53,7 @@ class NotifyListener:
         while time.monotonic() < until:
             try:
                 data = self.sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             self.messages.append((time.monotonic(), data.decode()))
 

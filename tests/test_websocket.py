@@ -8,8 +8,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Iterator
 from decimal import Decimal as D
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
@@ -153,6 +154,20 @@ def test_normal_flow_subscribes_and_publishes_market_data(
     assert wait_until(lambda: server.open_connections() == [])
 
 
+def test_the_age_of_the_last_message_is_read_from_any_thread(
+        server: FakeExchange, harnesses: list[Harness]) -> None:
+    h = Harness(market(server.url))
+    assert h.listener.message_age_s() is None  # no connection yet
+    harnesses.append(h.start())
+    assert wait_until(lambda: subscribed(server, 1))
+    server.send(book())
+    assert wait_until(lambda: len(h.of(QuoteTick)) == 1)
+    first = h.listener.message_age_s()
+    assert first is not None and 0 <= first < 1
+    time.sleep(0.2)  # real time: the age is monotonic seconds since the last frame
+    assert h.listener.message_age_s() >= first + 0.15
+
+
 def test_server_close_reconnects_with_backoff_and_resubscribes(
         server: FakeExchange, harnesses: list[Harness]) -> None:
     cfg = dataclasses.replace(FAST, backoff_initial_s=0.6, backoff_max_s=0.6)
@@ -181,7 +196,7 @@ def test_a_healthy_connection_resets_the_backoff(server: FakeExchange,
     cfg = dataclasses.replace(FAST, healthy_after_s=0.2)
     h = run(harnesses, market(server.url), cfg=cfg)
     for n in (1, 2):  # two connections closed at once: the backoff grows
-        assert wait_until(lambda: subscribed(server, n))
+        assert wait_until(lambda: subscribed(server, n))  # noqa: B023 - called in this iteration
         server.close(n - 1)
     assert wait_until(lambda: subscribed(server, 3))
     assert h.listener.backoff.attempt == 2

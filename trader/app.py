@@ -11,8 +11,8 @@ start-up reconciliation completed (at once without it).
 Stop (Ctrl-C, SIGTERM, fatal error, one path): tell systemd STOPPING -> stop and join the
 producers -> drain the bus before a deadline -> stop the executor and send what it still holds
 (unless it is stuck in a request: then nothing more is sent, and the next start's reconciliation
-settles the recorded orders) -> optional cancel-all -> close the gateway -> flush and stop the storage writers, write what is left
-of the journal -> log totals.
+settles the recorded orders) -> optional cancel-all -> close the gateway -> flush and stop the
+storage writers, write what is left of the journal -> log totals.
 
 The start and stop paths themselves are in ``trader/lifecycle.py`` (mixed into :class:`App`).
 
@@ -27,10 +27,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Callable
+from typing import Any, cast
 
 from trader.alerts.rules import AlertRules
 from trader.alerts.sender import AlertSender, Outbox, apprise_targets
@@ -41,6 +42,7 @@ from trader.config import (
     Config,
     Mode,
     StorageBackend,
+    api_token_path,
     paper_account_path,
     state_file_path,
 )
@@ -79,8 +81,8 @@ from trader.events import (
     SessionStarted,
     ShutdownRequested,
     SignalGenerated,
-    StorageFailed,
     StateRestored,
+    StorageFailed,
     StorageRecovered,
     StrategyDisabled,
     SubmitOrder,
@@ -90,9 +92,11 @@ from trader.events import (
 )
 from trader.exchange.gateway import Gateway, MarketDataSource
 from trader.exchange.paper import PaperGateway
+from trader.exchange.paper.persistence import AccountWriter
 from trader.feeds.poller import Poller
 from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
 from trader.feeds.streams import build_stream_workers, data_markets
+from trader.feeds.websocket import Listener
 from trader.httpapi import HttpApi
 from trader.journal import Journal
 from trader.lifecycle import Lifecycle
@@ -103,7 +107,7 @@ from trader.report import Reporter
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 from trader.store.state_file import DailyLossSaved, StateFileWriter, read_state
-from trader.store.view import ReadOnlyView
+from trader.store.view import ReadOnlyView, StoreView
 from trader.systemd import Notifier, StatusLine
 from trader.trading.client_ids import ClientIdGenerator
 from trader.trading.data_halt import DataHalts
@@ -137,7 +141,7 @@ class Venue:
     handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
     # feed -> the markets whose data it carries (risk's data halt); a feed not listed: all
     feed_markets: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    writers: list[Worker] = field(default_factory=list)
+    writers: list[AccountWriter] = field(default_factory=list)
 
 
 def build_venue(
@@ -256,7 +260,7 @@ class App(Lifecycle):
         self.cfg = cfg
         self.mode = mode
         self.clock = clock or LiveClock()
-        started = datetime.fromtimestamp(self.clock.now_ns() / NS, timezone.utc)
+        started = datetime.fromtimestamp(self.clock.now_ns() / NS, UTC)
         self.session = f"{started:%Y%m%dT%H%M%SZ}-{os.getpid()}"
         self.stats = Stats()
         self.bus = Bus(cfg.bus.maxsize, cfg.bus.put_timeout_s, self.stats)
@@ -266,7 +270,8 @@ class App(Lifecycle):
         self.storage = build_storage(cfg, ids.prefix, self.bus.publish, self.clock, self.stats,
                                      lambda: self.risk.daily_loss_saved(), persist=live)
         self.store = self.storage.store
-        self.view = ReadOnlyView(self.store)
+        # ReadOnlyView copies StoreView's reads at run time, which a type checker cannot see
+        self.view = cast(StoreView, ReadOnlyView(self.store))
         self.venue = build_venue(cfg, self.bus.publish, self.clock, self.stats)
         for saver in self.storage.workers:
             if isinstance(saver, StateFileWriter):
@@ -275,7 +280,8 @@ class App(Lifecycle):
         self.data_halts = DataHalts(self.venue.feed_markets)
         self.risk = Risk(self.view, cfg.risk, self.clock, ids, data_halts=self.data_halts)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
-        self.history = History(self.view, self.clock, lambda: dict(self.risk.halts))
+        self.history = History(self.view, self.clock,
+                               lambda: {str(k): v for k, v in self.risk.halts.items()})
         self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
                                      self.risk.evaluate, self.clock)
         self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
@@ -310,9 +316,12 @@ class App(Lifecycle):
         )
         self.http = None
         if cfg.metrics.port and live:
-            web = WebRoutes(Dashboard(self.metrics, self.view, self.history, cfg.trade.markets,
-                                      self.clock))
-            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web)
+            listeners = [f for f in self.venue.feeds if isinstance(f, Listener)]
+            web = WebRoutes(Dashboard(
+                self.metrics, self.view, self.history, cfg.trade.markets, self.clock,
+                lambda: {f.name: f.message_age_s() for f in listeners}))
+            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web,
+                                token=cfg.secrets.api_token, token_file=api_token_path(cfg))
             self.producers.add(self.http)
         # alerts: only a live run with destinations (TRADER_ALERT_URLS) has them
         self.alerts: AlertRules | None = None
@@ -388,6 +397,8 @@ class App(Lifecycle):
             (TradingStateChanged, risk.on_state_changed),
             (TradingStateChanged, rep.on_system),
             (HaltTrading, risk.on_halt),
+            (StorageFailed, risk.on_storage_failed),
+            (StorageRecovered, risk.on_storage_recovered),
             (ResumeTrading, risk.on_resume),
             (ReconciliationStarted, risk.on_reconciliation_started),
             (ExchangeStateFetched, rec.on_fetched),
@@ -470,7 +481,8 @@ class App(Lifecycle):
         portfolio are rebuilt from recorded facts, while strategies and risk still run on the
         same inputs, and a strategy that failed live fails again, with its traceback."""
         outside = self.outside_world()
-        table, dropped = [], []
+        table: list[tuple[type[Event], Handler]] = []
+        dropped: list[tuple[type[Event], Handler]] = []
         for cls, h in self.handler_table():
             acts_outside = any(getattr(h, "__self__", None) is o for o in outside)
             (dropped if acts_outside else table).append((cls, h))

@@ -24,12 +24,13 @@ import csv
 import heapq
 import json
 import math
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from operator import itemgetter
 from pathlib import Path
-from typing import Any, Iterable, Iterator, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from trader.app import App, RunMode
 from trader.clock import ManualClock, iso_utc
@@ -86,7 +87,7 @@ def parse_timestamp(text: str) -> int:
         return value
     when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return int(when.timestamp()) * NS + when.microsecond * 1000
 
 
@@ -464,7 +465,7 @@ def plot_equity(result: BacktestResult, path: Path) -> None:
     except ImportError:
         raise ConfigError("the equity chart needs matplotlib: pip install -e '.[backtest]'") \
             from None
-    times = [datetime.fromtimestamp(ts / NS, timezone.utc) for ts, _ in result.equity]
+    times = [datetime.fromtimestamp(ts / NS, UTC) for ts, _ in result.equity]
     values = [float(e) for _, e in result.equity]
     peak, drawdown = -math.inf, []
     for v in values:

@@ -42,6 +42,10 @@ class Bus:
         self._overflow: dict[tuple[type, str], Event] = {}
         self._overflow_lock = threading.Lock()
         self.conflated = 0  # replacements in the overflow (under _overflow_lock)
+        # market data published: straight into the queue (under its mutex), into the overflow
+        # (under _overflow_lock); the conflated share is conflated / both
+        self._market_queued = 0
+        self._market_overflowed = 0
         self.high_water = 0  # deepest queue seen by the consumer
 
     def publish(self, event: Event) -> None:
@@ -67,12 +71,14 @@ class Bus:
             q = self._q
             with q.mutex:
                 if len(q.queue) < self.maxsize:
+                    self._market_queued += 1
                     q.queue.append(event)
                     q.unfinished_tasks += 1
                     q.not_empty.notify()
                     return
         key = (type(event), event.symbol)
         with self._overflow_lock:
+            self._market_overflowed += 1
             if key in self._overflow:
                 self.conflated += 1
                 del self._overflow[key]  # re-insert so the dict keeps arrival order
@@ -125,11 +131,23 @@ class Bus:
             self.high_water = depth
         return depth
 
-    def counters(self) -> dict[str, int]:
+    @property
+    def market_data(self) -> int:
+        """Market data events published so far (conflated ones included)."""
+        return self._market_queued + self._market_overflowed
+
+    def conflated_share(self) -> float:
+        """The share of published market data replaced before it was dispatched (0 to 1):
+        above 0, the consumer is not keeping up with the feeds."""
+        return self.conflated / self.market_data if self.market_data else 0.0
+
+    def counters(self) -> dict[str, int | float]:
         """Bus figures for stats and metrics."""
         return {
             "queue_depth": self.depth(),
             "queue_high_water": self.high_water,
             "conflated": self.conflated,
+            "market_data": self.market_data,
+            "conflated_share": self.conflated_share(),
             "put_timeouts": self._stats.get("bus_put_timeouts"),
         }

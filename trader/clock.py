@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from trader.model.units import NS
@@ -50,5 +50,5 @@ class ManualClock:
 
 def iso_utc(ts_ns: int) -> str:
     """``ts_ns`` as ISO 8601 UTC with milliseconds: ``2024-05-01T14:03:12.345Z``."""
-    dt = datetime.fromtimestamp(ts_ns / NS, timezone.utc)
+    dt = datetime.fromtimestamp(ts_ns / NS, UTC)
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")

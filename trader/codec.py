@@ -25,11 +25,12 @@ import collections.abc
 import dataclasses
 import json
 import typing
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from enum import Enum, StrEnum
 from json.encoder import encode_basestring_ascii as _esc
 from types import NoneType, UnionType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 Encoder = Callable[[Any], Any]
 Decoder = Callable[[Any], Any]
@@ -207,7 +208,7 @@ def _make_decoder(tp: Any) -> Decoder:
     if kind == "enum":
         return tp
     if kind == "scalar":
-        return _identity
+        return _SCALAR_DECODERS.get(tp, _identity)
     if kind == "tuple":
         item = plain_decoder(args)
         return lambda v: tuple(item(x) for x in _list(v))
@@ -231,6 +232,34 @@ def _dataclass_decoder(cls: type, tag: str | None) -> Decoder:
         return cls(**kwargs)
 
     return decode
+
+
+def _int(value: Any) -> int:
+    if type(value) is not int:  # bool is an int subclass: refused too
+        raise TypeError(f"expected an integer, got {type(value).__name__}")
+    return value
+
+
+def _str(value: Any) -> str:
+    if type(value) is not str:
+        raise TypeError(f"expected a string, got {type(value).__name__}")
+    return value
+
+
+def _bool(value: Any) -> bool:
+    if type(value) is not bool:
+        raise TypeError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _float(value: Any) -> float:
+    if type(value) not in (int, float):
+        raise TypeError(f"expected a number, got {type(value).__name__}")
+    return value
+
+
+# Bad data of the right shape (``"ts_recv": "x"``) fails here, at the boundary, not later.
+_SCALAR_DECODERS: dict[Any, Decoder] = {int: _int, str: _str, bool: _bool, float: _float}
 
 
 def _decimal(value: Any) -> Decimal:
@@ -370,7 +399,7 @@ def _classify(tp: Any) -> tuple[str, Any]:
     if tp in (int, str, bool, float) or tp is Any:
         return "scalar", None
     if origin is tuple:
-        args = typing.get_args(tp)
+        args = list(typing.get_args(tp))
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"unsupported tuple {tp}: use tuple[X, ...]")
         return "tuple", args[0]

@@ -2,8 +2,8 @@
 
 Counters live where they are counted: :class:`~trader.stats.Stats` (``stats.incr(name)`` from
 any thread), the store (duplicate and late fills, illegal order transitions) and the systemd
-notifier. :func:`export` writes each with its ``# HELP`` line. ``Stats`` names follow three
-shapes:
+notifier. :func:`export` makes each a ``prometheus_client`` counter family with its help.
+``Stats`` names follow three shapes:
 
 - a plain name (``worker_crashes``): one family, :data:`PLAIN`;
 - ``<feed>.<what>`` from a websocket listener (``ws-binance-market.connects``): the family
@@ -18,9 +18,9 @@ through anyway is still exported, as ``trader_counter_total{name=...}``, never h
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
-from trader.prometheus import Exposition
+from prometheus_client.core import CounterMetricFamily
 
 #: Plain Stats counters -> (family, help). ``None``: exported by another family (named).
 PLAIN: dict[str, tuple[str, str] | None] = {
@@ -101,9 +101,9 @@ def family(name: str) -> tuple[str, str, dict[str, str]] | None:
     return (*OTHER, {"name": name})
 
 
-def export(out: Exposition, stats: Mapping[str, int], kept: Mapping[str, int]) -> None:
-    """Write the Stats counters ``stats`` and the ``kept`` ones as Prometheus counters."""
-    families: dict[str, tuple[str, list[tuple[dict, int]]]] = {}
+def export(stats: Mapping[str, int], kept: Mapping[str, int]) -> list[CounterMetricFamily]:
+    """The Stats counters ``stats`` and the ``kept`` ones as Prometheus counter families."""
+    families: dict[str, tuple[str, list[tuple[dict[str, str], int]]]] = {}
     for name, value in sorted(stats.items()):
         spec = family(name)
         if spec is not None:
@@ -112,5 +112,11 @@ def export(out: Exposition, stats: Mapping[str, int], kept: Mapping[str, int]) -
     for name, value in sorted(kept.items()):
         fam, help_ = KEPT[name]
         families.setdefault(fam, (help_, []))[1].append(({}, value))
+    out = []
     for fam, (help_, samples) in sorted(families.items()):
-        out.counter(fam, help_, samples)
+        # the label names of a family's samples: the same for each (see family())
+        counter = CounterMetricFamily(fam, help_, labels=sorted(samples[0][0]))
+        for labels, value in samples:
+            counter.add_metric([labels[k] for k in sorted(labels)], value)
+        out.append(counter)
+    return out

@@ -7,8 +7,8 @@ Exchange errors are translated into these once, at the exchange boundary (only
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from enum import StrEnum
-from typing import Iterable
 
 
 class ErrorKind(StrEnum):
@@ -34,9 +34,14 @@ class ConfigError(TraderError):
     """Invalid configuration: the process exits with code 2 and this one-line message."""
 
 
-class StorageUnavailableError(TraderError):
-    """The saved state cannot be read at start: the process exits with code 1 and this one-line
-    message (systemd retries), rather than run on empty state."""
+class OperationalError(TraderError):
+    """The machine is not ready (a port in use): the process exits with code 1 and this
+    one-line message, and systemd starts it again later."""
+
+
+class StorageUnavailableError(OperationalError):
+    """The saved state cannot be read at start: rather than run on empty state, the process
+    exits with code 1 (systemd retries)."""
 
 
 class BusFullError(TraderError):

@@ -32,9 +32,10 @@ the reader; at start, a last line cut that way is ended with a newline before an
 appended, so the new session's ``SessionStarted`` is never glued onto it.
 
 Failures: an unusable folder at start is a ``ConfigError`` (exit code 2, one line). A write that
-fails mid-run logs a CRITICAL line, publishes ``StorageFailed`` and a ``HaltTrading`` command, and
-keeps the encoded lines in memory (up to ``MAX_UNWRITTEN_BYTES``; beyond that the oldest are
-dropped and counted) to retry at every flush; ``StorageRecovered`` when writing works again.
+fails mid-run logs a CRITICAL line and publishes ``StorageFailed`` (risk halts trading on it, a
+halt of its own that a plain operator resume does not lift), and keeps the encoded lines in
+memory (up to ``MAX_UNWRITTEN_BYTES``; beyond that the oldest are dropped and counted) to retry
+at every flush; ``StorageRecovered`` when writing works again.
 Events carry no secrets (keys live only in ``Config.secrets``), so neither does the journal.
 """
 
@@ -45,21 +46,22 @@ import logging
 import re
 import threading
 from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from decimal import Decimal
 from itertools import repeat, starmap
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
 
 from trader.clock import Clock
 from trader.config import JournalConfig
 from trader.errors import BusFullError, ConfigError
 from trader.events import (
+    JOURNAL,
     Event,
     Frame,
-    HaltTrading,
     StorageFailed,
     StorageRecovered,
     event_from_json,
@@ -328,21 +330,19 @@ class Journal(Worker):
             return
         log.critical(
             "journal: writing to %s failed: %s. Events are kept in memory and retried every "
-            "flush; trading is halted (HaltTrading).", self.folder, self._failure,
+            "flush; trading is halted until it works again.", self.folder, self._failure,
         )
         if report:
             now = self._clock.now_ns()
-            self._emit(StorageFailed(ts_event=now, ts_recv=now, component="journal",
+            self._emit(StorageFailed(ts_event=now, ts_recv=now, component=JOURNAL,
                                      error=self._failure))
-            self._emit(HaltTrading(ts_event=now, ts_recv=now,
-                                   reason=f"journal failed: {self._failure}"))
 
     def _recovered(self, report: bool) -> None:
         log.warning("journal: writing works again after %s", self._failure)
         self._failure = None
         if report:
             now = self._clock.now_ns()
-            self._emit(StorageRecovered(ts_event=now, ts_recv=now, component="journal"))
+            self._emit(StorageRecovered(ts_event=now, ts_recv=now, component=JOURNAL))
 
     def _bound_memory(self) -> None:
         size = sum(len(b.data) for b in self._blocks)

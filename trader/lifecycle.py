@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 from trader.bus import Bus
 from trader.clock import Clock
@@ -43,7 +44,10 @@ STORAGE_JOIN_S = 2.0  # the writer's last flush is bounded by its socket timeout
 class Restorer(Protocol):
     """What start needs of the storage choice: its saved state as events."""
 
-    restore: Callable[[], list[Event]]
+    @property
+    def restore(self) -> Callable[[], list[Event]]:
+        """The saved state as events."""
+        ...
 
 
 class Lifecycle:

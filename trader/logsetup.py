@@ -1,6 +1,11 @@
 """Logging set-up: text or JSON lines, secrets scrubbed from every record, quiet third-party
 loggers.
 
+A text line is one line: control characters in it (a newline in ``general.name``, in a request
+path, in an exchange's error text) are written escaped (``\\n``, ``\\x1b``), so no value can
+forge a log line; only a traceback that follows the message keeps its lines. JSON lines escape
+them by being JSON.
+
 Text lines under systemd (``JOURNAL_STREAM`` or ``INVOCATION_ID`` set) carry no timestamp:
 journald adds its own. JSON lines (``general.log_format: json``) always carry theirs, for a log
 shipper: one object a line with ``time`` (ISO 8601, UTC), ``level``, ``thread``, ``logger``,
@@ -15,8 +20,9 @@ import logging
 import os
 import sys
 import threading
-from datetime import datetime, timezone
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from trader.config import LogFormat
 from trader.events import Event, event_to_dict
@@ -49,6 +55,26 @@ class SecretFilter(logging.Filter):
         return True
 
 
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09}
+_CONTROLS.update({0x0A: "\\n", 0x0D: "\\r", 0x85: "\\x85", 0x2028: "\\u2028",
+                  0x2029: "\\u2029"})
+_TRACEBACK = "\nTraceback (most recent call last):"
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with control characters escaped, except in a traceback that follows it."""
+    head, sep, tail = text.partition(_TRACEBACK)
+    return head.translate(_CONTROLS) + sep + tail
+
+
+class TextFormatter(logging.Formatter):
+    """The standard formatter, with the message line's control characters escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """The line, escaped (the traceback ``format`` appends keeps its lines)."""
+        return escape_controls(super().formatMessage(record))
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per record; the event's string fields pass through ``scrub``, since
     they never went through the message the filter scrubs."""
@@ -60,7 +86,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
         out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
                 timespec="milliseconds"),
             "level": record.levelname,
             "thread": record.threadName,
@@ -95,7 +121,7 @@ def setup_logging(level: str, secrets: Iterable[str] = (),
         fmt = "%(levelname)-7s %(threadName)-10s %(name)s: %(message)s"
         if not under_journald():
             fmt = "%(asctime)s.%(msecs)03d " + fmt
-        handler.setFormatter(logging.Formatter(fmt, datefmt="%H:%M:%S"))
+        handler.setFormatter(TextFormatter(fmt, datefmt="%H:%M:%S"))
     handler.addFilter(scrubber)
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -114,5 +140,7 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
         return
     name = args.thread.name if args.thread else "?"
     logging.getLogger("trader.threads").critical(
-        "thread %s crashed", name, exc_info=(args.exc_type, args.exc_value, args.exc_traceback)
+        "thread %s crashed", name,
+        # typeshed allows a None exc_value here; a thread's raised exception always has one
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
     )

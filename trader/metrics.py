@@ -8,7 +8,8 @@ main thread publishes an immutable snapshot (one attribute swap); the HTTP threa
 (``trader.httpapi``) reads only that snapshot, the feed states (also swapped whole on each change)
 and thread-safe reads (queue depth, store reads under its lock).
 
-Served as Prometheus text (``trader.prometheus``: no runtime dependency) and as JSON for
+Served as Prometheus text (``trader.prometheus``: a ``prometheus_client`` collector on a registry
+of this object's own) and as JSON for
 ``/health`` and ``/status``; one summary line goes to the log every ``summary_every_s``.
 """
 
@@ -19,12 +20,13 @@ import os
 import resource
 import time
 from bisect import bisect_left
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from trader import counters
+from trader import prometheus
 from trader.bus import Bus
 from trader.clock import Clock
 from trader.config import MetricsConfig
@@ -43,7 +45,6 @@ from trader.events import (
     WorkerCrashed,
 )
 from trader.model.units import NS
-from trader.prometheus import Exposition
 from trader.stats import Stats
 from trader.store.memory import MemoryStore
 
@@ -64,6 +65,8 @@ class FeedState:
     CONNECTED = "connected"
     DISCONNECTED = "disconnected"
     STALE = "stale"
+    #: Every state, in the order ``/metrics`` lists them.
+    ALL = (CONNECTED, DISCONNECTED, STALE)
 
     FROM_EVENT = {
         FeedConnected: CONNECTED,
@@ -111,7 +114,7 @@ class HistogramSnapshot:
         if not total:
             return None
         seen = 0
-        for bound, n in zip(BUCKETS_S, self.counts):
+        for bound, n in zip(BUCKETS_S, self.counts, strict=False):  # counts: one more, +Inf
             seen += n
             if seen >= q * total:
                 return bound
@@ -196,6 +199,9 @@ class Metrics:
         #: The latest snapshot (a plain dict never mutated after publication).
         self.snapshot: dict[str, Any] = {}
         self.refresh()
+        #: This object's own registry (not the library's global one): ``/metrics``.
+        self.registry = prometheus.registry(
+            prometheus.SnapshotCollector(self, BUCKETS_S, FeedState.ALL))
 
     # ------------------------------------------------------------------ handlers (main thread)
 
@@ -229,7 +235,7 @@ class Metrics:
         bus = self._bus.counters()
         errors = dict(self.errors)
         if bus["put_timeouts"]:
-            errors["bus_full"] = bus["put_timeouts"]
+            errors["bus_full"] = int(bus["put_timeouts"])
         journal = self._journal() if self._journal else {}
         balances = self._store.balances()
         self.snapshot = {
@@ -244,6 +250,7 @@ class Metrics:
             "handlers": {name: h.snapshot() for name, h in self.timing.handlers.values()},
             "queue_high_water": bus["queue_high_water"],
             "conflated": bus["conflated"],
+            "conflated_share": bus["conflated_share"],
             "dropped": {
                 "bus_put_timeout": bus["put_timeouts"],
                 "store": getattr(self._store, "dropped", 0),
@@ -319,11 +326,11 @@ class Metrics:
         ages = self.market_ages()
         uptime = (now_ns - self.started_ns) / NS
         if stale_s:
-            for symbol, age in ages.items():
-                if age is None and uptime > stale_s:
+            for symbol, last in ages.items():
+                if last is None and uptime > stale_s:
                     problems.append(f"no data for {symbol} since start ({uptime:.0f}s)")
-                elif age is not None and age > stale_s:
-                    problems.append(f"no data for {symbol} for {age:.1f}s")
+                elif last is not None and last > stale_s:
+                    problems.append(f"no data for {symbol} for {last:.1f}s")
         doc = {
             "status": "ok" if not problems else "unhealthy",
             "problems": problems,
@@ -351,60 +358,17 @@ class Metrics:
             "uptime_s": round(time.monotonic() - self.started_monotonic, 1),
         }
 
+    def queue_depth(self) -> int:
+        """Events waiting on the bus now."""
+        return self._bus.depth()
+
+    def last_dispatch_age_s(self) -> float:
+        """Seconds since the main loop dispatched."""
+        return time.monotonic() - self._engine.last_dispatch_monotonic
+
     def prometheus(self) -> str:
-        """The snapshot in the Prometheus text exposition format (version 0.0.4)."""
-        s = self.snapshot
-        out = Exposition()
-        out.counter("trader_events_total", "Events dispatched, by type.",
-                    [({"type": k}, v) for k, v in sorted(s["events"].items())])
-        out.counter("trader_unhandled_events_total", "Events no handler was registered for.",
-                    [({"type": k}, v) for k, v in sorted(s["unhandled"].items())])
-        out.counter("trader_handler_errors_total", "Handler failures, by handler.",
-                    [({"handler": k}, v) for k, v in sorted(s["handler_errors"].items())])
-        out.counter("trader_errors_total", "Errors by kind.",
-                    [({"kind": k}, v) for k, v in sorted(s["errors"].items())])
-        out.counter("trader_conflated_total",
-                    "Market data replaced by newer data on a full queue.", [({}, s["conflated"])])
-        out.counter("trader_dropped_total", "Records not kept, by where.",
-                    [({"where": k}, v) for k, v in sorted(s["dropped"].items())])
-        out.gauge("trader_queue_depth", "Events waiting on the bus.", [({}, self._bus.depth())])
-        out.gauge("trader_queue_high_water", "The deepest the bus has been.",
-                  [({}, s["queue_high_water"])])
-        out.gauge("trader_last_dispatch_age_seconds", "Seconds since the main loop dispatched.",
-                  [({}, time.monotonic() - self._engine.last_dispatch_monotonic)])
-        out.histogram("trader_dispatch_lag_seconds",
-                      "ts_recv to handled, sampled 1 in sample_every dispatches.", {},
-                      BUCKETS_S, s["lag"])
-        for name, hist in sorted(s["handlers"].items()):
-            out.histogram("trader_handler_seconds",
-                          "Time in each handler, sampled 1 in sample_every dispatches.",
-                          {"handler": name}, BUCKETS_S, hist)
-        out.gauge("trader_feed_state", "1 for each feed's current state.",
-                  [({"feed": f, "state": st}, 1) for f, (st, _) in sorted(self.feeds.items())])
-        out.gauge("trader_market_data_age_seconds", "Seconds since a market's last quote or trade.",
-                  [({"symbol": k}, v) for k, v in self.market_ages().items() if v is not None])
-        out.gauge("trader_store_size", "Records held in each store collection.",
-                  [({"collection": k}, v) for k, v in sorted(s["store"].items())])
-        out.gauge("trader_trading_state", "1 for the current trading state.",
-                  [({"state": s["trading_state"]}, 1)])
-        out.gauge("trader_open_orders", "Open orders in the store.", [({}, s["open_orders"])])
-        out.gauge("trader_balances_usd", "Total balance valued in USD.",
-                  [({}, s["balances_total_usd"])])
-        if s["pnl_usd"]:
-            out.gauge("trader_pnl_usd", "Realized (net of fees) and unrealized PnL in USD.",
-                      [({"kind": k}, v) for k, v in zip(("realized", "unrealized"), s["pnl_usd"])])
-        journal = s["journal"]
-        if journal:
-            out.counter("trader_journal_written_total", "Events written to the journal.",
-                        [({}, journal["written"])])
-            out.gauge("trader_journal_pending", "Events not yet written to the journal.",
-                      [({}, journal["pending"])])
-            out.gauge("trader_journal_failing", "1 while journal writes fail.",
-                      [({}, journal["failing"])])
-        counters.export(out, s["counters"], s["kept"])
-        out.gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
-                  [({}, s["rss_bytes"])])
-        return out.text()
+        """The Prometheus text exposition format (version 0.0.4) of :attr:`registry`."""
+        return prometheus.text(self.registry)
 
 
 _ERROR_NAMES = {

@@ -4,7 +4,8 @@ terminal, nothing when it is piped, redirected or the journal."""
 from __future__ import annotations
 
 import sys
-from typing import Callable, Iterable, Iterator, TypeVar
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
 
 from tqdm import tqdm
 

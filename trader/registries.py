@@ -7,7 +7,7 @@ them with the same one-line ``ConfigError`` as every other config error, and
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Mapping
+from collections.abc import Callable, Mapping
 
 from trader.clock import Clock
 from trader.config import SIMULATED, Config, build, strategy_id

@@ -23,11 +23,12 @@ from __future__ import annotations
 import os
 import sys
 from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, TextIO
+from typing import Any, TextIO
 
 from trader.app import App, RunMode
 from trader.clock import ManualClock, iso_utc
@@ -64,7 +65,7 @@ class Until:
                 f"(e.g. HandlerFailed) or a UTC time (e.g. 2024-05-01T14:03)"
             ) from None
         if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
+            when = when.replace(tzinfo=UTC)
         return cls(ts_ns=int(when.timestamp()) * NS + when.microsecond * 1000)
 
     def matches(self, index: int, ev: Event) -> bool:

@@ -45,6 +45,8 @@ class Reporter:
         self._markets = markets
         self._last_total = 0
         self._last_t = time.monotonic()
+        self._last_market = 0
+        self._last_conflated = 0
         self._balances_seen: set[str] = set()
 
     def on_fill(self, ev: OrderFilled) -> None:
@@ -101,11 +103,17 @@ class Reporter:
         log.debug("heartbeat: queue %d, dispatched %d", ev.queue_depth, ev.dispatched)
 
     def stats_line(self) -> None:
-        """Events/s, queue depth, prices and the total balance in USD."""
+        """Events/s, queue depth, market data in and the share conflated (since the last line),
+        prices and the total balance in USD."""
         now = time.monotonic()
+        span = max(now - self._last_t, 1e-9)
         total = sum(self._stats.dispatched.values())
-        rate = (total - self._last_total) / max(now - self._last_t, 1e-9)
+        rate = (total - self._last_total) / span
+        market, conflated = self._bus.market_data, self._bus.conflated
+        market_in = market - self._last_market
+        share = (conflated - self._last_conflated) / market_in if market_in else 0.0
         self._last_total, self._last_t = total, now
+        self._last_market, self._last_conflated = market, conflated
         prices = []
         for s in self._markets:
             px = self._view.last_price(s)
@@ -113,7 +121,9 @@ class Reporter:
                 prices.append(f"{s} {px:.2f}")
         bal = self._view.balances()
         log.info(
-            "STATS %.0f ev/s | queue %d | conflated %d | %s | balance %.2f USD",
-            rate, self._bus.depth(), self._bus.conflated, " ".join(prices) or "no prices yet",
+            "STATS %.0f ev/s | queue %d | market data %.0f/s, conflated %.1f%% (%d in all) | %s "
+            "| balance %.2f USD",
+            rate, self._bus.depth(), market_in / span, 100 * share, conflated,
+            " ".join(prices) or "no prices yet",
             bal.total_usd,
         )

@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Callable
 
 from trader.backoff import Backoff
 from trader.clock import Clock

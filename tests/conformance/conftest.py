@@ -7,8 +7,9 @@ answers Binance's and Bybit's subscriptions and checks their signatures).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 

@@ -8,9 +8,10 @@ case in ``test_conformance.py`` then runs against it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from tests.doubles import bybit_rest
 from tests.doubles.binance_rest import BinanceRestDouble, Fault

@@ -36,9 +36,10 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from tests.doubles.binance_rest import Fault, Request, _Handler, _respond

@@ -9,9 +9,9 @@ disabled (``StrategyDisabled``) while the others still trade.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal as D
-from typing import Iterable
 
 import pytest
 
@@ -51,7 +51,8 @@ def test_a_failing_strategy_is_reported_then_disabled_and_the_system_trades_on(
         run_app, double, monkeypatch, caplog) -> None:
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(Bad, "calls", 0)
-    r = run_app(strategy_classes={**TEST_STRATEGIES, "bad": Bad}, strategies=[{"name": "bad", "market": "BTC/USDT"},
+    r = run_app(strategy_classes={**TEST_STRATEGIES, "bad": Bad},
+                strategies=[{"name": "bad", "market": "BTC/USDT"},
                             {"name": "trigger", "market": "BTC/USDT", "params": {"bid": "4"}}])
     for i in range(5):
         r.send(MARKET, book(f"60000.{i}", "60001"))

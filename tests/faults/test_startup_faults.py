@@ -20,7 +20,7 @@ from tests.test_systemd import NotifyListener, path_listener  # noqa: F401 - a f
 from tests.ws_server import API_KEY, API_SECRET, FakeExchange
 from trader.app import App
 from trader.errors import AuthenticationError, TemporaryError
-from trader.events import ShutdownRequested, SessionStarted
+from trader.events import SessionStarted, ShutdownRequested
 from trader.journal import read_events
 
 pytestmark = pytest.mark.timeout(30)

@@ -10,9 +10,9 @@ stream is silent, and overload conflates market data but loses no account or ord
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal as D
-from typing import Iterable
 
 import pytest
 

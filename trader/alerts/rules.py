@@ -11,7 +11,7 @@ append to the :class:`~trader.alerts.sender.Outbox` (delivery is the ``alerts`` 
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from trader.alerts.sender import Alert, Outbox
@@ -141,7 +141,7 @@ class AlertRules:
             f" ({equity - self._equity_at_summary:+.2f} since the last summary)"
         fees = ", ".join(f"{v.normalize()} {k}" for k, v in sorted(self._fees.items())) or "none"
         hours = (now - self._since_summary) / NS / 3600
-        day = datetime.fromtimestamp(now / NS, timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        day = datetime.fromtimestamp(now / NS, UTC).strftime("%Y-%m-%d %H:%M UTC")
         text = (f"DAILY SUMMARY {day}: equity {equity:.2f} USD{change}; PnL realized "
                 f"{realized:+.2f} USD, unrealized {unrealized:+.2f} USD; {self._trades} trade(s) "
                 f"and fees {fees} in the last {hours:.1f} h")

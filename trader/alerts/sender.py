@@ -15,8 +15,9 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any
 
 from trader.config import AlertsConfig
 from trader.errors import ConfigError
@@ -81,7 +82,11 @@ def apprise_targets(urls: Sequence[str]) -> list[Send]:
         if not ap.add(url):
             raise ConfigError(f"TRADER_ALERT_URLS: URL #{i} is not an apprise URL this version "
                               f"understands (see https://github.com/caronc/apprise/wiki)")
-        targets.append(lambda title, body, ap=ap: bool(ap.notify(body=body, title=title)))
+
+        def send(title: str, body: str, ap: Any = ap) -> bool:
+            return bool(ap.notify(body=body, title=title))
+
+        targets.append(send)
     return targets
 
 

@@ -32,6 +32,7 @@ from trader.backtest import (
 )
 from trader.config import Config
 from trader.errors import ConfigError
+from trader.journal import JournalReader, journal_files
 from trader.logsetup import setup_logging
 from trader.replay import offline_config
 from trader.web.html_report import ChartRecorder, backtest_report, bar_rows, write_html
@@ -106,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
             candles = {sym: bar_rows(bars) for sym, bars in csvs.items()}
         else:
             recorder = ChartRecorder(args.sample_s)
-            for ev in journal_market_events(journals, set(result.symbols)):
+            for ev in journal_market_events(JournalReader(journal_files(journals)),
+                                            set(result.symbols)):
                 recorder.on_event(ev)
             candles = recorder.candles()
         files.append(write_html(backtest_report(result, candles), out))

@@ -5,8 +5,9 @@
 Ctrl-C or SIGTERM stops it cleanly (a second Ctrl-C exits at once). A configuration error, or
 keys the exchange refuses at start, print one line and exit with code 2; an exchange that cannot
 be reached within ``exchange.start_deadline_s`` (rate limits, 5xx and network errors are retried
-until then), or Redis holding the saved state (unless ``storage.start_empty_if_unreachable``),
-prints one line and exits with code 1. A failed start is journaled.
+until then), Redis holding the saved state (unless ``storage.start_empty_if_unreachable``), or
+``metrics.port`` in use, prints one line and exits with code 1 (systemd tries again). A failed
+start is journaled. ``--check-config`` also checks the files the config names and the port.
 
 Exit after a stop: once ``App.shutdown`` has stopped and joined the threads, drained the bus,
 written the journal, flushed the paper account file's writer (and Redis's) and logged the
@@ -27,13 +28,17 @@ from typing import NoReturn
 
 from trader.app import App
 from trader.config import dump_with_sources, load_config_sources
+from trader.config.checks import check_paths
 from trader.errors import (
     AuthenticationError,
     ConfigError,
     ExchangeError,
+    OperationalError,
     StorageUnavailableError,
 )
+from trader.httpapi import HOST
 from trader.logsetup import setup_logging
+from trader.portowner import check_port_free
 from trader.registries import check_config
 
 
@@ -50,10 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg, sources = load_config_sources(args.config)
         check_config(cfg)  # the strategies and the exchange it names
+        check_paths(cfg)
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
     if args.check_config:
+        try:
+            if cfg.metrics.port:
+                check_port_free(HOST, cfg.metrics.port)
+        except OperationalError as exc:
+            print(f"not ready: {exc}", file=sys.stderr)
+            return 1
         print(f"# {args.config}: valid; each value's origin: file, env VAR (TRADER__SECTION__KEY) "
               "or default\n" + dump_with_sources(cfg, sources), end="")
         return 0
@@ -81,10 +93,12 @@ def main(argv: list[str] | None = None) -> int:
         return failed_start(app, f"config error: {exc}", 2)
     except AuthenticationError as exc:
         return failed_start(app, f"authentication failed: {exc}", 2)
-    except ExchangeError as exc:
-        return failed_start(app, f"exchange error at start: {exc}", 1)
     except StorageUnavailableError as exc:
         return failed_start(app, f"storage error at start: {exc}", 1)
+    except OperationalError as exc:
+        return failed_start(app, f"cannot start: {exc}", 1)
+    except ExchangeError as exc:
+        return failed_start(app, f"exchange error at start: {exc}", 1)
     try:
         app.run()
     finally:

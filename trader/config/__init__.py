@@ -48,6 +48,7 @@ from trader.config.schema import (
     StreamsConfig,
     TradeConfig,
     UrlsConfig,
+    api_token_path,
     paper_account_path,
     state_file_path,
     strategy_id,
@@ -55,12 +56,12 @@ from trader.config.schema import (
 from trader.config.secrets import Secrets, read_secrets
 
 __all__ = [
-    "SIMULATED", "AlertsConfig", "BusConfig", "Config", "ExchangeConfig", "ExecutionConfig", "GeneralConfig",
-    "JournalConfig", "LogFormat", "LogLevel", "MetricsConfig", "Mode", "PaperConfig", "PollerConfig",
+    "SIMULATED", "AlertsConfig", "BusConfig", "Config", "ExchangeConfig", "ExecutionConfig",
+    "GeneralConfig", "JournalConfig", "LogFormat", "LogLevel", "MetricsConfig", "Mode",
+    "PaperConfig", "PollerConfig",
     "PortfolioConfig", "ReconcileConfig", "RiskConfig", "Secrets", "SimulatedConfig",
     "StorageBackend", "StorageConfig", "StoreConfig", "StrategyConfig", "StreamsConfig",
-    "TradeConfig", "UrlsConfig", "build", "config_from_dict", "config_with_sources",
-    "dump_with_sources", "load_config", "load_config_sources", "paper_account_path",
-    "state_file_path",
-    "read_secrets", "redacted", "strategy_id",
+    "TradeConfig", "UrlsConfig", "api_token_path", "build", "config_from_dict",
+    "config_with_sources", "dump_with_sources", "load_config", "load_config_sources",
+    "paper_account_path", "read_secrets", "redacted", "state_file_path", "strategy_id",
 ]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import typing
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import yaml
 
@@ -48,7 +49,7 @@ def dump_with_sources(cfg: Config, sources: Mapping[str, str]) -> str:
         for name in public_fields(cls):
             path = f"{prefix}.{name}" if prefix else name
             tp = unwrap_optional(hints[name])
-            if dataclasses.is_dataclass(tp):
+            if isinstance(tp, type) and dataclasses.is_dataclass(tp):
                 emit(name, "", indent, "")
                 walk(tp, plain[name], path, indent + 1)
             else:

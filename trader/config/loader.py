@@ -2,7 +2,10 @@
 environment overrides applied first, secrets added, and where each value came from.
 
 - An unknown key is an error naming its dotted path, with a "did you mean".
-- A wrong type or a value out of range is an error naming the key.
+- A wrong type, a value out of range, a number that is not finite or a string with a NUL byte is
+  an error naming the key.
+- The file is read as a bounded regular file of UTF-8 text and parsed without aliases, deeper
+  than ``MAX_DEPTH`` or with a key repeated (:class:`_StrictLoader`): one line, never a hang.
 - :func:`build` is generic: it builds any dataclass (a strategy's ``Params`` too).
 """
 
@@ -12,13 +15,16 @@ import collections.abc
 import copy
 import dataclasses
 import difflib
+import math
 import os
+import stat
 import typing
+from collections.abc import Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from pathlib import Path
 from types import NoneType, UnionType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import yaml
 
@@ -38,17 +44,86 @@ def load_config_sources(
 ) -> tuple[Config, dict[str, str]]:
     """:func:`load_config` plus where each value came from (see :func:`config_with_sources`)."""
     path = Path(path)
+    data = parse_yaml(read_text_file(path, MAX_CONFIG_BYTES), str(path))
+    if data is None:  # an empty file (or only comments): every value its default
+        data = {}
+    elif not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got "
+                          f"{_kind(data)}")
+    return config_with_sources(data, env if env is not None else os.environ)
+
+
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_DEPTH = 50
+
+
+def read_text_file(path: Path, limit: int, what: str = "config file") -> str:
+    """The UTF-8 text of regular file ``path`` of at most ``limit`` bytes; a ``ConfigError``
+    naming it otherwise. A device or a FIFO is refused before it is opened (no hang)."""
     try:
-        text = path.read_text(encoding="utf-8")
+        if "\0" in str(path):
+            raise ConfigError(f"{what} {str(path)!r}: the path contains a NUL byte")
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ConfigError(f"{what} {path}: not a regular file")
+        with open(path, "rb") as fh:
+            raw = fh.read(limit + 1)
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise ConfigError(f"{what} {path}: larger than {limit} bytes")
     try:
-        data = yaml.safe_load(text)
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path}: not UTF-8 text (byte {exc.start})") from None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses what a config never needs and an attacker would use:
+    aliases (an alias bomb expands to billions of nodes), nesting deeper than ``MAX_DEPTH``
+    and a key given twice in one mapping (the last would silently win)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # noqa: D102 - PyYAML's hook
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"line {mark.line + 1}: nested deeper than {MAX_DEPTH} levels")
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> Any:  # noqa: D102
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(f"line {line}: key {str(key)[:80]!r} repeats the key "
+                                  f"at line {seen[key]}")
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    """``text`` parsed strictly (:class:`_StrictLoader`); errors name ``where`` and a line."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return config_with_sources(data or {}, env if env is not None else os.environ)
+        at = f" at line {mark.line + 1}" if mark else ""
+        problem = str(getattr(exc, "problem", None) or "cannot parse")[:200]
+        raise ConfigError(f"{where}: invalid YAML{at}: {problem}") from None
+    except (RecursionError, ValueError, OverflowError) as exc:
+        raise ConfigError(f"{where}: invalid YAML: {type(exc).__name__}") from None
 
 
 def config_from_dict(data: Any, env: Mapping[str, str]) -> Config:
@@ -96,8 +171,8 @@ def apply_env_overrides(
     for var in sorted(v for v in env if v.startswith(ENV_PREFIX)):
         keys = _env_path(var)
         try:
-            value = yaml.safe_load(env[var])
-        except yaml.YAMLError:
+            value = parse_yaml(env[var], var)
+        except ConfigError:
             raise ConfigError(f"{var}: not a valid YAML value") from None
         node = merged
         for i, key in enumerate(keys[:-1]):
@@ -122,7 +197,7 @@ def _env_path(var: str) -> list[str]:
     for i, seg in enumerate(segments):
         if not seg:
             raise ConfigError(f"{var}: empty key in the path (use __ between keys only)")
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             fields = public_fields(tp)
             name = seg.lower()
             if name not in fields:
@@ -140,7 +215,7 @@ def _env_path(var: str) -> list[str]:
                 f"{var}: '{'.'.join(keys)}' takes a whole value; set it as YAML "
                 f"({ENV_PREFIX}{'__'.join(k.upper() for k in keys)}='...')"
             )
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         raise ConfigError(f"{var}: '{'.'.join(keys)}' is a section; name one of its keys")
     return keys
 
@@ -165,7 +240,7 @@ def _leaves(cls: type, prefix: str) -> Iterator[tuple[str, Any]]:
     for name in public_fields(cls):
         path = f"{prefix}.{name}" if prefix else name
         tp = unwrap_optional(hints[name])
-        if dataclasses.is_dataclass(tp):
+        if isinstance(tp, type) and dataclasses.is_dataclass(tp):
             yield from _leaves(tp, path)
         else:
             yield path, tp
@@ -196,6 +271,7 @@ def build(cls: type, data: Any, path: str) -> Any:
     for key in data:
         if key not in fields:
             where = f"{path}.{key}" if path else str(key)
+            where = where if len(where) <= 80 else where[:77] + "..."
             hint = difflib.get_close_matches(str(key), list(fields), n=1)
             suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
             raise ConfigError(f"unknown key '{where}'{suggestion}")
@@ -220,6 +296,13 @@ def _kind(value: Any) -> str:
     return "nothing" if value is None else type(value).__name__
 
 
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to one short line (a hostile value can be huge)."""
+    text = repr(value) if isinstance(value, (str, int, float, bool)) or value is None \
+        else f"a {_kind(value)}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _convert(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
@@ -228,7 +311,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not NoneType]
         return _convert(value, inner, where)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, where)
     if tp is Any:
         return value
@@ -243,33 +326,41 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if isinstance(tp, type) and issubclass(tp, StrEnum):
         choices = [m.value for m in tp]
         if value not in choices:
-            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(choices)}")
+            raise ConfigError(f"{where}: {_short(value)} is not one of {', '.join(choices)}")
         return tp(value)
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {value!r}")
+            raise ConfigError(f"{where}: expected true or false, got {_short(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_short(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        return float(value)
+            raise ConfigError(f"{where}: expected a number, got {_short(value)}")
+        try:
+            result = float(value)
+        except OverflowError:
+            result = math.inf
+        if not math.isfinite(result):
+            raise ConfigError(f"{where}: expected a finite number, got {_short(value)}")
+        return result
     if tp is Decimal:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_short(value)}")
         try:
-            result = Decimal(str(value))
+            number = Decimal(str(value))
         except InvalidOperation:
-            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
-        if not result.is_finite():
-            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
-        return result
+            raise ConfigError(f"{where}: expected a number, got {_short(value)}") from None
+        if not number.is_finite():
+            raise ConfigError(f"{where}: expected a finite number, got {_short(value)}")
+        return number
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
+            raise ConfigError(f"{where}: expected a string, got {_short(value)}")
+        if "\0" in value:
+            raise ConfigError(f"{where}: contains a NUL byte")
         return value
     raise TypeError(f"config type {tp} not supported ({where})")
 

@@ -4,11 +4,12 @@ exchanges or the strategies (the wiring checks the names against its registries)
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from trader.config.secrets import Secrets
 
@@ -173,15 +174,15 @@ class StrategyConfig:
 class RiskConfig:
     """[risk]: limits every order intent must pass."""
 
-    max_order_notional: Decimal = field(default=Decimal(1_000), metadata=_range(0))
-    max_position_notional: Decimal = field(default=Decimal(5_000), metadata=_range(0))
+    max_order_notional: Decimal = field(default=Decimal(1_000), metadata=_range(0, 1e12))
+    max_position_notional: Decimal = field(default=Decimal(5_000), metadata=_range(0, 1e12))
     buy_reserve_bps: Decimal = field(default=Decimal(20), metadata=_range(0, 10_000))
     max_orders_per_window: int = field(default=120, metadata=_range(0, 1_000_000))
     order_window_s: float = field(default=60.0, metadata=_range(0.001, 86_400))
     price_band_bps: Decimal = field(default=Decimal(500), metadata=_range(0, 100_000))
     stale_after_s: float = field(default=60.0, metadata=_range(0, 86_400))
-    daily_loss_limit: Decimal = field(default=Decimal(500), metadata=_range(0))
-    daily_loss_soft_limit: Decimal = field(default=Decimal(0), metadata=_range(0))
+    daily_loss_limit: Decimal = field(default=Decimal(500), metadata=_range(0, 1e12))
+    daily_loss_soft_limit: Decimal = field(default=Decimal(0), metadata=_range(0, 1e12))
 
 
 @dataclass(frozen=True)
@@ -322,3 +323,9 @@ def paper_account_path(cfg: Config) -> Path | None:
     if cfg.paper.account_file:
         return Path(cfg.paper.account_file)
     return Path(cfg.journal.path).parent / "paper-account.json"
+
+
+def api_token_path(cfg: Config) -> Path:
+    """Where the operator API's token is kept (generated at the first start, mode 0600): next
+    to ``journal.path``."""
+    return Path(cfg.journal.path).parent / "api-token"

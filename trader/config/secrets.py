@@ -8,9 +8,8 @@ import os
 import re
 import stat
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Mapping
 
 from trader.errors import ConfigError
 
@@ -29,6 +28,7 @@ class Secrets:
     api_password: str | None = field(default=None, repr=False)
     redis_password: str | None = field(default=None, repr=False)
     alert_urls: str | None = field(default=None, repr=False)  # apprise URLs: bot tokens
+    api_token: str | None = field(default=None, repr=False)  # the operator API's token
 
     ENV: typing.ClassVar[dict[str, str]] = {
         "api_key": "TRADER_API_KEY",
@@ -36,6 +36,7 @@ class Secrets:
         "api_password": "TRADER_API_PASSWORD",
         "redis_password": "TRADER_REDIS_PASSWORD",
         "alert_urls": "TRADER_ALERT_URLS",
+        "api_token": "TRADER_API_TOKEN",
     }
 
     @property
@@ -55,6 +56,7 @@ class Secrets:
 
 
 SECRET_FILE_SUFFIX = "_FILE"
+MAX_SECRET_BYTES = 64 * 1024
 
 
 def read_secrets(env: Mapping[str, str]) -> tuple[Secrets, dict[str, str]]:
@@ -87,9 +89,18 @@ def _read_secret_file(var: str, path: str) -> str:
                 f"{var}: {path} has mode {mode:04o}; a secret file must be readable by its owner "
                 f"only (chmod 600 {path})"
             )
-        text = Path(path).read_text(encoding="utf-8").strip()
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_SECRET_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"{var}: cannot read {path}: {exc.strerror}") from None
+    except ValueError:  # a NUL byte in the path
+        raise ConfigError(f"{var}: the path contains a NUL byte") from None
+    if len(raw) > MAX_SECRET_BYTES:
+        raise ConfigError(f"{var}: {path} is larger than {MAX_SECRET_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ConfigError(f"{var}: {path} is not UTF-8 text") from None
     if not text:
         raise ConfigError(f"{var}: {path} is empty")
     return text

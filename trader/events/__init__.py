@@ -25,7 +25,8 @@ fact first, so an order is recorded before it can reach the exchange. They share
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from trader.codec import Tagged
 from trader.events.base import (  # noqa: F401 - the package is the one import path
@@ -66,6 +67,7 @@ from trader.events.orders import (  # noqa: F401 - the package is the one import
     SubmitOrder,
 )
 from trader.events.system import (  # noqa: F401 - the package is the one import path
+    JOURNAL,
     ExchangeStateFetched,
     FeedConnected,
     FeedDisconnected,

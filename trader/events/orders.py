@@ -184,9 +184,11 @@ class HaltTrading(Command):
 
 @event
 class ResumeTrading(Command):
-    """Operator: set trading ACTIVE again."""
+    """Operator: lift the operator's own halt; with ``force``, every halt cause (reconciliation,
+    daily loss) and the reduce-only state too."""
 
     reason: str
+    force: bool = False
 
 
 @event

@@ -93,6 +93,10 @@ class ReconciliationCompleted(Event):
     error: str = ""  # set when the exchange's state could not be fetched (nothing compared)
 
 
+#: ``StorageFailed.component`` of the journal: while it fails, trading is halted.
+JOURNAL = "journal"
+
+
 @event
 class StorageFailed(Event):
     """A persistence component (journal, Redis) failed; the system goes on in memory."""

@@ -13,7 +13,8 @@ from __future__ import annotations
 import difflib
 import threading
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 from urllib.parse import urlsplit
 
 import ccxt

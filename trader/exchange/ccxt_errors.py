@@ -40,7 +40,8 @@ passes the account's key, secret and password to be removed wherever they appear
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import ccxt
 

@@ -31,9 +31,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict, defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, TypeVar
 
 import ccxt
 
@@ -342,9 +343,9 @@ class CcxtGateway:
         for order_id, group in by_order.items():
             states = [s for s in map(self._lookup.fill_state, group) if s is not None]
             if len(states) == len(group):
-                for t, st in zip(group, states):
-                    order = {"id": order_id, "symbol": symbol, "clientOrderId": st.client_id}
-                    out.append(self._fill(t, order, st.filled_total, st.final, now))
+                for t, st in zip(group, states, strict=True):
+                    own = {"id": order_id, "symbol": symbol, "clientOrderId": st.client_id}
+                    out.append(self._fill(t, own, st.filled_total, st.final, now))
                 continue
             order = self._order_for_fills(order_id, symbol)
             filled = _dec(order.get("filled")) if order else sum(
@@ -352,7 +353,8 @@ class CcxtGateway:
             cumulative = filled - sum((_dec(t.get("amount")) for t in group), ZERO)
             for i, t in enumerate(group):
                 cumulative += _dec(t.get("amount"))
-                final = bool(order) and i == len(group) - 1 and order.get("status") == "closed"
+                final = (order is not None and i == len(group) - 1
+                         and order.get("status") == "closed")
                 out.append(self._fill(t, order or {"id": order_id, "symbol": symbol},
                                       cumulative, final, now))
         return out

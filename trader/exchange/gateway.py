@@ -10,7 +10,8 @@ returns events stamped with the gateway's clock, and raises only ``trader.errors
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 from trader.events import (
     BalanceUpdate,

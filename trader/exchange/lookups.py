@@ -29,9 +29,10 @@ hours ago is therefore reported as not found, which is what it is for our purpos
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import ccxt
 
@@ -75,8 +76,8 @@ class FetchOrderLookup:
              symbol: str) -> dict[str, Any]:
         """By exchange id when known, else by client id."""
         if exchange_id:
-            return call("fetch_order", exchange_id, symbol)  # type: ignore[no-any-return]
-        return call("fetch_order", None, symbol,  # type: ignore[no-any-return]
+            return call("fetch_order", exchange_id, symbol)
+        return call("fetch_order", None, symbol,
                     {self._param: client_id})
 
     def fill_state(self, trade: dict[str, Any]) -> FillState | None:

@@ -18,7 +18,8 @@ import hashlib
 import hmac
 import itertools
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from trader.clock import Clock
 from trader.feeds.parsers import binance
@@ -50,7 +51,7 @@ class BinanceMarketStreams:
     venue = "binance"
     stream = "market"
     watch_data = True
-    ping_message = None
+    ping_message: str | None = None
 
     def __init__(self, url: str, markets: Sequence[str], kline_interval: str | None) -> None:
         self.url = url
@@ -80,7 +81,7 @@ class BinanceUserStream:
     venue = "binance"
     stream = "user"
     watch_data = False  # an idle account sends nothing for hours
-    ping_message = None
+    ping_message: str | None = None
     data_markets: tuple[str, ...] = ()  # the account, no market data
 
     def __init__(self, url: str, markets: Sequence[str], api_key: str, api_secret: str,

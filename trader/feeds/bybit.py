@@ -17,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from trader.clock import Clock
 from trader.feeds.parsers import bybit
@@ -44,7 +45,7 @@ class BybitPublicStreams:
 
     venue = "bybit"
     watch_data = True
-    ping_message = PING
+    ping_message: str | None = PING
 
     def __init__(self, url: str, category: str, markets: Sequence[str],
                  kline_interval: str | None = None) -> None:
@@ -81,7 +82,7 @@ class BybitPrivateStream:
     venue = "bybit"
     stream = "private"
     watch_data = False  # an idle account sends nothing; pongs prove the connection lives
-    ping_message = PING
+    ping_message: str | None = PING
     data_markets: tuple[str, ...] = ()  # the account, no market data
     topics = ("order", "execution", "wallet")
 

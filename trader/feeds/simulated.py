@@ -8,9 +8,9 @@ from __future__ import annotations
 import math
 import random
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Sequence
 
 from trader.clock import Clock
 from trader.config import SimulatedConfig

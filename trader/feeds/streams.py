@@ -12,7 +12,8 @@ and host of every websocket URL, keeping its path, so nothing connects anywhere 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from trader.clock import Clock

@@ -3,8 +3,8 @@ market's price and amount steps."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import ROUND_DOWN, ROUND_UP, Decimal
-from typing import Mapping
 
 from trader.model.orders import Side
 

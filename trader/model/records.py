@@ -3,9 +3,9 @@ every read a consistent snapshot without copying deep structures."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Mapping
 
 from trader.model.orders import OrderStatus, OrderType, Side
 

@@ -22,10 +22,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Iterable, Mapping
+from typing import Any
 
 from trader.config import StoreConfig
 from trader.events import (
@@ -315,7 +316,7 @@ class MemoryStore:
                  order.client_id, order.status, order.filled, status,
                  "" if filled is None else f" filled {filled}")
 
-    def _transition(self, client_id: str, status: OrderStatus, ts: int, **changes: str) -> None:
+    def _transition(self, client_id: str, status: OrderStatus, ts: int, **changes: Any) -> None:
         with self._lock:
             order = self._orders.get(client_id)
             if order is None:

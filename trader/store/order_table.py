@@ -7,8 +7,8 @@ backtest keeps every order, and a scan over them per bar made it quadratic.
 
 from __future__ import annotations
 
+from collections.abc import ItemsView, Iterator, ValuesView
 from itertools import islice
-from typing import ItemsView, Iterator, ValuesView
 
 from trader.model.records import Order
 

@@ -19,9 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Callable
 
 from trader.clock import Clock
 from trader.errors import ConfigError

@@ -6,8 +6,9 @@ backend and exposes only the reads, so a strategy cannot write state even by acc
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Mapping, Protocol
+from typing import Protocol
 
 from trader.events import Candle, QuoteTick, SignalGenerated, TradeTick
 from trader.model.records import Balance, BalancesSnapshot, Market, Order, Position

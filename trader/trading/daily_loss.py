@@ -15,9 +15,9 @@ so a restart within the day goes on counting from where the day began.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
 from enum import Enum
-from typing import Callable
 
 from trader.clock import Clock
 from trader.config import RiskConfig

@@ -9,7 +9,7 @@ symbol is ``*``); an account stream carries none.
 from __future__ import annotations
 
 import logging
-from typing import Mapping
+from collections.abc import Mapping
 
 from trader.events import DataHaltChanged, Event, FeedDisconnected, FeedRecovered, FeedStale
 

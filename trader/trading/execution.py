@@ -19,8 +19,8 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from trader.backoff import Backoff
 from trader.clock import Clock

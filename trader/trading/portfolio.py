@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Mapping
 
 from trader.clock import Clock
 from trader.model.fills import unrealized_pnl

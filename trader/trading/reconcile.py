@@ -58,9 +58,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Callable, Mapping, Sequence
 
 from trader.backoff import Backoff
 from trader.clock import Clock

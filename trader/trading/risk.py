@@ -11,8 +11,9 @@ In REDUCING an order passes the gate only if it reduces the market's position wi
 reversing it: a sell of at most the long position (spot: of the base bought), a buy of at most
 the short, counting what our open orders on that side already take. Any other order is an
 ``OrderDenied`` saying why ("trading is reducing (daily_loss: ...)"). Loss growing past the hard
-limit escalates to HALTED; a new UTC day lifts both, and ``ResumeTrading`` (the operator) clears
-every halt cause and the reduce-only state and starts the day's count afresh. Every change of
+limit escalates to HALTED; a new UTC day lifts both. ``ResumeTrading`` (the operator) lifts the
+operator's own halt; with ``force`` it clears every halt cause and the reduce-only state and
+starts the day's count afresh. Every change of
 state is a ``TradingStateChanged`` event with its reason. Cancels are never gated.
 
 **Data halt** (per market, apart from the state above, kept by
@@ -36,14 +37,16 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Callable
+from typing import Any
 
 from trader.clock import Clock
 from trader.config import RiskConfig
 from trader.events import (
+    JOURNAL,
     CancelAllOrders,
     CancelOrder,
     Event,
@@ -55,6 +58,8 @@ from trader.events import (
     ReconciliationStarted,
     ResumeTrading,
     StateRestored,
+    StorageFailed,
+    StorageRecovered,
     SubmitOrder,
     TradingState,
     TradingStateChanged,
@@ -235,6 +240,7 @@ class HaltCause(StrEnum):
     OPERATOR = "operator"
     RECONCILIATION = "reconciliation"
     DAILY_LOSS = "daily_loss"
+    JOURNAL = "journal"  # the journal cannot write: nothing may happen that is not recorded
 
 
 class Risk:
@@ -305,17 +311,38 @@ class Risk:
             out.append(CancelAllOrders(ts_event=now, ts_recv=now))
         return out
 
+    def on_storage_failed(self, ev: StorageFailed) -> list[Event]:
+        """The journal cannot write: HALTED until it writes again (an operator resume without
+        ``force`` leaves this halt in place)."""
+        if ev.component != JOURNAL:
+            return []
+        return self.halt(HaltCause.JOURNAL, f"journal failed: {ev.error}")
+
+    def on_storage_recovered(self, ev: StorageRecovered) -> list[Event]:
+        """The journal writes again: its halt is lifted."""
+        if ev.component != JOURNAL:
+            return []
+        return self.release(HaltCause.JOURNAL, "journal writes again")
+
     def on_resume(self, cmd: ResumeTrading) -> list[Event]:
-        """Operator: ACTIVE again. Clears every halt cause (the operator overrides a pending
-        reconciliation) and starts the daily loss count afresh from now."""
+        """Operator: lift the operator's halt. With ``force``: ACTIVE again, every halt cause
+        cleared (the operator overrides a pending reconciliation) and the daily loss count
+        started afresh from now; without, any other cause keeps trading halted."""
+        reason = f"operator: {cmd.reason or 'resume'}"
         automatic = {c: r for c, r in self.halts.items() if c is not HaltCause.OPERATOR}
+        if not cmd.force:
+            if automatic:
+                log.warning("operator resume lifts only the operator's halt; still halted by %s "
+                            "(resume with force to override)",
+                            "; ".join(f"{c}: {r}" for c, r in automatic.items()))
+            return self.release(HaltCause.OPERATOR, cmd.reason or "resume")
         if automatic:
             log.warning("operator resume overrides %s",
                         "; ".join(f"{c}: {r}" for c, r in automatic.items()))
         self.halts.clear()
         self.reducing = None
         self._loss.restart()
-        return self.set_state(TradingState.ACTIVE, f"operator: {cmd.reason or 'resume'}")
+        return self.set_state(TradingState.ACTIVE, reason)
 
     def on_reconciliation_started(self, ev: ReconciliationStarted) -> list[Event]:
         """Halt until this round agrees."""
@@ -387,7 +414,7 @@ class Risk:
                                       amount=intent.amount, reason=reason)]
         self._sent.append(now)
         cid = self._ids.next()
-        fields = dict(client_id=cid, symbol=intent.symbol, side=intent.side,
+        fields: dict[str, Any] = dict(client_id=cid, symbol=intent.symbol, side=intent.side,
                       order_type=intent.order_type, amount=check.amount,
                       price=check.limit_price, strategy=intent.strategy)
         return out + [OrderSubmitted(ts_event=now, ts_recv=now, **fields),

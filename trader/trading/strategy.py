@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, ClassVar
 
 from trader.clock import Clock
 from trader.events import (

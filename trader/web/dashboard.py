@@ -9,8 +9,9 @@ kilobytes a second and nothing accumulates on the server.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any
 
 from trader.clock import Clock
 from trader.events import Candle, OrderFilled
@@ -49,9 +50,11 @@ class Dashboard:
 
     def __init__(
         self, metrics: Metrics, view: StoreView, history: History, markets: Sequence[str],
-        clock: Clock,
+        clock: Clock, message_ages: Callable[[], Mapping[str, float | None]] = dict,
     ) -> None:
+        """``message_ages``: each stream's seconds since its last message (the listeners')."""
         self._metrics = metrics
+        self._message_ages = message_ages
         self._view = view
         self._history = history
         self._markets = tuple(markets)
@@ -134,11 +137,13 @@ class Dashboard:
 
     def _feeds(self, now: int) -> list[dict[str, Any]]:
         notes = self._history.feeds()
+        ages = self._message_ages()
         rows = []
         for name, (state, since) in sorted(self._metrics.feeds.items()):
             n = notes.get(name)
             rows.append({
                 "feed": name, "state": state, "since_s": round((now - since) / NS, 1),
+                "message_age_s": None if (age := ages.get(name)) is None else round(age, 1),
                 "reconnects": n.reconnects if n else 0,
                 "last_error": n.last_error if n else "",
                 "last_error_age_s": round((now - n.last_error_ns) / NS, 1)
@@ -154,6 +159,6 @@ class Dashboard:
             rows.append({
                 "symbol": s, "price": _num(self._view.last_price(s)),
                 "bid": _num(q.bid) if q else None, "ask": _num(q.ask) if q else None,
-                "data_age_s": None if ages.get(s) is None else round(ages[s], 2),
+                "data_age_s": None if (age := ages.get(s)) is None else round(age, 2),
             })
         return rows

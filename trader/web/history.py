@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Mapping
 
 from trader.clock import Clock
 from trader.events import (

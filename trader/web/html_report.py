@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import html
 import json
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 from trader.clock import iso_utc
 from trader.events import Candle, Event, OrderFilled, QuoteTick, TradeTick

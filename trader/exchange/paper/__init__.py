@@ -32,8 +32,8 @@ taken under the gateway's lock, written to a temporary file, fsynced, renamed ov
 and the folder fsynced; so a crash (kill -9 included) leaves either the old or the new whole
 account, never a torn one, at most one interval plus one write behind, and a clean stop writes
 the final state. On start the file is loaded and ``starting_balances`` are ignored (delete the
-file to start over). Working orders did not fill while the process was down, since no market data was
-seen then; they resume matching on the first quotes and trades after the restart, and start-up
+file to start over). Working orders did not fill while the process was down, since no market data
+was seen then; they resume matching on the first quotes and trades after the restart, and start-up
 reconciliation adopts them (their client ids carry our prefix). A file that cannot be read stops
 the start with a clear error rather than being overwritten.
 

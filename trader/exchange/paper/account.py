@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from decimal import Decimal
-from typing import Mapping
 
 from trader.events import BalanceUpdate
 from trader.exchange.paper.orders import ZERO, PaperOrder

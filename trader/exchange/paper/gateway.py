@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from decimal import Decimal
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 from trader.clock import Clock
 from trader.codec import CodecError
@@ -30,9 +30,6 @@ from trader.events import (
     TradeTick,
 )
 from trader.exchange.gateway import MarketDataSource
-from trader.model.market import split_symbol
-from trader.model.orders import OrderStatus, OrderType, Side
-from trader.model.units import NS_PER_MS
 from trader.exchange.paper import persistence
 from trader.exchange.paper.account import Funds
 from trader.exchange.paper.orders import (
@@ -43,6 +40,9 @@ from trader.exchange.paper.orders import (
     trades_through,
 )
 from trader.exchange.paper.persistence import AccountWriter, SavedAccount, SavedBalance
+from trader.model.market import split_symbol
+from trader.model.orders import OrderStatus, OrderType, Side
+from trader.model.units import NS_PER_MS
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +83,9 @@ class PaperGateway:
         self._taken: dict[tuple[str, Side], tuple[QuoteTick, Decimal]] = {}
         self._orders: OrderedDict[str, PaperOrder] = OrderedDict()
         self._working: dict[str, dict[str, PaperOrder]] = {}  # symbol -> client id -> order
+        # symbol -> (highest resting buy, lowest resting sell), while every working order of
+        # that market rests: a quote crossing neither has nothing to match (most quotes)
+        self._edges: dict[str, tuple[Decimal | None, Decimal | None]] = {}
         self._closed: deque[str] = deque()  # final orders' client ids, in the order they ended
         self._fills: deque[OrderFilled] = deque(maxlen=MAX_FILLS)
         self._seq = 0
@@ -107,7 +110,29 @@ class PaperGateway:
         """Main-thread handler: remember the book, match working orders against it."""
         with self._lock:
             self._quotes[ev.symbol] = ev
-            return self._match(ev.symbol, None) if self._working.get(ev.symbol) else []
+            working = self._working.get(ev.symbol)
+            if not working:
+                return []
+            edges = self._edges.get(ev.symbol) or self._resting_edges(ev.symbol, working)
+            if edges is not None:
+                buy, sell = edges
+                if (buy is None or ev.ask >= buy) and (sell is None or ev.bid <= sell):
+                    return []
+            return self._match(ev.symbol, None)
+
+    def _resting_edges(self, symbol: str, working: dict[str, PaperOrder]
+                       ) -> tuple[Decimal | None, Decimal | None] | None:
+        """The highest resting buy and lowest resting sell of ``symbol``, remembered until its
+        working orders change; None while some order there does not rest yet."""
+        buys: list[Decimal] = []
+        sells: list[Decimal] = []
+        for o in working.values():
+            if not o.resting or o.cmd.price is None:
+                return None
+            (buys if o.cmd.side is Side.BUY else sells).append(o.cmd.price)
+        edges = (max(buys, default=None), min(sells, default=None))
+        self._edges[symbol] = edges
+        return edges
 
     def on_trade(self, ev: TradeTick) -> list[Event]:
         """Main-thread handler: a public trade through a resting limit fills it."""
@@ -167,6 +192,7 @@ class PaperGateway:
             self._funds.lock(order, asset, need)
             self._orders[cmd.client_id] = order
             self._working.setdefault(cmd.symbol, {})[cmd.client_id] = order
+            self._edges.pop(cmd.symbol, None)
             events: list[Event] = [OrderAccepted(ts_event=now, ts_recv=now,
                                                  client_id=cmd.client_id,
                                                  exchange_id=order.exchange_id)]
@@ -220,14 +246,16 @@ class PaperGateway:
                 taker_px = taker_price(c, q, self._slippage) if q is not None else None
                 if taker_px is not None:
                     if trade is None:  # takers meet quotes; a trade waits for the next quote
-                        amount = self._take_shown(order, q)
+                        amount = self._take_shown(order, q)  # type: ignore[arg-type]  # px: q set
                         events += self._fill(order, taker_px, amount, Liquidity.TAKER, now)
                         if c.order_type is OrderType.LIMIT:
                             order.resting = True  # the rest waits at its price
+                            self._edges.pop(symbol, None)
                     continue
                 if c.order_type is OrderType.MARKET or q is None:
                     continue
                 order.resting = True
+                self._edges.pop(symbol, None)
             if not trades_through(c, q, trade):
                 continue
             if trade is not None:
@@ -300,6 +328,7 @@ class PaperGateway:
         """Stop working ``order`` (now final) and free what it still holds; returns the locked
         asset. Closed orders beyond ``MAX_CLOSED_ORDERS`` are forgotten, oldest closed first."""
         self._working.get(order.cmd.symbol, {}).pop(order.cmd.client_id, None)
+        self._edges.pop(order.cmd.symbol, None)
         self._closed.append(order.cmd.client_id)
         if len(self._closed) > MAX_CLOSED_ORDERS:
             del self._orders[self._closed.popleft()]

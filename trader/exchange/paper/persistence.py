@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from trader import codec
 from trader.clock import Clock
@@ -144,14 +145,24 @@ class AccountWriter(Worker):
 
 
 def read(path: Path) -> SavedAccount:
-    """The saved account; raises ``OSError`` or :class:`~trader.codec.CodecError`."""
-    data = codec.from_json(dict[str, Any], path.read_text(encoding="utf-8"))
+    """The saved account; raises ``OSError`` or :class:`~trader.codec.CodecError` (also for a
+    file that is not UTF-8, or a balance that is not a finite number >= 0)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise codec.CodecError(f"not UTF-8 text (byte {exc.start})") from None
+    data = codec.from_json(dict[str, Any], text)
     version = data.get("version")
     if version == 1:
         data = _from_v1(data)
     elif version != FILE_VERSION:
         raise codec.CodecError(f"version {version!r}, expected {FILE_VERSION} (or 1)")
-    return codec.from_plain(SavedAccount, data)
+    account = codec.from_plain(SavedAccount, data)
+    for asset, balance in account.balances.items():
+        for name, value in (("free", balance.free), ("used", balance.used)):
+            if not value.is_finite() or value < 0:
+                raise codec.CodecError(f"balance {asset}.{name} is {value}, not a number >= 0")
+    return account
 
 
 def _from_v1(data: dict[str, Any]) -> dict[str, Any]:

@@ -14,10 +14,11 @@ watchdog. Anything else, even an empty list, is data.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from trader.events import Event
 from trader.model.units import NS_PER_MS
@@ -42,7 +43,7 @@ class Control:
     detail: str = ""
 
 
-Parsed = list[Union[Event, Control]]
+Parsed = list[Event | Control]
 
 
 class OrderMemory:

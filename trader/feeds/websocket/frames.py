@@ -15,14 +15,14 @@ What a server can send, and what the reader does with it:
 - pong: ignored (returned as a control frame so the caller counts it as a sign of life);
 - close: answered with a close frame echoing its code (the close handshake), then returned;
 - anything else (reserved bits or opcodes, a masked frame, a fragmented or oversized control
-  frame, a continuation nobody started, a close payload of one byte): ``WebSocketProtocolException``.
+  frame, a continuation nobody started, a close payload of one byte):
+  ``WebSocketProtocolException``.
 
 Timeouts leave the buffer as it was: a frame cut across reads is completed by the next call.
 """
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 
 import websocket
@@ -175,7 +175,7 @@ class FrameReader:
                         "the server closed the connection")
                 parts.append(chunk)
                 have += len(chunk)
-        except socket.timeout:
+        except TimeoutError:
             raise websocket.WebSocketTimeoutException("read timed out") from None
         finally:
             # even on a timeout or an error: keep what was read, the frame continues next call

@@ -8,8 +8,9 @@ import logging
 import random
 import threading
 import time
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 from trader.backoff import Backoff
 from trader.clock import Clock
@@ -47,7 +48,7 @@ LOG_PAYLOAD_CHARS = 200
 MAX_UNKNOWN_TYPES_LOGGED = 1000
 # The slot's own setter, as the events' __init__ uses it: the frame is attached before the events
 # are published, and the events stay frozen for everyone else.
-_SET_FRAME = MarketData.frame.__set__  # type: ignore[attr-defined]
+_SET_FRAME = MarketData.__dict__["frame"].__set__
 
 
 def _truncate(raw: bytes | str) -> str:
@@ -95,6 +96,13 @@ class Listener(Rotation, Worker):
         # and the replay parse them again; an account stream's events stay JSON lines
         self._frame_stream = self.name.encode() if protocol.data_markets else None
         self._seq = 0  # messages received, the journal envelope's ``seq``
+        self._newest: Conn | None = None  # the latest connection opened (read by any thread)
+
+    def message_age_s(self) -> float | None:
+        """Seconds since the newest connection's last frame; None before the first connection.
+        Safe from any thread (one attribute read): the dashboard's per-stream health."""
+        conn = self._newest
+        return None if conn is None else time.monotonic() - conn.last_frame
 
     # ------------------------------------------------------------------ worker interface
 
@@ -156,6 +164,7 @@ class Listener(Rotation, Worker):
         rotate = self.rotate_after_s if self.rotate_after_s is not None else float("inf")
         conn = Conn(ws, opened=now, rotate_at=now + rotate, last_frame=now, last_data=now,
                      next_ping=now + self._cfg.ping_interval_s)
+        self._newest = conn
         try:
             for text in self.protocol.connect_messages():
                 ws.send(text)

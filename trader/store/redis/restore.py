@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 import redis
 from redis.exceptions import RedisError
@@ -13,13 +14,13 @@ from trader import codec
 from trader.clock import Clock
 from trader.errors import StorageUnavailableError
 from trader.events import Event, StateRestored, StorageFailed
-from trader.store.memory import MemoryStore
 from trader.model.records import Balance, Market, Order, Position
+from trader.store.memory import MemoryStore
 from trader.store.redis.keys import (
     BALANCES,
-    DAILY_LOSS,
     COLLECTIONS,
     COMPONENT,
+    DAILY_LOSS,
     MARKETS,
     ORDERS,
     POSITIONS,
@@ -48,7 +49,7 @@ def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStor
                 pipe.hgetall(keys.hash(collection))
             pipe.hget(keys.hash(RISK), DAILY_LOSS)
             *hashes, loss_text = pipe.execute()
-            raw = dict(zip(COLLECTIONS, hashes))
+            raw = dict(zip(COLLECTIONS, hashes, strict=True))
         client.close()
     except RedisError as exc:
         if not start_empty:

@@ -7,8 +7,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any, cast
 
 import redis
 from redis.exceptions import RedisError
@@ -19,10 +20,10 @@ from trader.config import StorageConfig
 from trader.errors import BusFullError
 from trader.events import Event, StorageFailed, StorageRecovered, StreamGap, event_to_json
 from trader.stats import Stats
-from trader.store.state_file import DailyLossSaved
 from trader.store.redis.keys import COMPONENT, DAILY_LOSS, ORDERS, RISK, SOCKET_TIMEOUT_S, Keys
 from trader.store.redis.outbox import Outbox
 from trader.store.redis.store import RedisStore, daily_loss_to_json
+from trader.store.state_file import DailyLossSaved
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,9 @@ class RedisWriter(Worker):
         holds what we acknowledged, rewrite every hash."""
         r = self._redis()
         pending = self.outbox.take(BATCH)
-        tail = r.xrevrange(self._keys.stream, count=BATCH)
+        # the client decodes replies (decode_responses): ids and fields are str
+        tail = cast("list[tuple[str, dict[str, str]]]",
+                    r.xrevrange(self._keys.stream, count=BATCH))
         if pending:
             ours = {f.get("seq") for _, f in tail}
             n = 0
@@ -136,7 +139,8 @@ class RedisWriter(Worker):
                 if not self._keep_saved:
                     pipe.delete(self._keys.hash(collection))
                 if mapping:
-                    pipe.hset(self._keys.hash(collection), mapping=mapping)
+                    # redis-py types the mapping's key invariantly (bytes | str | ...); str is one
+                    pipe.hset(self._keys.hash(collection), mapping=mapping)  # type: ignore[arg-type]
             loss = self._daily_loss()
             pipe.hset(self._keys.hash(RISK), DAILY_LOSS, daily_loss_to_json(*loss))
             pipe.execute()

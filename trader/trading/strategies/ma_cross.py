@@ -4,9 +4,9 @@ what it holds when it crosses below. Spot only: it never sells more than the fre
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable
 
 from trader.events import Candle, SignalKind
 from trader.model.market import split_symbol

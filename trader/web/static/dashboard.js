@@ -106,7 +106,8 @@
     table("feeds", [
       ["Feed", f => esc(f.feed)],
       ["State", f => `<span class="${f.state === "connected" ? "ok" : "bad"}">${esc(f.state)}</span>`],
-      ["For", f => age(f.since_s), "num"], ["Reconnects", f => f.reconnects, "num"],
+      ["For", f => age(f.since_s), "num"], ["Last message", f => age(f.message_age_s), "num"],
+      ["Reconnects", f => f.reconnects, "num"],
       ["Last error", f => f.last_error ? `${esc(f.last_error)} (${age(f.last_error_age_s)} ago)` : "–"],
     ], doc.feeds, "no feed events yet");
     table("orders", [
