@@ -2,9 +2,15 @@
 """What the journal costs the dispatch rate, measured with and without it on this machine.
 
     python scripts/bench_journal.py [--steps 20000] [--repeats 5] [--json] [--variants]
+                                    [--source websocket|simulated]
 
 The events are the simulated market's (quotes, trades, candles of two markets) dispatched through
-the full handler table (store, paper matching, strategies, risk) of a backtest-mode app, two ways:
+the full handler table (store, paper matching, strategies, risk) of a backtest-mode app. With
+``--source websocket`` (the default, the live path) each event first becomes the Binance
+combined-stream message that carries it, and a market listener turns that message into the event
+as it does live (decode, parse, the journal frame attached), so the journal writes the messages as
+received; ``--source simulated`` dispatches the simulated events themselves (the simulated feed's
+path: no messages, every event a JSON line). Dispatched two ways:
 
 - ``engine``: the main thread alone dispatches the pre-built events (the bare dispatch rate);
 - ``end_to_end``: a producer thread publishes them on the bus and the main loop takes them off
@@ -39,25 +45,86 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a ch
 
 from trader.app import App, RunMode  # noqa: E402
 from trader.clock import ManualClock  # noqa: E402
-from trader.config import BusConfig, Config, JournalConfig, StrategyConfig  # noqa: E402
-from trader.events import Event, Heartbeat, event_to_json  # noqa: E402
+from trader.config import (  # noqa: E402
+    BusConfig,
+    Config,
+    JournalConfig,
+    StrategyConfig,
+    StreamsConfig,
+)
+from trader.events import (  # noqa: E402
+    Candle,
+    Event,
+    Heartbeat,
+    QuoteTick,
+    TradeTick,
+    event_to_json,
+)
+from trader.feeds.binance import BinanceMarketStreams  # noqa: E402
 from trader.feeds.simulated import SimulatedMarket  # noqa: E402
+from trader.feeds.websocket import Listener  # noqa: E402
+from trader.feeds.websocket.connection import Conn  # noqa: E402
 from trader.journal import Journal  # noqa: E402
 from trader.metrics import DispatchTiming  # noqa: E402
-from trader.model.units import NS  # noqa: E402
+from trader.model.orders import Side  # noqa: E402
+from trader.model.units import NS, NS_PER_MS  # noqa: E402
+from trader.stats import Stats  # noqa: E402
 
 START_NS = 1_700_000_000 * NS
 TARGET = 0.85  # the journal may cost at most 15% of the dispatch rate
 
 
-def make_events(cfg: Config, steps: int) -> list[Event]:
-    """``steps`` steps of the simulated market, 50 ms apart."""
+def make_events(cfg: Config, steps: int, source: str = "websocket") -> list[Event]:
+    """``steps`` steps of the simulated market, 50 ms apart; from ``websocket`` messages (see
+    the module docstring) or the ``simulated`` events themselves."""
     clock = ManualClock(START_NS)
     market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
     events: list[Event] = []
     for i in range(steps):
         events.extend(market.step(START_NS + i * 50_000_000))
-    return events
+    return events if source == "simulated" else from_messages(cfg, events)
+
+
+def binance_message(ev: Event) -> bytes:
+    """The Binance combined-stream message that carries ``ev`` (a quote, trade or candle)."""
+    ms = ev.ts_event // NS_PER_MS
+    name = ev.symbol.replace("/", "") if isinstance(ev, (QuoteTick, TradeTick, Candle)) else ""
+    if isinstance(ev, QuoteTick):
+        stream, data = "bookTicker", {"u": ms, "s": name, "b": str(ev.bid), "B": str(ev.bid_size),
+                                      "a": str(ev.ask), "A": str(ev.ask_size)}
+    elif isinstance(ev, TradeTick):
+        stream, data = "trade", {"e": "trade", "E": ms, "s": name, "t": int(ev.trade_id),
+                                 "p": str(ev.price), "q": str(ev.size), "T": ms,
+                                 "m": ev.aggressor is Side.SELL, "M": True}
+    elif isinstance(ev, Candle):
+        stream = f"kline_{ev.interval}"
+        data = {"e": "kline", "E": ms, "s": name, "k": {
+            "t": ev.start_ns // NS_PER_MS, "T": ms, "s": name, "i": ev.interval,
+            "o": str(ev.open), "c": str(ev.close), "h": str(ev.high), "l": str(ev.low),
+            "v": str(ev.volume), "x": ev.closed}}
+    else:
+        raise TypeError(f"no Binance message for {type(ev).__name__}")
+    return json.dumps({"stream": f"{name.lower()}@{stream}", "data": data},
+                      separators=(",", ":")).encode()
+
+
+class _NoSocket:
+    """What a connection's frame reader holds; the messages here are handed over, not read."""
+
+    class sock:  # noqa: N801 - the attribute websocket-client's socket has
+        recv = None
+
+
+def from_messages(cfg: Config, events: list[Event]) -> list[Event]:
+    """``events`` as a Binance market listener publishes them from their messages."""
+    protocol = BinanceMarketStreams("wss://bench.invalid/stream", cfg.trade.markets, "1m")
+    out: list[Event] = []
+    listener = Listener(protocol, out.append, ManualClock(START_NS), Stats(), StreamsConfig())
+    conn = Conn(_NoSocket(), opened=0.0, rotate_at=float("inf"), next_ping=float("inf"))
+    for ev in events:
+        listener._on_message(conn, binance_message(ev), ev.ts_recv)  # noqa: SLF001
+    assert len(out) == len(events), "a bench message did not parse"
+    return out
 
 
 def bench_config(steps: int) -> Config:
@@ -160,12 +227,12 @@ def run_end_to_end(cfg: Config, events: list[Event], journal: str, timing: int =
 
 
 def measure(steps: int = 20_000, repeats: int = 5, variants: bool = False,
-            timing: bool = False) -> dict[str, Any]:
+            timing: bool = False, source: str = "websocket") -> dict[str, Any]:
     """Rates with and without the journal, the ratio and whether the target holds."""
     logging.disable(logging.CRITICAL)  # the strategies' log lines are not what is measured
     try:
         cfg = bench_config(steps)
-        events = make_events(cfg, steps)
+        events = make_events(cfg, steps, source)
         setups: dict[str, tuple[Callable[..., float], str, int]] = {}
         for path, fn in (("engine", run_engine), ("end_to_end", run_end_to_end)):
             setups[f"{path}/none"] = (fn, "none", 0)
@@ -181,7 +248,7 @@ def measure(steps: int = 20_000, repeats: int = 5, variants: bool = False,
                 rates[name].append(fn(cfg, events, journal, every))
     finally:
         logging.disable(logging.NOTSET)
-    out: dict[str, Any] = {"events": len(events), "repeats": repeats,
+    out: dict[str, Any] = {"events": len(events), "repeats": repeats, "source": source,
                            "machine": f"{platform.machine()} {platform.python_version()}"}
 
     def ratios(name: str, base: str) -> list[float]:  # per pair: the runs were back to back
@@ -219,13 +286,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--variants", action="store_true", help="also the timer-based design")
     parser.add_argument("--timing", action="store_true", help="also the metrics' handler timing")
+    parser.add_argument("--source", choices=("websocket", "simulated"), default="websocket",
+                        help="market data from websocket messages (the live path) or the "
+                             "simulated feed's events")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    res = measure(args.steps, args.repeats, args.variants, args.timing)
+    res = measure(args.steps, args.repeats, args.variants, args.timing, args.source)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"{res['events']} events, median of {res['repeats']} paired runs, {res['machine']}")
+    print(f"{res['events']} events from {res['source']}, median of {res['repeats']} paired runs, "
+          f"{res['machine']}")
     for path in ("engine", "end_to_end"):
         f = res[path]
         line = (f"{path:<11} without {f['without_journal_ev_s']:>9,} ev/s   with journal "

@@ -47,10 +47,11 @@ def _sample(tp: object, i: int) -> object:
 
 
 def sample_event(cls: type, offset: int = 0) -> Event:
-    """An instance of ``cls`` with every field set to a non-default value."""
+    """An instance of ``cls`` with every encoded field set to a non-default value."""
     hints = typing.get_type_hints(cls)
     return cls(**{f.name: _sample(hints[f.name], i + offset)
-                  for i, f in enumerate(dataclasses.fields(cls))})
+                  for i, f in enumerate(dataclasses.fields(cls))
+                  if not f.metadata.get("internal")})
 
 
 @pytest.mark.parametrize("cls", sorted(EVENT_TYPES.values(), key=lambda c: c.__name__),

@@ -45,6 +45,7 @@ from trader.events import (
     QuoteTick,
     TradeTick,
 )
+from trader.feeds.streams import market_parsers
 from trader.journal import JournalReader, journal_files
 from trader.model.records import Position
 from trader.model.units import NS
@@ -406,10 +407,11 @@ def run_journals(cfg: Config, paths: Sequence[str | Path], sample_s: float = 1.0
     strategies looked up in ``strategies``; ``progress`` as in :func:`run_csv`, in bytes of
     journal read."""
     files = journal_files(paths)
+    parsers = market_parsers(cfg, ManualClock())  # for the messages journaled as received
     symbols = {s.market for s in cfg.strategies}
     prices: dict[str, Decimal] = {}  # each market's first price, for its simulated rules
     start_ns = None
-    for ev in journal_market_events(JournalReader(files), symbols):
+    for ev in journal_market_events(JournalReader(files, parsers), symbols):
         start_ns = ev.ts_recv if start_ns is None else start_ns
         if isinstance(ev, QuoteTick):
             prices.setdefault(ev.symbol, ev.mid)
@@ -420,7 +422,7 @@ def run_journals(cfg: Config, paths: Sequence[str | Path], sample_s: float = 1.0
     if not prices or start_ns is None:
         raise DataError(f"no market data for {', '.join(sorted(symbols))} in the journal")
     bt = Backtest(cfg, sorted(prices), prices, start_ns, strategies)
-    reader = JournalReader(files)
+    reader = JournalReader(files, parsers)
     bar = Progress(reader.total_bytes, "B", "backtest", progress)
     events = bar.track(journal_market_events(reader, set(prices)), lambda _: reader.bytes_read)
     return bt.run(events, int(sample_s * NS))

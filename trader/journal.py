@@ -1,11 +1,13 @@
-"""The event journal: every dispatched event as one JSON line, one file per UTC day.
+"""The event journal: every dispatched event, one line each, one file per UTC day.
 
-Files are ``<journal.path>/YYYY-MM-DD.jsonl``; each line is ``event_to_json(event)`` (its ``type``,
-``ts_event``, ``ts_recv`` and fields), in dispatch order, so ``grep`` answers "what happened at
-14:03" and ``scripts/replay.py`` rebuilds the state. An event goes to the file of its ``ts_recv``
-day; the file only rolls forward, so a late event stays in the current file and dispatch order is
-kept across files. Successive sessions append to the same day's file; each starts with a
-``SessionStarted`` event.
+Files are ``<journal.path>/YYYY-MM-DD.jsonl``, in dispatch order, so ``grep`` answers "what
+happened at 14:03" and ``scripts/replay.py`` rebuilds the state. A line is
+``event_to_json(event)`` (its ``type``, ``ts_event``, ``ts_recv`` and fields), except for market
+data parsed from a websocket message: that message is one frame line, its bytes as received in an
+envelope (see :func:`encode_lines`), which the reader parses again with the stream's parser.
+An event goes to the file of its ``ts_recv`` day; the file only rolls forward, so a late event
+stays in the current file and dispatch order is kept across files. Successive sessions append to
+the same day's file; each starts with a ``SessionStarted`` event.
 
 How it is written (measured with ``scripts/bench_journal.py``; numbers in the README):
 
@@ -16,10 +18,11 @@ How it is written (measured with ``scripts/bench_journal.py``; numbers in the RE
   releases the GIL, so the main thread gets it back between chunks.
 - The alternative, encoding in the observer and writing on a main-thread timer, measured slower
   (end-to-end ratio 0.60-0.68 against 0.66-0.83) and puts disk waits on the main thread.
-- What remains is the encoding itself, about 0.6 us per event (``str`` of the Decimals and the
-  19-digit timestamps; msgspec's C encoder is no faster on these), paid under the GIL whichever
-  thread does it: about a third of a saturated dispatch rate, nothing at rates that leave the
-  process idle time (the writer encodes while the main loop waits for events).
+- What remains is the encoding, paid under the GIL whichever thread does it: about 0.6 us for an
+  event's JSON line (``str`` of the Decimals and the 19-digit timestamps; msgspec's C encoder is
+  no faster on these), a fraction of that for a frame line (the bytes are there already; only the
+  envelope is formatted, by C calls over the whole run of frames). Nothing at rates that leave
+  the process idle time (the writer encodes while the main loop waits for events).
 
 What a crash can lose: the events dispatched since the last flush began, at most
 ``flush_interval_s`` (1 s by default) plus the time that flush takes. Written data is in the OS
@@ -38,16 +41,19 @@ Events carry no secrets (keys live only in ``Config.secrets``), so neither does 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from decimal import Decimal
+from itertools import repeat, starmap
 from operator import attrgetter
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from trader.clock import Clock
 from trader.config import JournalConfig
@@ -55,6 +61,7 @@ from trader.errors import BusFullError, ConfigError
 from trader.events import (
     JOURNAL,
     Event,
+    Frame,
     StorageFailed,
     StorageRecovered,
     event_from_json,
@@ -71,6 +78,10 @@ MAX_UNWRITTEN_BYTES = 64 * 1024 * 1024
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl$")
 _EPOCH = date(1970, 1, 1)
 _TS_RECV = attrgetter("ts_recv")
+_FRAME = attrgetter("frame")
+_COUNT = attrgetter("count")
+_ENVELOPE = attrgetter("stream", "ts_recv", "seq", "raw")
+_FRAME_LINE = b'{"frame":"%b","ts_recv":%d,"seq":%d,"msg":%b}'.__mod__
 
 
 def utc_day(ts_ns: int) -> tuple[str, int]:
@@ -89,6 +100,53 @@ class _Block:
     day: str
     data: bytes
     events: int
+
+
+def encode_lines(events: list[Event]) -> list[bytes]:
+    """The journal lines of ``events`` (dispatched in this order), without newlines.
+
+    A message whose events were all dispatched one after the other is one frame line, its bytes
+    as received in an envelope: ``{"frame":"ws-binance-market","ts_recv":..,"seq":..,"msg":..}``.
+    Every other event is its JSON line: account and system events, market data that did not come
+    from a websocket, and the rest of a message the bus conflated in part (the replay parses a
+    frame line into all of its events, so a frame line stands only for events all dispatched).
+
+    The common run, messages of one event each, is encoded by C calls alone (``map``), with no
+    Python code per event: that is most of what makes these lines cheaper than JSON.
+    """
+    frames = list(map(_FRAME, events))
+    out: list[bytes] = []
+    start, n = 0, len(events)
+    while start < n:
+        try:
+            stop = frames.index(None, start)
+        except ValueError:
+            stop = n
+        if stop > start:
+            run = frames[start:stop]
+            if max(map(_COUNT, run)) == 1:
+                out.extend(map(_FRAME_LINE, map(_ENVELOPE, run)))
+            else:
+                out.extend(_messages(events[start:stop], run))
+        if stop < n:
+            out.append(event_to_json(events[stop]).encode())
+        start = stop + 1
+    return out
+
+
+def _messages(events: list[Event], frames: list[Frame]) -> Iterator[bytes]:
+    """The lines of a run of market data where a message gave several events: one frame line
+    where all of them come one after the other, JSON lines where the bus conflated some."""
+    i, n = 0, len(frames)
+    while i < n:
+        frame = frames[i]
+        end = i + frame.count
+        if end <= n and frames[i:end].count(frame) == frame.count:
+            yield _FRAME_LINE(_ENVELOPE(frame))
+            i = end
+        else:
+            yield event_to_json(events[i]).encode()
+            i += 1
 
 
 class Journal(Worker):
@@ -194,8 +252,7 @@ class Journal(Worker):
 
     def _encode(self, count: int) -> None:
         """Pop ``count`` events and encode them into blocks, one per UTC day."""
-        pop = self._pending.popleft
-        batch = [pop() for _ in range(count)]
+        batch = list(starmap(self._pending.popleft, repeat((), count)))
         start = 0
         if max(map(_TS_RECV, batch)) >= self._enc_day_end:  # a new UTC day begins in here
             for i, ev in enumerate(batch):
@@ -207,19 +264,21 @@ class Journal(Worker):
         self._add_block(self._enc_day, batch[start:])
 
     def _add_block(self, day: str, events: list[Event]) -> None:
+        dropped = self.dropped
         try:
-            lines = list(map(event_to_json, events))
+            lines = encode_lines(events)
         except Exception:  # noqa: BLE001 - one event that cannot be encoded must not lose the rest
             lines = self._encode_each(events)
         if lines:
-            lines.append("")  # a final newline
-            self._blocks.append(_Block(day, "\n".join(lines).encode(), len(lines) - 1))
+            lines.append(b"")  # a final newline
+            self._blocks.append(
+                _Block(day, b"\n".join(lines), len(events) - (self.dropped - dropped)))
 
-    def _encode_each(self, events: list[Event]) -> list[str]:
+    def _encode_each(self, events: list[Event]) -> list[bytes]:
         lines = []
         for ev in events:
             try:
-                lines.append(event_to_json(ev))
+                lines.append(event_to_json(ev).encode())
             except Exception:  # noqa: BLE001
                 self.dropped += 1
                 log.exception("journal: cannot encode %r; skipped", ev)
@@ -349,13 +408,29 @@ def journal_files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
+#: A market stream's parser, by the name of its listener: ``protocol.parse(msg, ts_recv)``.
+FrameParser = Callable[[Any, int], Sequence[object]]
+_FRAME_PREFIX = b'{"frame":'
+# As the listener decodes a message: the same msg for the same parser.
+_DECODE = json.JSONDecoder(parse_float=Decimal).decode
+
+
+class BadFrame(ValueError):
+    """A frame line that does not give events (its message cannot be parsed again)."""
+
+
 @dataclass
 class JournalReader:
     """Iterates the events of journal files in order. A line that is not a valid event (a line
-    cut by a crash, a hand edit) is logged with its place, counted in ``bad_lines`` and skipped;
-    the rest is read."""
+    cut by a crash, a hand edit, a frame whose message does not parse) is logged with its place,
+    counted in ``bad_lines`` and skipped; the rest is read.
+
+    Frame lines (see :func:`encode_lines`) are parsed again by ``parsers``, the parsers of the
+    market streams of the config the journal was recorded with; journals of JSON lines only
+    need none."""
 
     files: list[Path]
+    parsers: Mapping[str, FrameParser] = field(default_factory=dict)
     bad_lines: list[str] = field(default_factory=list)
     bytes_read: int = 0
 
@@ -372,14 +447,35 @@ class JournalReader:
                     if not raw.strip():
                         continue
                     try:
-                        yield event_from_json(raw.decode())
+                        if raw.startswith(_FRAME_PREFIX):
+                            yield from self._frame(raw)
+                        else:
+                            yield event_from_json(raw.decode())
                     except (ValueError, TypeError, KeyError) as exc:
                         where = f"{path}:{lineno}"
                         self.bad_lines.append(where)
                         log.warning("journal: skipped bad line %s: %s", where, exc)
 
+    def _frame(self, raw: bytes) -> list[Event]:
+        """The events of a frame line, parsed again as the listener parsed them."""
+        line = _DECODE(raw.decode())
+        stream = line["frame"]
+        parse = self.parsers.get(stream)
+        if parse is None:
+            raise BadFrame(f"no parser for stream {stream!r} (replay with the config the "
+                           f"journal was recorded with)")
+        try:
+            items = parse(line["msg"], line["ts_recv"])
+        except Exception as exc:  # noqa: BLE001 - any parser failure is this line's fault
+            raise BadFrame(f"{stream} message does not parse: {type(exc).__name__}: {exc}") \
+                from None
+        events = [item for item in items if isinstance(item, Event)]
+        if not events or len(events) != len(items):
+            raise BadFrame(f"{stream} message is not market data")
+        return events
 
-def read_events(*paths: str | Path) -> list[Event]:
+
+def read_events(*paths: str | Path, parsers: Mapping[str, FrameParser] | None = None) \
+        -> list[Event]:
     """Every event of the given journal files or folders, in order (tests, small journals)."""
-    return list(JournalReader(journal_files(paths)))
-
+    return list(JournalReader(journal_files(paths), dict(parsers or {})))

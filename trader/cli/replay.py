@@ -23,8 +23,10 @@ import json
 import sys
 from pathlib import Path
 
+from trader.clock import ManualClock
 from trader.errors import ConfigError
 from trader.events import EVENT_TYPES, Event
+from trader.feeds.streams import market_parsers
 from trader.journal import JournalReader, journal_files
 from trader.logsetup import setup_logging
 from trader.progress import Progress
@@ -77,7 +79,7 @@ def main(argv: list[str] | None = None, strategies: Strategies = STRATEGIES) -> 
         return 2
     setup_logging(args.log_level, cfg.secrets.values())
 
-    reader = JournalReader(files)
+    reader = JournalReader(files, market_parsers(cfg, ManualClock()))
     progress = Progress(reader.total_bytes, "B", "replay",
                         enabled=False if args.no_progress or show else None)
     replayer = Replayer(cfg, strategies)

@@ -34,6 +34,7 @@ from trader.events.base import (  # noqa: F401 - the package is the one import p
     STOP,
     Command,
     Event,
+    Frame,
     Liquidity,
     MarketData,
     SignalKind,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar, dataclass_transform
 
@@ -89,18 +89,42 @@ class Event:
     """Base of all events: exchange time and local receipt time, in ns since the epoch."""
 
     conflatable: ClassVar[bool] = False
+    # Only market data comes from websocket messages (MarketData.frame); a plain class
+    # attribute, not a field, so every event answers ``event.frame`` at C speed.
+    frame: ClassVar[Frame | None] = None
 
     ts_event: int
     ts_recv: int
 
 
+class Frame:
+    """One websocket message as received, whose ``count`` events are all market data: the
+    journal writes these bytes with a small envelope (``stream``, ``ts_recv``, ``seq``) instead
+    of encoding the events again, and the replay parses them again with the same parser. The
+    listener attaches it to each of the message's events (:attr:`MarketData.frame`)."""
+
+    __slots__ = ("stream", "ts_recv", "seq", "raw", "count")
+
+    def __init__(self, stream: bytes, ts_recv: int, seq: int, raw: bytes, count: int) -> None:
+        self.stream = stream  # the listener's name, ASCII
+        self.ts_recv = ts_recv
+        self.seq = seq  # the listener's message number
+        self.raw = raw
+        self.count = count
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MarketData(Event):
-    """Base of market data: the bus may conflate these per (class, symbol) under pressure."""
+    """Base of market data: the bus may conflate these per (class, symbol) under pressure.
+
+    ``frame`` is the message the event was parsed from (None when it did not come from a
+    websocket): a reference for the journal, not part of the event (no equality, no codec)."""
 
     conflatable: ClassVar[bool] = True
 
     symbol: str
+    frame: Frame | None = field(default=None, compare=False, repr=False,  # type: ignore[misc]
+                                metadata={"internal": True})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from trader.clock import Clock
@@ -21,8 +22,8 @@ from trader.errors import ConfigError
 from trader.events import Event
 from trader.feeds import binance, bybit
 from trader.feeds.parsers.bybit import KLINE_INTERVALS
-from trader.feeds.parsers.common import INVERSE, LINEAR, SPOT, market_category
-from trader.feeds.websocket import Listener, StreamProtocol
+from trader.feeds.parsers.common import INVERSE, LINEAR, SPOT, Parsed, market_category
+from trader.feeds.websocket import Listener, StreamProtocol, listener_name
 from trader.stats import Stats
 from trader.workers import Worker
 
@@ -120,6 +121,15 @@ def data_markets(feeds: list[Worker]) -> dict[str, tuple[str, ...]]:
     """Feed name -> the markets whose market data it carries, for the websocket listeners among
     ``feeds`` (an account stream carries none)."""
     return {f.name: f.protocol.data_markets for f in feeds if isinstance(f, Listener)}
+
+
+def market_parsers(cfg: Config, clock: Clock) -> dict[str, Callable[[Any, int], Parsed]]:
+    """Listener name -> ``parse`` of each market stream ``cfg`` opens: what the journal reader
+    needs to turn its frame lines back into the events the listeners published."""
+    venue = _VENUES.get(cfg.exchange.name)
+    if venue is None:
+        return {}
+    return {listener_name(p): p.parse for p in venue(cfg, clock) if p.data_markets}
 
 
 def build_stream_workers(

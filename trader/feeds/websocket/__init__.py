@@ -39,6 +39,6 @@ escapes the read loop closes every socket of the listener before the supervisor 
 """
 
 from trader.feeds.websocket.connection import StreamProtocol
-from trader.feeds.websocket.listener import Listener
+from trader.feeds.websocket.listener import Listener, listener_name
 
-__all__ = ["Listener", "StreamProtocol"]
+__all__ = ["Listener", "StreamProtocol", "listener_name"]

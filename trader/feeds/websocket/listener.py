@@ -16,7 +16,15 @@ from trader.backoff import Backoff
 from trader.clock import Clock
 from trader.config import StreamsConfig
 from trader.errors import BusFullError
-from trader.events import Event, FeedConnected, FeedDisconnected, FeedRecovered, FeedStale
+from trader.events import (
+    Event,
+    FeedConnected,
+    FeedDisconnected,
+    FeedRecovered,
+    FeedStale,
+    Frame,
+    MarketData,
+)
 from trader.feeds.parsers.common import Control, ControlKind, Parsed, UnknownMessage
 from trader.feeds.websocket.connection import (
     MAX_READ_WAIT_S,
@@ -38,11 +46,19 @@ log = logging.getLogger(__name__)
 _DECODE = json.JSONDecoder(parse_float=Decimal).decode
 LOG_PAYLOAD_CHARS = 200
 MAX_UNKNOWN_TYPES_LOGGED = 1000
+# The slot's own setter, as the events' __init__ uses it: the frame is attached before the events
+# are published, and the events stay frozen for everyone else.
+_SET_FRAME = MarketData.__dict__["frame"].__set__
 
 
 def _truncate(raw: bytes | str) -> str:
     text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
     return text if len(text) <= LOG_PAYLOAD_CHARS else text[:LOG_PAYLOAD_CHARS] + "..."
+
+
+def listener_name(protocol: StreamProtocol) -> str:
+    """The listener's thread name, also the stream named by its journal frames."""
+    return f"ws-{protocol.venue}-{protocol.stream}"
 
 
 class Listener(Rotation, Worker):
@@ -59,7 +75,7 @@ class Listener(Rotation, Worker):
         rng: random.Random | None = None,
     ) -> None:
         """``rotate_after_s`` None never rotates; ``rng`` drives the backoff's jitter."""
-        self.name = f"ws-{protocol.venue}-{protocol.stream}"
+        self.name = listener_name(protocol)
         self.protocol = protocol
         self._publish = publish
         self._clock = clock
@@ -76,6 +92,10 @@ class Listener(Rotation, Worker):
         self._sockets: set[Any] = set()
         self._sockets_lock = threading.Lock()
         self._closing = False
+        # a market stream's parser is pure, so the journal can keep its messages as received
+        # and the replay parse them again; an account stream's events stay JSON lines
+        self._frame_stream = self.name.encode() if protocol.data_markets else None
+        self._seq = 0  # messages received, the journal envelope's ``seq``
         self._newest: Conn | None = None  # the latest connection opened (read by any thread)
 
     def message_age_s(self) -> float | None:
@@ -236,7 +256,22 @@ class Listener(Rotation, Worker):
                 conn.dedupe.clear()
         items = self._decode(raw, ts_recv)
         if items is not None:
+            if self._frame_stream is not None:
+                self._attach(self._frame_stream, raw, ts_recv, items)
             self._apply(conn, items)
+
+    def _attach(self, stream: bytes, raw: bytes, ts_recv: int, items: Parsed) -> None:
+        """Give each event of a message of market data only its :class:`Frame`."""
+        self._seq += 1
+        if b"\n" in raw:
+            return  # JSON whitespace, but a frame is one journal line: the events are encoded
+        for item in items:
+            if not isinstance(item, MarketData):
+                return  # a control or an account event: the journal encodes the events
+        if items:
+            frame = Frame(stream, ts_recv, self._seq, raw, len(items))
+            for item in items:
+                _SET_FRAME(item, frame)
 
     def _decode(self, raw: bytes, ts_recv: int) -> Parsed | None:
         """Parse one frame; None (counted, logged) when it is malformed or unknown."""
