@@ -81,8 +81,17 @@ def make_quotes(n: int) -> list[QuoteTick]:
         s = SYMBOLS[i & 1]
         base = 60_000 if s == "BTC/USDT" else 3_000
         bid = Decimal(base + (i % 100)) / 1
-        out.append(QuoteTick(ts_event=i, ts_recv=i, symbol=s, bid=bid, bid_size=Decimal("1.5"),
-                             ask=bid + 1, ask_size=Decimal("2.5")))
+        out.append(
+            QuoteTick(
+                ts_event=i,
+                ts_recv=i,
+                symbol=s,
+                bid=bid,
+                bid_size=Decimal("1.5"),
+                ask=bid + 1,
+                ask_size=Decimal("2.5"),
+            )
+        )
     return out
 
 
@@ -93,8 +102,11 @@ def rss_bytes() -> int:
 
 
 def _median_range(xs: list[float]) -> dict[str, float]:
-    return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3),
-            "max": round(max(xs), 3)}
+    return {
+        "median": round(statistics.median(xs), 3),
+        "min": round(min(xs), 3),
+        "max": round(max(xs), 3),
+    }
 
 
 def paired(runs: int, anchor: Callable[[], float], ours: Callable[[], float]) -> dict[str, Any]:
@@ -107,9 +119,11 @@ def paired(runs: int, anchor: Callable[[], float], ours: Callable[[], float]) ->
     ratios = sorted(o / a for o, a in zip(our, anchors, strict=True))
     return {
         "runs": runs,
-        "anchor_eps": round(statistics.median(anchors)), "anchor_min": round(min(anchors)),
+        "anchor_eps": round(statistics.median(anchors)),
+        "anchor_min": round(min(anchors)),
         "anchor_max": round(max(anchors)),
-        "ours_eps": round(statistics.median(our)), "ours_min": round(min(our)),
+        "ours_eps": round(statistics.median(our)),
+        "ours_min": round(min(our)),
         "ours_max": round(max(our)),
         "ratio": round(statistics.median(ratios), 3),
         "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
@@ -189,8 +203,13 @@ def p1(n: int, runs: int) -> dict[str, Any]:
     events = make_quotes(n)
     r = paired(runs, lambda: queue_handoff(queue.Queue, events), lambda: our_dispatch(events)[0])
     simple = statistics.median(queue_handoff(queue.SimpleQueue, events) for _ in range(runs))
-    return {"events": n, **r, "reference_simple_queue_eps": round(simple),
-            "target": 0.8, "met": r["ratio"] >= 0.8}
+    return {
+        "events": n,
+        **r,
+        "reference_simple_queue_eps": round(simple),
+        "target": 0.8,
+        "met": r["ratio"] >= 0.8,
+    }
 
 
 # ------------------------------------------------------------------------------------- P2
@@ -215,8 +234,17 @@ def p2(n: int, runs: int) -> dict[str, Any]:
         dispatch = engine.dispatch
         t0 = time.perf_counter()
         for bid, bs, ask, as_ in raw:
-            dispatch(QuoteTick(ts_event=1, ts_recv=2, symbol="BTC/USDT", bid=Decimal(bid),
-                               bid_size=Decimal(bs), ask=Decimal(ask), ask_size=Decimal(as_)))
+            dispatch(
+                QuoteTick(
+                    ts_event=1,
+                    ts_recv=2,
+                    symbol="BTC/USDT",
+                    bid=Decimal(bid),
+                    bid_size=Decimal(bs),
+                    ask=Decimal(ask),
+                    ask_size=Decimal(as_),
+                )
+            )
         return n / (time.perf_counter() - t0)
 
     out: dict[str, Any] = {"events": n, "target": 1.0}
@@ -224,8 +252,13 @@ def p2(n: int, runs: int) -> dict[str, Any]:
         import nautilus_trader  # noqa: F401
     except ImportError as exc:
         ours_eps = statistics.median(ours() for _ in range(runs))
-        out.update(ours_eps=round(ours_eps), anchor_eps=None, ratio=None, met=None,
-                   note=f"nautilus_trader not installed ({exc}); pip install -e '.[bench]'")
+        out.update(
+            ours_eps=round(ours_eps),
+            anchor_eps=None,
+            ratio=None,
+            met=None,
+            note=f"nautilus_trader not installed ({exc}); pip install -e '.[bench]'",
+        )
         return out
     r = paired(runs, lambda: _nautilus(raw), ours)
     out.update(r, met=r["ratio"] >= 1.0)
@@ -252,8 +285,15 @@ def _nautilus(raw: list[tuple[str, str, str, str]]) -> float:
     n = len(raw)
     t0 = time.perf_counter()
     for bid, bs, ask, as_ in raw:
-        q = NQuote(iid, Price.from_str(bid), Price.from_str(ask), Quantity.from_str(bs),
-                   Quantity.from_str(as_), 1, 2)
+        q = NQuote(
+            iid,
+            Price.from_str(bid),
+            Price.from_str(ask),
+            Quantity.from_str(bs),
+            Quantity.from_str(as_),
+            1,
+            2,
+        )
         publish("data.quotes.BINANCE.BTCUSDT", q)
     return n / (time.perf_counter() - t0)
 
@@ -313,8 +353,9 @@ class OurPipeline:
         self.first_ns = 0
         self.last_ns = 0
         protocol = BinanceMarketStreams(url, ["BTC/USDT"], None)
-        self.listener = Listener(protocol, self.bus.publish, LiveClock(), self.stats,
-                                 StreamsConfig())
+        self.listener = Listener(
+            protocol, self.bus.publish, LiveClock(), self.stats, StreamsConfig()
+        )
         self._stop_listener = threading.Event()
         self.stop = threading.Event()
 
@@ -327,8 +368,9 @@ class OurPipeline:
         self.latencies.append(now - int(ev.bid))
 
     def run(self, until: Callable[[], bool], timeout_s: float) -> None:
-        t = threading.Thread(target=self.listener.run, args=(self._stop_listener,),
-                             name="ws-bench", daemon=True)
+        t = threading.Thread(
+            target=self.listener.run, args=(self._stop_listener,), name="ws-bench", daemon=True
+        )
         t.start()
         deadline = time.monotonic() + timeout_s
 
@@ -353,8 +395,9 @@ def _ours_receive(sender: Sender, count: int) -> float:
     pipe = OurPipeline(sender.url, maxsize=count + 10)
     pipe.run(lambda: pipe.quotes >= count, 120)
     if pipe.quotes < count or pipe.bus.conflated:
-        raise RuntimeError(f"P3: {pipe.quotes} of {count} quotes dispatched, "
-                           f"{pipe.bus.conflated} conflated")
+        raise RuntimeError(
+            f"P3: {pipe.quotes} of {count} quotes dispatched, {pipe.bus.conflated} conflated"
+        )
     return pipe.rate()
 
 
@@ -367,12 +410,20 @@ def p3(n: int, runs: int) -> dict[str, Any]:
     fastest = max(r["anchor_max"], r["ours_max"])
     cap = statistics.median(capacity)
     if cap < 2 * fastest:
-        print(f"P3: WARNING the sender's capacity {cap:,.0f} msg/s is under twice the fastest "
-              f"receiver ({fastest:,.0f} msg/s): the figures are capped by the sender",
-              file=sys.stderr)
-    return {"messages": n, **r, "sender_capacity_eps": round(cap),
-            "sender_over_fastest": round(cap / fastest, 2), "sender_ok": cap >= 2 * fastest,
-            "target": 1.0, "met": r["ratio"] >= 1.0 and cap >= 2 * fastest}
+        print(
+            f"P3: WARNING the sender's capacity {cap:,.0f} msg/s is under twice the fastest "
+            f"receiver ({fastest:,.0f} msg/s): the figures are capped by the sender",
+            file=sys.stderr,
+        )
+    return {
+        "messages": n,
+        **r,
+        "sender_capacity_eps": round(cap),
+        "sender_over_fastest": round(cap / fastest, 2),
+        "sender_ok": cap >= 2 * fastest,
+        "target": 1.0,
+        "met": r["ratio"] >= 1.0 and cap >= 2 * fastest,
+    }
 
 
 def _percentiles(samples_ns: list[int]) -> dict[str, float]:
@@ -423,9 +474,9 @@ def p4(count_per_rate: dict[int, int], sustainable_eps: float, runs: int) -> dic
         for rate, count in count_per_rate.items():
             anchors, ours, conflated = [], [], []
             for _ in range(runs):
-                anchors.append(_percentiles(_bare_latency(sender, count, rate)[count // 10:]))
+                anchors.append(_percentiles(_bare_latency(sender, count, rate)[count // 10 :]))
                 latencies, dropped = _ours_latency(sender, count, rate)
-                ours.append(_percentiles(latencies[count // 10:]))
+                ours.append(_percentiles(latencies[count // 10 :]))
                 conflated.append(dropped)
             out[f"{rate}_per_s"] = {
                 side: {k: _median_range([s[k] for s in samples]) for k in samples[0]}
@@ -435,17 +486,22 @@ def p4(count_per_rate: dict[int, int], sustainable_eps: float, runs: int) -> dic
             # per-pair ratios: both sides of a pair saw the same load from the rest of the machine
             out[f"{rate}_per_s"]["ratio_ours_over_anchor"] = {
                 k: _median_range([o[k] / a[k] for o, a in zip(ours, anchors, strict=True)])
-                for k in ("p50_us", "p99_us")}
+                for k in ("p50_us", "p99_us")
+            }
         rate = int(sustainable_eps * 2)
         count = rate * 2  # two seconds at twice what we sustain
         sender.plans.put(("paced", count, rate, True))
         pipe = OurPipeline(sender.url, maxsize=1_000)
         accounts = (count + ACCOUNT_EVERY - 1) // ACCOUNT_EVERY
-        pipe.run(lambda: len(pipe.balances) >= accounts
-                 and pipe.quotes + pipe.bus.conflated >= count, 60)
+        pipe.run(
+            lambda: len(pipe.balances) >= accounts and pipe.quotes + pipe.bus.conflated >= count, 60
+        )
         out["overload_2x"] = {
-            "rate_per_s": rate, "quotes_sent": count, "quotes_dispatched": pipe.quotes,
-            "conflated": pipe.bus.conflated, "account_events_sent": accounts,
+            "rate_per_s": rate,
+            "quotes_sent": count,
+            "quotes_dispatched": pipe.quotes,
+            "conflated": pipe.bus.conflated,
+            "account_events_sent": accounts,
             "account_events_dispatched": len(pipe.balances),
             "account_events_in_order": pipe.balances == sorted(pipe.balances),
             "counters_add_up": pipe.quotes + pipe.bus.conflated == count,
@@ -453,13 +509,17 @@ def p4(count_per_rate: dict[int, int], sustainable_eps: float, runs: int) -> dic
         }
     at10k = out["10000_per_s"]["ours"]
     over = out["overload_2x"]
-    met = (at10k["p50_us"]["median"] <= 100 and at10k["p99_us"]["median"] <= 300
-           and not any(out["10000_per_s"]["ours_conflated"])  # else our tail lost samples
-           and over["account_events_dispatched"] == over["account_events_sent"])
-    out.update(target={"p50_us_at_10k": 100, "p99_us_at_10k": 300,
-                       "overload": "no account event lost"},
-               ratio=out["10000_per_s"]["ratio_ours_over_anchor"]["p99_us"]["median"],
-               met=met)
+    met = (
+        at10k["p50_us"]["median"] <= 100
+        and at10k["p99_us"]["median"] <= 300
+        and not any(out["10000_per_s"]["ours_conflated"])  # else our tail lost samples
+        and over["account_events_dispatched"] == over["account_events_sent"]
+    )
+    out.update(
+        target={"p50_us_at_10k": 100, "p99_us_at_10k": 300, "overload": "no account event lost"},
+        ratio=out["10000_per_s"]["ratio_ours_over_anchor"]["p99_us"]["median"],
+        met=met,
+    )
     return out
 
 
@@ -495,15 +555,22 @@ def p5(n_small: int, n_large: int, step: int) -> dict[str, Any]:
     cfg = Config(
         general=GeneralConfig(stats_interval_s=3600),
         trade=TradeConfig(markets=P5_SYMBOLS),
-        simulated=SimulatedConfig(start_prices={s: Decimal(100 + i)
-                                                for i, s in enumerate(P5_SYMBOLS)}),
+        simulated=SimulatedConfig(
+            start_prices={s: Decimal(100 + i) for i, s in enumerate(P5_SYMBOLS)}
+        ),
         paper=PaperConfig(starting_balances={"USDT": Decimal(10_000_000)}),
         bus=BusConfig(maxsize=10_000, put_timeout_s=5),
-        risk=RiskConfig(max_orders_per_window=1_000_000, max_position_notional=Decimal(10**9),
-                        daily_loss_limit=Decimal(10**9)),
-        strategies=tuple(StrategyConfig(name="ma_cross", market=s,
-                                        params={"fast": 3, "slow": 6, "amount": "0.1"})
-                         for s in P5_SYMBOLS),
+        risk=RiskConfig(
+            max_orders_per_window=1_000_000,
+            max_position_notional=Decimal(10**9),
+            daily_loss_limit=Decimal(10**9),
+        ),
+        strategies=tuple(
+            StrategyConfig(
+                name="ma_cross", market=s, params={"fast": 3, "slow": 6, "amount": "0.1"}
+            )
+            for s in P5_SYMBOLS
+        ),
     )
     logging.disable(logging.CRITICAL)  # the strategies' log lines are not what is measured
     with tempfile.TemporaryDirectory() as tmp:
@@ -529,9 +596,13 @@ def p5(n_small: int, n_large: int, step: int) -> dict[str, Any]:
                 # the events waiting in the bus and for the journal's writer are transient, not
                 # the process's state: not counted (the backlog is reported)
                 backlog = app.bus.depth() + journal.counters()["pending"]
-                marks[ev.dispatched] = (rss_bytes(), len(gc.get_objects()) - backlog,
-                                        sum(app.stats.dispatched.values()), app.store.sizes(),
-                                        backlog)
+                marks[ev.dispatched] = (
+                    rss_bytes(),
+                    len(gc.get_objects()) - backlog,
+                    sum(app.stats.dispatched.values()),
+                    app.store.sizes(),
+                    backlog,
+                )
                 if ev.dispatched >= n_large:
                     stop.set()
 
@@ -564,28 +635,46 @@ def p5(n_small: int, n_large: int, step: int) -> dict[str, Any]:
     last, (rss_last, _, dispatched, sizes_last, _) = series[-1]
     small, (rss_small, *_) = next(m for m in series if m[0] >= n_small)
     steady, (rss_steady, *_) = next(
-        m for m in series if m[0] >= n_small
-        and all(abs(o[3][k] - v) <= v // 100 for e, o in series if e >= m[0]
-                for k, v in sizes_last.items()))
+        m
+        for m in series
+        if m[0] >= n_small
+        and all(
+            abs(o[3][k] - v) <= v // 100
+            for e, o in series
+            if e >= m[0]
+            for k, v in sizes_last.items()
+        )
+    )
     window_ok = last - steady >= last // 5
     growth = rss_last / rss_steady - 1
     counts = app.stats.dispatched
     return {
-        "symbols": len(P5_SYMBOLS), "events_small": small, "events_steady": steady,
-        "events_large": last, "dispatched": dispatched, "conflated": app.bus.conflated,
-        "quotes": counts["QuoteTick"], "trades": counts["TradeTick"], "candles": counts["Candle"],
+        "symbols": len(P5_SYMBOLS),
+        "events_small": small,
+        "events_steady": steady,
+        "events_large": last,
+        "dispatched": dispatched,
+        "conflated": app.bus.conflated,
+        "quotes": counts["QuoteTick"],
+        "trades": counts["TradeTick"],
+        "candles": counts["Candle"],
         "orders": sum(v for k, v in counts.items() if k.startswith("Order")),
-        "fills": counts.get("OrderFilled", 0), "journal_written": journal.written,
+        "fills": counts.get("OrderFilled", 0),
+        "journal_written": journal.written,
         "rate_eps": round(dispatched / elapsed),
         "rss_mb_by_events": {e: round(m[0] / 2**20, 1) for e, m in series},
         "objects_by_events": {e: m[1] for e, m in series},
         "backlog_by_events": {e: m[4] for e, m in series},
         "store_sizes_at_end": sizes_last,
-        "rss_small_mb": round(rss_small / 2**20, 1), "rss_steady_mb": round(rss_steady / 2**20, 1),
+        "rss_small_mb": round(rss_small / 2**20, 1),
+        "rss_steady_mb": round(rss_steady / 2**20, 1),
         "rss_large_mb": round(rss_last / 2**20, 1),
         "growth_from_small": round(rss_last / rss_small - 1, 4),
-        "growth": round(growth, 4), "ratio": round(rss_last / rss_steady, 4),
-        "steady_window_ok": window_ok, "target": 0.05, "met": window_ok and growth <= 0.05,
+        "growth": round(growth, 4),
+        "ratio": round(rss_last / rss_steady, 4),
+        "steady_window_ok": window_ok,
+        "target": 0.05,
+        "met": window_ok and growth <= 0.05,
     }
 
 
@@ -602,14 +691,27 @@ def _start_and_stop(tmp: str, timeout_s: float = 30.0) -> tuple[float, float]:
     """One start of scripts/start.py on the shipped config (journal and paper account in
     ``tmp``, the HTTP endpoint on a free port): seconds to the first event's log line, and from
     SIGINT to exit. Raises with the output when the line is not seen or the exit is not clean."""
-    env = dict(os.environ, TRADER__JOURNAL__PATH=f"{tmp}/journal",
-               TRADER__PAPER__ACCOUNT_FILE=f"{tmp}/paper-account.json",
-               TRADER__METRICS__PORT=str(_free_port()))
+    env = dict(
+        os.environ,
+        TRADER__JOURNAL__PATH=f"{tmp}/journal",
+        TRADER__PAPER__ACCOUNT_FILE=f"{tmp}/paper-account.json",
+        TRADER__METRICS__PORT=str(_free_port()),
+    )
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(ROOT / "config.yaml"),
-         "--log-level", "DEBUG"],
-        cwd=tmp, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "start.py"),
+            "--config",
+            str(ROOT / "config.yaml"),
+            "--log-level",
+            "DEBUG",
+        ],
+        cwd=tmp,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdout is not None
     seen: list[str] = []
@@ -626,8 +728,10 @@ def _start_and_stop(tmp: str, timeout_s: float = 30.0) -> tuple[float, float]:
     reader.start()
     try:
         if not started.wait(timeout_s):
-            raise RuntimeError(f"P6: no first event within {timeout_s:.0f} s (exit code "
-                               f"{proc.poll()}); output:\n" + "".join(seen[-30:]))
+            raise RuntimeError(
+                f"P6: no first event within {timeout_s:.0f} s (exit code "
+                f"{proc.poll()}); output:\n" + "".join(seen[-30:])
+            )
         start_s = time.perf_counter() - t0
         t1 = time.perf_counter()
         proc.send_signal(signal.SIGINT)
@@ -654,8 +758,11 @@ def p6(runs: int) -> dict[str, Any]:
         stops.append(stop_s)
     start, stop = _median_range(starts), _median_range(stops)
     return {
-        "runs": runs, "start_to_first_event_s": start, "sigint_to_exit_s": stop,
-        "target": 1.0, "met": start["median"] <= 1.0 and stop["median"] <= 1.0,
+        "runs": runs,
+        "start_to_first_event_s": start,
+        "sigint_to_exit_s": stop,
+        "target": 1.0,
+        "met": start["median"] <= 1.0 and stop["median"] <= 1.0,
     }
 
 
@@ -666,8 +773,9 @@ def journal(quick: bool) -> dict[str, Any]:
     """Dispatch rate with and without the journal, from scripts/bench_journal.py."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_journal",
-                                                  ROOT / "scripts" / "bench_journal.py")
+    spec = importlib.util.spec_from_file_location(
+        "bench_journal", ROOT / "scripts" / "bench_journal.py"
+    )
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -699,12 +807,15 @@ class Run:
 FIGURES: dict[str, Callable[[Run], dict[str, Any]]] = {}
 
 
-def figure(name: str) -> Callable[[Callable[[Run], dict[str, Any]]],
-                                  Callable[[Run], dict[str, Any]]]:
+def figure(
+    name: str,
+) -> Callable[[Callable[[Run], dict[str, Any]]], Callable[[Run], dict[str, Any]]]:
     """Register a figure's function under ``name``."""
+
     def register(fn: Callable[[Run], dict[str, Any]]) -> Callable[[Run], dict[str, Any]]:
         FIGURES[name] = fn
         return fn
+
     return register
 
 
@@ -725,14 +836,18 @@ def fig_p3(run: Run) -> dict[str, Any]:
 
 @figure("P4")
 def fig_p4(run: Run) -> dict[str, Any]:
-    return p4({1_000: run.size(2_000, 5_000), 10_000: run.size(20_000, 50_000)},
-              run.results.get("P3", {}).get("ours_eps") or 20_000, run.runs)
+    return p4(
+        {1_000: run.size(2_000, 5_000), 10_000: run.size(20_000, 50_000)},
+        run.results.get("P3", {}).get("ours_eps") or 20_000,
+        run.runs,
+    )
 
 
 @figure("P5")
 def fig_p5(run: Run) -> dict[str, Any]:
-    return p5(run.size(100_000, 1_000_000), run.size(1_000_000, 10_000_000),
-              run.size(100_000, 1_000_000))
+    return p5(
+        run.size(100_000, 1_000_000), run.size(1_000_000, 10_000_000), run.size(100_000, 1_000_000)
+    )
 
 
 @figure("P6")
@@ -776,8 +891,10 @@ def main() -> int:
     run = Run(quick=args.quick)
     results = run.results
     results["machine"] = {
-        "python": platform.python_version(), "platform": platform.platform(),
-        "cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
     }
     for name, fn in FIGURES.items():
         if name in only:
@@ -788,8 +905,10 @@ def main() -> int:
         if name == "machine":
             continue
         figures = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("ratio", "target", "met"))
-        print(f"{name:4} {str(r.get('ratio')):>8} {str(r.get('target')):>7} "
-              f"{str(r.get('met')):>5}  {figures}")
+        print(
+            f"{name:4} {str(r.get('ratio')):>8} {str(r.get('target')):>7} "
+            f"{str(r.get('met')):>5}  {figures}"
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0

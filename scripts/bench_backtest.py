@@ -48,9 +48,12 @@ FEE = 0.001
 
 def summary(values: list[float], digits: int = 3) -> dict[str, Any]:
     """Median and range of ``values``."""
-    return {"median": round(statistics.median(values), digits),
-            "min": round(min(values), digits), "max": round(max(values), digits),
-            "runs": len(values)}
+    return {
+        "median": round(statistics.median(values), digits),
+        "min": round(min(values), digits),
+        "max": round(max(values), digits),
+        "runs": len(values),
+    }
 
 
 # ------------------------------------------------------------------------------ data
@@ -67,8 +70,10 @@ def write_bars(path: Path, n: int, seed: int = 14) -> Path:
             close = max(200, cents + rng.randint(-6, 6))
             high = max(cents, close) + rng.randint(0, 3)
             low = min(cents, close) - rng.randint(0, 3)
-            fh.write(f"{T0 + 60 * i},{cents / 100:.2f},{high / 100:.2f},{low / 100:.2f},"
-                     f"{close / 100:.2f},1000\n")
+            fh.write(
+                f"{T0 + 60 * i},{cents / 100:.2f},{high / 100:.2f},{low / 100:.2f},"
+                f"{close / 100:.2f},1000\n"
+            )
             cents = close
     return path
 
@@ -82,19 +87,29 @@ def run_ours(csv_path: str) -> dict[str, Any]:
     from trader.backtest import read_csv, run_csv
     from trader.config import config_from_dict
 
-    cfg = config_from_dict({
-        "trade": {"markets": ["BTC/USDT"]},
-        "paper": {"starting_balances": {"USDT": CASH}, "fee_rate": FEE, "slippage_bps": 0},
-        "simulated": {"spread_bps": 0},
-        "risk": {"max_position_notional": CASH, "daily_loss_limit": CASH},
-        "strategies": [{"name": "ma_cross", "market": "BTC/USDT",
-                        "params": {"fast": FAST, "slow": SLOW, "amount": 1}}],
-    }, {})
+    cfg = config_from_dict(
+        {
+            "trade": {"markets": ["BTC/USDT"]},
+            "paper": {"starting_balances": {"USDT": CASH}, "fee_rate": FEE, "slippage_bps": 0},
+            "simulated": {"spread_bps": 0},
+            "risk": {"max_position_notional": CASH, "daily_loss_limit": CASH},
+            "strategies": [
+                {
+                    "name": "ma_cross",
+                    "market": "BTC/USDT",
+                    "params": {"fast": FAST, "slow": SLOW, "amount": 1},
+                }
+            ],
+        },
+        {},
+    )
     t0 = time.perf_counter()
     result = run_csv(cfg, {"BTC/USDT": read_csv(csv_path)})
     seconds = time.perf_counter() - t0
-    trades = [[(f.ts_ns // 10**9 - 60 - T0) // 60, f.side, float(f.amount), float(f.price)]
-              for f in result.fills]
+    trades = [
+        [(f.ts_ns // 10**9 - 60 - T0) // 60, f.side, float(f.amount), float(f.price)]
+        for f in result.fills
+    ]
     return {"seconds": seconds, "trades": trades, "end_equity": float(result.end_equity)}
 
 
@@ -134,8 +149,15 @@ def run_theirs(csv_path: str) -> dict[str, Any]:
     df = pd.read_csv(csv_path)
     df.index = pd.to_datetime(df.pop("timestamp"), unit="s")
     df.columns = ["Open", "High", "Low", "Close", "Volume"]
-    bt = Backtest(df, Cross, cash=CASH, commission=FEE, trade_on_close=True,
-                  exclusive_orders=False, finalize_trades=False)
+    bt = Backtest(
+        df,
+        Cross,
+        cash=CASH,
+        commission=FEE,
+        trade_on_close=True,
+        exclusive_orders=False,
+        finalize_trades=False,
+    )
     stats = bt.run()
     seconds = time.perf_counter() - t0
     trades = []
@@ -154,8 +176,13 @@ def run_theirs(csv_path: str) -> dict[str, Any]:
 
 def child(side: str, csv_path: str) -> dict[str, Any]:
     """Run one side in a fresh process; its time, peak RSS and trades."""
-    out = subprocess.run([sys.executable, __file__, "--child", side, csv_path], cwd=ROOT,
-                         capture_output=True, text=True, timeout=3600)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", side, csv_path],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if out.returncode:
         raise RuntimeError(f"{side} failed: {out.stderr[-2000:]}")
     return json.loads(out.stdout.splitlines()[-1])
@@ -166,8 +193,10 @@ def backtest(quick: bool) -> dict[str, Any]:
     sizes = (20_000, 50_000) if quick else (100_000, 200_000, 500_000, 1_000_000)
     compare_at = sizes[-2]
     runs = 1 if quick else 5
-    out: dict[str, Any] = {"rules": f"SMA {FAST}/{SLOW} cross, 1 unit, fill at close",
-                           "compare_at_bars": compare_at}
+    out: dict[str, Any] = {
+        "rules": f"SMA {FAST}/{SLOW} cross, 1 unit, fill at close",
+        "compare_at_bars": compare_at,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         per_bar: dict[int, float] = {}
         for n in sizes:
@@ -176,8 +205,10 @@ def backtest(quick: bool) -> dict[str, Any]:
                 alone = [child("ours", path) for _ in range(max(1, runs // 2))]
                 seconds = [r["seconds"] for r in alone]
                 per_bar[n] = statistics.median(seconds) / n * 1e6
-                out[f"ours_{n}"] = {"seconds": summary(seconds, 2),
-                                    "peak_rss_mb": max(r["rss_mb"] for r in alone)}
+                out[f"ours_{n}"] = {
+                    "seconds": summary(seconds, 2),
+                    "peak_rss_mb": max(r["rss_mb"] for r in alone),
+                }
                 continue
             times, mems, seconds, same = [], [], [], True
             for _ in range(runs):
@@ -189,11 +220,14 @@ def backtest(quick: bool) -> dict[str, Any]:
                 seconds.append(ours["seconds"])
             per_bar[n] = statistics.median(seconds) / n * 1e6
             out[f"at_{n}"] = {
-                "ours_s": round(ours["seconds"], 2), "ours_peak_rss_mb": ours["rss_mb"],
+                "ours_s": round(ours["seconds"], 2),
+                "ours_peak_rss_mb": ours["rss_mb"],
                 "backtesting_py_s": round(theirs["seconds"], 2),
                 "backtesting_py_peak_rss_mb": theirs["rss_mb"],
-                "time_ratio": summary(times), "memory_ratio": summary(mems),
-                "trades": len(ours["trades"]), "identical_trades": same,
+                "time_ratio": summary(times),
+                "memory_ratio": summary(mems),
+                "trades": len(ours["trades"]),
+                "identical_trades": same,
             }
     mid = statistics.median(per_bar.values())
     spread = max(abs(v / mid - 1) for v in per_bar.values())  # flat: within +-20 % of the median
@@ -202,8 +236,12 @@ def backtest(quick: bool) -> dict[str, Any]:
     out["per_bar_deviation_from_median"] = round(spread, 3)
     out["ratio"] = cmp_["time_ratio"]["median"]
     out["target"] = "time <= 5x, memory <= 2x, per bar +-20 %, identical trades"
-    out["met"] = (cmp_["time_ratio"]["median"] <= 5 and cmp_["memory_ratio"]["median"] <= 2
-                  and cmp_["identical_trades"] and spread <= 0.2)
+    out["met"] = (
+        cmp_["time_ratio"]["median"] <= 5
+        and cmp_["memory_ratio"]["median"] <= 2
+        and cmp_["identical_trades"]
+        and spread <= 0.2
+    )
     return out
 
 
@@ -218,13 +256,16 @@ def loaded_config(folder: Path, markets: int, persist: bool) -> Path:
     strategies = "".join(
         f"  - {{name: ma_cross, market: {s}, params: {{fast: 2, slow: 3, amount: 1}}}}\n"
         f"  - {{name: market_maker, market: {s}, params: {{amount: 1, max_inventory: 5, "
-        f"cooldown_s: 0.05}}}}\n" for s in symbols[:10])
+        f"cooldown_s: 0.05}}}}\n"
+        for s in symbols[:10]
+    )
     cfg = folder / f"config-{markets}-{persist}.yaml"
     cfg.write_text(
         "general: {stats_interval_s: 60}\n"
         f"trade: {{markets: [{', '.join(symbols)}]}}\n"
         "simulated: {tick_interval_s: 0.001, candle_interval_s: 1, start_prices: {"
-        + ", ".join(f"{s}: 100" for s in symbols) + "}}\n"
+        + ", ".join(f"{s}: 100" for s in symbols)
+        + "}}\n"
         f"paper: {{persist: {str(persist).lower()}, account_file: {folder / 'acct.json'}, "
         "starting_balances: {USDT: 1000000}}\n"
         "risk: {max_orders_per_window: 0}\n"
@@ -239,9 +280,14 @@ def run_start(cfg: Path, seconds: float) -> dict[str, float]:
     events/s it dispatched meanwhile and the SIGINT-to-exit time. Fails loudly when the start
     line or the totals line is not seen."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                             str(cfg)], cwd=cfg.parent, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(cfg)],
+        cwd=cfg.parent,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         assert proc.stdout is not None
         seen = []
@@ -263,8 +309,11 @@ def run_start(cfg: Path, seconds: float) -> dict[str, float]:
     found = re.search(r"stopped in ([\d.]+)s: (\d+) events dispatched", rest)
     if proc.returncode != 0 or found is None:
         raise RuntimeError(f"exit code {proc.returncode}, no totals line:\n{rest[-3000:]}")
-    return {"eps": int(found.group(2)) / (sent - started), "exit_s": exited - sent,
-            "logged_stop_s": float(found.group(1))}
+    return {
+        "eps": int(found.group(2)) / (sent - started),
+        "exit_s": exited - sent,
+        "logged_stop_s": float(found.group(1)),
+    }
 
 
 def fresh_run(markets: int, persist: bool, seconds: float) -> dict[str, float]:
@@ -282,9 +331,17 @@ def persist(quick: bool) -> dict[str, Any]:
         on.append(fresh_run(200, True, seconds)["eps"])
         ratios.append(on[-1] / off[-1])
     r = summary(ratios)
-    return {"markets": 200, "tick_ms": 1, "seconds_per_run": seconds,
-            "persist_false_eps": summary(off, 0), "persist_true_eps": summary(on, 0),
-            "ratio_range": r, "ratio": r["median"], "target": 0.9, "met": r["median"] >= 0.9}
+    return {
+        "markets": 200,
+        "tick_ms": 1,
+        "seconds_per_run": seconds,
+        "persist_false_eps": summary(off, 0),
+        "persist_true_eps": summary(on, 0),
+        "ratio_range": r,
+        "ratio": r["median"],
+        "target": 0.9,
+        "met": r["median"] >= 0.9,
+    }
 
 
 def ctrl_c(quick: bool) -> dict[str, Any]:
@@ -296,9 +353,15 @@ def ctrl_c(quick: bool) -> dict[str, Any]:
         exits.append(r["exit_s"])
         logged.append(r["logged_stop_s"])
     s = summary(exits)
-    return {"markets": 500, "tick_ms": 1, "sigint_to_exit_s": s,
-            "logged_stop_s": summary(logged), "ratio": s["median"], "target": 1.0,
-            "met": s["median"] <= 1.0}
+    return {
+        "markets": 500,
+        "tick_ms": 1,
+        "sigint_to_exit_s": s,
+        "logged_stop_s": summary(logged),
+        "ratio": s["median"],
+        "target": 1.0,
+        "met": s["median"] <= 1.0,
+    }
 
 
 # ------------------------------------------------------------------------------ registry

@@ -90,7 +90,12 @@ def app_round(sender: Any, rest_url: str, warm_s: int, window_s: int) -> dict[st
         env["PYTHONPATH"] = str(ROOT)
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(cfg)],
-            cwd=d, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            cwd=d,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         assert proc.stdout is not None
         seen: list[str] = []
         rows: list[tuple[float, float, float]] = []
@@ -110,19 +115,22 @@ def app_round(sender: Any, rest_url: str, warm_s: int, window_s: int) -> dict[st
         reader.start()
         try:
             if not done.wait(60 + warm_s + window_s):
-                raise RuntimeError("P7: the app did not report market data; output:\n"
-                                   + "".join(seen[-30:]))
+                raise RuntimeError(
+                    "P7: the app did not report market data; output:\n" + "".join(seen[-30:])
+                )
             handlers = _handler_us(port)
             proc.send_signal(signal.SIGINT)
             proc.wait(timeout=30)
         finally:
             proc.kill()
             reader.join(5)
-    window = rows[warm_s:warm_s + window_s]
-    return {"in_eps": statistics.median(r[0] for r in window),
-            "conflated_share": statistics.median(r[1] for r in window) / 100,
-            "dispatched_eps": statistics.median(r[2] for r in window),
-            "handlers_us": handlers}
+    window = rows[warm_s : warm_s + window_s]
+    return {
+        "in_eps": statistics.median(r[0] for r in window),
+        "conflated_share": statistics.median(r[1] for r in window) / 100,
+        "dispatched_eps": statistics.median(r[2] for r in window),
+        "handlers_us": handlers,
+    }
 
 
 def bare_round(sender: Any, connect: Callable[[str], Any], window_s: float) -> float:
@@ -167,18 +175,20 @@ def p7(rounds: int, warm_s: int, window_s: int, connect: Callable[[str], Any]) -
     shares = [a["conflated_share"] for a in apps]
     handlers = apps[-1]["handlers_us"]
     return {
-        "rounds": rounds, "window_s": window_s,
-        "bare_eps": round(statistics.median(bare)), "bare_range": [round(min(bare)),
-                                                                   round(max(bare))],
-        "app_in_eps": round(statistics.median(ins)), "app_in_range": [round(min(ins)),
-                                                                      round(max(ins))],
+        "rounds": rounds,
+        "window_s": window_s,
+        "bare_eps": round(statistics.median(bare)),
+        "bare_range": [round(min(bare)), round(max(bare))],
+        "app_in_eps": round(statistics.median(ins)),
+        "app_in_range": [round(min(ins)), round(max(ins))],
         "app_dispatched_eps": round(statistics.median(a["dispatched_eps"] for a in apps)),
         "conflated_share": round(statistics.median(shares), 3),
         "conflated_range": [round(min(shares), 3), round(max(shares), 3)],
         "ratio": round(statistics.median(ratios), 3),
         "ratio_range": [round(ratios[0], 3), round(ratios[-1], 3)],
         "handler_us_last_round": handlers,
-        "target": 0.8, "met": statistics.median(ratios) >= 0.8,
+        "target": 0.8,
+        "met": statistics.median(ratios) >= 0.8,
     }
 
 
@@ -193,6 +203,7 @@ def _timed(fn: Callable[..., Any], into: list[int]) -> Callable[..., Any]:
         out = fn(*args)
         into.append(perf() - t0)
         return out
+
     return call
 
 
@@ -207,13 +218,34 @@ def _feed(steps: int, seed: int) -> list[Any]:
     for i in range(steps):
         bid += tick * rng.choice((-1, 0, 1))
         ts = i * 10_000_000  # 10 ms apart
-        out.append(QuoteTick(ts_event=ts, ts_recv=ts, symbol="BTC/USDT", bid=bid,
-                             bid_size=Decimal("1.5"), ask=bid + tick, ask_size=Decimal("2.5")))
+        out.append(
+            QuoteTick(
+                ts_event=ts,
+                ts_recv=ts,
+                symbol="BTC/USDT",
+                bid=bid,
+                bid_size=Decimal("1.5"),
+                ask=bid + tick,
+                ask_size=Decimal("2.5"),
+            )
+        )
         if i % 100 == 99:
             start = ts - 60_000_000_000
-            out.append(Candle(ts_event=ts, ts_recv=ts, symbol="BTC/USDT", interval="1m",
-                              open=bid, high=bid + 1, low=bid - 1, close=bid,
-                              volume=Decimal(1), start_ns=start, closed=True))
+            out.append(
+                Candle(
+                    ts_event=ts,
+                    ts_recv=ts,
+                    symbol="BTC/USDT",
+                    interval="1m",
+                    open=bid,
+                    high=bid + 1,
+                    low=bid - 1,
+                    close=bid,
+                    volume=Decimal(1),
+                    start_ns=start,
+                    closed=True,
+                )
+            )
     return out
 
 
@@ -245,15 +277,28 @@ def _strategy_run(name: str, params: dict[str, Any], steps: int, seed: int) -> d
 
 def strategy_costs(steps: int, runs: int) -> dict[str, Any]:
     """Each shipped strategy (the shipped config's BTC/USDT params), µs per call."""
-    params = {"ma_cross": {"fast": 3, "slow": 6, "amount": 0.01},
-              "market_maker": {"spread_bps": 30, "amount": 0.002, "requote_bps": 20,
-                               "max_inventory": 0.02, "cooldown_s": 2}}
+    params = {
+        "ma_cross": {"fast": 3, "slow": 6, "amount": 0.01},
+        "market_maker": {
+            "spread_bps": 30,
+            "amount": 0.002,
+            "requote_bps": 20,
+            "max_inventory": 0.02,
+            "cooldown_s": 2,
+        },
+    }
     out: dict[str, Any] = {}
     for name, p in params.items():
         per_run = [_strategy_run(name, p, steps, seed) for seed in range(runs)]
-        out[name] = {m: {"median_us": round(statistics.median(r[m] for r in per_run), 2),
-                         "range_us": [round(min(r[m] for r in per_run), 2),
-                                      round(max(r[m] for r in per_run), 2)]}
-                     for m in per_run[0]}
+        out[name] = {
+            m: {
+                "median_us": round(statistics.median(r[m] for r in per_run), 2),
+                "range_us": [
+                    round(min(r[m] for r in per_run), 2),
+                    round(max(r[m] for r in per_run), 2),
+                ],
+            }
+            for m in per_run[0]
+        }
     mm = out["market_maker"]["on_quote"]["median_us"]
     return {**out, "target": "market_maker on_quote < 3 us", "met": mm < 3}

@@ -90,22 +90,56 @@ def binance_message(ev: Event) -> bytes:
     ms = ev.ts_event // NS_PER_MS
     name = ev.symbol.replace("/", "") if isinstance(ev, (QuoteTick, TradeTick, Candle)) else ""
     if isinstance(ev, QuoteTick):
-        stream, data = "bookTicker", {"u": ms, "s": name, "b": str(ev.bid), "B": str(ev.bid_size),
-                                      "a": str(ev.ask), "A": str(ev.ask_size)}
+        stream, data = (
+            "bookTicker",
+            {
+                "u": ms,
+                "s": name,
+                "b": str(ev.bid),
+                "B": str(ev.bid_size),
+                "a": str(ev.ask),
+                "A": str(ev.ask_size),
+            },
+        )
     elif isinstance(ev, TradeTick):
-        stream, data = "trade", {"e": "trade", "E": ms, "s": name, "t": int(ev.trade_id),
-                                 "p": str(ev.price), "q": str(ev.size), "T": ms,
-                                 "m": ev.aggressor is Side.SELL, "M": True}
+        stream, data = (
+            "trade",
+            {
+                "e": "trade",
+                "E": ms,
+                "s": name,
+                "t": int(ev.trade_id),
+                "p": str(ev.price),
+                "q": str(ev.size),
+                "T": ms,
+                "m": ev.aggressor is Side.SELL,
+                "M": True,
+            },
+        )
     elif isinstance(ev, Candle):
         stream = f"kline_{ev.interval}"
-        data = {"e": "kline", "E": ms, "s": name, "k": {
-            "t": ev.start_ns // NS_PER_MS, "T": ms, "s": name, "i": ev.interval,
-            "o": str(ev.open), "c": str(ev.close), "h": str(ev.high), "l": str(ev.low),
-            "v": str(ev.volume), "x": ev.closed}}
+        data = {
+            "e": "kline",
+            "E": ms,
+            "s": name,
+            "k": {
+                "t": ev.start_ns // NS_PER_MS,
+                "T": ms,
+                "s": name,
+                "i": ev.interval,
+                "o": str(ev.open),
+                "c": str(ev.close),
+                "h": str(ev.high),
+                "l": str(ev.low),
+                "v": str(ev.volume),
+                "x": ev.closed,
+            },
+        }
     else:
         raise TypeError(f"no Binance message for {type(ev).__name__}")
-    return json.dumps({"stream": f"{name.lower()}@{stream}", "data": data},
-                      separators=(",", ":")).encode()
+    return json.dumps(
+        {"stream": f"{name.lower()}@{stream}", "data": data}, separators=(",", ":")
+    ).encode()
 
 
 class _NoSocket:
@@ -168,8 +202,7 @@ def _app(cfg: Config, journal: str, folder: Path, timing: int) -> tuple[App, Cal
     if timing:
         app.engine.set_timing(DispatchTiming(timing))
     if journal == "thread":
-        j = Journal(JournalConfig(path=str(folder), retention_days=0), app.clock,
-                    app.bus.publish)
+        j = Journal(JournalConfig(path=str(folder), retention_days=0), app.clock, app.bus.publish)
         j.open()
         app.registry.observe(j.record)
         app.storage_workers.add(j)
@@ -178,6 +211,7 @@ def _app(cfg: Config, journal: str, folder: Path, timing: int) -> tuple[App, Cal
         def finish() -> None:
             app.storage_workers.stop(5.0)
             j.finish()
+
         return app, finish
     if journal == "timer":
         tj = _TimerJournal(folder)
@@ -226,8 +260,13 @@ def run_end_to_end(cfg: Config, events: list[Event], journal: str, timing: int =
         return len(events) / elapsed
 
 
-def measure(steps: int = 20_000, repeats: int = 5, variants: bool = False,
-            timing: bool = False, source: str = "websocket") -> dict[str, Any]:
+def measure(
+    steps: int = 20_000,
+    repeats: int = 5,
+    variants: bool = False,
+    timing: bool = False,
+    source: str = "websocket",
+) -> dict[str, Any]:
     """Rates with and without the journal, the ratio and whether the target holds."""
     logging.disable(logging.CRITICAL)  # the strategies' log lines are not what is measured
     try:
@@ -248,8 +287,12 @@ def measure(steps: int = 20_000, repeats: int = 5, variants: bool = False,
                 rates[name].append(fn(cfg, events, journal, every))
     finally:
         logging.disable(logging.NOTSET)
-    out: dict[str, Any] = {"events": len(events), "repeats": repeats, "source": source,
-                           "machine": f"{platform.machine()} {platform.python_version()}"}
+    out: dict[str, Any] = {
+        "events": len(events),
+        "repeats": repeats,
+        "source": source,
+        "machine": f"{platform.machine()} {platform.python_version()}",
+    }
 
     def ratios(name: str, base: str) -> list[float]:  # per pair: the runs were back to back
         return sorted(x / b for x, b in zip(rates[name], rates[base], strict=True))
@@ -269,8 +312,11 @@ def measure(steps: int = 20_000, repeats: int = 5, variants: bool = False,
             fig["timer_journal_ratio"] = round(statistics.median(timer), 3)
         out[path] = fig
     if timing:
-        out["timing"] = {k.split("/")[1]: round(statistics.median(ratios(k, "engine/none")), 3)
-                         for k in rates if k.startswith("engine/timing")}
+        out["timing"] = {
+            k.split("/")[1]: round(statistics.median(ratios(k, "engine/none")), 3)
+            for k in rates
+            if k.startswith("engine/timing")
+        }
     # the figure: the main thread dispatching alone, the journal's writer thread beside it
     out["ratio"] = out["engine"]["ratio"]
     out["ratio_range"] = out["engine"]["ratio_range"]
@@ -286,28 +332,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--variants", action="store_true", help="also the timer-based design")
     parser.add_argument("--timing", action="store_true", help="also the metrics' handler timing")
-    parser.add_argument("--source", choices=("websocket", "simulated"), default="websocket",
-                        help="market data from websocket messages (the live path) or the "
-                             "simulated feed's events")
+    parser.add_argument(
+        "--source",
+        choices=("websocket", "simulated"),
+        default="websocket",
+        help="market data from websocket messages (the live path) or the simulated feed's events",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     res = measure(args.steps, args.repeats, args.variants, args.timing, args.source)
     if args.json:
         print(json.dumps(res, indent=2))
         return 0
-    print(f"{res['events']} events from {res['source']}, median of {res['repeats']} paired runs, "
-          f"{res['machine']}")
+    print(
+        f"{res['events']} events from {res['source']}, median of {res['repeats']} paired runs, "
+        f"{res['machine']}"
+    )
     for path in ("engine", "end_to_end"):
         f = res[path]
-        line = (f"{path:<11} without {f['without_journal_ev_s']:>9,} ev/s   with journal "
-                f"{f['with_journal_ev_s']:>9,} ev/s   ratio {f['ratio']:.3f} "
-                f"({f['ratio_range'][0]:.3f}-{f['ratio_range'][1]:.3f})")
+        line = (
+            f"{path:<11} without {f['without_journal_ev_s']:>9,} ev/s   with journal "
+            f"{f['with_journal_ev_s']:>9,} ev/s   ratio {f['ratio']:.3f} "
+            f"({f['ratio_range'][0]:.3f}-{f['ratio_range'][1]:.3f})"
+        )
         if "timer_journal_ratio" in f:
             line += f"   (timer design {f['timer_journal_ratio']:.3f})"
         print(line)
     if "timing" in res:
-        print("handler timing (engine ratio): " +
-              ", ".join(f"{k} {v:.3f}" for k, v in res["timing"].items()))
+        print(
+            "handler timing (engine ratio): "
+            + ", ".join(f"{k} {v:.3f}" for k, v in res["timing"].items())
+        )
     print(f"target: main-thread ratio >= {res['target']} -> {'met' if res['met'] else 'NOT met'}")
     return 0
 

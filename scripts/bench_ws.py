@@ -43,15 +43,20 @@ def ws_frame(payload: bytes) -> bytes:
 
 def quote(i: int, bid: str, ask: str) -> bytes:
     """A Binance bookTicker message on the combined stream."""
-    return (b'{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%s",'
-            b'"B":"1.50000000","a":"%s","A":"2.50000000"}}' % (i, bid.encode(), ask.encode()))
+    return (
+        b'{"stream":"btcusdt@bookTicker","data":{"u":%d,"s":"BTCUSDT","b":"%s",'
+        b'"B":"1.50000000","a":"%s","A":"2.50000000"}}' % (i, bid.encode(), ask.encode())
+    )
 
 
 def burst(count: int) -> bytes:
     """``count`` quote frames with realistic 8-decimal prices, one bytes object."""
     return b"".join(
-        ws_frame(quote(i, f"{60000 + i % 500}.{i % 97:02d}000000",
-                       f"{60001 + i % 500}.{i % 89:02d}000000"))
+        ws_frame(
+            quote(
+                i, f"{60000 + i % 500}.{i % 97:02d}000000", f"{60001 + i % 500}.{i % 89:02d}000000"
+            )
+        )
         for i in range(count)
     )
 
@@ -73,12 +78,16 @@ def _handshake(conn: socket.socket) -> None:
         if not chunk:
             raise ConnectionError("client went away")
         request += chunk
-    key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key:"))
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
-                              .digest())
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
 
 
 def _skip_client_frame(conn: socket.socket) -> None:
@@ -100,8 +109,12 @@ def _paced(conn: socket.socket, count: int, rate: int, with_account: bool) -> No
         if wait > 0:
             sleep(wait)
         if with_account and i % ACCOUNT_EVERY == 0:
-            send(ws_frame(b'{"subscriptionId":0,"event":{"e":"outboundAccountPosition","E":1,'
-                          b'"u":%d,"B":[{"a":"USDT","f":"%d.0","l":"0"}]}}' % (i, i)))
+            send(
+                ws_frame(
+                    b'{"subscriptionId":0,"event":{"e":"outboundAccountPosition","E":1,'
+                    b'"u":%d,"B":[{"a":"USDT","f":"%d.0","l":"0"}]}}' % (i, i)
+                )
+            )
         now = perf_ns()
         send(ws_frame(quote(i, str(now), str(now + 1))))
 
@@ -127,11 +140,11 @@ def _serve(port_q: Any, plans: Any) -> None:
                     view = memoryview(blobs[plan[1]])
                     while True:  # until sendall fails: the client went away
                         for start in range(0, len(view), CHUNK):
-                            conn.sendall(view[start:start + CHUNK])
+                            conn.sendall(view[start : start + CHUNK])
                 else:
                     view = memoryview(blobs[plan[1]])
                     for start in range(0, len(view), CHUNK):
-                        conn.sendall(view[start:start + CHUNK])
+                        conn.sendall(view[start : start + CHUNK])
                 conn.settimeout(600)
                 while conn.recv(65536):  # until the client closes
                     pass
@@ -146,8 +159,9 @@ class Sender:
         ctx = mp.get_context("spawn")
         port_q = ctx.Queue()
         self.plans = ctx.Queue()
-        self._proc = ctx.Process(target=_serve, args=(port_q, self.plans),
-                                 daemon=True, name="bench-sender")
+        self._proc = ctx.Process(
+            target=_serve, args=(port_q, self.plans), daemon=True, name="bench-sender"
+        )
         self._proc.start()
         self.url = f"ws://127.0.0.1:{port_q.get(timeout=30)}/stream"
         return self

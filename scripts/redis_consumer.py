@@ -51,8 +51,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"config error: {exc}", file=sys.stderr)
         return 2
-    client = redis.Redis.from_url(args.url, password=password, decode_responses=True,
-                                  socket_connect_timeout=2, socket_timeout=BLOCK_MS / 1000 + 2)
+    client = redis.Redis.from_url(
+        args.url,
+        password=password,
+        decode_responses=True,
+        socket_connect_timeout=2,
+        socket_timeout=BLOCK_MS / 1000 + 2,
+    )
     stream = f"{args.prefix}:events"
     last = "0" if args.from_start else (args.from_id or "$")
     if last == "$":  # resolve now, so a reconnect resumes here and not at the then-newest entry
@@ -94,7 +99,8 @@ def line(entry_id: str, fields: dict[str, str]) -> str:
         return f"{entry_id} unreadable entry ({exc}): {fields}"
     kind = data.pop("type")
     return f"{entry_id} {fields.get('seq', '-')} {kind} " + " ".join(
-        f"{k}={v}" for k, v in data.items())
+        f"{k}={v}" for k, v in data.items()
+    )
 
 
 if __name__ == "__main__":

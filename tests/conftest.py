@@ -44,31 +44,55 @@ def _nothing_written_into_the_checkout() -> Iterator[None]:
     assert not new, f"the test wrote {sorted(new)} into the checkout: use tmp_path"
 
 
-def quote(symbol: str = "BTC/USDT", bid: str = "100", ask: str = "101", ts: int = 1,
-          size: str = "1") -> QuoteTick:
+def quote(
+    symbol: str = "BTC/USDT", bid: str = "100", ask: str = "101", ts: int = 1, size: str = "1"
+) -> QuoteTick:
     """A quote with string prices."""
-    return QuoteTick(ts_event=ts, ts_recv=ts, symbol=symbol, bid=D(bid), ask=D(ask),
-                     bid_size=D(size), ask_size=D(size))
+    return QuoteTick(
+        ts_event=ts,
+        ts_recv=ts,
+        symbol=symbol,
+        bid=D(bid),
+        ask=D(ask),
+        bid_size=D(size),
+        ask_size=D(size),
+    )
 
 
 def trade(symbol: str = "BTC/USDT", price: str = "100", ts: int = 1) -> TradeTick:
     """A public trade."""
-    return TradeTick(ts_event=ts, ts_recv=ts, symbol=symbol, price=D(price), size=D("1"),
-                     aggressor=Side.BUY, trade_id=str(ts))
+    return TradeTick(
+        ts_event=ts,
+        ts_recv=ts,
+        symbol=symbol,
+        price=D(price),
+        size=D("1"),
+        aggressor=Side.BUY,
+        trade_id=str(ts),
+    )
 
 
 def balance(asset: str, total: str, used: str = "0", ts: int = 1) -> BalanceUpdate:
     """A balance update."""
-    return BalanceUpdate(ts_event=ts, ts_recv=ts, asset=asset, free=D(total) - D(used),
-                         used=D(used), total=D(total))
+    return BalanceUpdate(
+        ts_event=ts, ts_recv=ts, asset=asset, free=D(total) - D(used), used=D(used), total=D(total)
+    )
 
 
 def market(symbol: str = "BTC/USDT", min_notional: str = "5") -> MarketUpdated:
     """Market rules with small increments."""
     base, quote_ = symbol.split("/")
-    return MarketUpdated(ts_event=1, ts_recv=1, symbol=symbol, base=base, quote=quote_,
-                         price_increment=D("0.01"), amount_increment=D("0.0001"),
-                         min_amount=D("0.0001"), min_notional=D(min_notional))
+    return MarketUpdated(
+        ts_event=1,
+        ts_recv=1,
+        symbol=symbol,
+        base=base,
+        quote=quote_,
+        price_increment=D("0.01"),
+        amount_increment=D("0.0001"),
+        min_amount=D("0.0001"),
+        min_notional=D(min_notional),
+    )
 
 
 @pytest.fixture

@@ -33,13 +33,19 @@ SYMBOL = "BTC/USDT"
 class Harness:
     """See the module docstring."""
 
-    def __init__(self, tmp_path: Path, strategies: tuple[StrategyConfig, ...] = (),
-                 paper: dict[str, Any] | None = None, **sections: Any) -> None:
+    def __init__(
+        self,
+        tmp_path: Path,
+        strategies: tuple[StrategyConfig, ...] = (),
+        paper: dict[str, Any] | None = None,
+        **sections: Any,
+    ) -> None:
         self.account_file = tmp_path / "paper-account.json"
         cfg = Config(
             trade=TradeConfig(markets=(SYMBOL,)),
-            paper=PaperConfig(**{"persist": True, "account_file": str(self.account_file),
-                                 **(paper or {})}),
+            paper=PaperConfig(
+                **{"persist": True, "account_file": str(self.account_file), **(paper or {})}
+            ),
             journal=JournalConfig(path=str(tmp_path / "journal")),
             reconcile=ReconcileConfig(retry_s=0.01),
             strategies=strategies,
@@ -88,22 +94,48 @@ class Harness:
     def quote(self, bid: str, ask: str, size: str = "10") -> None:
         """A quote stamped now."""
         now = self.clock.now_ns()
-        self.dispatch(QuoteTick(ts_event=now, ts_recv=now, symbol=SYMBOL, bid=D(bid),
-                                ask=D(ask), bid_size=D(size), ask_size=D(size)))
+        self.dispatch(
+            QuoteTick(
+                ts_event=now,
+                ts_recv=now,
+                symbol=SYMBOL,
+                bid=D(bid),
+                ask=D(ask),
+                bid_size=D(size),
+                ask_size=D(size),
+            )
+        )
 
     def trade(self, price: str, size: str = "10") -> None:
         """A public trade stamped now."""
         now = self.clock.now_ns()
-        self.dispatch(TradeTick(ts_event=now, ts_recv=now, symbol=SYMBOL, price=D(price),
-                                size=D(size), aggressor=Side.SELL, trade_id=str(now)))
+        self.dispatch(
+            TradeTick(
+                ts_event=now,
+                ts_recv=now,
+                symbol=SYMBOL,
+                price=D(price),
+                size=D(size),
+                aggressor=Side.SELL,
+                trade_id=str(now),
+            )
+        )
 
-    def order(self, side: Side, amount: str, price: str | None = None,
-              strategy: str = "test") -> list[Event]:
+    def order(
+        self, side: Side, amount: str, price: str | None = None, strategy: str = "test"
+    ) -> list[Event]:
         """Hand an intent to risk as a strategy would; returns what risk decided."""
         kind = OrderType.LIMIT if price is not None else OrderType.MARKET
-        out = self.app.risk.evaluate(OrderIntent(
-            strategy=strategy, symbol=SYMBOL, side=side, amount=D(amount), order_type=kind,
-            price=D(price) if price is not None else None))
+        out = self.app.risk.evaluate(
+            OrderIntent(
+                strategy=strategy,
+                symbol=SYMBOL,
+                side=side,
+                amount=D(amount),
+                order_type=kind,
+                price=D(price) if price is not None else None,
+            )
+        )
         for ev in out:
             self.app.engine.emit(ev)
         self.pump()

@@ -30,8 +30,10 @@ class RedisServer:
 
     def __init__(self, directory: Path, password: str | None = None) -> None:
         if REDIS_SERVER is None:
-            pytest.skip("redis-server is not installed here (CI installs it: see .ci/run; "
-                        "locally: apt-get install -y redis-server)")
+            pytest.skip(
+                "redis-server is not installed here (CI installs it: see .ci/run; "
+                "locally: apt-get install -y redis-server)"
+            )
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -45,9 +47,25 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         """Start and wait until it answers."""
-        cmd = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-               str(self.dir), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
-               "--logfile", "redis.log", "--daemonize", "no"]
+        cmd = [
+            REDIS_SERVER,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(self.dir),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--logfile",
+            "redis.log",
+            "--daemonize",
+            "no",
+        ]
         if self.password:
             cmd += ["--requirepass", self.password]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -58,8 +76,10 @@ class RedisServer:
                     return self
             except Exception:  # noqa: BLE001 - not up yet
                 time.sleep(0.02)
-        raise RuntimeError(f"redis-server on {self.port} did not start: "
-                           f"{(self.dir / 'redis.log').read_text()[-2000:]}")
+        raise RuntimeError(
+            f"redis-server on {self.port} did not start: "
+            f"{(self.dir / 'redis.log').read_text()[-2000:]}"
+        )
 
     def kill(self) -> None:
         """``kill -9``: no shutdown save, only what the append-only file already holds."""
@@ -80,8 +100,13 @@ class RedisServer:
         """A client with decoded responses."""
         import redis
 
-        return redis.Redis(port=self.port, password=self.password, decode_responses=True,
-                           socket_timeout=2, socket_connect_timeout=1)
+        return redis.Redis(
+            port=self.port,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=2,
+            socket_connect_timeout=1,
+        )
 
 
 @pytest.fixture

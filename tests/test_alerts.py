@@ -65,8 +65,9 @@ class Receiver:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, name="test-receiver",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, name="test-receiver", daemon=True
+        ).start()
 
     def down(self) -> None:
         assert self._server is not None
@@ -97,37 +98,58 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
 
 
 def fill(n: int, ts: int = 0, side: Side = Side.BUY) -> OrderFilled:
-    return OrderFilled(ts_event=ts, ts_recv=ts, client_id=f"trd-x-{n}", exchange_id=str(n),
-                       trade_id=f"t{n}", symbol="BTC/USDT", side=side, price=Decimal("60000"),
-                       amount=Decimal("0.01"), fee=Decimal("0.6"), fee_asset="USDT",
-                       filled_total=Decimal("0.01"), is_final=True)
+    return OrderFilled(
+        ts_event=ts,
+        ts_recv=ts,
+        client_id=f"trd-x-{n}",
+        exchange_id=str(n),
+        trade_id=f"t{n}",
+        symbol="BTC/USDT",
+        side=side,
+        price=Decimal("60000"),
+        amount=Decimal("0.01"),
+        fee=Decimal("0.6"),
+        fee_asset="USDT",
+        filled_total=Decimal("0.01"),
+        is_final=True,
+    )
 
 
 def test_a_fill_a_halt_and_a_stale_feed_each_arrive_once_and_the_token_stays_secret(
-        tmp_path: Path, receiver: Receiver, capfd: Any, restore_logging: None) -> None:
+    tmp_path: Path, receiver: Receiver, capfd: Any, restore_logging: None
+) -> None:
     env = {"TRADER_ALERT_URLS": receiver.url}
-    cfg = config_from_dict({
-        "general": {"name": "bot-7"},
-        "simulated": {"tick_interval_s": 0.01},
-        "journal": {"path": str(tmp_path / "journal"), "flush_interval_s": 0.05},
-        "metrics": {"port": free_port()},
-        "reconcile": {"enabled": False},
-        "alerts": {"batch_s": 0.05, "min_interval_s": 0, "feed_down_after_s": 3},
-    }, env)
+    cfg = config_from_dict(
+        {
+            "general": {"name": "bot-7"},
+            "simulated": {"tick_interval_s": 0.01},
+            "journal": {"path": str(tmp_path / "journal"), "flush_interval_s": 0.05},
+            "metrics": {"port": free_port()},
+            "reconcile": {"enabled": False},
+            "alerts": {"batch_s": 0.05, "min_interval_s": 0, "feed_down_after_s": 3},
+        },
+        env,
+    )
     setup_logging("DEBUG", cfg.secrets.values())
     app = App(cfg)
     with running(app):
         now = time.time_ns()
         app.bus.publish(fill(1, now))
         wait_until(lambda: any("FILL" in line for line in receiver.lines()))
-        req = urllib.request.Request(f"http://127.0.0.1:{app.http.port}/halt", method="POST",
-                                     data=b'{"reason": "maintenance window"}',
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {app.http.token}"})
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{app.http.port}/halt",
+            method="POST",
+            data=b'{"reason": "maintenance window"}',
+            headers={
+                "Content-Type": "application/json",
+                "Authorization": f"Bearer {app.http.token}",
+            },
+        )
         urllib.request.urlopen(req, timeout=5).close()
         wait_until(lambda: any("HALTED" in line for line in receiver.lines()))
-        app.bus.publish(FeedStale(ts_event=now, ts_recv=time.time_ns(), feed="sim-feed",
-                                  silent_s=Decimal("5")))
+        app.bus.publish(
+            FeedStale(ts_event=now, ts_recv=time.time_ns(), feed="sim-feed", silent_s=Decimal("5"))
+        )
         wait_until(lambda: any("FEED" in line for line in receiver.lines()))
         time.sleep(0.3)  # anything sent twice would arrive now
 
@@ -135,12 +157,14 @@ def test_a_fill_a_halt_and_a_stale_feed_each_arrive_once_and_the_token_stays_sec
             with urllib.request.urlopen(f"http://127.0.0.1:{app.http.port}/metrics") as resp:
                 text = resp.read().decode()
             return text if 'trader_alerts_total{outcome="sent"} 3' in text else ""
+
         metrics = wait_until(sent_in_metrics)
     lines = receiver.lines()
     assert lines.count("FILL BUY 0.01 BTC/USDT @ 60000 (fee 0.6 USDT, order trd-x-1)") == 1
     assert lines.count("TRADING HALTED: operator: maintenance window") == 1
-    assert [line for line in lines if line.startswith("FEED")] == \
-        ["FEED sim-feed stale (no data) for 5s"]
+    assert [line for line in lines if line.startswith("FEED")] == [
+        "FEED sim-feed stale (no data) for 5s"
+    ]
     assert all(m["title"].startswith("bot-7: ") for m in receiver.messages)
     assert all(p == f"/hook/{TOKEN}" for p in receiver.paths)  # the token did reach apprise
     logs = capfd.readouterr().err
@@ -170,16 +194,19 @@ def test_fifty_fills_in_a_second_arrive_as_a_few_messages(receiver: Receiver) ->
         stop.set()
         thread.join(5)
     assert sorted(receiver.lines()) == sorted(
-        f"FILL BUY 0.01 BTC/USDT @ 60000 (fee 0.6 USDT, order trd-x-{n})" for n in range(50))
+        f"FILL BUY 0.01 BTC/USDT @ 60000 (fee 0.6 USDT, order trd-x-{n})" for n in range(50)
+    )
     assert len(receiver.messages) <= 3
-    assert receiver.messages[0]["title"].startswith("bot: ") and "fill" in \
-        receiver.messages[0]["title"]
-    assert stats.get("alerts.sent") == 50 and stats.get("alerts.messages") == len(
-        receiver.messages)
+    assert (
+        receiver.messages[0]["title"].startswith("bot: ")
+        and "fill" in receiver.messages[0]["title"]
+    )
+    assert stats.get("alerts.sent") == 50 and stats.get("alerts.messages") == len(receiver.messages)
 
 
 def test_receiver_down_loses_nothing_and_never_slows_the_caller(
-        receiver: Receiver, caplog: Any) -> None:
+    receiver: Receiver, caplog: Any
+) -> None:
     caplog.set_level(logging.INFO, logger="trader.alerts")
     stats = Stats()
     cfg = AlertsConfig(batch_s=0.01, min_interval_s=0, retry_initial_s=0.05, retry_max_s=0.2)
@@ -205,7 +232,8 @@ def test_receiver_down_loses_nothing_and_never_slows_the_caller(
         stop.set()
         thread.join(5)
     assert sorted(receiver.lines()) == sorted(
-        f"FILL BUY 0.01 BTC/USDT @ 60000 (fee 0.6 USDT, order trd-x-{n})" for n in range(20))
+        f"FILL BUY 0.01 BTC/USDT @ 60000 (fee 0.6 USDT, order trd-x-{n})" for n in range(20)
+    )
     assert slowest < 0.005  # the main thread only appends
     failures = [r for r in caplog.records if "delivery failed" in r.getMessage()]
     assert len(failures) == 1  # logged once for the whole outage
@@ -218,8 +246,7 @@ def test_the_daily_summary_comes_once_at_its_time_with_pnl_trades_and_fees() -> 
     clock = ManualClock((day + 86_400 - 30) * NS)  # 23:59:30
     store = MemoryStore(StoreConfig())
     outbox = Outbox(100, Stats())
-    rules = AlertRules(AlertsConfig(daily_summary_utc="00:00"), outbox, ReadOnlyView(store),
-                       clock)
+    rules = AlertRules(AlertsConfig(daily_summary_utc="00:00"), outbox, ReadOnlyView(store), clock)
     rules.check()
     rules.on_fill(fill(1))
     rules.on_fill(fill(2, side=Side.SELL))
@@ -241,8 +268,9 @@ def test_the_daily_summary_comes_once_at_its_time_with_pnl_trades_and_fees() -> 
 def test_a_full_outbox_drops_the_oldest_and_counts_them() -> None:
     stats = Stats()
     outbox = Outbox(10, stats)
-    rules = AlertRules(AlertsConfig(), outbox, ReadOnlyView(MemoryStore(StoreConfig())),
-                       ManualClock(0))
+    rules = AlertRules(
+        AlertsConfig(), outbox, ReadOnlyView(MemoryStore(StoreConfig())), ManualClock(0)
+    )
     for n in range(15):
         rules.on_fill(fill(n))
     kept = outbox.take(100)

@@ -140,7 +140,7 @@ def find_cycle(graph: dict[str, dict[str, int]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(internal[node]):
             if state.get(nxt) == 1:
-                return stack[stack.index(nxt):] + [nxt]
+                return stack[stack.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         stack.pop()
@@ -179,14 +179,24 @@ def test_the_graph_holds_lazy_imports() -> None:
 
 
 # What a lazy import may defer: a heavy or optional dependency loaded only when it is used.
-LAZY_OK = ("trader.exchange.ccxt_gateway", "trader.exchange.ccxt_client", "trader.store.redis",
-           "matplotlib", "ccxt", "redis", "apprise")
+LAZY_OK = (
+    "trader.exchange.ccxt_gateway",
+    "trader.exchange.ccxt_client",
+    "trader.store.redis",
+    "matplotlib",
+    "ccxt",
+    "redis",
+    "apprise",
+)
 
 
 def test_lazy_imports_only_defer_heavy_dependencies() -> None:
     """No import is made lazy to dodge a cycle: each one defers ccxt, redis or matplotlib."""
-    found = [f"{src} -> {dst} ({module_path(src)}:{line})" for src, dst, line in lazy_imports()
-             if not any(within(dst, ok) for ok in LAZY_OK)]
+    found = [
+        f"{src} -> {dst} ({module_path(src)}:{line})"
+        for src, dst, line in lazy_imports()
+        if not any(within(dst, ok) for ok in LAZY_OK)
+    ]
     assert not found, "lazy imports that are not for a heavy dependency:\n  " + "\n  ".join(found)
 
 

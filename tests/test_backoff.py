@@ -44,8 +44,10 @@ def test_partial_jitter_keeps_a_floor() -> None:
     assert [round(high.next_delay(), 3) for _ in range(5)] == [1, 2, 4, 8, 8]
     low.reset()
     assert low.next_delay() == 0.5
-    spread = {round(Backoff(1, 8, jitter=0.5, rng=random.Random(seed)).next_delay(), 6)
-              for seed in range(20)}
+    spread = {
+        round(Backoff(1, 8, jitter=0.5, rng=random.Random(seed)).next_delay(), 6)
+        for seed in range(20)
+    }
     assert len(spread) == 20 and all(0.5 <= d < 1 for d in spread)
 
 
@@ -56,8 +58,10 @@ def test_many_attempts_stay_at_the_cap() -> None:
     assert delay == 30
 
 
-@pytest.mark.parametrize("args, kwargs", [((1, 0.5), {}), ((-1, 1), {}),
-                                          ((1, 2), {"jitter": 1.5}), ((1, 2), {"jitter": -0.1})])
+@pytest.mark.parametrize(
+    "args, kwargs",
+    [((1, 0.5), {}), ((-1, 1), {}), ((1, 2), {"jitter": 1.5}), ((1, 2), {"jitter": -0.1})],
+)
 def test_bad_parameters_are_refused(args: tuple, kwargs: dict) -> None:
     with pytest.raises(ValueError, match="backoff"):
         Backoff(*args, **kwargs)

@@ -33,8 +33,9 @@ CONFIG = {
     "trade": {"markets": ["BTC/USDT"]},
     "paper": {"starting_balances": {"USDT": 10000}, "fee_rate": 0.001, "slippage_bps": 0},
     "simulated": {"spread_bps": 0},
-    "strategies": [{"name": "ma_cross", "market": "BTC/USDT",
-                    "params": {"fast": 2, "slow": 3, "amount": 1}}],
+    "strategies": [
+        {"name": "ma_cross", "market": "BTC/USDT", "params": {"fast": 2, "slow": 3, "amount": 1}}
+    ],
 }
 
 
@@ -53,8 +54,10 @@ def test_ma_cross_over_a_known_path_gives_the_hand_computed_result(tmp_path: Pat
     cfg = config_from_dict(CONFIG, {})
     result = run_csv(cfg, {"BTC/USDT": read_csv(write_bars(tmp_path / "btc.csv", CLOSES))})
     assert [(f.side, f.price, f.amount, f.fee) for f in result.fills] == [
-        ("buy", D(100), D(1), D("0.1")), ("sell", D(95), D(1), D("0.095")),
-        ("buy", D(100), D(1), D("0.1")), ("sell", D(103), D(1), D("0.103")),
+        ("buy", D(100), D(1), D("0.1")),
+        ("sell", D(95), D(1), D("0.095")),
+        ("buy", D(100), D(1), D("0.1")),
+        ("sell", D(103), D(1), D("0.103")),
     ]
     assert [f.ts_ns for f in result.fills] == [(T0 + n * HOUR) * 10**9 for n in (5, 8, 10, 13)]
     assert result.round_trips == [D("-5.195"), D("2.797")]
@@ -75,9 +78,18 @@ def test_cli_prints_the_figures_and_writes_the_report(tmp_path: Path) -> None:
     bars = write_bars(tmp_path / "btc.csv", CLOSES)
     out = tmp_path / "report"
     res = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "backtest.py"), f"BTC/USDT={bars}",
-         "--config", str(cfg), "--out", str(out)],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "backtest.py"),
+            f"BTC/USDT={bars}",
+            "--config",
+            str(cfg),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert res.returncode == 0, res.stderr
     assert "return        -0.02%" in res.stdout
@@ -87,17 +99,26 @@ def test_cli_prints_the_figures_and_writes_the_report(tmp_path: Path) -> None:
     assert (out / "equity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader(open(out / "trades.csv")))
     assert [(r["side"], r["price"]) for r in rows] == [
-        ("buy", "100"), ("sell", "95"), ("buy", "100"), ("sell", "103")]
+        ("buy", "100"),
+        ("sell", "95"),
+        ("buy", "100"),
+        ("sell", "103"),
+    ]
     assert len(list(csv.DictReader(open(out / "equity.csv")))) == len(CLOSES)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("time,open,high,low,close,volume\n1,1,1,1,1,1\n", "missing columns ['timestamp']"),
-    ("timestamp,open,high,low,close,volume\n1700000000,1,1,1,x,1\n", "bad.csv:2: cannot parse"),
-    ("timestamp,open,high,low,close,volume\n1700000000,1,1,1,1,1\n1700000000,1,1,1,1,1\n",
-     "bad.csv:3: timestamps must increase"),
-    ("timestamp,open,high,low,close,volume\n1700000000,1,2,1,3,1\n", "bad.csv:2: inconsistent"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("time,open,high,low,close,volume\n1,1,1,1,1,1\n", "missing columns ['timestamp']"),
+        ("timestamp,open,high,low,close,volume\n1700000000,1,1,1,x,1\n", "bad.csv:2: cannot parse"),
+        (
+            "timestamp,open,high,low,close,volume\n1700000000,1,1,1,1,1\n1700000000,1,1,1,1,1\n",
+            "bad.csv:3: timestamps must increase",
+        ),
+        ("timestamp,open,high,low,close,volume\n1700000000,1,2,1,3,1\n", "bad.csv:2: inconsistent"),
+    ],
+)
 def test_bad_csv_is_refused_with_its_place(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "bad.csv"
     path.write_text(content)
@@ -107,8 +128,10 @@ def test_bad_csv_is_refused_with_its_place(tmp_path: Path, content: str, message
 
 def test_timestamps_in_ms_and_iso_are_read(tmp_path: Path) -> None:
     path = tmp_path / "ms.csv"
-    path.write_text("timestamp,open,high,low,close,volume\n"
-                    "1700000000000,1,1,1,1,1\n2023-11-14T22:13:21Z,1,1,1,1,1\n")
+    path.write_text(
+        "timestamp,open,high,low,close,volume\n"
+        "1700000000000,1,1,1,1,1\n2023-11-14T22:13:21Z,1,1,1,1,1\n"
+    )
     assert [b.start_ns for b in read_csv(path)] == [T0 * 10**9, (T0 + 1) * 10**9]
 
 
@@ -116,14 +139,27 @@ def test_backtest_over_a_journal_uses_its_market_data(tmp_path: Path) -> None:
     from tests.test_replay import record_session
 
     journal, _ = record_session(tmp_path, steps=400)
-    cfg = config_from_dict({**CONFIG, "trade": {"markets": ["BTC/USDT", "ETH/USDT"]},
-                            "strategies": [{"name": "ma_cross", "market": "BTC/USDT",
-                                            "params": {"fast": 2, "slow": 3, "amount": 0.01}}]},
-                           {})
+    cfg = config_from_dict(
+        {
+            **CONFIG,
+            "trade": {"markets": ["BTC/USDT", "ETH/USDT"]},
+            "strategies": [
+                {
+                    "name": "ma_cross",
+                    "market": "BTC/USDT",
+                    "params": {"fast": 2, "slow": 3, "amount": 0.01},
+                }
+            ],
+        },
+        {},
+    )
     result = run_journals(cfg, [journal])
     assert result.symbols == ("BTC/USDT",)
-    recorded = [e for e in read_events(journal) if getattr(e, "symbol", None) == "BTC/USDT"
-                and isinstance(e, (MarketData, MarketUpdated))]
+    recorded = [
+        e
+        for e in read_events(journal)
+        if getattr(e, "symbol", None) == "BTC/USDT" and isinstance(e, (MarketData, MarketUpdated))
+    ]
     assert result.events == len(recorded)
     assert result.fills, "the strategy traded on the recorded prices"
     assert all(f.strategy == "ma_cross:BTC/USDT" for f in result.fills)
@@ -134,12 +170,31 @@ def test_the_report_of_a_journal_backtest_charts_the_journal_candles(tmp_path: P
     from trader.cli import backtest
 
     journal, _ = record_session(tmp_path, steps=400)
-    cfg = {**CONFIG, "strategies": [{"name": "ma_cross", "market": "BTC/USDT",
-                                     "params": {"fast": 2, "slow": 3, "amount": 0.01}}]}
+    cfg = {
+        **CONFIG,
+        "strategies": [
+            {
+                "name": "ma_cross",
+                "market": "BTC/USDT",
+                "params": {"fast": 2, "slow": 3, "amount": 0.01},
+            }
+        ],
+    }
     (tmp_path / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
     out = tmp_path / "report"
-    assert backtest.main([str(journal), "--config", str(tmp_path / "config.yaml"),
-                          "--out", str(out), "--no-progress"]) == 0
+    assert (
+        backtest.main(
+            [
+                str(journal),
+                "--config",
+                str(tmp_path / "config.yaml"),
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     page = (out / "report.html").read_text()
     report = json.loads(page.split("const REPORT = ", 1)[1].split(";</script>", 1)[0])
     candles = report["candles"]["BTC/USDT"]

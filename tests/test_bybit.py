@@ -61,19 +61,29 @@ def double():
         yield d
 
 
-def gateway(double: BybitRestDouble, secrets: Secrets = KEYS,
-            monotonic=time.monotonic) -> CcxtGateway:
+def gateway(
+    double: BybitRestDouble, secrets: Secrets = KEYS, monotonic=time.monotonic
+) -> CcxtGateway:
     cfg = ExchangeConfig(name="bybit", mode=Mode.LIVE, urls=UrlsConfig(rest=double.url))
     gw = CcxtGateway.from_config(cfg, secrets, LiveClock(), [SYMBOL], monotonic)
     gw.load_markets([SYMBOL])
     return gw
 
 
-def order(cid: str, price: str | None = "4.1", amount: str = "1",
-          side: Side = Side.SELL) -> SubmitOrder:
+def order(
+    cid: str, price: str | None = "4.1", amount: str = "1", side: Side = Side.SELL
+) -> SubmitOrder:
     kind = OrderType.MARKET if price is None else OrderType.LIMIT
-    return SubmitOrder(ts_event=1, ts_recv=1, client_id=cid, symbol=SYMBOL, side=side,
-                       order_type=kind, amount=D(amount), price=D(price) if price else None)
+    return SubmitOrder(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        symbol=SYMBOL,
+        side=side,
+        order_type=kind,
+        amount=D(amount),
+        price=D(price) if price else None,
+    )
 
 
 def paths(double: BybitRestDouble, since: int = 0) -> list[str]:
@@ -93,10 +103,14 @@ def test_markets_and_the_unified_wallet_load_through_signed_requests(double) -> 
     assert wallet[-1].params == {"accountType": "UNIFIED"}
 
 
-@pytest.mark.parametrize("secrets,code", [
-    (Secrets(api_key="test-key", api_secret="wrong"), "10004"),
-    (Secrets(api_key="other-key", api_secret="test-secret"), "10003"),
-], ids=["bad-signature", "unknown-key"])
+@pytest.mark.parametrize(
+    "secrets,code",
+    [
+        (Secrets(api_key="test-key", api_secret="wrong"), "10004"),
+        (Secrets(api_key="other-key", api_secret="test-secret"), "10003"),
+    ],
+    ids=["bad-signature", "unknown-key"],
+)
 def test_a_bad_key_or_signature_is_an_authentication_error(double, secrets, code) -> None:
     with pytest.raises(AuthenticationError, match=code):
         gateway(double, secrets)  # loading markets already signs a request (coin info)
@@ -130,11 +144,18 @@ def test_a_rate_limit_pauses_until_bybits_reset_timestamp(double) -> None:
     assert gw.fetch_open_orders([SYMBOL]) == []
 
 
-@pytest.mark.parametrize("fault", [
-    Fault(200, error(10018, "Exceeded the IP Rate Limit").body,
-          {"X-Bapi-Limit-Reset-Timestamp": str(int(time.time() * 1000))}),  # stamped "now"
-    Fault(403, "access too frequent", {"Content-Type": "text/plain"}),
-], ids=["10018", "http-403"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(
+            200,
+            error(10018, "Exceeded the IP Rate Limit").body,
+            {"X-Bapi-Limit-Reset-Timestamp": str(int(time.time() * 1000))},
+        ),  # stamped "now"
+        Fault(403, "access too frequent", {"Content-Type": "text/plain"}),
+    ],
+    ids=["10018", "http-403"],
+)
 def test_bybits_other_rate_limits_pause_for_the_default_time(double, fault) -> None:
     clock = FakeMonotonic()
     gw = gateway(double, monotonic=clock)
@@ -153,15 +174,23 @@ def test_retry_after_reads_bybits_reset_timestamp_in_any_case() -> None:
     assert retry_after_s({"X-Bapi-Limit-Reset-Timestamp": "1500"}) is None  # no clock given
 
 
-@pytest.mark.parametrize("fault,poll_error,create_error", [
-    (error(10016, "Request timeout, please try again later"), TemporaryError,
-     UnknownOutcomeError),
-    (Fault.server_error(503), TemporaryError, UnknownOutcomeError),
-    (Fault.malformed(), BadResponseError, UnknownOutcomeError),
-    (error(99999, "something new"), ExchangeError, ExchangeError),
-], ids=["retCode-timeout", "503", "malformed-json", "unknown-retCode"])
+@pytest.mark.parametrize(
+    "fault,poll_error,create_error",
+    [
+        (
+            error(10016, "Request timeout, please try again later"),
+            TemporaryError,
+            UnknownOutcomeError,
+        ),
+        (Fault.server_error(503), TemporaryError, UnknownOutcomeError),
+        (Fault.malformed(), BadResponseError, UnknownOutcomeError),
+        (error(99999, "something new"), ExchangeError, ExchangeError),
+    ],
+    ids=["retCode-timeout", "503", "malformed-json", "unknown-retCode"],
+)
 def test_failed_answers_are_translated_and_a_failed_create_may_have_placed_the_order(
-        double, fault, poll_error, create_error) -> None:
+    double, fault, poll_error, create_error
+) -> None:
     gw = gateway(double)
     double.script("GET", "/v5/account/wallet-balance", fault)
     with pytest.raises(poll_error):
@@ -205,8 +234,7 @@ def test_an_order_gone_from_the_history_is_found_by_its_executions(double) -> No
     report = gateway(double).fetch_order("c1", SYMBOL)
     assert (report.status, report.amount, report.filled) == (OrderStatus.FILLED, D(2), D(2))
     assert report.avg_price == D("4.35") and report.exchange_id == "1001"
-    assert paths(double)[-3:] == ["/v5/order/realtime", "/v5/order/history",
-                                  "/v5/execution/list"]
+    assert paths(double)[-3:] == ["/v5/order/realtime", "/v5/order/history", "/v5/execution/list"]
     with pytest.raises(OrderNotFoundError):
         gateway(double).fetch_order("never-sent", SYMBOL)
 
@@ -254,13 +282,14 @@ def test_fills_come_from_executions_without_any_order_lookup(double) -> None:
     start = len(double.requests)
     fills = gw.fetch_my_trades(SYMBOL, since)
     assert paths(double, start) == ["/v5/execution/list"]  # no order lookups at all
-    got = [(f.client_id, f.amount, f.filled_total, f.is_final, f.fee, f.fee_asset)
-           for f in fills]
-    assert sorted(got) == sorted([
-        ("c1", D("0.4"), D("0.4"), False, D("0.00164"), "USDT"),
-        ("c1", D("0.6"), D(1), True, D("0.00252"), "USDT"),
-        ("c2", D(2), D(2), True, D("0.002"), "BTC"),  # a spot buy pays its fee in base
-    ])
+    got = [(f.client_id, f.amount, f.filled_total, f.is_final, f.fee, f.fee_asset) for f in fills]
+    assert sorted(got) == sorted(
+        [
+            ("c1", D("0.4"), D("0.4"), False, D("0.00164"), "USDT"),
+            ("c1", D("0.6"), D(1), True, D("0.00252"), "USDT"),
+            ("c2", D(2), D(2), True, D("0.002"), "BTC"),  # a spot buy pays its fee in base
+        ]
+    )
     # the wallet moved with the fills
     assert double.balance("BTC") == D(10) - 1 + 2 - D("0.002")
     assert double.balance("USDT") == D(100_000) + D("1.64") + D("2.52") - D("0.00416") - D("8.02")
@@ -271,36 +300,67 @@ def test_fills_come_from_executions_without_any_order_lookup(double) -> None:
 
 KLINE = {  # docs v5/websocket/public/kline, Response Example
     "topic": "kline.5.BTCUSDT",
-    "data": [{"start": 1672324800000, "end": 1672325099999, "interval": "5", "open": "16649.5",
-              "close": "16677", "high": "16677", "low": "16608", "volume": "2.081",
-              "turnover": "34666.4005", "confirm": False, "timestamp": 1672324988882}],
-    "ts": 1672324988882, "type": "snapshot",
+    "data": [
+        {
+            "start": 1672324800000,
+            "end": 1672325099999,
+            "interval": "5",
+            "open": "16649.5",
+            "close": "16677",
+            "high": "16677",
+            "low": "16608",
+            "volume": "2.081",
+            "turnover": "34666.4005",
+            "confirm": False,
+            "timestamp": 1672324988882,
+        }
+    ],
+    "ts": 1672324988882,
+    "type": "snapshot",
 }
 
 
 def test_a_bybit_kline_parses_to_a_candle_in_our_interval_notation() -> None:
     ctx = ParseContext(7, SymbolMap([SYMBOL]), "spot")
-    assert bybit.parse(KLINE, ctx) == [Candle(
-        ts_event=1672324988882 * 1_000_000, ts_recv=7, symbol=SYMBOL, interval="5m",
-        open=D("16649.5"), high=D("16677"), low=D("16608"), close=D("16677"),
-        volume=D("2.081"), start_ns=1672324800000 * 1_000_000, closed=False)]
+    assert bybit.parse(KLINE, ctx) == [
+        Candle(
+            ts_event=1672324988882 * 1_000_000,
+            ts_recv=7,
+            symbol=SYMBOL,
+            interval="5m",
+            open=D("16649.5"),
+            high=D("16677"),
+            low=D("16608"),
+            close=D("16677"),
+            volume=D("2.081"),
+            start_ns=1672324800000 * 1_000_000,
+            closed=False,
+        )
+    ]
 
 
 def test_the_candle_topic_is_subscribed_with_bybits_interval() -> None:
     streams = BybitPublicStreams("wss://x/v5/public/spot", "spot", [SYMBOL], "1h")
     assert streams.topics == ["orderbook.1.BTCUSDT", "publicTrade.BTCUSDT", "kline.60.BTCUSDT"]
     assert BybitPublicStreams("wss://x", "spot", [SYMBOL]).topics == [
-        "orderbook.1.BTCUSDT", "publicTrade.BTCUSDT"]
+        "orderbook.1.BTCUSDT",
+        "publicTrade.BTCUSDT",
+    ]
 
 
 @pytest.mark.parametrize("interval,topic", [("1m", "kline.1.BTCUSDT"), ("8h", None)])
 def test_a_candle_interval_bybit_lacks_is_said_at_start_up(caplog, interval, topic) -> None:
-    cfg = config_from_dict({"exchange": {"name": "bybit"}, "trade": {"markets": [SYMBOL]},
-                            "streams": {"kline_interval": interval}}, {})
+    cfg = config_from_dict(
+        {
+            "exchange": {"name": "bybit"},
+            "trade": {"markets": [SYMBOL]},
+            "streams": {"kline_interval": interval},
+        },
+        {},
+    )
     with caplog.at_level(logging.WARNING, "trader.feeds.streams"):
         (spot,) = build_stream_workers(cfg, lambda e: None, ManualClock(0), Stats())
     kline = [t for t in spot.protocol.topics if t.startswith("kline")]  # type: ignore[attr-defined]
     assert kline == ([topic] if topic else [])
     warned = "bybit has no 8h candles" in caplog.text and "ma_cross" in caplog.text
     assert warned is (topic is None)
-

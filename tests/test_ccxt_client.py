@@ -60,8 +60,9 @@ def test_the_rest_override_sends_every_api_url_to_its_host(name: str) -> None:
 def test_sandbox_uses_the_testnet_and_an_override_keeps_its_paths() -> None:
     testnet = make_exchange(ExchangeConfig(name="binance", sandbox=True), None)
     assert urlsplit(testnet.urls["api"]["public"]).netloc == "testnet.binance.vision"
-    both = make_exchange(ExchangeConfig(name="binance", sandbox=True,
-                                        urls=UrlsConfig(rest=BASE)), None)
+    both = make_exchange(
+        ExchangeConfig(name="binance", sandbox=True, urls=UrlsConfig(rest=BASE)), None
+    )
     assert all(u.startswith(BASE + "/") for u in all_urls(both.urls["api"]))
     assert paths(both.urls["api"]) == paths(testnet.urls["api"])
 
@@ -72,8 +73,9 @@ def test_an_exchange_without_a_testnet_cannot_use_sandbox() -> None:
 
 
 def test_the_instance_rate_limits_times_out_and_never_retries() -> None:
-    ex = make_exchange(ExchangeConfig(name="binance", timeout_ms=1234),
-                       Secrets(api_key="k", api_secret="s"))
+    ex = make_exchange(
+        ExchangeConfig(name="binance", timeout_ms=1234), Secrets(api_key="k", api_secret="s")
+    )
     assert ex.enableRateLimit is True and ex.timeout == 1234
     assert ex.rateLimit == ccxt.binance().rateLimit  # never lowered
     assert ex.options["maxRetriesOnFailure"] == 0
@@ -82,8 +84,11 @@ def test_the_instance_rate_limits_times_out_and_never_retries() -> None:
 
 
 def test_an_unknown_exchange_id_is_a_config_error_with_a_hint() -> None:
-    with pytest.raises(ConfigError, match=r"^exchange.name: unknown exchange 'binanse' "
-                                          r"\(did you mean 'binance'\?\)$"):
+    with pytest.raises(
+        ConfigError,
+        match=r"^exchange.name: unknown exchange 'binanse' "
+        r"\(did you mean 'binance'\?\)$",
+    ):
         check_config(config_from_dict({"exchange": {"name": "binanse"}}, {}))
     kraken = config_from_dict({"exchange": {"name": "kraken"}}, {})
     check_config(kraken)  # a known id passes
@@ -103,10 +108,13 @@ def test_ccxt_never_logs_signed_requests_even_at_debug() -> None:
 
 def test_paper_mode_trades_on_paper_with_public_ccxt_market_data() -> None:
     with BinanceRestDouble() as double:
-        cfg = Config(exchange=ExchangeConfig(name="binance", mode=Mode.PAPER,
-                                             urls=UrlsConfig(rest=double.url)),
-                     trade=TradeConfig(markets=("BTC/USDT",)),
-                     secrets=Secrets(api_key="test-key", api_secret="test-secret"))
+        cfg = Config(
+            exchange=ExchangeConfig(
+                name="binance", mode=Mode.PAPER, urls=UrlsConfig(rest=double.url)
+            ),
+            trade=TradeConfig(markets=("BTC/USDT",)),
+            secrets=Secrets(api_key="test-key", api_secret="test-secret"),
+        )
         venue = build_venue(cfg, lambda ev: None, LiveClock())
         assert isinstance(venue.gateway, PaperGateway)
         assert [w.name for w in venue.feeds] == ["ws-binance-market"]  # no account stream
@@ -121,17 +129,28 @@ def test_paper_mode_trades_on_paper_with_public_ccxt_market_data() -> None:
 
 def test_live_mode_uses_the_ccxt_gateway_with_the_keys_and_the_streams() -> None:
     with BinanceRestDouble() as double:
-        cfg = Config(exchange=ExchangeConfig(name="binance", mode=Mode.LIVE,
-                                             urls=UrlsConfig(rest=double.url)),
-                     trade=TradeConfig(markets=("BTC/USDT",)),
-                     secrets=Secrets(api_key="test-key", api_secret="test-secret"))
+        cfg = Config(
+            exchange=ExchangeConfig(
+                name="binance", mode=Mode.LIVE, urls=UrlsConfig(rest=double.url)
+            ),
+            trade=TradeConfig(markets=("BTC/USDT",)),
+            secrets=Secrets(api_key="test-key", api_secret="test-secret"),
+        )
         venue = build_venue(cfg, lambda ev: None, LiveClock())
         assert isinstance(venue.gateway, CcxtGateway) and venue.handlers == []
         assert venue.gateway.exchange.apiKey == "test-key"
         assert [w.name for w in venue.feeds] == ["ws-binance-market", "ws-binance-user"]
-        events = venue.gateway.create_order(SubmitOrder(
-            ts_event=1, ts_recv=1, client_id="trd-1", symbol="BTC/USDT", side=Side.BUY,
-            order_type=OrderType.MARKET, amount=Decimal("3")))
+        events = venue.gateway.create_order(
+            SubmitOrder(
+                ts_event=1,
+                ts_recv=1,
+                client_id="trd-1",
+                symbol="BTC/USDT",
+                side=Side.BUY,
+                order_type=OrderType.MARKET,
+                amount=Decimal("3"),
+            )
+        )
         # the answer reports its fill too (the user stream and the poller will report it
         # again: the store applies it once, see test_store and test_poller)
         assert [type(e).__name__ for e in events] == ["OrderAccepted", "OrderFilled"]

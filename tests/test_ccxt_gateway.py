@@ -60,17 +60,35 @@ def double():
         yield d
 
 
-def gateway(double: BinanceRestDouble, secrets: Secrets = KEYS, timeout_ms: int = 5000,
-            monotonic=time.monotonic) -> CcxtGateway:
-    cfg = ExchangeConfig(name="binance", mode=Mode.LIVE, urls=UrlsConfig(rest=double.url),
-                         timeout_ms=timeout_ms)
+def gateway(
+    double: BinanceRestDouble,
+    secrets: Secrets = KEYS,
+    timeout_ms: int = 5000,
+    monotonic=time.monotonic,
+) -> CcxtGateway:
+    cfg = ExchangeConfig(
+        name="binance", mode=Mode.LIVE, urls=UrlsConfig(rest=double.url), timeout_ms=timeout_ms
+    )
     return CcxtGateway.from_config(cfg, secrets, LiveClock(), ["BTC/USDT"], monotonic)
 
 
-def order(cid: str, kind: OrderType = OrderType.LIMIT, price: str | None = "3.5",
-          amount: str = "3", side: Side = Side.BUY) -> SubmitOrder:
-    return SubmitOrder(ts_event=1, ts_recv=1, client_id=cid, symbol="BTC/USDT", side=side,
-                       order_type=kind, amount=D(amount), price=D(price) if price else None)
+def order(
+    cid: str,
+    kind: OrderType = OrderType.LIMIT,
+    price: str | None = "3.5",
+    amount: str = "3",
+    side: Side = Side.BUY,
+) -> SubmitOrder:
+    return SubmitOrder(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        symbol="BTC/USDT",
+        side=side,
+        order_type=kind,
+        amount=D(amount),
+        price=D(price) if price else None,
+    )
 
 
 def test_markets_load_as_decimal_steps_and_limits(double) -> None:
@@ -82,8 +100,11 @@ def test_markets_load_as_decimal_steps_and_limits(double) -> None:
 
 
 def test_a_market_the_exchange_does_not_list_is_a_config_error(double) -> None:
-    with pytest.raises(ConfigError, match=r"BTC/USDX is not a market on binance "
-                                          r"\(did you mean 'BTC/USDT'\?\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"BTC/USDX is not a market on binance "
+        r"\(did you mean 'BTC/USDT'\?\)",
+    ):
         gateway(double).load_markets(["BTC/USDX"])
 
 
@@ -93,8 +114,10 @@ def test_balances_are_exact_per_asset_and_a_drop_to_zero_is_reported_once(double
     assert set(got) == {"BTC", "LTC"}
     assert got["BTC"].free == D("4723846.89208129") and got["BTC"].used == D(0)
     assert got["LTC"].total == D("4763368.68006011")
-    double.balances = [{"asset": "BTC", "free": "1.5", "locked": "0.5"},
-                       {"asset": "ETH", "free": "0", "locked": "0"}]
+    double.balances = [
+        {"asset": "BTC", "free": "1.5", "locked": "0.5"},
+        {"asset": "ETH", "free": "0", "locked": "0"},
+    ]
     got = {b.asset: b for b in gw.fetch_balances()}
     assert set(got) == {"BTC", "LTC"}  # ETH never had a balance; LTC went to zero
     assert (got["BTC"].free, got["BTC"].used, got["BTC"].total) == (D("1.5"), D("0.5"), D(2))
@@ -122,12 +145,19 @@ def test_create_fetch_cancel_and_open_orders_by_client_id(double) -> None:
     assert double.requests[-1].params["origClientOrderId"] == "trd-1"
     assert isinstance(report, OrderStatusReport)
     assert (report.client_id, report.exchange_id, report.status) == (
-        "trd-1", accepted.exchange_id, OrderStatus.OPEN)
+        "trd-1",
+        accepted.exchange_id,
+        OrderStatus.OPEN,
+    )
     assert (report.amount, report.filled, report.price) == (D(3), D(0), D("3.5"))
     assert report.side is Side.BUY and report.order_type is OrderType.LIMIT
     # the fields kept for the user, as ccxt reads Binance's answer
-    assert (report.venue_order_type, report.time_in_force, report.stop_price,
-            report.cum_quote) == ("limit", "GTC", None, D(0))
+    assert (report.venue_order_type, report.time_in_force, report.stop_price, report.cum_quote) == (
+        "limit",
+        "GTC",
+        None,
+        D(0),
+    )
 
     (open_,) = gw.fetch_open_orders(["BTC/USDT"])
     assert open_.client_id == "trd-1" and open_.status is OrderStatus.OPEN
@@ -172,11 +202,14 @@ def test_a_wrong_secret_fails_the_signature_check(double) -> None:
         gw.fetch_balances()
 
 
-@pytest.mark.parametrize("fault,pause", [
-    (Fault.rate_limited(429, "30"), 30.0),
-    (Fault.rate_limited(418, "120"), 120.0),
-    (Fault.rate_limited(429, None), 10.0),  # no Retry-After: the default pause
-])
+@pytest.mark.parametrize(
+    "fault,pause",
+    [
+        (Fault.rate_limited(429, "30"), 30.0),
+        (Fault.rate_limited(418, "120"), 120.0),
+        (Fault.rate_limited(429, None), 10.0),  # no Retry-After: the default pause
+    ],
+)
 def test_a_rate_limit_pauses_every_rest_call_until_retry_after(double, fault, pause) -> None:
     clock = FakeMonotonic()
     gw = gateway(double, monotonic=clock)
@@ -238,27 +271,52 @@ def _cancel(gw: CcxtGateway) -> object:
 POST, ACCOUNT = ("POST", "/api/v3/order"), ("GET", "/api/v3/account")
 
 
-@pytest.mark.parametrize("route,fault,call,expected", [
-    (POST, Fault.error("error.-1013.lot-size.COMPOSED.json"), _create, InvalidOrderError),
-    (POST, Fault.error("error.-2010.insufficient-balance.COMPOSED.json"), _create,
-     InsufficientFundsError),
-    (POST, Fault.error("error.-2010.duplicate-order.COMPOSED.json"), _create, InvalidOrderError),
-    (POST, Fault.error("error.json"), _create, InvalidOrderError),
-    (POST, Fault.server_error(503), _create, UnknownOutcomeError),
-    (POST, Fault.error("error.-1007.timeout.COMPOSED.json", 500), _create, UnknownOutcomeError),
-    (POST, Fault.malformed(), _create, UnknownOutcomeError),
-    (ACCOUNT, Fault.error("error.-2015.api-key.COMPOSED.json", 401), _balances,
-     AuthenticationError),
-    (ACCOUNT, Fault.error("error.-1021.timestamp.COMPOSED.json"), _balances, AuthenticationError),
-    (ACCOUNT, Fault.server_error(503), _balances, TemporaryError),
-    (ACCOUNT, Fault.server_error(504), _balances, TemporaryError),
-    (ACCOUNT, Fault.error("error.-1007.timeout.COMPOSED.json", 500), _balances, TemporaryError),
-    (ACCOUNT, Fault.malformed(), _balances, BadResponseError),
-    (("DELETE", "/api/v3/order"), Fault.error("error.-1145.invalid-cancelRestrictions.json"),
-     _cancel, ExchangeError),
-    (None, None, _lookup, OrderNotFoundError),  # the double's own -2013
-    (None, None, _cancel, OrderNotFoundError),  # the double's own -2011
-])
+@pytest.mark.parametrize(
+    "route,fault,call,expected",
+    [
+        (POST, Fault.error("error.-1013.lot-size.COMPOSED.json"), _create, InvalidOrderError),
+        (
+            POST,
+            Fault.error("error.-2010.insufficient-balance.COMPOSED.json"),
+            _create,
+            InsufficientFundsError,
+        ),
+        (
+            POST,
+            Fault.error("error.-2010.duplicate-order.COMPOSED.json"),
+            _create,
+            InvalidOrderError,
+        ),
+        (POST, Fault.error("error.json"), _create, InvalidOrderError),
+        (POST, Fault.server_error(503), _create, UnknownOutcomeError),
+        (POST, Fault.error("error.-1007.timeout.COMPOSED.json", 500), _create, UnknownOutcomeError),
+        (POST, Fault.malformed(), _create, UnknownOutcomeError),
+        (
+            ACCOUNT,
+            Fault.error("error.-2015.api-key.COMPOSED.json", 401),
+            _balances,
+            AuthenticationError,
+        ),
+        (
+            ACCOUNT,
+            Fault.error("error.-1021.timestamp.COMPOSED.json"),
+            _balances,
+            AuthenticationError,
+        ),
+        (ACCOUNT, Fault.server_error(503), _balances, TemporaryError),
+        (ACCOUNT, Fault.server_error(504), _balances, TemporaryError),
+        (ACCOUNT, Fault.error("error.-1007.timeout.COMPOSED.json", 500), _balances, TemporaryError),
+        (ACCOUNT, Fault.malformed(), _balances, BadResponseError),
+        (
+            ("DELETE", "/api/v3/order"),
+            Fault.error("error.-1145.invalid-cancelRestrictions.json"),
+            _cancel,
+            ExchangeError,
+        ),
+        (None, None, _lookup, OrderNotFoundError),  # the double's own -2013
+        (None, None, _cancel, OrderNotFoundError),  # the double's own -2011
+    ],
+)
 def test_each_exchange_error_maps_to_its_exception(double, route, fault, call, expected) -> None:
     if route is not None:
         double.script(*route, fault)
@@ -279,9 +337,14 @@ def test_an_order_accepted_then_timed_out_is_looked_up_not_resent(double) -> Non
         if isinstance(ev, OrderStatusReport):
             got_report.set()
 
-    executor = Executor(gateway(double, timeout_ms=300), publish,
-                        ReadOnlyView(MemoryStore(StoreConfig())), LiveClock(), Stats(),
-                        lookup_backoff_s=0.05)
+    executor = Executor(
+        gateway(double, timeout_ms=300),
+        publish,
+        ReadOnlyView(MemoryStore(StoreConfig())),
+        LiveClock(),
+        Stats(),
+        lookup_backoff_s=0.05,
+    )
     stop = threading.Event()
     thread = threading.Thread(target=executor.run, args=(stop,), name="executor")
     thread.start()

@@ -49,11 +49,20 @@ class Tree:
 
 
 def tree(b: int = 7) -> Tree:
-    return Tree(a=7, b=b, ratio=0.25, flag=False, colour=Colour.RED, level=Level.LOW,
-                leaf=Leaf(price=Decimal("1.10")), maybe=None,
-                leaves=(Leaf(price=Decimal("1E+3"), note="x"), Leaf(price=Decimal("-0.000"))),
-                by_name={"k\u00e9y": Leaf(price=Decimal(2))}, amounts={"BTC": Decimal("0.10")},
-                extra={"free": [1, "two"]})
+    return Tree(
+        a=7,
+        b=b,
+        ratio=0.25,
+        flag=False,
+        colour=Colour.RED,
+        level=Level.LOW,
+        leaf=Leaf(price=Decimal("1.10")),
+        maybe=None,
+        leaves=(Leaf(price=Decimal("1E+3"), note="x"), Leaf(price=Decimal("-0.000"))),
+        by_name={"k\u00e9y": Leaf(price=Decimal(2))},
+        amounts={"BTC": Decimal("0.10")},
+        extra={"free": [1, "two"]},
+    )
 
 
 @pytest.mark.parametrize("b", [7, 8])
@@ -110,9 +119,19 @@ def test_tagged_family() -> None:
 
 @given(st.decimals(allow_nan=False), st.text(), st.integers(), st.integers())
 def test_any_decimal_text_and_ints_round_trip(price: Decimal, note: str, a: int, b: int) -> None:
-    value = Tree(a=a, b=b, ratio=1.5, flag=True, colour=Colour.RED, level=Level.LOW,
-                 leaf=Leaf(price=price, note=note), maybe=Leaf(price=-price),
-                 leaves=(), by_name={note: Leaf(price=price)}, amounts={})
+    value = Tree(
+        a=a,
+        b=b,
+        ratio=1.5,
+        flag=True,
+        colour=Colour.RED,
+        level=Level.LOW,
+        leaf=Leaf(price=price, note=note),
+        maybe=Leaf(price=-price),
+        leaves=(),
+        by_name={note: Leaf(price=price)},
+        amounts={},
+    )
     text = codec.to_json(value)
     assert text == json.dumps(codec.to_plain(value), separators=(",", ":"))
     back = codec.from_json(Tree, text)

@@ -43,8 +43,10 @@ def test_shipped_config_is_valid_and_commented() -> None:
     [
         ("exchange: {nmae: binance}", "unknown key 'exchange.nmae' (did you mean 'name'?)"),
         ("tarde: {}", "unknown key 'tarde' (did you mean 'trade'?)"),
-        ("exchange: {urls: {rest_url: x}}",
-         "unknown key 'exchange.urls.rest_url' (did you mean 'rest'?)"),
+        (
+            "exchange: {urls: {rest_url: x}}",
+            "unknown key 'exchange.urls.rest_url' (did you mean 'rest'?)",
+        ),
         ("exchange: {mode: demo}", "exchange.mode: 'demo' is not one of paper, live"),
         ("exchange: {sandbox: 'yes'}", "exchange.sandbox: expected true or false"),
         ("exchange: {timeout_ms: 5}", "exchange.timeout_ms: 5 is below the minimum 100"),
@@ -54,19 +56,29 @@ def test_shipped_config_is_valid_and_commented() -> None:
         ("trade: {markets: []}", "trade.markets: list at least one market"),
         ("paper: {fee_rate: abc}", "paper.fee_rate: expected a number"),
         ("paper: {fee_rate: 0.5}", "paper.fee_rate: 0.5 is above the maximum 0.1"),
-        ("paper: {starting_balances: {USDT: lots}}",
-         "paper.starting_balances.USDT: expected a number"),
+        (
+            "paper: {starting_balances: {USDT: lots}}",
+            "paper.starting_balances.USDT: expected a number",
+        ),
         ("general: []", "general: expected a mapping"),
         ("exchange: {urls: {rest: 'http://h:1/api'}}", "exchange.urls.rest"),
         ("exchange: {mode: live}", "exchange.mode: live needs a real exchange"),
-        ("strategies: [{name: ma_cros, market: BTC/USDT}]",
-         "strategies[0].name: unknown strategy 'ma_cros' (did you mean 'ma_cross'?)"),
-        ("strategies: [{name: ma_cross, market: XRP/USDT}]",
-         "strategies[0].market: XRP/USDT is not in trade.markets"),
-        ("strategies: [{name: ma_cross, market: BTC/USDT, params: {fsat: 3}}]",
-         "unknown key 'strategies[0].params.fsat' (did you mean 'fast'?)"),
-        ("strategies: [{name: ma_cross, market: BTC/USDT, params: {fast: 9, slow: 3}}]",
-         "strategies[0].params: need 1 <= fast < slow"),
+        (
+            "strategies: [{name: ma_cros, market: BTC/USDT}]",
+            "strategies[0].name: unknown strategy 'ma_cros' (did you mean 'ma_cross'?)",
+        ),
+        (
+            "strategies: [{name: ma_cross, market: XRP/USDT}]",
+            "strategies[0].market: XRP/USDT is not in trade.markets",
+        ),
+        (
+            "strategies: [{name: ma_cross, market: BTC/USDT, params: {fsat: 3}}]",
+            "unknown key 'strategies[0].params.fsat' (did you mean 'fast'?)",
+        ),
+        (
+            "strategies: [{name: ma_cross, market: BTC/USDT, params: {fast: 9, slow: 3}}]",
+            "strategies[0].params: need 1 <= fast < slow",
+        ),
         ("strategies: [{market: BTC/USDT}]", "missing key 'strategies[0].name'"),
         ("trade: {markets: [DOGE/USDT]}", "simulated.start_prices: no start price for DOGE/USDT"),
     ],
@@ -111,8 +123,10 @@ def test_bad_yaml_and_missing_file(tmp_path: Path) -> None:
 
 def test_strategy_names_are_checked_against_the_registry_the_wiring_is_given() -> None:
     """Config is plain data: a strategy name means something only to a registry."""
-    cfg = config_from_dict({"strategies": [{"name": "mine", "market": "BTC/USDT",
-                                            "params": {"fast": 2, "slow": 3}}]}, {})
+    cfg = config_from_dict(
+        {"strategies": [{"name": "mine", "market": "BTC/USDT", "params": {"fast": 2, "slow": 3}}]},
+        {},
+    )
     with pytest.raises(ConfigError, match=r"^strategies\[0\].name: unknown strategy 'mine'$"):
         App(cfg, mode=RunMode.REPLAY)
     check_config(cfg, {"mine": MaCross})

@@ -28,15 +28,18 @@ def load(doc: str, env: dict[str, str]):
 
 
 def test_overrides_are_parsed_as_yaml_and_win_over_the_file() -> None:
-    cfg, sources = load("exchange: {name: simulated, timeout_ms: 5000}\nbus: {maxsize: 50}", {
-        "TRADER__EXCHANGE__TIMEOUT_MS": "2000",
-        "TRADER__EXCHANGE__SANDBOX": "true",
-        "TRADER__TRADE__MARKETS": "[BTC/USDT]",
-        "TRADER__PAPER__STARTING_BALANCES__BTC": "0.5",
-        "TRADER__STORAGE__BACKEND": "redis",
-        "TRADER__EXCHANGE__URLS__REST": "http://127.0.0.1:8080",
-        "TRADER_API_KEY": "k",
-    })
+    cfg, sources = load(
+        "exchange: {name: simulated, timeout_ms: 5000}\nbus: {maxsize: 50}",
+        {
+            "TRADER__EXCHANGE__TIMEOUT_MS": "2000",
+            "TRADER__EXCHANGE__SANDBOX": "true",
+            "TRADER__TRADE__MARKETS": "[BTC/USDT]",
+            "TRADER__PAPER__STARTING_BALANCES__BTC": "0.5",
+            "TRADER__STORAGE__BACKEND": "redis",
+            "TRADER__EXCHANGE__URLS__REST": "http://127.0.0.1:8080",
+            "TRADER_API_KEY": "k",
+        },
+    )
     assert cfg.exchange.timeout_ms == 2000 and cfg.exchange.sandbox is True
     assert cfg.trade.markets == ("BTC/USDT",)
     assert cfg.paper.starting_balances == {"BTC": Decimal("0.5")}
@@ -46,32 +49,44 @@ def test_overrides_are_parsed_as_yaml_and_win_over_the_file() -> None:
     assert sources["exchange.name"] == "file"
     assert sources["bus.maxsize"] == "file"
     assert sources["bus.put_timeout_s"] == "default"
-    assert (sources["paper.starting_balances"]
-            == "default + env TRADER__PAPER__STARTING_BALANCES__BTC")
+    assert (
+        sources["paper.starting_balances"] == "default + env TRADER__PAPER__STARTING_BALANCES__BTC"
+    )
     assert sources["secrets.TRADER_API_KEY"] == "environment"
     assert sources["secrets.TRADER_API_SECRET"] == "not set"
 
 
 def test_a_mapping_key_is_added_to_the_file_s_mapping() -> None:
-    cfg, sources = load("paper: {starting_balances: {USDT: 100}}",
-                        {"TRADER__PAPER__STARTING_BALANCES__BTC": "2"})
+    cfg, sources = load(
+        "paper: {starting_balances: {USDT: 100}}", {"TRADER__PAPER__STARTING_BALANCES__BTC": "2"}
+    )
     assert cfg.paper.starting_balances == {"USDT": Decimal(100), "BTC": Decimal(2)}
     assert sources["paper.starting_balances"] == "file + env TRADER__PAPER__STARTING_BALANCES__BTC"
 
 
-@pytest.mark.parametrize(("var", "value", "message"), [
-    ("TRADER__EXCHANGE__NMAE", "x",
-     "TRADER__EXCHANGE__NMAE: unknown key 'exchange.nmae' (did you mean 'exchange.name'?)"),
-    ("TRADER__EXCHNGE__NAME", "x", "unknown key 'exchnge' (did you mean 'exchange'?)"),
-    ("TRADER__EXCHANGE", "x", "TRADER__EXCHANGE: 'exchange' is a section"),
-    ("TRADER__EXCHANGE__NAME__X", "x", "TRADER__EXCHANGE__NAME__X: 'exchange.name' takes a whole"),
-    ("TRADER__EXCHANGE____NAME", "x", "empty key"),
-    ("TRADER__SECRETS__API_KEY", "x", "unknown key 'secrets'"),
-    ("TRADER__EXCHANGE__TIMEOUT_MS", "fast", "exchange.timeout_ms: expected an integer"),
-    ("TRADER__EXCHANGE__MODE", "[unclosed", "TRADER__EXCHANGE__MODE: not a valid YAML value"),
-    ("TRADER__STORAGE__REDIS_URL", "redis://:hunter2@h:6379/0", "TRADER_REDIS_PASSWORD"),
-    ("TRADER__STORAGE__REDIS_URL", "http://h:6379", "must start with redis://"),
-])
+@pytest.mark.parametrize(
+    ("var", "value", "message"),
+    [
+        (
+            "TRADER__EXCHANGE__NMAE",
+            "x",
+            "TRADER__EXCHANGE__NMAE: unknown key 'exchange.nmae' (did you mean 'exchange.name'?)",
+        ),
+        ("TRADER__EXCHNGE__NAME", "x", "unknown key 'exchnge' (did you mean 'exchange'?)"),
+        ("TRADER__EXCHANGE", "x", "TRADER__EXCHANGE: 'exchange' is a section"),
+        (
+            "TRADER__EXCHANGE__NAME__X",
+            "x",
+            "TRADER__EXCHANGE__NAME__X: 'exchange.name' takes a whole",
+        ),
+        ("TRADER__EXCHANGE____NAME", "x", "empty key"),
+        ("TRADER__SECRETS__API_KEY", "x", "unknown key 'secrets'"),
+        ("TRADER__EXCHANGE__TIMEOUT_MS", "fast", "exchange.timeout_ms: expected an integer"),
+        ("TRADER__EXCHANGE__MODE", "[unclosed", "TRADER__EXCHANGE__MODE: not a valid YAML value"),
+        ("TRADER__STORAGE__REDIS_URL", "redis://:hunter2@h:6379/0", "TRADER_REDIS_PASSWORD"),
+        ("TRADER__STORAGE__REDIS_URL", "http://h:6379", "must start with redis://"),
+    ],
+)
 def test_bad_overrides_are_errors_naming_the_variable(var: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load("", {var: value})
@@ -80,8 +95,10 @@ def test_bad_overrides_are_errors_naming_the_variable(var: str, value: str, mess
 
 
 def test_check_config_output_shows_origins_and_parses_back() -> None:
-    cfg, sources = load("general: {name: bot1}", {"TRADER__EXCHANGE__SANDBOX": "true",
-                                                  "TRADER_API_SECRET": "s3cr3t-value"})
+    cfg, sources = load(
+        "general: {name: bot1}",
+        {"TRADER__EXCHANGE__SANDBOX": "true", "TRADER_API_SECRET": "s3cr3t-value"},
+    )
     text = dump_with_sources(cfg, sources)
     lines = {l.split(":")[0].strip(): l for l in text.splitlines()}
     assert text.splitlines()[1] == f"{'  name: bot1':<44} # file"
@@ -135,19 +152,41 @@ def test_check_config_command_line(tmp_path: Path) -> None:
     cfg_file.write_text("general: {name: bot1}\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER")}
     env.update(TRADER__GENERAL__LOG_LEVEL="DEBUG", TRADER_API_KEY="cli-secret-key")
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                          str(cfg_file), "--check-config"], env=env, capture_output=True,
-                         text=True, timeout=30)
+    out = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "start.py"),
+            "--config",
+            str(cfg_file),
+            "--check-config",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 0, out.stderr
     assert "log_level: DEBUG" in out.stdout and "# env TRADER__GENERAL__LOG_LEVEL" in out.stdout
     assert "cli-secret-key" not in out.stdout + out.stderr
     env["TRADER__GENERAL__NAEM"] = "x"
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                          str(cfg_file), "--check-config"], env=env, capture_output=True,
-                         text=True, timeout=30)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "start.py"),
+            "--config",
+            str(cfg_file),
+            "--check-config",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert bad.returncode == 2
-    assert bad.stderr.strip() == ("config error: TRADER__GENERAL__NAEM: unknown key "
-                                  "'general.naem' (did you mean 'general.name'?)")
+    assert bad.stderr.strip() == (
+        "config error: TRADER__GENERAL__NAEM: unknown key "
+        "'general.naem' (did you mean 'general.name'?)"
+    )
 
 
 def test_load_config_sources_reads_the_shipped_file() -> None:

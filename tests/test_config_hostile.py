@@ -60,7 +60,8 @@ def nested(key: str, value: Any) -> dict:
 @pytest.mark.parametrize("key", FLOAT_KEYS)
 @pytest.mark.parametrize("value", [".nan", ".inf", "-.inf", "1e999"])
 def test_nan_and_infinity_are_refused_for_every_float_key_in_the_file_and_the_env(
-        key: str, value: str) -> None:
+    key: str, value: str
+) -> None:
     section, _, leaf = key.partition(".")
     text = f"{section}:\n  {leaf}: {value}\n" if leaf else f"{section}: {value}\n"
     with pytest.raises(ConfigError, match=rf"^{key}: "):
@@ -72,41 +73,59 @@ def test_nan_and_infinity_are_refused_for_every_float_key_in_the_file_and_the_en
 
 ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
     f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
-    for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    for p, c in zip("abcdefgh", "bcdefghi", strict=True)
+)
 
 HOSTILE: dict[str, tuple[bytes, tuple[str, ...]]] = {
     "latin-1": ("general: {name: caf\xe9}\n".encode("latin-1"), ("not UTF-8",)),
     "utf-16": ("general: {name: x}\n".encode("utf-16"), ("not UTF-8",)),
     "binary": (bytes(range(256)), ("not UTF-8",)),
     "deep-flow": (b"general: " + b"[" * 600 + b"]" * 600 + b"\n", ("nested deeper",)),
-    "deep-block": ("".join(f"{'  ' * i}k{i}:\n" for i in range(600)).encode(),
-                   ("nested deeper",)),
+    "deep-block": ("".join(f"{'  ' * i}k{i}:\n" for i in range(600)).encode(), ("nested deeper",)),
     "alias-bomb": (ALIAS_BOMB.encode(), ("aliases",)),
     "alias": (b"general: &g {name: x}\nexchange: *g\n", ("aliases",)),
-    "duplicate": (b"exchange:\n  mode: paper\n  name: binance\n  mode: live\n",
-                  ("line 4: key 'mode' repeats the key at line 2",)),
+    "duplicate": (
+        b"exchange:\n  mode: paper\n  name: binance\n  mode: live\n",
+        ("line 4: key 'mode' repeats the key at line 2",),
+    ),
     "duplicate-section": (b"general: {name: a}\ngeneral: {name: b}\n", ("line 2",)),
     "top-false": (b"false\n", ("top level must be a mapping",)),
     "top-zero": (b"0\n", ("top level must be a mapping",)),
     "top-empty-string": (b"''\n", ("top level must be a mapping",)),
     "top-list": (b"[]\n", ("top level must be a mapping",)),
     "nul-journal": (b'journal: {path: "data/j\\0x"}\n', ("journal.path: contains a NUL",)),
-    "nul-account": (b'paper: {persist: true, account_file: "a\\0b"}\n',
-                    ("paper.account_file: contains a NUL",)),
-    "price-zero": (b"simulated: {start_prices: {BTC/USDT: 0}}\n",
-                   ("simulated.start_prices.BTC/USDT",)),
-    "price-negative": (b"simulated: {start_prices: {BTC/USDT: -5}}\n",
-                       ("simulated.start_prices.BTC/USDT",)),
-    "price-huge": (b"simulated: {start_prices: {BTC/USDT: 1e300}}\n",
-                   ("simulated.start_prices.BTC/USDT",)),
-    "price-tiny": (b"simulated: {start_prices: {BTC/USDT: 1e-30}}\n",
-                   ("simulated.start_prices.BTC/USDT",)),
-    "balance-negative": (b"paper: {starting_balances: {USDT: -100}}\n",
-                         ("paper.starting_balances.USDT",)),
-    "redis-port-big": (b"storage: {redis_url: 'redis://127.0.0.1:99999/0'}\n",
-                       ("storage.redis_url",)),
-    "redis-port-abc": (b"storage: {redis_url: 'redis://127.0.0.1:abc/0'}\n",
-                       ("storage.redis_url",)),
+    "nul-account": (
+        b'paper: {persist: true, account_file: "a\\0b"}\n',
+        ("paper.account_file: contains a NUL",),
+    ),
+    "price-zero": (
+        b"simulated: {start_prices: {BTC/USDT: 0}}\n",
+        ("simulated.start_prices.BTC/USDT",),
+    ),
+    "price-negative": (
+        b"simulated: {start_prices: {BTC/USDT: -5}}\n",
+        ("simulated.start_prices.BTC/USDT",),
+    ),
+    "price-huge": (
+        b"simulated: {start_prices: {BTC/USDT: 1e300}}\n",
+        ("simulated.start_prices.BTC/USDT",),
+    ),
+    "price-tiny": (
+        b"simulated: {start_prices: {BTC/USDT: 1e-30}}\n",
+        ("simulated.start_prices.BTC/USDT",),
+    ),
+    "balance-negative": (
+        b"paper: {starting_balances: {USDT: -100}}\n",
+        ("paper.starting_balances.USDT",),
+    ),
+    "redis-port-big": (
+        b"storage: {redis_url: 'redis://127.0.0.1:99999/0'}\n",
+        ("storage.redis_url",),
+    ),
+    "redis-port-abc": (
+        b"storage: {redis_url: 'redis://127.0.0.1:abc/0'}\n",
+        ("storage.redis_url",),
+    ),
     "redis-unix": (b"storage: {redis_url: 'unix:///tmp/redis.sock'}\n", ("storage.redis_url",)),
     "risk-unbounded": (b"risk: {max_order_notional: 1e300}\n", ("risk.max_order_notional",)),
     "huge-int": (b"bus: {maxsize: " + b"9" * 5000 + b"}\n", ("invalid YAML", "bus.maxsize")),
@@ -118,7 +137,8 @@ HOSTILE: dict[str, tuple[bytes, tuple[str, ...]]] = {
 
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_a_hostile_config_file_is_one_line_and_exit_2(
-        tmp_path: Path, capsys: pytest.CaptureFixture, name: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture, name: str
+) -> None:
     content, expected = HOSTILE[name]
     path = tmp_path / "config.yaml"
     path.write_bytes(content)
@@ -145,8 +165,9 @@ def test_devices_fifos_and_folders_are_refused_without_reading(tmp_path: Path, c
     check(capsys, big, "larger than")
 
 
-def test_a_secret_file_that_is_not_utf8_is_one_line(tmp_path: Path, capsys,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_secret_file_that_is_not_utf8_is_one_line(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     secret = tmp_path / "secret"
     secret.write_bytes(b"\xff\xfe\x00k")
     secret.chmod(0o600)
@@ -166,8 +187,10 @@ def test_check_config_checks_the_paths_and_the_port(tmp_path: Path, capsys) -> N
     config.write_text("journal: {path: /proc/self/journal}\n")
     check(capsys, config, "journal.path: /proc/self/journal is in a kernel file system")
     (tmp_path / "account").mkdir()
-    config.write_text(f"paper: {{persist: true, account_file: {tmp_path / 'account'}}}\n"
-                      f"journal: {{path: {tmp_path / 'journal'}}}\n")
+    config.write_text(
+        f"paper: {{persist: true, account_file: {tmp_path / 'account'}}}\n"
+        f"journal: {{path: {tmp_path / 'journal'}}}\n"
+    )
     check(capsys, config, "paper.account_file: ", "is a folder")
     port = free_port()
     config.write_text(f"metrics: {{port: {port}}}\njournal: {{path: {tmp_path / 'journal'}}}\n")
@@ -182,11 +205,14 @@ def test_check_config_checks_the_paths_and_the_port(tmp_path: Path, capsys) -> N
 # ---------------------------------------------------------------------- hypothesis over the schema
 
 HOSTILE_VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(10**30), max_value=10**30),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=20),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=20),
     st.sampled_from(["\0", "a\0b", "1e300", "-1", "NaN", "Infinity", "\n", "unix:///x"]),
-    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(),
-                                                         max_size=2),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.integers(), max_size=2),
 )
 
 
@@ -200,8 +226,12 @@ def test_any_value_for_any_key_loads_or_is_one_line_naming_the_key(key: str, val
         message = str(exc)
         assert "\n" not in message and len(message) < 400
         section = key.split(".")[0]
-        assert section in message or "simulated.start_prices" in message \
-            or "trade.markets" in message or "strategies" in message, message
+        assert (
+            section in message
+            or "simulated.start_prices" in message
+            or "trade.markets" in message
+            or "strategies" in message
+        ), message
     assert time.monotonic() - t0 < TIME_BOUND_S
 
 
@@ -213,24 +243,37 @@ def test_any_env_override_loads_or_is_one_line_naming_the_variable(key: str, val
     try:
         config_from_dict({}, {var: text})
     except ConfigError as exc:
-        assert "\n" not in str(exc) and (key in str(exc) or var in str(exc)
-                                         or "simulated.start_prices" in str(exc)
-                                         or "trade.markets" in str(exc)), str(exc)
+        assert "\n" not in str(exc) and (
+            key in str(exc)
+            or var in str(exc)
+            or "simulated.start_prices" in str(exc)
+            or "trade.markets" in str(exc)
+        ), str(exc)
 
 
 # ---------------------------------------------------------------------- real processes
 
-@pytest.mark.parametrize(("content", "expected"), [
-    (b"simulated: {tick_interval_s: .nan}\n", "simulated.tick_interval_s: expected a finite"),
-    (ALIAS_BOMB.encode(), "aliases"),
-])
-def test_start_py_prints_one_line_and_exits_2(tmp_path: Path, content: bytes,
-                                              expected: str) -> None:
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"simulated: {tick_interval_s: .nan}\n", "simulated.tick_interval_s: expected a finite"),
+        (ALIAS_BOMB.encode(), "aliases"),
+    ],
+)
+def test_start_py_prints_one_line_and_exits_2(
+    tmp_path: Path, content: bytes, expected: str
+) -> None:
     config = tmp_path / "config.yaml"
     config.write_bytes(content)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER")}
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                          str(config)], capture_output=True, text=True, timeout=20, env=env)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env=env,
+    )
     assert res.returncode == 2
     (line,) = res.stderr.strip().splitlines()
     assert line.startswith("config error: ") and expected in line
@@ -239,7 +282,12 @@ def test_start_py_prints_one_line_and_exits_2(tmp_path: Path, content: bytes,
 def test_start_py_on_a_fifo_does_not_hang(tmp_path: Path) -> None:
     fifo = tmp_path / "config.yaml"
     os.mkfifo(fifo)
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                          str(fifo)], capture_output=True, text=True, timeout=20)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(fifo)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
     assert res.returncode == 2 and res.stderr.strip().splitlines() == [
-        f"config error: config file {fifo}: not a regular file"]
+        f"config error: config file {fifo}: not a regular file"
+    ]

@@ -24,15 +24,20 @@ def counted_names() -> set[str]:
     names = set()
     for path in TRADER.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                    and node.func.attr == "incr" and node.args):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "incr"
+                and node.args
+            ):
                 continue
             arg = node.args[0]
             if isinstance(arg, ast.Constant):
                 names.add(arg.value)
             elif isinstance(arg, ast.JoinedStr):
-                names.add("".join(v.value if isinstance(v, ast.Constant) else "x1"
-                                  for v in arg.values))
+                names.add(
+                    "".join(v.value if isinstance(v, ast.Constant) else "x1" for v in arg.values)
+                )
             else:
                 raise AssertionError(f"{path}:{node.lineno}: incr() of a computed name")
     return names
@@ -45,8 +50,11 @@ def families(text: str) -> dict:
 def test_the_source_counts_the_counters_the_catalogue_knows() -> None:
     names = counted_names()
     assert {"worker_crashes", "x1.connects", "polled.x1", "redis_acked"} <= names  # found
-    unknown = [n for n in names if counters.family(n) is not None
-               and counters.family(n)[0] == counters.OTHER[0]]
+    unknown = [
+        n
+        for n in names
+        if counters.family(n) is not None and counters.family(n)[0] == counters.OTHER[0]
+    ]
     assert unknown == [], f"counters without a /metrics family in trader/counters.py: {unknown}"
 
 
@@ -74,25 +82,44 @@ def test_every_counter_appears_in_metrics_with_help() -> None:
 def test_counters_kept_outside_stats_are_exported() -> None:
     app = App(Config())
     assert set(app._kept_counters()) == set(counters.KEPT)  # every one the wiring reads
-    fill = OrderFilled(ts_event=1, ts_recv=1, client_id="c1", exchange_id="e1", trade_id="t1",
-                       symbol="BTC/USDT", side=Side.BUY, price=D(100), amount=D(1), fee=D(0),
-                       fee_asset="USDT", filled_total=D(1), is_final=True)
+    fill = OrderFilled(
+        ts_event=1,
+        ts_recv=1,
+        client_id="c1",
+        exchange_id="e1",
+        trade_id="t1",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        price=D(100),
+        amount=D(1),
+        fee=D(0),
+        fee_asset="USDT",
+        filled_total=D(1),
+        is_final=True,
+    )
     app.store.on_order_filled(fill)
     app.store.on_order_filled(fill)  # the same fill again: applied once, counted
     for ts in (2, 1):  # an older balance after a newer one: ignored, counted
-        app.store.on_balance(BalanceUpdate(ts_event=ts, ts_recv=ts, asset="BTC", free=D(ts),
-                                           used=D(0), total=D(ts)))
+        app.store.on_balance(
+            BalanceUpdate(ts_event=ts, ts_recv=ts, asset="BTC", free=D(ts), used=D(0), total=D(ts))
+        )
     app.systemd.failures = 2
     app.metrics.refresh()
     text = app.metrics.prometheus()
     fams = families(text)
     for fam, help_ in counters.KEPT.values():
         assert f"# HELP {fam} {help_}" in text
-    value = {name: fams[fam.removesuffix("_total")].samples[0].value
-             for name, (fam, _) in counters.KEPT.items()}
-    assert value == {"store_duplicate_fills": 1, "store_late_fills": 0,
-                     "store_illegal_transitions": 0, "store_stale_updates": 1,
-                     "systemd_notify_failures": 2}
+    value = {
+        name: fams[fam.removesuffix("_total")].samples[0].value
+        for name, (fam, _) in counters.KEPT.items()
+    }
+    assert value == {
+        "store_duplicate_fills": 1,
+        "store_late_fills": 0,
+        "store_illegal_transitions": 0,
+        "store_stale_updates": 1,
+        "systemd_notify_failures": 2,
+    }
 
 
 def test_an_unknown_counter_is_still_exported() -> None:
@@ -101,4 +128,5 @@ def test_an_unknown_counter_is_still_exported() -> None:
     app.metrics.refresh()
     fams = families(app.metrics.prometheus())
     assert [(s.labels, s.value) for s in fams["trader_counter"].samples] == [
-        ({"name": "something_new"}, 1)]
+        ({"name": "something_new"}, 1)
+    ]

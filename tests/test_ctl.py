@@ -29,9 +29,14 @@ _spec = importlib.util.spec_from_file_location("ctl", SCRIPT)
 ctl = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(ctl)
 
-STATUS = {"trading_state": "active", "queue_depth": 3, "events_per_s": 120.5,
-          "total_balance_usd": "10000.00", "open_orders": 1,
-          "strategies": [{"id": "ma_cross:BTC/USDT", "enabled": True}]}
+STATUS = {
+    "trading_state": "active",
+    "queue_depth": 3,
+    "events_per_s": 120.5,
+    "total_balance_usd": "10000.00",
+    "open_orders": 1,
+    "strategies": [{"id": "ma_cross:BTC/USDT", "enabled": True}],
+}
 
 
 class StandIn(ThreadingHTTPServer):
@@ -94,8 +99,7 @@ def token(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def server() -> Iterator[StandIn]:
     srv = StandIn()
-    thread = threading.Thread(target=srv.serve_forever, args=(0.01,), name="stand-in",
-                              daemon=True)
+    thread = threading.Thread(target=srv.serve_forever, args=(0.01,), name="stand-in", daemon=True)
     thread.start()
     yield srv
     srv.shutdown()
@@ -120,8 +124,15 @@ def test_status_prints_every_field(server: StandIn, capsys) -> None:
 
 
 def test_halt_sends_reason_and_cancel_orders(server: StandIn, capsys) -> None:
-    code, out, _ = run(capsys, "halt", "--reason", "exchange maintenance", "--cancel-orders",
-                       "--port", str(server.port))
+    code, out, _ = run(
+        capsys,
+        "halt",
+        "--reason",
+        "exchange maintenance",
+        "--cancel-orders",
+        "--port",
+        str(server.port),
+    )
     assert code == 0 and out.startswith("halt: accepted")
     method, path, body = server.requests[0]
     assert (method, path) == ("POST", "/halt")
@@ -135,18 +146,22 @@ def test_resume_and_cancel_all(server: StandIn, capsys) -> None:
     assert run(capsys, "resume", "--reason", "fixed", "--port", str(server.port))[0] == 0
     assert run(capsys, "cancel-all", "--port", str(server.port))[0] == 0
     assert run(capsys, "resume", "--force", "--port", str(server.port))[0] == 0
-    assert server.requests == [("POST", "/resume", b'{"reason": "operator", "force": false}'),
-                               ("POST", "/resume", b'{"reason": "fixed", "force": false}'),
-                               ("POST", "/cancel-all", b"{}"),
-                               ("POST", "/resume", b'{"reason": "operator", "force": true}')]
+    assert server.requests == [
+        ("POST", "/resume", b'{"reason": "operator", "force": false}'),
+        ("POST", "/resume", b'{"reason": "fixed", "force": false}'),
+        ("POST", "/cancel-all", b"{}"),
+        ("POST", "/resume", b'{"reason": "operator", "force": true}'),
+    ]
 
 
 def test_the_token_comes_from_the_instances_token_file(
-        server: StandIn, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server: StandIn, capsys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TRADER_API_TOKEN")
     cfg = tmp_path / "config.yaml"
-    cfg.write_text(f"metrics: {{port: {server.port}}}\n"
-                   f"journal: {{path: {tmp_path / 'data' / 'journal'}}}\n")
+    cfg.write_text(
+        f"metrics: {{port: {server.port}}}\njournal: {{path: {tmp_path / 'data' / 'journal'}}}\n"
+    )
     code, _, err = run(capsys, "halt", "--config", str(cfg))
     assert code == 2 and "api-token" in err and "TRADER_API_TOKEN" in err  # not written yet
     (tmp_path / "data").mkdir()
@@ -189,10 +204,20 @@ def test_port_from_the_config(server: StandIn, capsys, tmp_path: Path) -> None:
 def test_the_script_runs_from_the_command_line(server: StandIn) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER")}
     env["TRADER_API_TOKEN"] = TOKEN
-    out = subprocess.run([sys.executable, str(SCRIPT), "status", "--port", str(server.port)],
-                         capture_output=True, text=True, timeout=30, env=env)
+    out = subprocess.run(
+        [sys.executable, str(SCRIPT), "status", "--port", str(server.port)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     assert out.returncode == 0, out.stderr
     assert "trading_state:" in out.stdout
-    usage = subprocess.run([sys.executable, str(SCRIPT), "explode"], capture_output=True,
-                           text=True, timeout=30, env=env)
+    usage = subprocess.run(
+        [sys.executable, str(SCRIPT), "explode"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     assert usage.returncode == 2 and "invalid choice" in usage.stderr

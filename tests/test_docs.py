@@ -132,8 +132,11 @@ def our_commands(line: str) -> Iterator[tuple[tuple[str, ...], list[str]]]:
 
 def program(words: list[str]) -> tuple[tuple[str, ...], list[str]] | None:
     """``(("trader-ctl", "halt"), ["--reason", "--cancel-orders"])`` for one simple command."""
-    if len(words) >= 2 and words[0] in ("python", "python3") and re.fullmatch(
-            r"scripts/(start|ctl|replay|backtest)\.py", words[1]):
+    if (
+        len(words) >= 2
+        and words[0] in ("python", "python3")
+        and re.fullmatch(r"scripts/(start|ctl|replay|backtest)\.py", words[1])
+    ):
         prog, args = (words[1],), words[2:]
     elif words[:3] in (["python", "-m", "trader"], ["python3", "-m", "trader"]):
         prog, args = ("-m", "trader"), words[3:]
@@ -172,8 +175,9 @@ def doc_commands() -> dict[tuple[str, ...], dict[str, set[str]]]:
 
 def unknown_options(prog: tuple[str, ...], options: list[str]) -> list[str] | str:
     """Options ``prog --help`` does not list, or the help's error when it does not exit 0."""
-    res = subprocess.run([*argv(prog), "--help"], capture_output=True, text=True, timeout=60,
-                         cwd=ROOT)
+    res = subprocess.run(
+        [*argv(prog), "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
     if res.returncode != 0:
         return f"exit {res.returncode}: {res.stderr.strip()}"
     return [o for o in options if o and not re.search(re.escape(o) + r"(?![\w-])", res.stdout)]
@@ -227,25 +231,35 @@ def test_every_link_between_the_pages_resolves() -> None:
 
 
 def test_a_misspelled_key_is_reported() -> None:
-    text = ("Set `journal.flush_interval_s` and `risk.max_order_notional: 5`, "
-            "`paper.starting_balances.BTC`, `strategies.params.x`, `exchange.urls.ws`, "
-            "`trader/journal.py`, `TRADER__PAPER__STARTING_BALANCES__BTC=1`; but not "
-            "`journal.flush_intervl_s`, `risk.max_order_usd`, `exchange.urls.wss` or\n"
-            "```bash\nTRADER__RISK__MAX_ORDR_NOTIONAL=5 trader\n```\n")
-    assert unknown_keys(text) == ["journal.flush_intervl_s", "risk.max_order_usd",
-                                  "exchange.urls.wss", "TRADER__RISK__MAX_ORDR_NOTIONAL"]
+    text = (
+        "Set `journal.flush_interval_s` and `risk.max_order_notional: 5`, "
+        "`paper.starting_balances.BTC`, `strategies.params.x`, `exchange.urls.ws`, "
+        "`trader/journal.py`, `TRADER__PAPER__STARTING_BALANCES__BTC=1`; but not "
+        "`journal.flush_intervl_s`, `risk.max_order_usd`, `exchange.urls.wss` or\n"
+        "```bash\nTRADER__RISK__MAX_ORDR_NOTIONAL=5 trader\n```\n"
+    )
+    assert unknown_keys(text) == [
+        "journal.flush_intervl_s",
+        "risk.max_order_usd",
+        "exchange.urls.wss",
+        "TRADER__RISK__MAX_ORDR_NOTIONAL",
+    ]
     for typo in DELIBERATE_TYPOS:  # the docs' example of an error stays an error
         assert not (env_var_exists(typo) if typo.startswith("TRADER__") else dotted_exists(typo))
 
 
 def test_a_misspelled_command_or_option_is_reported() -> None:
-    text = ("```bash\npython scripts/ctl.py hlt --reason x   # typo\n"
-            "trader-replay data/journal \\\n    --untill 5\n```\n"
-            "and `trader --check-config`\n")
+    text = (
+        "```bash\npython scripts/ctl.py hlt --reason x   # typo\n"
+        "trader-replay data/journal \\\n    --untill 5\n```\n"
+        "and `trader --check-config`\n"
+    )
     shown = [found for line in shell_lines(text) for found in our_commands(line)]
-    assert shown == [(("scripts/ctl.py", "hlt"), ["--reason"]),
-                     (("trader-replay",), ["--untill"]),
-                     (("trader",), ["--check-config"])]
+    assert shown == [
+        (("scripts/ctl.py", "hlt"), ["--reason"]),
+        (("trader-replay",), ["--untill"]),
+        (("trader",), ["--check-config"]),
+    ]
     assert "invalid choice" in unknown_options(("scripts/ctl.py", "hlt"), ["--reason"])
     assert unknown_options(("trader-replay",), ["--untill", "--until"]) == ["--untill"]
     assert unknown_options(("trader",), ["--check-config"]) == []

@@ -51,8 +51,14 @@ def live_config(tmp_path: Path, url: str, ws_url: str, tickers_every_s: int = 0)
 def start(cfg: Path, secret: str = "test-secret") -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
     env |= {"TRADER_API_KEY": "test-key", "TRADER_API_SECRET": secret}
-    return subprocess.Popen(START + ["--config", str(cfg)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        START + ["--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def test_live_binance_streams_prices_and_balances_survives_a_drop_and_stops_on_sigint(
@@ -63,15 +69,37 @@ def test_live_binance_streams_prices_and_balances_survives_a_drop_and_stops_on_s
         lines = wait_for(proc, "started trader: exchange binance (live), markets BTC/USDT")
         market = wait_until(lambda: [n for n, m in ws.received if m.get("method") == "SUBSCRIBE"])
         assert market, ws.received
-        ws.send({"stream": "btcusdt@bookTicker", "data": {
-            "u": 1, "s": "BTCUSDT", "b": "60000.10", "B": "1", "a": "60000.30", "A": "2"}},
-            conn=market[0])
+        ws.send(
+            {
+                "stream": "btcusdt@bookTicker",
+                "data": {
+                    "u": 1,
+                    "s": "BTCUSDT",
+                    "b": "60000.10",
+                    "B": "1",
+                    "a": "60000.30",
+                    "A": "2",
+                },
+            },
+            conn=market[0],
+        )
         lines += wait_for(proc, "BTC/USDT 60000.20")  # the streamed mid, read from the store
         refreshes = double.count("GET", "/api/v3/account")
         ws.close(market[0])  # the exchange drops the market stream
         assert wait_until(lambda: len(ws.messages(key="SUBSCRIBE")) == 2)  # resubscribed
-        ws.send({"stream": "btcusdt@bookTicker", "data": {
-            "u": 2, "s": "BTCUSDT", "b": "61000.10", "B": "1", "a": "61000.30", "A": "2"}})
+        ws.send(
+            {
+                "stream": "btcusdt@bookTicker",
+                "data": {
+                    "u": 2,
+                    "s": "BTCUSDT",
+                    "b": "61000.10",
+                    "B": "1",
+                    "a": "61000.30",
+                    "A": "2",
+                },
+            }
+        )
         lines += wait_for(proc, "refreshing balances, open orders and trades")
         assert wait_until(lambda: double.count("GET", "/api/v3/account") > refreshes)
         lines += wait_for(proc, "BTC/USDT 61000.20")
@@ -90,8 +118,12 @@ def test_live_binance_streams_prices_and_balances_survives_a_drop_and_stops_on_s
     assert "test-secret" not in text
     assert ws.messages(key="userDataStream.subscribe.signature")  # the signed user stream
     paths = {r.path for r in double.requests}
-    assert {"/api/v3/exchangeInfo", "/api/v3/account", "/api/v3/openOrders",
-            "/api/v3/myTrades"} <= paths
+    assert {
+        "/api/v3/exchangeInfo",
+        "/api/v3/account",
+        "/api/v3/openOrders",
+        "/api/v3/myTrades",
+    } <= paths
 
 
 def test_a_rest_only_exchange_gets_prices_from_the_poller(
@@ -128,19 +160,39 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
-@pytest.mark.parametrize("market,reachable,code,line", [
-    ("BTC/USDX", True, 2,
-     "config error: trade.markets: BTC/USDX is not a market on binance "
-     "(did you mean 'BTC/USDT'?)"),
-    ("BTC/USDT", False, 1, "exchange error at start: NetworkError: binance GET http://127.0.0.1"),
-])
+@pytest.mark.parametrize(
+    "market,reachable,code,line",
+    [
+        (
+            "BTC/USDX",
+            True,
+            2,
+            "config error: trade.markets: BTC/USDX is not a market on binance "
+            "(did you mean 'BTC/USDT'?)",
+        ),
+        (
+            "BTC/USDT",
+            False,
+            1,
+            "exchange error at start: NetworkError: binance GET http://127.0.0.1",
+        ),
+    ],
+)
 def test_a_start_that_cannot_work_exits_with_one_line(
-    tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange, market: str, reachable: bool,
-    code: int, line: str
+    tmp_path: Path,
+    double: BinanceRestDouble,
+    ws: FakeExchange,
+    market: str,
+    reachable: bool,
+    code: int,
+    line: str,
 ) -> None:
     cfg = live_config(tmp_path, double.url if reachable else closed_port_url(), ws.url)
-    cfg.write_text(cfg.read_text().replace("BTC/USDT", market)
-                   .replace("timeout_ms: 3000", "timeout_ms: 3000, start_deadline_s: 0.5"))
+    cfg.write_text(
+        cfg.read_text()
+        .replace("BTC/USDT", market)
+        .replace("timeout_ms: 3000", "timeout_ms: 3000, start_deadline_s: 0.5")
+    )
     proc = start(cfg)
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == code, out

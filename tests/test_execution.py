@@ -41,8 +41,13 @@ from trader.trading.execution import Executor
 class Scripted:
     """A gateway whose answers are scripted; counts every create."""
 
-    def __init__(self, create: list, lookups: list | None = None, trades: list | None = None,
-                 cancel: list | None = None) -> None:
+    def __init__(
+        self,
+        create: list,
+        lookups: list | None = None,
+        trades: list | None = None,
+        cancel: list | None = None,
+    ) -> None:
         self.create_script, self.lookups = create, list(lookups or [])
         self.trades, self.cancel_script = trades or [], list(cancel or [])
         self.creates: list[str] = []
@@ -70,27 +75,62 @@ class Scripted:
 
 
 def cmd(cid: str = "c1") -> SubmitOrder:
-    return SubmitOrder(ts_event=1, ts_recv=1, client_id=cid, symbol=SYMBOL, side=Side.BUY,
-                       order_type=OrderType.MARKET, amount=D(1))
+    return SubmitOrder(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        symbol=SYMBOL,
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        amount=D(1),
+    )
 
 
 def report(status: OrderStatus, filled: str = "1", cid: str = "c1") -> OrderStatusReport:
-    return OrderStatusReport(ts_event=1, ts_recv=1, client_id=cid, exchange_id="9", symbol=SYMBOL,
-                             side=Side.BUY, order_type=OrderType.MARKET, status=status,
-                             amount=D(1), filled=D(filled))
+    return OrderStatusReport(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        exchange_id="9",
+        symbol=SYMBOL,
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        status=status,
+        amount=D(1),
+        filled=D(filled),
+    )
 
 
 def fill(cid: str, trade_id: str, amount: str) -> OrderFilled:
-    return OrderFilled(ts_event=1, ts_recv=1, client_id=cid, exchange_id="9", trade_id=trade_id,
-                       symbol=SYMBOL, side=Side.BUY, price=D(100), amount=D(amount), fee=D(0),
-                       fee_asset="USDT", filled_total=D(amount), is_final=False)
+    return OrderFilled(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        exchange_id="9",
+        trade_id=trade_id,
+        symbol=SYMBOL,
+        side=Side.BUY,
+        price=D(100),
+        amount=D(amount),
+        fee=D(0),
+        fee_asset="USDT",
+        filled_total=D(amount),
+        is_final=False,
+    )
 
 
 def run(gateway: Scripted, commands: list, until, store: MemoryStore | None = None) -> list:
     published: list = []
     view = ReadOnlyView(store or MemoryStore(StoreConfig()))
-    ex = Executor(gateway, published.append, view, ManualClock(1), Stats(),
-                  lookup_attempts=3, lookup_backoff_s=0.001)
+    ex = Executor(
+        gateway,
+        published.append,
+        view,
+        ManualClock(1),
+        Stats(),
+        lookup_attempts=3,
+        lookup_backoff_s=0.001,
+    )
     stop = threading.Event()
     t = threading.Thread(target=ex.run, args=(stop,), name="executor")
     t.start()
@@ -106,22 +146,29 @@ def run(gateway: Scripted, commands: list, until, store: MemoryStore | None = No
 
 
 def test_accepted_then_timeout_is_looked_up_with_its_fills_and_never_resent() -> None:
-    gw = Scripted([TemporaryError("read timeout")],
-                  lookups=[OrderNotFoundError("not yet"), report(OrderStatus.FILLED)],
-                  trades=[fill("c1", "t1", "0.4"), fill("other", "t2", "1"),
-                          fill("c1", "t3", "0.6")])
+    gw = Scripted(
+        [TemporaryError("read timeout")],
+        lookups=[OrderNotFoundError("not yet"), report(OrderStatus.FILLED)],
+        trades=[fill("c1", "t1", "0.4"), fill("other", "t2", "1"), fill("c1", "t3", "0.6")],
+    )
     out = run(gw, [cmd()], lambda p: any(isinstance(e, OrderStatusReport) for e in p))
     assert gw.creates == ["c1"]
     assert isinstance(out[0], OrderStatusUnknown)
     assert [(type(e).__name__, getattr(e, "trade_id", "")) for e in out[1:]] == [
-        ("OrderFilled", "t1"), ("OrderFilled", "t3"), ("OrderStatusReport", "")]
+        ("OrderFilled", "t1"),
+        ("OrderFilled", "t3"),
+        ("OrderStatusReport", ""),
+    ]
 
 
 def test_5xx_and_gateway_bugs_make_the_order_unknown_not_retried() -> None:
-    gw = Scripted([TemporaryError("HTTP 503"), RuntimeError("bug in a parser")],
-                  lookups=[report(OrderStatus.OPEN, "0"), report(OrderStatus.CANCELED, "0")])
-    out = run(gw, [cmd("c1"), cmd("c2")],
-              lambda p: sum(isinstance(e, OrderStatusReport) for e in p) == 2)
+    gw = Scripted(
+        [TemporaryError("HTTP 503"), RuntimeError("bug in a parser")],
+        lookups=[report(OrderStatus.OPEN, "0"), report(OrderStatus.CANCELED, "0")],
+    )
+    out = run(
+        gw, [cmd("c1"), cmd("c2")], lambda p: sum(isinstance(e, OrderStatusReport) for e in p) == 2
+    )
     assert gw.creates == ["c1", "c2"]
     assert [e.client_id for e in out if isinstance(e, OrderStatusUnknown)] == ["c1", "c2"]
 
@@ -134,12 +181,20 @@ def test_invalid_order_is_rejected_at_once_without_lookup() -> None:
 
 
 def test_cancel_of_a_vanished_order_reports_what_became_of_it() -> None:
-    gw = Scripted([], lookups=[report(OrderStatus.FILLED, cid="c1"), OrderNotFoundError("gone")],
-                  cancel=[OrderNotFoundError("-2011"), OrderNotFoundError("-2011")],
-                  trades=[fill("c1", "t1", "1")])
-    out = run(gw, [CancelOrder(ts_event=1, ts_recv=1, client_id="c1", symbol=SYMBOL),
-                   CancelOrder(ts_event=1, ts_recv=1, client_id="c2", symbol=SYMBOL)],
-              lambda p: any(isinstance(e, OrderCanceled) for e in p))
+    gw = Scripted(
+        [],
+        lookups=[report(OrderStatus.FILLED, cid="c1"), OrderNotFoundError("gone")],
+        cancel=[OrderNotFoundError("-2011"), OrderNotFoundError("-2011")],
+        trades=[fill("c1", "t1", "1")],
+    )
+    out = run(
+        gw,
+        [
+            CancelOrder(ts_event=1, ts_recv=1, client_id="c1", symbol=SYMBOL),
+            CancelOrder(ts_event=1, ts_recv=1, client_id="c2", symbol=SYMBOL),
+        ],
+        lambda p: any(isinstance(e, OrderCanceled) for e in p),
+    )
     assert gw.cancels == ["c1", "c2"]
     assert [type(e) for e in out] == [OrderFilled, OrderStatusReport, OrderCanceled]
     assert out[1].status is OrderStatus.FILLED

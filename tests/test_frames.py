@@ -49,6 +49,7 @@ def frame(op: int, payload: bytes, fin: bool = True, rsv: int = 0, mask: bool = 
 
 def read_client_frame(sock: socket.socket) -> tuple[int, bytes]:
     """One frame the client sent: it must be masked (RFC 6455 5.3); returns it unmasked."""
+
     def exactly(n: int) -> bytes:
         out = b""
         while len(out) < n:
@@ -83,8 +84,9 @@ def pair() -> Iterator[tuple[FrameReader, socket.socket]]:
 
 
 @pytest.mark.parametrize("size", [0, 1, 125, 126, 127, 65535, 65536, 200_000])
-def test_payload_lengths_7_16_and_64_bit(pair: tuple[FrameReader, socket.socket],
-                                         size: int) -> None:
+def test_payload_lengths_7_16_and_64_bit(
+    pair: tuple[FrameReader, socket.socket], size: int
+) -> None:
     reader, server = pair
     payload = os.urandom(size)
     threading.Thread(target=server.sendall, args=(frame(OP_BINARY, payload),)).start()
@@ -92,7 +94,8 @@ def test_payload_lengths_7_16_and_64_bit(pair: tuple[FrameReader, socket.socket]
 
 
 def test_many_frames_in_one_read_come_out_one_by_one(
-        pair: tuple[FrameReader, socket.socket]) -> None:
+    pair: tuple[FrameReader, socket.socket],
+) -> None:
     reader, server = pair
     texts = [b'{"i":%d}' % i for i in range(100)] + [b"x" * 300]
     server.sendall(b"".join(frame(OP_TEXT, t) for t in texts))
@@ -100,11 +103,17 @@ def test_many_frames_in_one_read_come_out_one_by_one(
 
 
 def test_fragmented_message_with_control_frames_between_fragments(
-        pair: tuple[FrameReader, socket.socket]) -> None:
+    pair: tuple[FrameReader, socket.socket],
+) -> None:
     reader, server = pair
-    server.sendall(frame(OP_TEXT, b'{"a":', fin=False) + frame(OP_PING, b"p1")
-                   + frame(OP_CONT, b"1" * 200, fin=False) + frame(OP_PONG, b"")
-                   + frame(OP_CONT, b"}") + frame(OP_TEXT, b"next"))
+    server.sendall(
+        frame(OP_TEXT, b'{"a":', fin=False)
+        + frame(OP_PING, b"p1")
+        + frame(OP_CONT, b"1" * 200, fin=False)
+        + frame(OP_PONG, b"")
+        + frame(OP_CONT, b"}")
+        + frame(OP_TEXT, b"next")
+    )
     assert reader.recv() == (OP_PING, b"p1")
     assert reader.recv() == (OP_PONG, b"")
     assert reader.recv() == (OP_TEXT, b'{"a":' + b"1" * 200 + b"}")
@@ -114,23 +123,29 @@ def test_fragmented_message_with_control_frames_between_fragments(
 
 def test_fragmented_binary_message(pair: tuple[FrameReader, socket.socket]) -> None:
     reader, server = pair
-    server.sendall(frame(OP_BINARY, b"\x00\x01", fin=False) + frame(OP_CONT, b"\x02", fin=False)
-                   + frame(OP_CONT, b"\x03"))
+    server.sendall(
+        frame(OP_BINARY, b"\x00\x01", fin=False)
+        + frame(OP_CONT, b"\x02", fin=False)
+        + frame(OP_CONT, b"\x03")
+    )
     assert reader.recv() == (OP_BINARY, b"\x00\x01\x02\x03")
 
 
 def test_ping_is_answered_with_a_masked_pong_carrying_its_payload(
-        pair: tuple[FrameReader, socket.socket]) -> None:
+    pair: tuple[FrameReader, socket.socket],
+) -> None:
     reader, server = pair
     server.sendall(frame(OP_PING, b"are you there"))
     assert reader.recv() == (OP_PING, b"are you there")
     assert read_client_frame(server) == (OP_PONG, b"are you there")
 
 
-@pytest.mark.parametrize("code, reason", [(1000, b""), (1001, b"going away"),
-                                          (1008, b"policy"), (4000, b"app-defined")])
-def test_close_is_answered_with_the_same_code(pair: tuple[FrameReader, socket.socket],
-                                              code: int, reason: bytes) -> None:
+@pytest.mark.parametrize(
+    "code, reason", [(1000, b""), (1001, b"going away"), (1008, b"policy"), (4000, b"app-defined")]
+)
+def test_close_is_answered_with_the_same_code(
+    pair: tuple[FrameReader, socket.socket], code: int, reason: bytes
+) -> None:
     reader, server = pair
     payload = code.to_bytes(2, "big") + reason
     server.sendall(frame(OP_CLOSE, payload))
@@ -140,7 +155,8 @@ def test_close_is_answered_with_the_same_code(pair: tuple[FrameReader, socket.so
 
 
 def test_close_without_a_code_is_answered_with_normal_closure(
-        pair: tuple[FrameReader, socket.socket]) -> None:
+    pair: tuple[FrameReader, socket.socket],
+) -> None:
     reader, server = pair
     server.sendall(frame(OP_CLOSE, b""))
     assert reader.recv() == (OP_CLOSE, b"")
@@ -148,14 +164,19 @@ def test_close_without_a_code_is_answered_with_normal_closure(
 
 
 def test_a_frame_split_across_reads_at_every_byte_boundary(
-        pair: tuple[FrameReader, socket.socket]) -> None:
+    pair: tuple[FrameReader, socket.socket],
+) -> None:
     """The first part arrives, the read times out (the reader keeps it), the rest arrives."""
     reader, server = pair
     reader._ws.sock.settimeout(0.002)
     messages = [b"short", b"m" * 130, b"frag-" + b"f" * 4]
-    data = (frame(OP_TEXT, messages[0]) + frame(OP_TEXT, messages[1])
-            + frame(OP_TEXT, b"frag-", fin=False) + frame(OP_PING, b"")
-            + frame(OP_CONT, b"f" * 4))
+    data = (
+        frame(OP_TEXT, messages[0])
+        + frame(OP_TEXT, messages[1])
+        + frame(OP_TEXT, b"frag-", fin=False)
+        + frame(OP_PING, b"")
+        + frame(OP_CONT, b"f" * 4)
+    )
     for cut in range(1, len(data)):
         server.sendall(data[:cut])
         got = []
@@ -171,18 +192,22 @@ def test_a_frame_split_across_reads_at_every_byte_boundary(
         assert read_client_frame(server) == (OP_PONG, b"")
 
 
-@pytest.mark.parametrize("data, why", [
-    (frame(OP_TEXT, b"x", rsv=0x40), "reserved bits"),
-    (frame(0x3, b"x"), "reserved opcode"),
-    (frame(OP_TEXT, b"x", mask=True), "masked"),
-    (frame(OP_CONT, b"x"), "continuation"),
-    (frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"), "inside a fragmented"),
-    (frame(OP_PING, b"x", fin=False), "control frame"),
-    (frame(OP_PING, b"x" * 126), "control frame"),
-    (frame(OP_CLOSE, b"\x03"), "1-byte"),
-])
+@pytest.mark.parametrize(
+    "data, why",
+    [
+        (frame(OP_TEXT, b"x", rsv=0x40), "reserved bits"),
+        (frame(0x3, b"x"), "reserved opcode"),
+        (frame(OP_TEXT, b"x", mask=True), "masked"),
+        (frame(OP_CONT, b"x"), "continuation"),
+        (frame(OP_TEXT, b"a", fin=False) + frame(OP_TEXT, b"b"), "inside a fragmented"),
+        (frame(OP_PING, b"x", fin=False), "control frame"),
+        (frame(OP_PING, b"x" * 126), "control frame"),
+        (frame(OP_CLOSE, b"\x03"), "1-byte"),
+    ],
+)
 def test_frames_no_server_may_send_are_protocol_errors(
-        pair: tuple[FrameReader, socket.socket], data: bytes, why: str) -> None:
+    pair: tuple[FrameReader, socket.socket], data: bytes, why: str
+) -> None:
     reader, server = pair
     server.sendall(data)
     with pytest.raises(websocket.WebSocketProtocolException, match=why):
@@ -210,12 +235,16 @@ def _handshake(conn: socket.socket) -> None:
     request = b""
     while b"\r\n\r\n" not in request:
         request += conn.recv(4096)
-    key = next(line.split(b":", 1)[1].strip() for line in request.split(b"\r\n")
-               if line.lower().startswith(b"sec-websocket-key:"))
-    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11")
-                              .digest())
-    conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                 b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+    key = next(
+        line.split(b":", 1)[1].strip()
+        for line in request.split(b"\r\n")
+        if line.lower().startswith(b"sec-websocket-key:")
+    )
+    accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+    conn.sendall(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+    )
 
 
 def test_tls_connection() -> None:
@@ -243,9 +272,12 @@ def test_tls_connection() -> None:
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     with ca.cert_pem.tempfile() as ca_file:
-        ws = websocket.create_connection(f"wss://localhost:{port}/", timeout=5,
-                                         sslopt={"ca_certs": ca_file},
-                                         skip_utf8_validation=True)
+        ws = websocket.create_connection(
+            f"wss://localhost:{port}/",
+            timeout=5,
+            sslopt={"ca_certs": ca_file},
+            skip_utf8_validation=True,
+        )
     try:
         assert isinstance(ws.sock, ssl.SSLSocket)
         reader = FrameReader(ws)

@@ -45,8 +45,10 @@ def raw(app: App, data: bytes, timeout: float = 5.0) -> bytes:
 
 
 def post_head(token: str, length: str) -> bytes:
-    return (f"POST /halt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-            f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n").encode()
+    return (
+        f"POST /halt HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {token}\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
 
 
 def test_health_and_the_kill_switch_answer_within_1s_under_a_slowloris(api: App) -> None:
@@ -78,11 +80,18 @@ def test_health_and_the_kill_switch_answer_within_1s_under_a_slowloris(api: App)
             sock.close()
 
 
-@pytest.mark.parametrize(("length", "status"), [
-    ("-1", b"400"), ("abc", b"400"), ("1e3", b"400"), (str(300 * 1024 * 1024), b"413"),
-])
-def test_a_bad_content_length_is_refused_before_the_body(api: App, length: str,
-                                                         status: bytes) -> None:
+@pytest.mark.parametrize(
+    ("length", "status"),
+    [
+        ("-1", b"400"),
+        ("abc", b"400"),
+        ("1e3", b"400"),
+        (str(300 * 1024 * 1024), b"413"),
+    ],
+)
+def test_a_bad_content_length_is_refused_before_the_body(
+    api: App, length: str, status: bytes
+) -> None:
     answer = raw(api, post_head(api.http.token, length) + b'{"reason": "x"}')
     assert answer.startswith(b"HTTP/1.0 " + status), answer
     assert api.bus.depth() == 0
@@ -108,9 +117,10 @@ def test_commands_need_the_token(api: App) -> None:
 
 
 def test_the_token_comes_from_the_environment_when_set(tmp_path: Any) -> None:
-    cfg = config_from_dict({"journal": {"path": str(tmp_path / "journal")},
-                            "metrics": {"port": free_port()}},
-                           {"TRADER_API_TOKEN": "from-the-env"})
+    cfg = config_from_dict(
+        {"journal": {"path": str(tmp_path / "journal")}, "metrics": {"port": free_port()}},
+        {"TRADER_API_TOKEN": "from-the-env"},
+    )
     http = App(cfg).http
     http.bind()
     stop = threading.Event()
@@ -121,7 +131,8 @@ def test_the_token_comes_from_the_environment_when_set(tmp_path: Any) -> None:
 
 
 def test_bad_requests_and_vanished_clients_are_one_line_each(
-        api: App, caplog: pytest.LogCaptureFixture) -> None:
+    api: App, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.DEBUG, logger="trader"):
         assert raw(api, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.0 400")
         assert raw(api, b"GET /" + b"a" * 20_000).startswith(b"HTTP/1.0 431")

@@ -41,11 +41,19 @@ ROOT = Path(__file__).resolve().parent.parent
 DAY0 = 19_800 * DAY_NS  # 2024-03-18T00:00Z
 
 
-def journal(folder: Path, clock: ManualClock | None = None, retention: int = 0,
-            published: list | None = None, interval: float = 1.0) -> Journal:
+def journal(
+    folder: Path,
+    clock: ManualClock | None = None,
+    retention: int = 0,
+    published: list | None = None,
+    interval: float = 1.0,
+) -> Journal:
     sink = published.append if published is not None else (lambda e: None)
-    j = Journal(JournalConfig(path=str(folder), retention_days=retention,
-                              flush_interval_s=interval), clock or ManualClock(DAY0), sink)
+    j = Journal(
+        JournalConfig(path=str(folder), retention_days=retention, flush_interval_s=interval),
+        clock or ManualClock(DAY0),
+        sink,
+    )
     j.open()
     return j
 
@@ -56,8 +64,9 @@ def q(ts: int) -> QuoteTick:
 
 def test_every_event_type_round_trips_through_the_journal(tmp_path: Path) -> None:
     j = journal(tmp_path)
-    events = [replace(sample_event(cls), ts_recv=DAY0 + i)
-              for i, cls in enumerate(EVENT_TYPES.values())]
+    events = [
+        replace(sample_event(cls), ts_recv=DAY0 + i) for i, cls in enumerate(EVENT_TYPES.values())
+    ]
     for ev in events:
         j.record(ev)
     j.finish()
@@ -74,24 +83,29 @@ def test_one_file_per_utc_day_in_dispatch_order(tmp_path: Path) -> None:
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["2024-03-18.jsonl", "2024-03-19.jsonl", "2024-03-20.jsonl"]
     assert [e.ts_recv for e in read_events(tmp_path / "2024-03-19.jsonl")] == [
-        DAY0 + DAY_NS + 1, DAY0 + DAY_NS - 1]
+        DAY0 + DAY_NS + 1,
+        DAY0 + DAY_NS - 1,
+    ]
     assert utc_day(DAY0 + DAY_NS - 1) == ("2024-03-18", DAY0 + DAY_NS)
 
 
-def test_retention_at_start_and_at_each_day_roll(tmp_path: Path,
-                                                 caplog: pytest.LogCaptureFixture) -> None:
+def test_retention_at_start_and_at_each_day_roll(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     for day in ("2024-02-01", "2024-03-01", "2024-03-10"):
         (tmp_path / f"{day}.jsonl").write_text("")
     (tmp_path / "notes.txt").write_text("kept: not a journal file")
     with caplog.at_level(logging.INFO):
         j = journal(tmp_path, ManualClock(DAY0), retention=10)  # today 2024-03-18
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "2024-03-10.jsonl", "2024-03-18.jsonl", "notes.txt"]
+        "2024-03-10.jsonl",
+        "2024-03-18.jsonl",
+        "notes.txt",
+    ]
     assert "deleted 2 files older than 2024-03-08" in caplog.text
     j.record(q(DAY0 + 12 * DAY_NS))  # the day rolls to 2024-03-30
     j.finish()
-    assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "2024-03-30.jsonl", "notes.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["2024-03-30.jsonl", "notes.txt"]
 
 
 def test_the_writer_thread_flushes_within_the_interval(tmp_path: Path) -> None:
@@ -111,7 +125,8 @@ def test_the_writer_thread_flushes_within_the_interval(tmp_path: Path) -> None:
 
 
 def test_a_failing_write_halts_trading_keeps_the_events_and_recovers(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     published: list[Event] = []
     j = journal(tmp_path, published=published)
     j.record(q(DAY0 + 1))
@@ -146,12 +161,17 @@ def test_an_unusable_folder_stops_start_py_with_one_line(tmp_path: Path) -> None
     (tmp_path / "file").write_text("")
     cfg = tmp_path / "config.yaml"
     cfg.write_text(f"journal: {{path: {tmp_path / 'file' / 'journal'}}}\n")
-    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                          str(cfg)], capture_output=True, text=True, timeout=30)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         f"config error: journal.path: cannot write the journal in "
-        f"{tmp_path / 'file' / 'journal'}: Not a directory"]
+        f"{tmp_path / 'file' / 'journal'}: Not a directory"
+    ]
 
 
 def test_every_dispatched_event_is_journaled_even_unhandled_and_failures(tmp_path: Path) -> None:
@@ -165,19 +185,22 @@ def test_every_dispatched_event_is_journaled_even_unhandled_and_failures(tmp_pat
     app.registry.register(QuoteTick, broken)
     app.engine.dispatch(q(DAY0 + 1))
     app.engine.drain(time.monotonic() + 1)
-    app.engine.dispatch(ReconciliationCompleted(ts_event=1, ts_recv=DAY0 + 2, ok=True,
-                                                differences=0))
+    app.engine.dispatch(
+        ReconciliationCompleted(ts_event=1, ts_recv=DAY0 + 2, ok=True, differences=0)
+    )
     app.journal.finish()
     events = read_events(tmp_path)
     assert [type(e).__name__ for e in events] == [
-        "QuoteTick", "HandlerFailed", "ReconciliationCompleted"]
+        "QuoteTick",
+        "HandlerFailed",
+        "ReconciliationCompleted",
+    ]
     failed = events[1]
     assert isinstance(failed, HandlerFailed) and "ValueError: bad quote" in failed.error
     assert "Traceback" in failed.traceback
 
 
-def test_a_killed_process_loses_only_the_last_flush_interval_and_no_secret(
-        tmp_path: Path) -> None:
+def test_a_killed_process_loses_only_the_last_flush_interval_and_no_secret(tmp_path: Path) -> None:
     secrets = {"TRADER_API_KEY": "key-FAKE-6f1d2c9a", "TRADER_API_SECRET": "secret-FAKE-93be41"}
     folder = tmp_path / "journal"
     cfg = tmp_path / "config.yaml"
@@ -188,12 +211,25 @@ def test_a_killed_process_loses_only_the_last_flush_interval_and_no_secret(
         "  - {name: ma_cross, market: BTC/USDT, params: {fast: 2, slow: 3, amount: 0.01}}\n"
     )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}, **secrets}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                             str(cfg), "--log-level", "DEBUG"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "start.py"),
+            "--config",
+            str(cfg),
+            "--log-level",
+            "DEBUG",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: queue.Queue[str] = queue.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout], daemon=True,
-                              name="test-reader")
+    reader = threading.Thread(
+        target=lambda: [lines.put(x) for x in proc.stdout], daemon=True, name="test-reader"
+    )
     reader.start()
     try:
         deadline = time.monotonic() + 30
@@ -224,15 +260,20 @@ def test_a_killed_process_loses_only_the_last_flush_interval_and_no_secret(
 
 
 def test_an_event_that_cannot_be_encoded_is_skipped_not_the_batch(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     class Odd(QuoteTick):
         """An event the codec cannot encode: its class is not a registered event type."""
 
         __slots__ = ()
 
     j = journal(tmp_path)
-    odd = Odd(**{f: getattr(q(DAY0 + 2), f) for f in ("ts_event", "ts_recv", "symbol", "bid",
-                                                     "bid_size", "ask", "ask_size")})
+    odd = Odd(
+        **{
+            f: getattr(q(DAY0 + 2), f)
+            for f in ("ts_event", "ts_recv", "symbol", "bid", "bid_size", "ask", "ask_size")
+        }
+    )
     for ev in (q(DAY0 + 1), odd, q(DAY0 + 3)):
         j.record(ev)
     j.finish()
@@ -272,23 +313,32 @@ def test_a_whole_last_line_is_left_as_it_is(tmp_path: Path) -> None:
 
 
 def test_lines_with_bad_types_are_skipped_counted_and_named(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    good = ('{"type":"TradeTick","ts_event":1,"ts_recv":2,"symbol":"BTC/USDT","price":"1",'
-            '"size":"1","aggressor":"buy","trade_id":"t1"}')
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = (
+        '{"type":"TradeTick","ts_event":1,"ts_recv":2,"symbol":"BTC/USDT","price":"1",'
+        '"size":"1","aggressor":"buy","trade_id":"t1"}'
+    )
     path = tmp_path / "2024-01-01.jsonl"
-    path.write_text("\n".join([
-        good,
-        good.replace('"price":"1"', '"price":"abc"'),
-        good.replace('"ts_recv":2', '"ts_recv":"x"'),
-        good.replace('"symbol":"BTC/USDT"', '"symbol":3'),
-        good.replace('"ts_event":1', '"ts_event":true'),
-        good,
-    ]) + "\n")
+    path.write_text(
+        "\n".join(
+            [
+                good,
+                good.replace('"price":"1"', '"price":"abc"'),
+                good.replace('"ts_recv":2', '"ts_recv":"x"'),
+                good.replace('"symbol":"BTC/USDT"', '"symbol":3'),
+                good.replace('"ts_event":1', '"ts_event":true'),
+                good,
+            ]
+        )
+        + "\n"
+    )
     reader = JournalReader([path])
     with caplog.at_level(logging.WARNING, logger="trader.journal"):
         events = list(reader)
     assert len(events) == 2 and all(isinstance(e.ts_recv, int) for e in events)
     assert reader.bad_lines == [f"{path}:{n}" for n in (2, 3, 4, 5)]
     warned = [r.getMessage() for r in caplog.records]
-    assert len(warned) == 4 and all(m.startswith(f"journal: skipped bad line {path}:")
-                                    for m in warned)
+    assert len(warned) == 4 and all(
+        m.startswith(f"journal: skipped bad line {path}:") for m in warned
+    )

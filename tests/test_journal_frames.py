@@ -48,19 +48,28 @@ def server() -> Iterator[FakeExchange]:
 
 
 def session_config(tmp_path: Path, ws_url: str, maxsize: int) -> Config:
-    return config_from_dict({
-        "exchange": {"name": "binance", "urls": {"ws": ws_url}},
-        "trade": {"markets": list(MARKETS)},
-        "streams": {"kline_interval": "1m"},
-        "bus": {"maxsize": maxsize},
-        "journal": {"path": str(tmp_path / "journal"), "retention_days": 0},
-        "strategies": [
-            {"name": "ma_cross", "market": "BTC/USDT", "params": {"fast": 2, "slow": 3,
-                                                                  "amount": 0.001}},
-            {"name": "ma_cross", "market": "ETH/USDT", "params": {"fast": 2, "slow": 3,
-                                                                  "amount": 0.01}},
-        ],
-    }, {})
+    return config_from_dict(
+        {
+            "exchange": {"name": "binance", "urls": {"ws": ws_url}},
+            "trade": {"markets": list(MARKETS)},
+            "streams": {"kline_interval": "1m"},
+            "bus": {"maxsize": maxsize},
+            "journal": {"path": str(tmp_path / "journal"), "retention_days": 0},
+            "strategies": [
+                {
+                    "name": "ma_cross",
+                    "market": "BTC/USDT",
+                    "params": {"fast": 2, "slow": 3, "amount": 0.001},
+                },
+                {
+                    "name": "ma_cross",
+                    "market": "ETH/USDT",
+                    "params": {"fast": 2, "slow": 3, "amount": 0.01},
+                },
+            ],
+        },
+        {},
+    )
 
 
 def messages(n: int, seed: int = 3) -> list[dict[str, Any]]:
@@ -74,25 +83,64 @@ def messages(n: int, seed: int = 3) -> list[dict[str, Any]]:
         p, low = str(price[sym]), sym.lower()
         kind = i % 5
         if kind < 2:
-            out.append({"stream": f"{low}@bookTicker", "data": {
-                "u": i, "s": sym, "b": p, "B": "1.25", "a": str(price[sym] + D("0.1")),
-                "A": "0.5"}})
+            out.append(
+                {
+                    "stream": f"{low}@bookTicker",
+                    "data": {
+                        "u": i,
+                        "s": sym,
+                        "b": p,
+                        "B": "1.25",
+                        "a": str(price[sym] + D("0.1")),
+                        "A": "0.5",
+                    },
+                }
+            )
         elif kind < 4:
-            out.append({"stream": f"{low}@trade", "data": {
-                "e": "trade", "E": 1_700_000_000_000 + i, "s": sym, "t": i, "p": p,
-                "q": "0.010", "T": 1_700_000_000_000 + i, "m": bool(i % 3), "M": True}})
+            out.append(
+                {
+                    "stream": f"{low}@trade",
+                    "data": {
+                        "e": "trade",
+                        "E": 1_700_000_000_000 + i,
+                        "s": sym,
+                        "t": i,
+                        "p": p,
+                        "q": "0.010",
+                        "T": 1_700_000_000_000 + i,
+                        "m": bool(i % 3),
+                        "M": True,
+                    },
+                }
+            )
         else:
             start = 1_700_000_000_000 + i * 60_000
-            out.append({"stream": f"{low}@kline_1m", "data": {
-                "e": "kline", "E": start + 59_999, "s": sym, "k": {
-                    "t": start, "T": start + 59_999, "s": sym, "i": "1m", "o": p, "c": p,
-                    "h": str(price[sym] + 1), "l": str(price[sym] - 1), "v": "12.5",
-                    "x": True}}})
+            out.append(
+                {
+                    "stream": f"{low}@kline_1m",
+                    "data": {
+                        "e": "kline",
+                        "E": start + 59_999,
+                        "s": sym,
+                        "k": {
+                            "t": start,
+                            "T": start + 59_999,
+                            "s": sym,
+                            "i": "1m",
+                            "o": p,
+                            "c": p,
+                            "h": str(price[sym] + 1),
+                            "l": str(price[sym] - 1),
+                            "v": "12.5",
+                            "x": True,
+                        },
+                    },
+                }
+            )
     return out
 
 
-def record(tmp_path: Path, server: FakeExchange, maxsize: int,
-           n: int) -> tuple[App, list[Event]]:
+def record(tmp_path: Path, server: FakeExchange, maxsize: int, n: int) -> tuple[App, list[Event]]:
     """A live websocket session: the configured listener, on the local exchange, publishes into
     the bus; the main loop dispatches through the full handler table with the journal observing,
     once every message is queued (so a small bus conflates). Returns the app and what it
@@ -105,9 +153,20 @@ def record(tmp_path: Path, server: FakeExchange, maxsize: int,
     dispatched: list[Event] = []
     app.registry.observe(journal.record)
     app.registry.observe(dispatched.append)
-    rules = [MarketUpdated(ts_event=T0, ts_recv=T0, symbol=m, base=m.split("/")[0],
-                           quote="USDT", price_increment=D("0.01"), amount_increment=D("0.0001"),
-                           min_amount=D("0.0001"), min_notional=D("5")) for m in MARKETS]
+    rules = [
+        MarketUpdated(
+            ts_event=T0,
+            ts_recv=T0,
+            symbol=m,
+            base=m.split("/")[0],
+            quote="USDT",
+            price_increment=D("0.01"),
+            amount_increment=D("0.0001"),
+            min_amount=D("0.0001"),
+            min_notional=D("5"),
+        )
+        for m in MARKETS
+    ]
     for ev in (*rules, *app.gateway.fetch_balances()):  # the rules as the exchange gave them
         app.engine.dispatch(ev)
     app.engine.drain(float("inf"))
@@ -136,13 +195,23 @@ def record(tmp_path: Path, server: FakeExchange, maxsize: int,
     return app, dispatched
 
 
-LAST = {"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 999_999,
-                                            "p": "60000", "q": "0.001", "T": 1, "m": True}}
+LAST = {
+    "stream": "btcusdt@trade",
+    "data": {
+        "e": "trade",
+        "E": 1,
+        "s": "BTCUSDT",
+        "t": 999_999,
+        "p": "60000",
+        "q": "0.001",
+        "T": 1,
+        "m": True,
+    },
+}
 
 
 def replay(cfg: Config) -> tuple[Replayer, JournalReader]:
-    reader = JournalReader(journal_files([cfg.journal.path]),
-                           market_parsers(cfg, ManualClock()))
+    reader = JournalReader(journal_files([cfg.journal.path]), market_parsers(cfg, ManualClock()))
     replayer = Replayer(cfg)
     replayer.run(reader)
     return replayer, reader
@@ -155,7 +224,8 @@ def lines(cfg: Config) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("maxsize", [10_000, 300], ids=["no-conflation", "conflated"])
 def test_a_websocket_session_replays_to_the_live_state_from_its_messages(
-        tmp_path: Path, server: FakeExchange, maxsize: int) -> None:
+    tmp_path: Path, server: FakeExchange, maxsize: int
+) -> None:
     app, dispatched = record(tmp_path, server, maxsize, n=1500)
     conflated = app.bus.conflated
     assert (conflated > 0) == (maxsize < 1500)
@@ -176,37 +246,66 @@ def test_a_websocket_session_replays_to_the_live_state_from_its_messages(
     assert reader.bad_lines == []
     assert replayer.stats.total == len(dispatched)
     assert store_state(replayer.app.store) == store_state(app.store)
-    assert read_events(app.cfg.journal.path,
-                       parsers=market_parsers(app.cfg, ManualClock())) == dispatched
+    assert (
+        read_events(app.cfg.journal.path, parsers=market_parsers(app.cfg, ManualClock()))
+        == dispatched
+    )
 
 
 def bybit_trades(ts: int, *ids: int) -> tuple[bytes, list[Event]]:
     """One Bybit message carrying several trades, parsed as the listener parses it."""
-    protocol = BybitPublicStreams("wss://bybit.invalid/v5/public/spot", "spot", ["BTC/USDT"],
-                                  None)
-    msg = {"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 1_700_000_000_000,
-           "data": [{"T": 1_700_000_000_000, "s": "BTCUSDT", "S": "Buy", "v": "0.01",
-                     "p": f"6000{i}.5", "i": str(i), "BT": False} for i in ids]}
+    protocol = BybitPublicStreams("wss://bybit.invalid/v5/public/spot", "spot", ["BTC/USDT"], None)
+    msg = {
+        "topic": "publicTrade.BTCUSDT",
+        "type": "snapshot",
+        "ts": 1_700_000_000_000,
+        "data": [
+            {
+                "T": 1_700_000_000_000,
+                "s": "BTCUSDT",
+                "S": "Buy",
+                "v": "0.01",
+                "p": f"6000{i}.5",
+                "i": str(i),
+                "BT": False,
+            }
+            for i in ids
+        ],
+    }
     raw = json.dumps(msg).encode()
     events = list(protocol.parse(json.loads(raw, parse_float=D), ts))
     frame = Frame(listener_name(protocol).encode(), ts, ids[0], raw, len(events))
     return raw, [replace(e, frame=frame) for e in events]
 
 
-BYBIT = {"ws-bybit-spot": BybitPublicStreams("wss://bybit.invalid/v5/public/spot", "spot",
-                                             ["BTC/USDT"], None).parse}
+BYBIT = {
+    "ws-bybit-spot": BybitPublicStreams(
+        "wss://bybit.invalid/v5/public/spot", "spot", ["BTC/USDT"], None
+    ).parse
+}
 
 
 def test_a_message_partly_conflated_keeps_its_dispatched_events_as_json_lines() -> None:
     _, whole = bybit_trades(T0, 1, 2, 3)
     _, cut = bybit_trades(T0 + 1, 4, 5, 6)
-    other = QuoteTick(ts_event=T0, ts_recv=T0 + 2, symbol="BTC/USDT", bid=D("1"),
-                      bid_size=D("1"), ask=D("2"), ask_size=D("1"))
+    other = QuoteTick(
+        ts_event=T0,
+        ts_recv=T0 + 2,
+        symbol="BTC/USDT",
+        bid=D("1"),
+        bid_size=D("1"),
+        ask=D("2"),
+        ask_size=D("1"),
+    )
     # the bus kept trades 5 and 6 of the second message only; a quote came between
     dispatched = [*whole, cut[1], other, cut[2]]
     out = [json.loads(line) for line in encode_lines(dispatched)]
     assert [("frame" in line, line.get("type")) for line in out] == [
-        (True, None), (False, "TradeTick"), (False, "QuoteTick"), (False, "TradeTick")]
+        (True, None),
+        (False, "TradeTick"),
+        (False, "QuoteTick"),
+        (False, "TradeTick"),
+    ]
     assert out[0]["msg"]["data"][2]["i"] == "3" and out[0]["seq"] == 1
     assert [line.get("trade_id") for line in out[1:]] == ["5", None, "6"]
 
@@ -221,9 +320,18 @@ def test_frame_lines_and_json_lines_replay_to_the_events_dispatched(tmp_path: Pa
 
 def test_old_and_new_journal_files_replay_together(tmp_path: Path) -> None:
     _, frames = bybit_trades(T0 + 10, 7, 8)
-    old = [TradeTick(ts_event=T0, ts_recv=T0 + i, symbol="BTC/USDT", price=D("60000.10"),
-                     size=D("0.010"), aggressor=frames[0].aggressor, trade_id=str(i))
-           for i in range(3)]
+    old = [
+        TradeTick(
+            ts_event=T0,
+            ts_recv=T0 + i,
+            symbol="BTC/USDT",
+            price=D("60000.10"),
+            size=D("0.010"),
+            aggressor=frames[0].aggressor,
+            trade_id=str(i),
+        )
+        for i in range(3)
+    ]
     (tmp_path / "2023-11-13.jsonl").write_text("".join(event_to_json(e) + "\n" for e in old))
     (tmp_path / "2023-11-14.jsonl").write_bytes(b"\n".join(encode_lines(frames)) + b"\n")
     reader = JournalReader(journal_files([tmp_path]), BYBIT)
@@ -231,14 +339,19 @@ def test_old_and_new_journal_files_replay_together(tmp_path: Path) -> None:
     assert read_events(tmp_path / "2023-11-13.jsonl") == old  # no parsers needed for JSON lines
 
 
-@pytest.mark.parametrize("garbage", [
-    b'{"frame":"ws-bybit-spot","ts_recv":1,"seq":1,"msg":{"topic":"publicTr',  # cut by a crash
-    b'{"frame":"ws-bybit-spot","ts_recv":1,"seq":2,"msg":{"topic":"nonsense.X"}}',
-    b'{"frame":"ws-bybit-spot","ts_recv":1,"seq":3,"msg":{"success":true,"op":"subscribe"}}',
-    b'{"frame":"ws-binance-market","ts_recv":1,"seq":4,"msg":{}}',  # no parser for it
-], ids=["cut", "unknown-topic", "control", "unknown-stream"])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        b'{"frame":"ws-bybit-spot","ts_recv":1,"seq":1,"msg":{"topic":"publicTr',  # cut by a crash
+        b'{"frame":"ws-bybit-spot","ts_recv":1,"seq":2,"msg":{"topic":"nonsense.X"}}',
+        b'{"frame":"ws-bybit-spot","ts_recv":1,"seq":3,"msg":{"success":true,"op":"subscribe"}}',
+        b'{"frame":"ws-binance-market","ts_recv":1,"seq":4,"msg":{}}',  # no parser for it
+    ],
+    ids=["cut", "unknown-topic", "control", "unknown-stream"],
+)
 def test_a_bad_frame_line_is_skipped_and_counted_with_its_place(
-        tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
     _, first = bybit_trades(T0, 1)
     _, last = bybit_trades(T0 + 1, 2)
     path = tmp_path / "2023-11-14.jsonl"

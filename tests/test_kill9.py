@@ -36,11 +36,22 @@ def kill_config(tmp_path: Path, trading: bool = True) -> tuple[Path, dict]:
         "reconcile": {"retry_s": 0.05},
         "journal": {"path": str(tmp_path / "journal"), "flush_interval_s": 0.05},
         "strategies": [
-            {"name": "ma_cross", "market": "BTC/USDT",
-             "params": {"fast": 2, "slow": 3, "amount": 0.01}},
-            {"name": "market_maker", "market": "BTC/USDT",
-             "params": {"spread_bps": 4, "amount": 0.002, "requote_bps": 2,
-                        "max_inventory": 0.05, "cooldown_s": 0.05}},
+            {
+                "name": "ma_cross",
+                "market": "BTC/USDT",
+                "params": {"fast": 2, "slow": 3, "amount": 0.01},
+            },
+            {
+                "name": "market_maker",
+                "market": "BTC/USDT",
+                "params": {
+                    "spread_bps": 4,
+                    "amount": 0.002,
+                    "requote_bps": 2,
+                    "max_inventory": 0.05,
+                    "cooldown_s": 0.05,
+                },
+            },
         ],
     }
     if not trading:
@@ -65,8 +76,9 @@ def account_view(tmp_path: Path) -> tuple[dict, set[str], dict[str, Decimal]]:
         return {"USDT": (Decimal(10_000), Decimal(0))}, set(), {}
     data = json.loads(path.read_text())
     balances = {a: (Decimal(b["free"]), Decimal(b["used"])) for a, b in data["balances"].items()}
-    working = {o["cmd"]["client_id"] for o in data["orders"]
-               if o["status"] in ("open", "partially_filled")}
+    working = {
+        o["cmd"]["client_id"] for o in data["orders"] if o["status"] in ("open", "partially_filled")
+    }
     positions: dict[str, Decimal] = {}
     for f in data["fills"]:
         sign = 1 if f["side"] == "buy" else -1
@@ -76,9 +88,11 @@ def account_view(tmp_path: Path) -> tuple[dict, set[str], dict[str, Decimal]]:
 
 
 def ledger_view(balances, orders, positions) -> tuple[dict, set[str], dict[str, Decimal]]:
-    return ({b.asset: (b.free, b.used) for b in balances},
-            {o.client_id for o in orders if o.is_open},
-            {p.symbol: p.amount for p in positions if p.amount})
+    return (
+        {b.asset: (b.free, b.used) for b in balances},
+        {o.client_id for o in orders if o.is_open},
+        {p.symbol: p.amount for p in positions if p.amount},
+    )
 
 
 def run_trial(tmp_path: Path, rng: random.Random) -> dict:
@@ -142,5 +156,3 @@ def test_kill_9_soak(tmp_path: Path) -> None:
         except AssertionError as exc:
             failed.append(f"trial{i}: {str(exc)[:300]}")
     assert not failed, f"{len(failed)} of {n} trials disagree:\n" + "\n".join(failed)
-
-

@@ -45,16 +45,32 @@ def test_the_executors_answer_arriving_after_the_main_threads_fill_leaves_the_ne
     h = Harness(tmp_path)
     h.quote("59990", "60010")
     app = h.app
-    for ev in app.risk.evaluate(OrderIntent(strategy="mm", symbol=SYMBOL, side=Side.BUY,
-                                            amount=D("0.01"), order_type=OrderType.LIMIT,
-                                            price=D("60000"))):
+    for ev in app.risk.evaluate(
+        OrderIntent(
+            strategy="mm",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            amount=D("0.01"),
+            order_type=OrderType.LIMIT,
+            price=D("60000"),
+        )
+    ):
         app.engine.emit(ev)
     app.engine.drain(time.monotonic() + 5)  # OrderSubmitted recorded, SubmitOrder queued
     app.executor.drain(time.monotonic() + 5)  # the executor thread: answer put on the bus
     now = h.clock.now_ns()
     # The main thread, first: a trade through the resting buy fills it (follow-ups at once).
-    app.engine.dispatch(TradeTick(ts_event=now, ts_recv=now, symbol=SYMBOL, price=D("59900"),
-                                  size=D(1), aggressor=Side.SELL, trade_id="t1"))
+    app.engine.dispatch(
+        TradeTick(
+            ts_event=now,
+            ts_recv=now,
+            symbol=SYMBOL,
+            price=D("59900"),
+            size=D(1),
+            aggressor=Side.SELL,
+            trade_id="t1",
+        )
+    )
     h.pump()  # the follow-ups, then the executor's older answer from the bus
     account = {b.asset: (b.free, b.used) for b in app.gateway.fetch_balances()}
     held = {a: (b.free, b.used) for a, b in app.store.balances().balances.items()}
@@ -64,17 +80,38 @@ def test_the_executors_answer_arriving_after_the_main_threads_fill_leaves_the_ne
 
 
 def _report(status: OrderStatus, filled: str, avg: str | None = None) -> OrderStatusReport:
-    return OrderStatusReport(ts_event=1, ts_recv=5, client_id="c1", exchange_id="x1",
-                             symbol=SYMBOL, side=Side.BUY, order_type=OrderType.LIMIT,
-                             status=status, amount=D(1), filled=D(filled), price=D(100),
-                             avg_price=None if avg is None else D(avg))
+    return OrderStatusReport(
+        ts_event=1,
+        ts_recv=5,
+        client_id="c1",
+        exchange_id="x1",
+        symbol=SYMBOL,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        status=status,
+        amount=D(1),
+        filled=D(filled),
+        price=D(100),
+        avg_price=None if avg is None else D(avg),
+    )
 
 
 def _fill(trade_id: str, amount: str, total: str, final: bool) -> OrderFilled:
-    return OrderFilled(ts_event=2, ts_recv=2, client_id="c1", exchange_id="x1",
-                       trade_id=trade_id, symbol=SYMBOL, side=Side.BUY, price=D(100),
-                       amount=D(amount), fee=D(0), fee_asset="USDT", filled_total=D(total),
-                       is_final=final)
+    return OrderFilled(
+        ts_event=2,
+        ts_recv=2,
+        client_id="c1",
+        exchange_id="x1",
+        trade_id=trade_id,
+        symbol=SYMBOL,
+        side=Side.BUY,
+        price=D(100),
+        amount=D(amount),
+        fee=D(0),
+        fee_asset="USDT",
+        filled_total=D(total),
+        is_final=final,
+    )
 
 
 def test_a_balance_older_than_the_one_held_is_ignored_per_asset_and_counted() -> None:
@@ -99,11 +136,19 @@ def test_the_sources_sequence_orders_balances_of_the_same_time() -> None:
 def test_a_stale_open_report_after_the_final_fill_never_reopens_the_order() -> None:
     """Item 4: a poll fetched before the fill (open, filled 0) dispatched after it."""
     store = MemoryStore(StoreConfig())
-    store.on_order_submitted(OrderSubmitted(ts_event=1, ts_recv=1, client_id="c1", symbol=SYMBOL,
-                                            side=Side.BUY, order_type=OrderType.LIMIT,
-                                            amount=D(1), price=D(100)))
-    store.on_order_accepted(OrderAccepted(ts_event=1, ts_recv=1, client_id="c1",
-                                          exchange_id="x1"))
+    store.on_order_submitted(
+        OrderSubmitted(
+            ts_event=1,
+            ts_recv=1,
+            client_id="c1",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            order_type=OrderType.LIMIT,
+            amount=D(1),
+            price=D(100),
+        )
+    )
+    store.on_order_accepted(OrderAccepted(ts_event=1, ts_recv=1, client_id="c1", exchange_id="x1"))
     store.on_order_filled(_fill("t1", "1", "1", True))
     store.on_order_report(_report(OrderStatus.OPEN, "0"))
     assert store.order("c1").status is OrderStatus.FILLED and store.open_orders() == ()
@@ -140,14 +185,41 @@ def test_the_paper_accounts_stamps_never_go_back_with_the_clock() -> None:
     stamped newer than every earlier one, so the store can order them whatever their arrival."""
     clock = WallClock(1_000)
     g = PaperGateway(NoSource(), clock, {"USDT": D(10_000)}, D("0.001"))
-    g.on_quote(QuoteTick(ts_event=1, ts_recv=1, symbol=SYMBOL, bid=D(100), ask=D(101),
-                         bid_size=D(10), ask_size=D(10)))
-    answer = g.create_order(SubmitOrder(ts_event=1, ts_recv=1, client_id="b1", symbol=SYMBOL,
-                                        side=Side.BUY, order_type=OrderType.LIMIT, amount=D(1),
-                                        price=D(100)))
+    g.on_quote(
+        QuoteTick(
+            ts_event=1,
+            ts_recv=1,
+            symbol=SYMBOL,
+            bid=D(100),
+            ask=D(101),
+            bid_size=D(10),
+            ask_size=D(10),
+        )
+    )
+    answer = g.create_order(
+        SubmitOrder(
+            ts_event=1,
+            ts_recv=1,
+            client_id="b1",
+            symbol=SYMBOL,
+            side=Side.BUY,
+            order_type=OrderType.LIMIT,
+            amount=D(1),
+            price=D(100),
+        )
+    )
     clock.ns = 500  # the clock went back
-    later = g.on_trade(TradeTick(ts_event=1, ts_recv=1, symbol=SYMBOL, price=D(99), size=D(5),
-                                 aggressor=Side.SELL, trade_id="t1"))
+    later = g.on_trade(
+        TradeTick(
+            ts_event=1,
+            ts_recv=1,
+            symbol=SYMBOL,
+            price=D(99),
+            size=D(5),
+            aggressor=Side.SELL,
+            trade_id="t1",
+        )
+    )
     assert any(isinstance(e, OrderFilled) for e in later)  # the order works on, filled
     stamps = [(e.ts_event, e.seq) for e in answer + later if isinstance(e, BalanceUpdate)]
     assert stamps == sorted(stamps) and len(set(stamps)) == len(stamps)
@@ -157,7 +229,8 @@ def test_the_paper_accounts_stamps_never_go_back_with_the_clock() -> None:
         if isinstance(ev, BalanceUpdate):
             store.on_balance(ev)
     assert {a: (b.free, b.used) for a, b in store.balances().balances.items()} == {
-        b.asset: (b.free, b.used) for b in g.fetch_balances()}
+        b.asset: (b.free, b.used) for b in g.fetch_balances()
+    }
 
 
 def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: Path) -> None:
@@ -166,14 +239,27 @@ def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: 
     clean stop the store, and the replay of the journal, hold what the account holds. (Against
     the unfixed store this fails only now and then, when a stale answer is an asset's last
     update; the harness test above reproduces the race every time.)"""
-    cfg = config_from_dict({
-        "simulated": {"tick_interval_s": 0.001, "candle_interval_s": 1, "volatility_bps": 30},
-        "paper": {"latency_ms": 0, "persist": False},
-        "journal": {"path": str(tmp_path / "journal"), "retention_days": 0},
-        "strategies": [{"name": "market_maker", "market": "BTC/USDT", "params": {
-            "spread_bps": 1, "amount": 0.002, "requote_bps": 1, "max_inventory": 1,
-            "cooldown_s": 0}}],
-    }, {})
+    cfg = config_from_dict(
+        {
+            "simulated": {"tick_interval_s": 0.001, "candle_interval_s": 1, "volatility_bps": 30},
+            "paper": {"latency_ms": 0, "persist": False},
+            "journal": {"path": str(tmp_path / "journal"), "retention_days": 0},
+            "strategies": [
+                {
+                    "name": "market_maker",
+                    "market": "BTC/USDT",
+                    "params": {
+                        "spread_bps": 1,
+                        "amount": 0.002,
+                        "requote_bps": 1,
+                        "max_inventory": 1,
+                        "cooldown_s": 0,
+                    },
+                }
+            ],
+        },
+        {},
+    )
     app = App(cfg, FastClock(50))
     gw = app.gateway
     create, cancel = gw.create_order, gw.cancel_order
@@ -182,10 +268,12 @@ def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: 
     def answered_late(call: Any) -> Any:
         """The answer reaches the executor a moment after the account changed, as a live
         exchange's does; meanwhile the main thread goes on matching the book."""
+
         def late(*args: Any) -> Any:
             out = call(*args)
             transit.wait(0.002)
             return out
+
         return late
 
     gw.create_order = answered_late(create)  # type: ignore[method-assign]
@@ -194,8 +282,10 @@ def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: 
 
     def stop_after_fills() -> None:
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and app.stats.snapshot()["dispatched"].get(
-                "OrderFilled", 0) < 100:
+        while (
+            time.monotonic() < deadline
+            and app.stats.snapshot()["dispatched"].get("OrderFilled", 0) < 100
+        ):
             app.stop_event.wait(0.01)
         app.request_stop("test")
 
@@ -216,8 +306,9 @@ def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: 
     assert replayer.app.store.balances().balances == app.store.balances().balances
 
 
-def test_a_report_fetched_before_the_fill_of_an_order_not_yet_known_does_not_create_it_open(
-) -> None:
+def test_a_report_fetched_before_the_fill_of_an_order_not_yet_known_does_not_create_it_open() -> (
+    None
+):
     """At a restart: an earlier session's working order fills on the first quote (the store
     does not know it yet) before reconciliation's report of it, fetched just before that fill
     (open, filled 0), is dispatched. The order must be recorded filled, with its fill, so that

@@ -43,20 +43,35 @@ from trader.store.memory import MemoryStore
 
 S = OrderStatus
 # Three orders: two in one market (opposite sides), one in another.
-ORDERS = {"c0": ("BTC/USDT", Side.BUY), "c1": ("BTC/USDT", Side.SELL),
-          "c2": ("ETH/USDT", Side.BUY)}
+ORDERS = {"c0": ("BTC/USDT", Side.BUY), "c1": ("BTC/USDT", Side.SELL), "c2": ("ETH/USDT", Side.BUY)}
 AMOUNTS = [D(0), D("0.1"), D("0.25"), D("0.5")]  # a trade's size, by its number (0: zero-size)
 FILLED = [D(0), D("0.25"), D("0.5"), D(1)]
-STAGE = {S.PENDING: 0, S.OPEN: 1, S.UNKNOWN: 1, S.PARTIALLY_FILLED: 2, S.FILLED: 3,
-         S.CANCELED: 3, S.REJECTED: 3, S.EXPIRED: 3}
+STAGE = {
+    S.PENDING: 0,
+    S.OPEN: 1,
+    S.UNKNOWN: 1,
+    S.PARTIALLY_FILLED: 2,
+    S.FILLED: 3,
+    S.CANCELED: 3,
+    S.REJECTED: 3,
+    S.EXPIRED: 3,
+}
 
 cids = st.sampled_from(sorted(ORDERS))
 
 
 def _submitted(cid: str) -> OrderSubmitted:
     symbol, side = ORDERS[cid]
-    return OrderSubmitted(ts_event=0, ts_recv=0, client_id=cid, symbol=symbol, side=side,
-                          order_type=OrderType.LIMIT, amount=D(1), price=D(100))
+    return OrderSubmitted(
+        ts_event=0,
+        ts_recv=0,
+        client_id=cid,
+        symbol=symbol,
+        side=side,
+        order_type=OrderType.LIMIT,
+        amount=D(1),
+        price=D(100),
+    )
 
 
 @st.composite
@@ -64,21 +79,41 @@ def fills(draw: Any) -> OrderFilled:
     """A trade of an order: the same number is the same trade (a repeat from another source)."""
     cid, n = draw(cids), draw(st.integers(0, 3))
     symbol, side = ORDERS[cid]
-    return OrderFilled(ts_event=0, ts_recv=0, client_id=cid, exchange_id=f"x-{cid}",
-                       trade_id=f"t{n}", symbol=symbol, side=side, price=D(100 + n),
-                       amount=AMOUNTS[n], fee=D("0.01"), fee_asset="USDT",
-                       filled_total=draw(st.sampled_from(FILLED)), is_final=draw(st.booleans()))
+    return OrderFilled(
+        ts_event=0,
+        ts_recv=0,
+        client_id=cid,
+        exchange_id=f"x-{cid}",
+        trade_id=f"t{n}",
+        symbol=symbol,
+        side=side,
+        price=D(100 + n),
+        amount=AMOUNTS[n],
+        fee=D("0.01"),
+        fee_asset="USDT",
+        filled_total=draw(st.sampled_from(FILLED)),
+        is_final=draw(st.booleans()),
+    )
 
 
 @st.composite
 def reports(draw: Any) -> OrderStatusReport:
     cid = draw(cids)
     symbol, side = ORDERS[cid]
-    return OrderStatusReport(ts_event=0, ts_recv=0, client_id=cid, exchange_id=f"x-{cid}",
-                             symbol=symbol, side=side, order_type=OrderType.LIMIT,
-                             status=draw(st.sampled_from(list(S))), amount=D(1),
-                             filled=draw(st.sampled_from(FILLED)), price=D(100),
-                             avg_price=draw(st.sampled_from([None, D(90), D(95)])))
+    return OrderStatusReport(
+        ts_event=0,
+        ts_recv=0,
+        client_id=cid,
+        exchange_id=f"x-{cid}",
+        symbol=symbol,
+        side=side,
+        order_type=OrderType.LIMIT,
+        status=draw(st.sampled_from(list(S))),
+        amount=D(1),
+        filled=draw(st.sampled_from(FILLED)),
+        price=D(100),
+        avg_price=draw(st.sampled_from([None, D(90), D(95)])),
+    )
 
 
 @st.composite
@@ -86,19 +121,31 @@ def balances(draw: Any) -> BalanceUpdate:
     total = draw(st.integers(0, 9))
     used = draw(st.integers(0, total))
     ts = draw(st.integers(1, 4))
-    return BalanceUpdate(ts_event=ts, ts_recv=ts, asset=draw(st.sampled_from(["BTC", "USDT"])),
-                         free=D(total - used), used=D(used), total=D(total),
-                         seq=draw(st.integers(0, 3)))
+    return BalanceUpdate(
+        ts_event=ts,
+        ts_recv=ts,
+        asset=draw(st.sampled_from(["BTC", "USDT"])),
+        free=D(total - used),
+        used=D(used),
+        total=D(total),
+        seq=draw(st.integers(0, 3)),
+    )
 
 
 events = st.one_of(
     cids.map(_submitted),
     cids.map(lambda c: OrderAccepted(ts_event=0, ts_recv=0, client_id=c, exchange_id=f"x-{c}")),
     cids.map(lambda c: OrderRejected(ts_event=0, ts_recv=0, client_id=c, reason="no")),
-    st.builds(lambda c, e: OrderCanceled(ts_event=0, ts_recv=0, client_id=c, expired=e),
-              cids, st.booleans()),
+    st.builds(
+        lambda c, e: OrderCanceled(ts_event=0, ts_recv=0, client_id=c, expired=e),
+        cids,
+        st.booleans(),
+    ),
     cids.map(lambda c: OrderStatusUnknown(ts_event=0, ts_recv=0, client_id=c, reason="timeout")),
-    fills(), fills(), reports(), balances(),
+    fills(),
+    fills(),
+    reports(),
+    balances(),
 )
 
 # ----------------------------------------------------------------------------------- the model
@@ -175,7 +222,8 @@ class Model:
             o.status = S.UNKNOWN
         elif isinstance(ev, OrderStatusReport):
             behind = STAGE[ev.status] < STAGE[o.status] or (
-                not ev.status.is_final and ev.filled < o.filled)
+                not ev.status.is_final and ev.filled < o.filled
+            )
             if not behind:
                 o.take(ev)
 
@@ -197,9 +245,15 @@ HANDLERS = {
 def state(store: MemoryStore) -> dict[str, Any]:
     return {
         "balances": {a: (b.free, b.used, b.total) for a, b in store.balances().balances.items()},
-        "orders": {o.client_id: (o.status, o.filled, o.avg_price,
-                                 {f.trade_id: (f.price, f.amount) for f in o.fills})
-                   for o in store.orders()},
+        "orders": {
+            o.client_id: (
+                o.status,
+                o.filled,
+                o.avg_price,
+                {f.trade_id: (f.price, f.amount) for f in o.fills},
+            )
+            for o in store.orders()
+        },
         "positions": {s: p.amount for s, p in store.positions().items()},
     }
 
@@ -212,8 +266,9 @@ def model_state(m: Model) -> dict[str, Any]:
     }
 
 
-@settings(max_examples=1000, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=1000, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(st.lists(events, max_size=40))
 def test_the_store_equals_the_model_after_every_event_and_replays_the_same(
     evs: list[Event],

@@ -34,15 +34,30 @@ def json_lines(err: str) -> list[dict]:
 
 
 def test_json_lines_carry_time_level_thread_logger_message_and_the_event(
-        capsys, restore_logging) -> None:
+    capsys, restore_logging
+) -> None:
     setup_logging("INFO", [], LogFormat.JSON)
-    fill = OrderFilled(ts_event=1_700_000_000_000_000_000, ts_recv=1_700_000_000_000_000_001,
-                       client_id="c-1", exchange_id="x-1", trade_id="t-1", symbol="BTC/USDT",
-                       side=Side.BUY, price=Decimal("60000.5"), amount=Decimal("0.01"),
-                       fee=Decimal("0.6"), fee_asset="USDT", filled_total=Decimal("0.01"),
-                       is_final=True)
-    worker = threading.Thread(target=lambda: logging.getLogger("trader.report").info(
-        "TRADE %s", "BUY \"quoted\"\nline", extra={"event": fill}), name="reporter-1")
+    fill = OrderFilled(
+        ts_event=1_700_000_000_000_000_000,
+        ts_recv=1_700_000_000_000_000_001,
+        client_id="c-1",
+        exchange_id="x-1",
+        trade_id="t-1",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        price=Decimal("60000.5"),
+        amount=Decimal("0.01"),
+        fee=Decimal("0.6"),
+        fee_asset="USDT",
+        filled_total=Decimal("0.01"),
+        is_final=True,
+    )
+    worker = threading.Thread(
+        target=lambda: logging.getLogger("trader.report").info(
+            "TRADE %s", 'BUY "quoted"\nline', extra={"event": fill}
+        ),
+        name="reporter-1",
+    )
     worker.start()
     worker.join(2)
     logging.getLogger("trader").warning("plain")
@@ -53,25 +68,46 @@ def test_json_lines_carry_time_level_thread_logger_message_and_the_event(
     assert stamp.utcoffset() == timedelta(0)
     assert abs((datetime.now(stamp.tzinfo) - stamp).total_seconds()) < 5
     assert first["event"] == {
-        "type": "OrderFilled", "ts_event": 1_700_000_000_000_000_000,
-        "ts_recv": 1_700_000_000_000_000_001, "client_id": "c-1", "exchange_id": "x-1",
-        "trade_id": "t-1", "symbol": "BTC/USDT", "side": "buy", "price": "60000.5",
-        "amount": "0.01", "fee": "0.6", "fee_asset": "USDT", "filled_total": "0.01",
-        "is_final": True, "liquidity": "unknown", "venue_order_type": None,
-        "time_in_force": None, "order_price": None, "order_amount": None, "stop_price": None,
-        "cum_quote": None, "fee_rate": None}
+        "type": "OrderFilled",
+        "ts_event": 1_700_000_000_000_000_000,
+        "ts_recv": 1_700_000_000_000_000_001,
+        "client_id": "c-1",
+        "exchange_id": "x-1",
+        "trade_id": "t-1",
+        "symbol": "BTC/USDT",
+        "side": "buy",
+        "price": "60000.5",
+        "amount": "0.01",
+        "fee": "0.6",
+        "fee_asset": "USDT",
+        "filled_total": "0.01",
+        "is_final": True,
+        "liquidity": "unknown",
+        "venue_order_type": None,
+        "time_in_force": None,
+        "order_price": None,
+        "order_amount": None,
+        "stop_price": None,
+        "cum_quote": None,
+        "fee_rate": None,
+    }
     assert second["message"] == "plain" and second["level"] == "WARNING"
     assert "event" not in second and "exc" not in second
 
 
 @pytest.mark.parametrize("log_format", [LogFormat.TEXT, LogFormat.JSON])
 def test_a_canary_secret_is_scrubbed_from_message_traceback_and_event(
-        capsys, restore_logging, log_format: LogFormat) -> None:
+    capsys, restore_logging, log_format: LogFormat
+) -> None:
     setup_logging("DEBUG", [CANARY], log_format)
     log = logging.getLogger("trader")
-    rejected = OrderRejected(ts_event=1, ts_recv=1, client_id="c-9",
-                             reason=f"bad signature for key {CANARY}",
-                             kind=ErrorKind.AUTHENTICATION)
+    rejected = OrderRejected(
+        ts_event=1,
+        ts_recv=1,
+        client_id="c-9",
+        reason=f"bad signature for key {CANARY}",
+        kind=ErrorKind.AUTHENTICATION,
+    )
     log.warning("REJECTED %s", rejected.reason, extra={"event": rejected})
     try:
         raise ValueError(f"request with {CANARY}")
@@ -93,9 +129,19 @@ def test_a_canary_secret_is_scrubbed_from_message_traceback_and_event(
 def test_the_service_logs_json_with_the_trade_events(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
     env["TRADER__GENERAL__LOG_FORMAT"] = "json"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                             str(fast_config(tmp_path))], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "start.py"),
+            "--config",
+            str(fast_config(tmp_path)),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = wait_for(proc, "TRADE ")
         proc.send_signal(signal.SIGTERM)

@@ -20,14 +20,21 @@ from trader.trading.strategies import STRATEGIES
 from trader.trading.strategies.market_maker import MarketMaker, MarketMakerParams
 
 MM = "mm"
-PARAMS = {"spread_bps": 20, "amount": 0.001, "requote_bps": 10, "max_inventory": 0.002,
-          "cooldown_s": 1}
+PARAMS = {
+    "spread_bps": 20,
+    "amount": 0.001,
+    "requote_bps": 10,
+    "max_inventory": 0.002,
+    "cooldown_s": 1,
+}
 
 
 class MMHarness(Harness):
     def __init__(self, tmp_path: Path) -> None:
-        super().__init__(tmp_path, strategies=(
-            StrategyConfig(name="market_maker", market=SYMBOL, id=MM, params=PARAMS),))
+        super().__init__(
+            tmp_path,
+            strategies=(StrategyConfig(name="market_maker", market=SYMBOL, id=MM, params=PARAMS),),
+        )
         self.max_live = {Side.BUY: 0, Side.SELL: 0}
 
     def step(self, bid: str, ask: str) -> dict[Side, list]:
@@ -103,13 +110,15 @@ def _walk(h: MMHarness, seed: int) -> list[tuple]:
         h.clock.advance(rng.choice((0.05, 0.3, 1.5)))
         h.quote(str(bid), str(bid + 10))
     orders = {c: o for c in h.creates if (o := h.app.store.order(c))}
-    return [(o.side, o.price, o.status) for o in orders.values()] + [("cancel", c)
-                                                                      for c in h.cancels]
+    return [(o.side, o.price, o.status) for o in orders.values()] + [
+        ("cancel", c) for c in h.cancels
+    ]
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_quotes_answered_from_the_cache_do_what_a_full_evaluation_does(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
     cached = MMHarness(tmp_path / "cached")
     got = _walk(cached, seed)
     (mm,) = cached.app.runner.strategies
@@ -118,9 +127,9 @@ def test_quotes_answered_from_the_cache_do_what_a_full_evaluation_does(
     monkeypatch.setattr(MarketMaker, "on_quote", MarketMaker._evaluate)
     full = MMHarness(tmp_path / "full")
     assert _walk(full, seed) == got
-    assert cached.of_type(OrderFilled) and \
-        [(f.side, f.price) for f in cached.of_type(OrderFilled)] == \
-        [(f.side, f.price) for f in full.of_type(OrderFilled)]
+    assert cached.of_type(OrderFilled) and [
+        (f.side, f.price) for f in cached.of_type(OrderFilled)
+    ] == [(f.side, f.price) for f in full.of_type(OrderFilled)]
     assert mm._settled is not None  # the cache was in use
 
 
@@ -131,9 +140,14 @@ def test_a_quote_inside_the_cached_range_reads_no_order_list(tmp_path: Path) -> 
     (mm,) = h.app.runner.strategies
     reads = []
     view = h.app.view
-    h.app.runner._view = type("Counting", (), {
-        "open_orders": lambda self, *a: reads.append(a) or view.open_orders(*a),
-        "__getattr__": lambda self, name: getattr(view, name)})()
+    h.app.runner._view = type(
+        "Counting",
+        (),
+        {
+            "open_orders": lambda self, *a: reads.append(a) or view.open_orders(*a),
+            "__getattr__": lambda self, name: getattr(view, name),
+        },
+    )()
     h.step("59996", "60006")  # 0.2 bps: inside the range
     assert reads == [] and len(h.creates) == 1
     h.step("60085", "60095")  # 15 bps: outside, evaluated in full and canceled

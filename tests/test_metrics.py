@@ -49,13 +49,21 @@ def free_port() -> int:
 
 
 def make_app(tmp_path: Any, clock: Any = None, **metrics: Any) -> App:
-    cfg = config_from_dict({
-        "simulated": {"tick_interval_s": 0.005},
-        "journal": {"path": str(tmp_path / "journal"), "flush_interval_s": 0.05},
-        "metrics": {"port": free_port(), **metrics},
-        "strategies": [{"name": "ma_cross", "market": "BTC/USDT",
-                        "params": {"fast": 2, "slow": 3, "amount": 0.01}}],
-    }, {})
+    cfg = config_from_dict(
+        {
+            "simulated": {"tick_interval_s": 0.005},
+            "journal": {"path": str(tmp_path / "journal"), "flush_interval_s": 0.05},
+            "metrics": {"port": free_port(), **metrics},
+            "strategies": [
+                {
+                    "name": "ma_cross",
+                    "market": "BTC/USDT",
+                    "params": {"fast": 2, "slow": 3, "amount": 0.01},
+                }
+            ],
+        },
+        {},
+    )
     return App(cfg, clock)
 
 
@@ -68,14 +76,18 @@ def get(app: App, path: str, headers: dict | None = None) -> tuple[int, str]:
         return err.code, err.read().decode()
 
 
-def post(app: App, path: str, body: Any = None, ctype: str = "application/json",
-         token: str | None = None) -> tuple:
+def post(
+    app: App, path: str, body: Any = None, ctype: str = "application/json", token: str | None = None
+) -> tuple:
     """POST with the instance's token (unless another is given)."""
     data = b"" if body is None else (body if isinstance(body, bytes) else json.dumps(body).encode())
     token = app.http.token if token is None else token
-    req = urllib.request.Request(f"http://127.0.0.1:{app.http.port}{path}", data=data,
-                                 method="POST", headers={"Content-Type": ctype,
-                                                         "Authorization": f"Bearer {token}"})
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{app.http.port}{path}",
+        data=data,
+        method="POST",
+        headers={"Content-Type": ctype, "Authorization": f"Bearer {token}"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status, json.loads(resp.read())
@@ -95,8 +107,12 @@ def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
 
 def test_metrics_are_served_as_prometheus_text(tmp_path: Any) -> None:
     with running(make_app(tmp_path, sample_every=1)) as app:
-        wait_until(lambda: app.metrics.snapshot["events"].get("Candle", 0) >= 1
-                   and app.metrics.snapshot["journal"]["written"] > 0)
+        wait_until(
+            lambda: (
+                app.metrics.snapshot["events"].get("Candle", 0) >= 1
+                and app.metrics.snapshot["journal"]["written"] > 0
+            )
+        )
         status, text = get(app, "/metrics")
     assert status == 200
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -107,17 +123,28 @@ def test_metrics_are_served_as_prometheus_text(tmp_path: Any) -> None:
     assert buckets[-1].labels["le"] == "+Inf" and buckets[-1].value > 0
     handlers = {s.labels["handler"] for s in families["trader_handler_seconds"].samples}
     assert {"MemoryStore.on_quote", "JournalBuffer.append", "StrategyRunner.on_candle"} <= handlers
-    gauges = {name: families[name].samples for name in (
-        "trader_queue_depth", "trader_queue_high_water", "process_resident_memory_bytes",
-        "trader_store_size", "trader_feed_state", "trader_trading_state")}
+    gauges = {
+        name: families[name].samples
+        for name in (
+            "trader_queue_depth",
+            "trader_queue_high_water",
+            "process_resident_memory_bytes",
+            "trader_store_size",
+            "trader_feed_state",
+            "trader_trading_state",
+        )
+    }
     assert gauges["process_resident_memory_bytes"][0].value > 10e6
     assert {s.labels["collection"] for s in gauges["trader_store_size"]} >= {"quotes", "orders"}
     # every possible state, 1 for the current one, so a panel can show transitions
-    assert {(s.labels["feed"], s.labels["state"]): s.value
-            for s in gauges["trader_feed_state"]} == {
-        ("sim-feed", "connected"): 1, ("sim-feed", "disconnected"): 0, ("sim-feed", "stale"): 0}
+    assert {
+        (s.labels["feed"], s.labels["state"]): s.value for s in gauges["trader_feed_state"]
+    } == {("sim-feed", "connected"): 1, ("sim-feed", "disconnected"): 0, ("sim-feed", "stale"): 0}
     assert {s.labels["state"]: s.value for s in gauges["trader_trading_state"]} == {
-        "active": 1, "reducing": 0, "halted": 0}
+        "active": 1,
+        "reducing": 0,
+        "halted": 0,
+    }
     # the standard families of prometheus_client's process and platform collectors
     assert families["process_cpu_seconds"].samples[0].value > 0
     assert families["python_info"].samples[0].labels["implementation"] == "CPython"
@@ -144,8 +171,9 @@ def test_health_is_503_while_a_feed_is_stale(tmp_path: Any) -> None:
     with running(make_app(tmp_path)) as app:
         assert get(app, "/health")[0] == 200
         now = time.time_ns()
-        app.bus.publish(FeedStale(ts_event=now, ts_recv=now, feed="ws-binance",
-                                  silent_s=Decimal(30)))
+        app.bus.publish(
+            FeedStale(ts_event=now, ts_recv=now, feed="ws-binance", silent_s=Decimal(30))
+        )
         code, body = wait_until(lambda: (r := get(app, "/health"))[0] == 503 and r)
         doc = json.loads(body)
         assert doc["feeds"]["ws-binance"]["state"] == "stale"
@@ -160,8 +188,11 @@ def test_health_is_503_while_a_feed_is_stale(tmp_path: Any) -> None:
 def feed_states(app: App, feed: str) -> dict[str, float]:
     """``trader_feed_state`` of ``feed`` from ``/metrics``: state -> 0 or 1."""
     families = {f.name: f for f in text_string_to_metric_families(get(app, "/metrics")[1])}
-    return {s.labels["state"]: s.value for s in families["trader_feed_state"].samples
-            if s.labels["feed"] == feed}
+    return {
+        s.labels["state"]: s.value
+        for s in families["trader_feed_state"].samples
+        if s.labels["feed"] == feed
+    }
 
 
 def test_each_app_has_its_own_registry_and_none_is_global(tmp_path: Any) -> None:
@@ -174,15 +205,17 @@ def test_each_app_has_its_own_registry_and_none_is_global(tmp_path: Any) -> None
     assert "trader_" not in prometheus_client.generate_latest().decode()
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None,
-                    reason="promtool not installed (Debian package prometheus)")
+@pytest.mark.skipif(
+    shutil.which("promtool") is None, reason="promtool not installed (Debian package prometheus)"
+)
 def test_promtool_finds_nothing_to_lint_in_metrics(tmp_path: Any) -> None:
     with running(make_app(tmp_path, sample_every=1)) as app:
         wait_until(lambda: app.metrics.snapshot["events"].get("OrderFilled", 0) >= 1)
         status, text = get(app, "/metrics")
     assert status == 200 and "trader_handler_seconds_bucket" in text
-    done = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 0 and not done.stdout.strip(), done.stdout + done.stderr
 
 
@@ -194,8 +227,10 @@ def test_health_is_unhealthy_when_a_market_goes_silent(tmp_path: Any) -> None:
     clock.advance(61)
     ok, doc = app.metrics.health()
     assert not ok
-    assert doc["problems"] == ["no data for BTC/USDT for 61.0s",
-                               "no data for ETH/USDT since start (61s)"]
+    assert doc["problems"] == [
+        "no data for BTC/USDT for 61.0s",
+        "no data for ETH/USDT since start (61s)",
+    ]
     assert doc["markets"]["BTC/USDT"] == {"last_data_s": 61.0}
 
 
@@ -226,17 +261,27 @@ def test_commands_are_published_on_the_bus_and_answered_202(api: App) -> None:
     assert api.bus.depth() == 0
 
 
-@pytest.mark.parametrize(("path", "body", "ctype", "code", "error"), [
-    ("/halt", {"reason": "x"}, "text/plain", 415, "Content-Type: application/json"),
-    ("/halt", b"{not json", "application/json", 400, "invalid JSON"),
-    ("/halt", {"resaon": "x"}, "application/json", 400, "unknown keys ['resaon']"),
-    ("/halt", {"cancel_orders": "yes"}, "application/json", 400, "cancel_orders must be a bool"),
-    ("/halt", [1], "application/json", 400, "must be a JSON object"),
-    ("/status", None, "application/json", 405, "use GET for /status"),
-    ("/nope", None, "application/json", 404, "no such endpoint"),
-])
+@pytest.mark.parametrize(
+    ("path", "body", "ctype", "code", "error"),
+    [
+        ("/halt", {"reason": "x"}, "text/plain", 415, "Content-Type: application/json"),
+        ("/halt", b"{not json", "application/json", 400, "invalid JSON"),
+        ("/halt", {"resaon": "x"}, "application/json", 400, "unknown keys ['resaon']"),
+        (
+            "/halt",
+            {"cancel_orders": "yes"},
+            "application/json",
+            400,
+            "cancel_orders must be a bool",
+        ),
+        ("/halt", [1], "application/json", 400, "must be a JSON object"),
+        ("/status", None, "application/json", 405, "use GET for /status"),
+        ("/nope", None, "application/json", 404, "no such endpoint"),
+    ],
+)
 def test_bad_commands_are_refused_and_publish_nothing(
-        api: App, path: str, body: Any, ctype: str, code: int, error: str) -> None:
+    api: App, path: str, body: Any, ctype: str, code: int, error: str
+) -> None:
     got, doc = post(api, path, body, ctype)
     assert got == code and error in doc["error"]
     assert api.bus.depth() == 0
@@ -253,13 +298,16 @@ def test_status_reports_state_balances_orders_and_strategies(tmp_path: Any) -> N
     with running(make_app(tmp_path)) as app:
         # the main thread republishes the snapshot every second
         code, body = wait_until(
-            lambda: (r := get(app, "/status"))[0] == 200
-            and json.loads(r[1])["balances_total_usd"] != "0" and r)
+            lambda: (
+                (r := get(app, "/status"))[0] == 200
+                and json.loads(r[1])["balances_total_usd"] != "0"
+                and r
+            )
+        )
     doc = json.loads(body)
     assert doc["trading_state"] == "active" and doc["exchange"] == "simulated"
     assert Decimal(doc["balances_total_usd"]) == 10000 and doc["open_orders"] == 0
-    assert doc["strategies"] == [{"id": "ma_cross:BTC/USDT", "market": "BTC/USDT",
-                                  "enabled": True}]
+    assert doc["strategies"] == [{"id": "ma_cross:BTC/USDT", "market": "BTC/USDT", "enabled": True}]
     assert doc["session"] == app.session and "events_per_s" in doc and "queue_depth" in doc
 
 
@@ -272,9 +320,12 @@ def test_a_busy_port_is_an_operational_error_naming_the_holder(tmp_path: Any) ->
     with socket.socket() as s:
         s.bind(("127.0.0.1", app.cfg.metrics.port))
         s.listen()
-        with pytest.raises(OperationalError, match=f"metrics.port: cannot listen on 127.0.0.1:"
-                                                   f"{app.cfg.metrics.port}: .*; held by pid "
-                                                   f"{os.getpid()} "):
+        with pytest.raises(
+            OperationalError,
+            match=f"metrics.port: cannot listen on 127.0.0.1:"
+            f"{app.cfg.metrics.port}: .*; held by pid "
+            f"{os.getpid()} ",
+        ):
             app.http.bind()
 
 
@@ -305,16 +356,29 @@ def test_timing_samples_one_dispatch_in_n() -> None:
     assert lag.count == 3 and lag.sum_s == pytest.approx(3 * 600e-9)
 
 
-@pytest.mark.parametrize(("argv", "expected"), [
-    (["halt", "--reason", "maintenance", "--cancel-orders"],
-     HaltTrading(ts_event=0, ts_recv=0, reason="maintenance", cancel_orders=True)),
-    (["resume"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator")),
-    (["resume", "--force"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator", force=True)),
-    (["cancel-all"], CancelAllOrders(ts_event=0, ts_recv=0)),
-])
-def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["halt", "--reason", "maintenance", "--cancel-orders"],
+            HaltTrading(ts_event=0, ts_recv=0, reason="maintenance", cancel_orders=True),
+        ),
+        (["resume"], ResumeTrading(ts_event=0, ts_recv=0, reason="operator")),
+        (
+            ["resume", "--force"],
+            ResumeTrading(ts_event=0, ts_recv=0, reason="operator", force=True),
+        ),
+        (["cancel-all"], CancelAllOrders(ts_event=0, ts_recv=0)),
+    ],
+)
+def test_ctl_py_drives_the_real_endpoint(
+    api: App,
+    argv: list,
+    expected: Any,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """With the instance's config, ctl finds the port and the token file: no extra flags."""
     import importlib.util
     from dataclasses import replace
@@ -324,8 +388,9 @@ def test_ctl_py_drives_the_real_endpoint(api: App, argv: list, expected: Any, tm
     ctl = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(ctl)
     config = tmp_path / "ctl.yaml"
-    config.write_text(f"metrics: {{port: {api.http.port}}}\n"
-                      f"journal: {{path: {api.cfg.journal.path}}}\n")
+    config.write_text(
+        f"metrics: {{port: {api.http.port}}}\njournal: {{path: {api.cfg.journal.path}}}\n"
+    )
     assert (tmp_path / "api-token").stat().st_mode & 0o777 == 0o600
     assert ctl.main([*argv, "--config", str(config)]) == 0
     got = api.bus.get(1)
@@ -345,5 +410,6 @@ def test_pnl_is_exported_realized_and_unrealized(tmp_path: Any) -> None:
     # the positions are in USDT, worth 1 USD: the sums of their realized and unrealized PnL
     assert pnl["realized"] == pytest.approx(float(sum(p.realized_pnl for p in positions)))
     marks = {p.symbol: app.store.last_price(p.symbol) for p in positions}
-    assert pnl["unrealized"] == pytest.approx(float(sum(
-        (marks[p.symbol] - p.avg_price) * p.amount for p in positions)))
+    assert pnl["unrealized"] == pytest.approx(
+        float(sum((marks[p.symbol] - p.avg_price) * p.amount for p in positions))
+    )

@@ -45,8 +45,9 @@ def test_the_open_index_follows_every_write_in_placement_order() -> None:
 def test_open_orders_and_eviction_do_not_walk_the_history() -> None:
     table = OrderTable()
     for i in range(10_000):
-        table[f"f{i}"] = CountingOrder(f"f{i}", "BTC/USDT", Side.BUY, OrderType.MARKET, D(1),
-                                       None, OrderStatus.FILLED)
+        table[f"f{i}"] = CountingOrder(
+            f"f{i}", "BTC/USDT", Side.BUY, OrderType.MARKET, D(1), None, OrderStatus.FILLED
+        )
     table["open"] = order("open")
     CountingOrder.reads = 0
     assert [o.client_id for o in table.open()] == ["open"]

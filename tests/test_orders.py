@@ -29,10 +29,15 @@ EXPECTED = {
     S.PENDING: set(S),
     # a live order can end REJECTED (Bybit rejects the remainder after a partial fill)
     S.OPEN: {S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED, S.UNKNOWN},
-    S.PARTIALLY_FILLED: {S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.REJECTED,
-                         S.UNKNOWN},
-    S.UNKNOWN: {S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.UNKNOWN,
-                S.REJECTED},
+    S.PARTIALLY_FILLED: {
+        S.PARTIALLY_FILLED,
+        S.FILLED,
+        S.CANCELED,
+        S.EXPIRED,
+        S.REJECTED,
+        S.UNKNOWN,
+    },
+    S.UNKNOWN: {S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELED, S.EXPIRED, S.UNKNOWN, S.REJECTED},
     **{f: set() for f in FINAL},
 }
 PAIRS = list(itertools.product(list(S), list(S)))
@@ -51,9 +56,19 @@ def test_table(current: S, new: S) -> None:
 
 
 def report(status: S, cid: str = "c1") -> OrderStatusReport:
-    return OrderStatusReport(ts_event=1, ts_recv=1, client_id=cid, exchange_id="x1",
-                             symbol="BTC/USDT", side=Side.BUY, order_type=OrderType.LIMIT,
-                             status=status, amount=D(1), filled=D(0), price=D(100))
+    return OrderStatusReport(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        exchange_id="x1",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        status=status,
+        amount=D(1),
+        filled=D(0),
+        price=D(100),
+    )
 
 
 def drive(store: MemoryStore, target: S) -> None:
@@ -63,10 +78,21 @@ def drive(store: MemoryStore, target: S) -> None:
         store.on_order_accepted(OrderAccepted(**kw, exchange_id="x1"))
     elif target in (S.PARTIALLY_FILLED, S.FILLED):
         final = target is S.FILLED
-        store.on_order_filled(OrderFilled(
-            **kw, exchange_id="x1", trade_id="t9", symbol="BTC/USDT", side=Side.BUY,
-            price=D(100), amount=D(1) if final else D("0.5"), fee=D(0), fee_asset="USDT",
-            filled_total=D(1) if final else D("0.5"), is_final=final))
+        store.on_order_filled(
+            OrderFilled(
+                **kw,
+                exchange_id="x1",
+                trade_id="t9",
+                symbol="BTC/USDT",
+                side=Side.BUY,
+                price=D(100),
+                amount=D(1) if final else D("0.5"),
+                fee=D(0),
+                fee_asset="USDT",
+                filled_total=D(1) if final else D("0.5"),
+                is_final=final,
+            )
+        )
     elif target in (S.CANCELED, S.EXPIRED):
         store.on_order_canceled(OrderCanceled(**kw, expired=target is S.EXPIRED))
     elif target is S.REJECTED:
@@ -115,10 +141,18 @@ def test_a_repeated_report_of_the_same_status_changes_nothing() -> None:
 
 def test_a_client_id_is_recorded_once() -> None:
     store = MemoryStore(StoreConfig())
-    sub = OrderSubmitted(ts_event=1, ts_recv=1, client_id="c1", symbol="BTC/USDT", side=Side.BUY,
-                         order_type=OrderType.LIMIT, amount=D(1), price=D(100), strategy="a")
+    sub = OrderSubmitted(
+        ts_event=1,
+        ts_recv=1,
+        client_id="c1",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        amount=D(1),
+        price=D(100),
+        strategy="a",
+    )
     store.on_order_submitted(sub)
-    store.on_order_accepted(OrderAccepted(ts_event=2, ts_recv=2, client_id="c1",
-                                          exchange_id="x1"))
+    store.on_order_accepted(OrderAccepted(ts_event=2, ts_recv=2, client_id="c1", exchange_id="x1"))
     store.on_order_submitted(sub)
     assert store.order("c1").status is S.OPEN and store.illegal_transitions == 1

@@ -40,10 +40,19 @@ def gw(slippage: str = "0") -> PaperGateway:
     return g
 
 
-def order(cid: str, side: Side, amount: str, kind: OrderType = OrderType.MARKET,
-          price: str | None = None) -> SubmitOrder:
-    return SubmitOrder(ts_event=1, ts_recv=1, client_id=cid, symbol="BTC/USDT", side=side,
-                       order_type=kind, amount=D(amount), price=D(price) if price else None)
+def order(
+    cid: str, side: Side, amount: str, kind: OrderType = OrderType.MARKET, price: str | None = None
+) -> SubmitOrder:
+    return SubmitOrder(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        symbol="BTC/USDT",
+        side=side,
+        order_type=kind,
+        amount=D(amount),
+        price=D(price) if price else None,
+    )
 
 
 def balances(g: PaperGateway) -> dict:
@@ -58,8 +67,10 @@ def test_market_buy_fills_at_the_ask_with_fee_in_quote() -> None:
     assert fill.price == D("101") and fill.amount == D("2") and fill.is_final
     assert fill.fee == D("0.202") and fill.fee_asset == "USDT"
     assert fill.liquidity is Liquidity.TAKER
-    assert balances(g) == {"USDT": (D("10000") - D("202") - D("0.202"), D(0)),
-                           "BTC": (D("2"), D(0))}
+    assert balances(g) == {
+        "USDT": (D("10000") - D("202") - D("0.202"), D(0)),
+        "BTC": (D("2"), D(0)),
+    }
     assert {e.asset for e in events if isinstance(e, BalanceUpdate)} == {"BTC", "USDT"}
 
 
@@ -102,10 +113,13 @@ def test_a_resting_sell_does_not_fill_at_its_own_price_only_through_it() -> None
     assert fill.price == D("105") and fill.liquidity is Liquidity.MAKER
 
 
-@pytest.mark.parametrize(("side", "price", "at", "through"), [
-    (Side.BUY, "95", quote(bid="94", ask="95"), quote(bid="94", ask="94.99")),
-    (Side.SELL, "105", quote(bid="105", ask="106"), quote(bid="105.01", ask="106")),
-])
+@pytest.mark.parametrize(
+    ("side", "price", "at", "through"),
+    [
+        (Side.BUY, "95", quote(bid="94", ask="95"), quote(bid="94", ask="94.99")),
+        (Side.SELL, "105", quote(bid="105", ask="106"), quote(bid="105.01", ask="106")),
+    ],
+)
 def test_a_resting_limit_fills_on_a_quote_through_its_price_not_at_it(
     side: Side, price: str, at: object, through: object
 ) -> None:
@@ -181,10 +195,13 @@ def test_the_displayed_size_is_shared_by_our_orders_in_time_priority() -> None:
     g.create_order(order("l2", Side.BUY, "3", OrderType.LIMIT, "99"))
     out = g.on_quote(quote(bid="97", ask="98", size="4"))  # the ask crosses both: 4 to share
     assert [(e.client_id, e.amount) for e in out if isinstance(e, OrderFilled)] == [
-        ("l1", D(3)), ("l2", D(1))]
+        ("l1", D(3)),
+        ("l2", D(1)),
+    ]
     out = g.on_trade(trade(price="98.5"))  # a trade of 1 through the price
     assert [(e.client_id, e.amount, e.price) for e in out if isinstance(e, OrderFilled)] == [
-        ("l2", D(1), D(99))]
+        ("l2", D(1), D(99))
+    ]
 
 
 def test_a_crossing_limit_takes_what_is_shown_and_rests_for_the_rest() -> None:
@@ -199,8 +216,7 @@ def test_a_crossing_limit_takes_what_is_shown_and_rests_for_the_rest() -> None:
 
 
 def test_without_partial_fills_the_whole_amount_fills() -> None:
-    g = PaperGateway(NoSource(), ManualClock(10), {"USDT": D("100000")}, D(0),
-                     partial_fills=False)
+    g = PaperGateway(NoSource(), ManualClock(10), {"USDT": D("100000")}, D(0), partial_fills=False)
     g.on_quote(quote(bid="100", ask="101", size="0.1"))
     assert fills(g.create_order(order("m1", Side.BUY, "2"))) == [(D(101), D(2), True)]
 
@@ -248,8 +264,7 @@ def test_open_orders_and_balances_survive_a_restart(tmp_path) -> None:
     clock = ManualClock(10)
 
     def start() -> PaperGateway:
-        return PaperGateway(NoSource(), clock, {"USDT": D("10000")}, D("0.001"),
-                            account_file=path)
+        return PaperGateway(NoSource(), clock, {"USDT": D("10000")}, D("0.001"), account_file=path)
 
     g = start()
     assert g.writer is not None
@@ -304,7 +319,11 @@ def test_a_version_1_account_file_still_loads_and_is_rewritten_as_version_2(tmp_
     assert g.fetch_order("b1", "BTC/USDT").status is OrderStatus.FILLED
     (fill,) = g.fetch_my_trades("BTC/USDT", 0)
     assert (fill.trade_id, fill.price, fill.fee, fill.liquidity) == (
-        "paper-1-1", D(101), D("0.202"), Liquidity.TAKER)
+        "paper-1-1",
+        D(101),
+        D("0.202"),
+        Liquidity.TAKER,
+    )
     (working,) = g.fetch_open_orders(["BTC/USDT"])
     assert (working.client_id, working.price) == ("l1", D(95))
     g.on_quote(quote(bid="100", ask="101", size="100"))
@@ -313,9 +332,12 @@ def test_a_version_1_account_file_still_loads_and_is_rewritten_as_version_2(tmp_
     g.writer.flush()
     saved = json.loads(path.read_text())
     assert saved["version"] == 2 and "type" not in saved["fills"][0]
-    assert PaperGateway(NoSource(), ManualClock(10), {}, D("0.001"),
-                        account_file=path).fetch_order("l1", "BTC/USDT").status \
+    assert (
+        PaperGateway(NoSource(), ManualClock(10), {}, D("0.001"), account_file=path)
+        .fetch_order("l1", "BTC/USDT")
+        .status
         is OrderStatus.FILLED
+    )
 
 
 def test_a_corrupt_account_file_stops_the_start_and_is_kept(tmp_path) -> None:
@@ -324,24 +346,32 @@ def test_a_corrupt_account_file_stops_the_start_and_is_kept(tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot be read .*delete it"):
         PaperGateway(NoSource(), ManualClock(1), {}, D(0), account_file=path)
     assert path.read_text() == '{"version": 1, "balances": '
-    for bad in (V1_FILE.replace('"version":1', '"version":3'),
-                V1_FILE.replace('"type":"OrderFilled"', '"type":"QuoteTick"'),
-                V1_FILE.replace('"cost":"202"', '"cost":"lots"')):
+    for bad in (
+        V1_FILE.replace('"version":1', '"version":3'),
+        V1_FILE.replace('"type":"OrderFilled"', '"type":"QuoteTick"'),
+        V1_FILE.replace('"cost":"202"', '"cost":"lots"'),
+    ):
         path.write_text(bad)
         with pytest.raises(ConfigError, match="cannot be read"):
             PaperGateway(NoSource(), ManualClock(1), {}, D(0), account_file=path)
         assert path.read_text() == bad
 
 
-@pytest.mark.parametrize("bad", [
-    b"[]", b"null", b'{"version": 2, "seq": 1, "balances": [], "orders": [], "fills": []}',
-    b'{"version": 2, "seq": 1, "balances": {"USDT": {"free": "NaN", "used": "0"}}, '
-    b'"orders": [], "fills": []}',
-    b'{"version": 2, "seq": 1, "balances": {"USDT": {"free": "-5", "used": "0"}}, '
-    b'"orders": [], "fills": []}',
-    b'{"version": 2, "seq": "x", "balances": {}, "orders": [], "fills": []}',
-    b"\xff\xfe{\x00}\x00",
-], ids=["list", "null", "balances-list", "nan", "negative", "seq-string", "utf16"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"[]",
+        b"null",
+        b'{"version": 2, "seq": 1, "balances": [], "orders": [], "fills": []}',
+        b'{"version": 2, "seq": 1, "balances": {"USDT": {"free": "NaN", "used": "0"}}, '
+        b'"orders": [], "fills": []}',
+        b'{"version": 2, "seq": 1, "balances": {"USDT": {"free": "-5", "used": "0"}}, '
+        b'"orders": [], "fills": []}',
+        b'{"version": 2, "seq": "x", "balances": {}, "orders": [], "fills": []}',
+        b"\xff\xfe{\x00}\x00",
+    ],
+    ids=["list", "null", "balances-list", "nan", "negative", "seq-string", "utf16"],
+)
 def test_an_account_file_of_the_wrong_shape_is_one_line_and_kept(tmp_path, bad: bytes) -> None:
     path = tmp_path / "paper-account.json"
     path.write_bytes(bad)
@@ -355,8 +385,14 @@ def test_an_unwritable_account_file_is_reported_and_trading_goes_on(tmp_path) ->
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
     reported: list = []
-    g = PaperGateway(NoSource(), ManualClock(1), {"USDT": D(1000)}, D(0),
-                     account_file=blocker / "paper-account.json", publish=reported.append)
+    g = PaperGateway(
+        NoSource(),
+        ManualClock(1),
+        {"USDT": D(1000)},
+        D(0),
+        account_file=blocker / "paper-account.json",
+        publish=reported.append,
+    )
     assert g.writer is not None
     g.on_quote(quote(bid="100", ask="101", size="10"))
     out = g.create_order(order("b1", Side.BUY, "1"))
@@ -371,13 +407,17 @@ def test_an_unwritable_account_file_is_reported_and_trading_goes_on(tmp_path) ->
     blocker.mkdir()
     g.writer.flush()  # the failed write is retried without a new change
     assert isinstance(reported[-1], StorageRecovered)
-    assert PaperGateway(NoSource(), ManualClock(1), {}, D(0),
-                        account_file=blocker / "paper-account.json").fetch_order(
-        "b2", "BTC/USDT").status is OrderStatus.FILLED
+    assert (
+        PaperGateway(
+            NoSource(), ManualClock(1), {}, D(0), account_file=blocker / "paper-account.json"
+        )
+        .fetch_order("b2", "BTC/USDT")
+        .status
+        is OrderStatus.FILLED
+    )
 
 
-def test_the_writer_thread_coalesces_changes_and_writes_the_last_state_at_stop(
-        tmp_path) -> None:
+def test_the_writer_thread_coalesces_changes_and_writes_the_last_state_at_stop(tmp_path) -> None:
     path = tmp_path / "paper-account.json"
     g = PaperGateway(NoSource(), ManualClock(1), {"USDT": D(10_000)}, D(0), account_file=path)
     assert g.writer is not None and g.writer.name == "paper-account"
@@ -398,7 +438,8 @@ def test_the_writer_thread_coalesces_changes_and_writes_the_last_state_at_stop(
 
 
 def test_closed_orders_are_forgotten_oldest_closed_first_and_working_ones_never(
-        monkeypatch) -> None:
+    monkeypatch,
+) -> None:
     from trader.exchange.paper import gateway
 
     monkeypatch.setattr(gateway, "MAX_CLOSED_ORDERS", 3)
@@ -414,7 +455,10 @@ def test_closed_orders_are_forgotten_oldest_closed_first_and_working_ones_never(
         with pytest.raises(OrderNotFoundError):
             g.fetch_order(gone, "BTC/USDT")
     assert [g.fetch_order(c, "BTC/USDT").status for c in ("m3", "late", "m4")] == [
-        OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.FILLED]
+        OrderStatus.FILLED,
+        OrderStatus.CANCELED,
+        OrderStatus.FILLED,
+    ]
 
 
 def test_quotes_between_the_resting_orders_touch_none_and_a_new_order_moves_the_edge() -> None:

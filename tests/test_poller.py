@@ -68,10 +68,21 @@ def make(cfg: PollerConfig, clock: ManualClock | None = None):
 
 def fill(trade_id: str, ts_s: float) -> OrderFilled:
     ts = int(ts_s * NS)
-    return OrderFilled(ts_event=ts, ts_recv=ts, client_id="c1", exchange_id="1",
-                       trade_id=trade_id, symbol="BTC/USDT", side=Side.BUY, price=D("100"),
-                       amount=D("1"), fee=D("0.1"), fee_asset="USDT", filled_total=D("1"),
-                       is_final=False)
+    return OrderFilled(
+        ts_event=ts,
+        ts_recv=ts,
+        client_id="c1",
+        exchange_id="1",
+        trade_id=trade_id,
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        price=D("100"),
+        amount=D("1"),
+        fee=D("0.1"),
+        fee_asset="USDT",
+        filled_total=D("1"),
+        is_final=False,
+    )
 
 
 def test_balances_at_start_and_every_60_seconds() -> None:
@@ -113,14 +124,21 @@ def test_a_failing_job_becomes_poll_failed_and_keeps_its_schedule() -> None:
 
 def test_every_job_polls_fast_while_any_feed_is_stale() -> None:
     with freeze_time("2026-01-01 00:00:00") as frozen:
-        poller, gw, _ = make(PollerConfig(balances_every_s=60, tickers_every_s=0,
-                                          open_orders_every_s=30, trades_every_s=0,
-                                          fast_every_s=5))
+        poller, gw, _ = make(
+            PollerConfig(
+                balances_every_s=60,
+                tickers_every_s=0,
+                open_orders_every_s=30,
+                trades_every_s=0,
+                fast_every_s=5,
+            )
+        )
         poller.run_now()
         assert gw.calls == {"balances": 1, "tickers": 0, "open_orders": 1}
-        asker = threading.Thread(target=poller.on_feed_down,
-                                 args=(FeedStale(ts_event=1, ts_recv=1, feed="market",
-                                                 silent_s=D(30)),))
+        asker = threading.Thread(
+            target=poller.on_feed_down,
+            args=(FeedStale(ts_event=1, ts_recv=1, feed="market", silent_s=D(30)),),
+        )
         asker.start()
         asker.join(5)
         assert gw.calls["tickers"] == 0  # nothing runs until the poller thread serves it
@@ -148,8 +166,9 @@ def test_every_job_polls_fast_while_any_feed_is_stale() -> None:
 
 
 def test_a_refresh_asked_from_another_thread_runs_at_once_on_the_poller_thread() -> None:
-    poller, gw, published = make(PollerConfig(balances_every_s=3600, open_orders_every_s=3600,
-                                              trades_every_s=0))
+    poller, gw, published = make(
+        PollerConfig(balances_every_s=3600, open_orders_every_s=3600, trades_every_s=0)
+    )
     stop = threading.Event()
     thread = threading.Thread(target=poller.run, args=(stop,), name="poller")
     thread.start()
@@ -219,8 +238,7 @@ def test_the_wiring_speeds_up_while_a_feed_is_down_and_refreshes_after_a_reconne
     reconciler = threading.Thread(target=app.reconciler.run, args=(stop,), name="reconciler")
     reconciler.start()
     try:
-        app.engine.dispatch(FeedDisconnected(ts_event=1, ts_recv=1, feed="ws-binance",
-                                             reason="x"))
+        app.engine.dispatch(FeedDisconnected(ts_event=1, ts_recv=1, feed="ws-binance", reason="x"))
         app.poller.serve_requests()  # what the poller thread does at its next turn
         assert any("fast" in job.tags for job in app.poller.scheduler.jobs)
         while app.bus.depth():  # what going fast polled at once
@@ -231,8 +249,10 @@ def test_the_wiring_speeds_up_while_a_feed_is_down_and_refreshes_after_a_reconne
         published = []
         deadline = time.monotonic() + 5
         # the reconciler thread and the refresh publish concurrently: read until both are seen
-        while not {"ReconciliationStarted", "BalanceUpdate"} <= set(published) and \
-                time.monotonic() < deadline:
+        while (
+            not {"ReconciliationStarted", "BalanceUpdate"} <= set(published)
+            and time.monotonic() < deadline
+        ):
             try:
                 ev = app.bus.get(0.05)
             except queue.Empty:

@@ -40,10 +40,22 @@ def commands(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[str]]:
     backtest = [sys.executable, str(ROOT / "scripts" / "backtest.py")]
     return {
         "replay": [*replay, str(journal), "--config", str(session)],
-        "backtest-journal": [*backtest, str(journal), "--config", str(session),
-                             "--out", str(tmp / "report-journal")],
-        "backtest-csv": [*backtest, f"BTC/USDT={bars}", "--config", str(bars_config),
-                         "--out", str(tmp / "report-csv")],
+        "backtest-journal": [
+            *backtest,
+            str(journal),
+            "--config",
+            str(session),
+            "--out",
+            str(tmp / "report-journal"),
+        ],
+        "backtest-csv": [
+            *backtest,
+            f"BTC/USDT={bars}",
+            "--config",
+            str(bars_config),
+            "--out",
+            str(tmp / "report-csv"),
+        ],
     }
 
 
@@ -52,8 +64,14 @@ def run_in_pty(argv: list[str], timeout: float = 60) -> tuple[int, str]:
     exit code and everything it wrote."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen(argv, cwd=ROOT, stdin=slave, stdout=slave, stderr=slave,
-                            env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    proc = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
     os.close(slave)
     out = bytearray()
     deadline = time.monotonic() + timeout

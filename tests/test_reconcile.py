@@ -35,8 +35,16 @@ from trader.trading.reconcile import Fetched, Reconciler, Row, compare, render
 
 
 def submit(cid: str, side: Side, amount: str, price: str) -> SubmitOrder:
-    return SubmitOrder(ts_event=1, ts_recv=1, client_id=cid, symbol=SYMBOL, side=side,
-                       order_type=OrderType.LIMIT, amount=D(amount), price=D(price))
+    return SubmitOrder(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        symbol=SYMBOL,
+        side=side,
+        order_type=OrderType.LIMIT,
+        amount=D(amount),
+        price=D(price),
+    )
 
 
 def test_prepared_difference_is_tabled_halts_then_agrees(
@@ -113,21 +121,36 @@ def test_a_balance_moving_between_rounds_is_not_overwritten(tmp_path: Path) -> N
 
 
 def report(cid: str, status: OrderStatus, filled: str) -> OrderStatusReport:
-    return OrderStatusReport(ts_event=1, ts_recv=1, client_id=cid, exchange_id="1", symbol=SYMBOL,
-                             side=Side.BUY, order_type=OrderType.LIMIT, status=status,
-                             amount=D(1), filled=D(filled), price=D(100))
+    return OrderStatusReport(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        exchange_id="1",
+        symbol=SYMBOL,
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        status=status,
+        amount=D(1),
+        filled=D(filled),
+        price=D(100),
+    )
 
 
 def test_a_store_ahead_of_the_answer_and_orders_in_flight_are_not_corrected() -> None:
     store = MemoryStore(StoreConfig(), own_prefix="trd-")
     store.on_order_report(report("trd-a-1", OrderStatus.PARTIALLY_FILLED, "0.5"))
     store.on_order_report(report("trd-a-2", OrderStatus.PENDING, "0"))
-    fetched = Fetched(open_orders=(report("trd-a-1", OrderStatus.OPEN, "0"),
-                                   report("trd-a-2", OrderStatus.OPEN, "0")))
+    fetched = Fetched(
+        open_orders=(
+            report("trd-a-1", OrderStatus.OPEN, "0"),
+            report("trd-a-2", OrderStatus.OPEN, "0"),
+        )
+    )
     out = compare(ReadOnlyView(store), fetched, lambda c: c.startswith("trd-"), {}, 1)
     assert out.corrections == []
     assert [(r.key, r.action, r.blocking) for r in out.rows] == [
-        ("trd-a-1", "store is ahead of the answer: checked again", True)]
+        ("trd-a-1", "store is ahead of the answer: checked again", True)
+    ]
 
 
 def test_an_open_order_the_exchange_does_not_know_is_marked_canceled() -> None:
@@ -141,10 +164,21 @@ def test_an_open_order_the_exchange_does_not_know_is_marked_canceled() -> None:
 
 
 def fill(cid: str, trade_id: str, side: Side, amount: str, ts: int = 1) -> OrderFilled:
-    return OrderFilled(ts_event=ts, ts_recv=ts, client_id=cid, exchange_id="1",
-                       trade_id=trade_id, symbol=SYMBOL, side=side, price=D(100),
-                       amount=D(amount), fee=D(0), fee_asset="USDT", filled_total=D(amount),
-                       is_final=True)
+    return OrderFilled(
+        ts_event=ts,
+        ts_recv=ts,
+        client_id=cid,
+        exchange_id="1",
+        trade_id=trade_id,
+        symbol=SYMBOL,
+        side=side,
+        price=D(100),
+        amount=D(amount),
+        fee=D(0),
+        fee_asset="USDT",
+        filled_total=D(amount),
+        is_final=True,
+    )
 
 
 def test_a_position_the_holdings_cannot_cover_is_a_blocking_difference() -> None:
@@ -154,22 +188,26 @@ def test_a_position_the_holdings_cannot_cover_is_a_blocking_difference() -> None
     store = MemoryStore(StoreConfig(), own_prefix="trd-")
     store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
     store.on_order_filled(fill("trd-a-1", "t1", Side.BUY, "0.008"))
-    held = BalanceUpdate(ts_event=1, ts_recv=1, asset=base, free=D("0.004"), used=D(0),
-                         total=D("0.004"))
+    held = BalanceUpdate(
+        ts_event=1, ts_recv=1, asset=base, free=D("0.004"), used=D(0), total=D("0.004")
+    )
     store.on_balance(held)
     agreed = report("trd-a-1", OrderStatus.FILLED, "0.008")
-    out = compare(ReadOnlyView(store), Fetched(looked_up=(agreed,), balances=(held,)),
-                  lambda c: True, {}, 5)
-    assert [(r.kind, r.key, r.store, r.exchange, r.blocking) for r in out.rows
-            if r.kind == "position"] == [
-        ("position", SYMBOL, f"0.008 {base}", f"holds 0.004 {base}", True)]
+    out = compare(
+        ReadOnlyView(store), Fetched(looked_up=(agreed,), balances=(held,)), lambda c: True, {}, 5
+    )
+    assert [
+        (r.kind, r.key, r.store, r.exchange, r.blocking) for r in out.rows if r.kind == "position"
+    ] == [("position", SYMBOL, f"0.008 {base}", f"holds 0.004 {base}", True)]
     assert out.blocking >= 1 and not any(isinstance(c, BalanceUpdate) for c in out.corrections)
     # Holdings beyond the position (bought outside this system) agree.
-    more = BalanceUpdate(ts_event=1, ts_recv=1, asset=base, free=D("0.5"), used=D(0),
-                         total=D("0.5"))
+    more = BalanceUpdate(
+        ts_event=1, ts_recv=1, asset=base, free=D("0.5"), used=D(0), total=D("0.5")
+    )
     store.on_balance(more)
-    out = compare(ReadOnlyView(store), Fetched(looked_up=(agreed,), balances=(more,)),
-                  lambda c: True, {}, 5)
+    out = compare(
+        ReadOnlyView(store), Fetched(looked_up=(agreed,), balances=(more,)), lambda c: True, {}, 5
+    )
     assert not [r for r in out.rows if r.kind == "position"]
 
 
@@ -178,16 +216,24 @@ def test_fills_reported_at_reconciliation_carry_the_time_they_reached_us() -> No
     store = MemoryStore(StoreConfig(), own_prefix="trd-")
     store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
     old = fill("trd-a-1", "t1", Side.BUY, "1", ts=1)
-    out = compare(ReadOnlyView(store), Fetched(looked_up=(report("trd-a-1", OrderStatus.FILLED,
-                                                                 "1"),), trades=(old,)),
-                  lambda c: True, {}, 7_000)
+    out = compare(
+        ReadOnlyView(store),
+        Fetched(looked_up=(report("trd-a-1", OrderStatus.FILLED, "1"),), trades=(old,)),
+        lambda c: True,
+        {},
+        7_000,
+    )
     (applied,) = [c for c in out.corrections if isinstance(c, OrderFilled)]
     assert applied.ts_recv == 7_000 and applied.ts_event == 1 and applied.trade_id == "t1"
 
 
 def test_render_is_a_fixed_width_table() -> None:
-    text = render([Row("balance", "USDT", "free 1 used 0", "free 2 used 0", "corrected", True),
-                   Row("order", "web-1", "-", "open 0/1 @ 5", "external: left alone", False)])
+    text = render(
+        [
+            Row("balance", "USDT", "free 1 used 0", "free 2 used 0", "corrected", True),
+            Row("order", "web-1", "-", "open 0/1 @ 5", "external: left alone", False),
+        ]
+    )
     lines = text.splitlines()
     assert lines[0].split() == ["what", "id", "store", "exchange", "action"]
     assert set(lines[1].replace(" ", "")) == {"-"}
@@ -196,10 +242,12 @@ def test_render_is_a_fixed_width_table() -> None:
 
 
 def test_fetched_round_trips_through_its_event() -> None:
-    bal = BalanceUpdate(ts_event=1, ts_recv=1, asset="USDT", free=D("1.50"), used=D(0),
-                        total=D("1.50"))
-    f = Fetched(open_orders=(report("a", OrderStatus.OPEN, "0"),), not_found=("b",),
-                balances=(bal,))
+    bal = BalanceUpdate(
+        ts_event=1, ts_recv=1, asset="USDT", free=D("1.50"), used=D(0), total=D("1.50")
+    )
+    f = Fetched(
+        open_orders=(report("a", OrderStatus.OPEN, "0"),), not_found=("b",), balances=(bal,)
+    )
     assert Fetched.from_event(f.to_event(3, 9)) == f
 
 
@@ -210,8 +258,15 @@ class Failing:
 
 def reconciler(gateway, published: list, store: MemoryStore | None = None) -> Reconciler:
     view = ReadOnlyView(store or MemoryStore(StoreConfig()))
-    return Reconciler(gateway, view, published.append, ManualClock(1),
-                      ReconcileConfig(retry_s=0.01), [SYMBOL], "trd-")
+    return Reconciler(
+        gateway,
+        view,
+        published.append,
+        ManualClock(1),
+        ReconcileConfig(retry_s=0.01),
+        [SYMBOL],
+        "trd-",
+    )
 
 
 def test_a_failed_fetch_keeps_trading_halted_and_retries() -> None:
@@ -258,8 +313,15 @@ def test_a_failed_fetch_says_so_and_retries_with_backoff() -> None:
 def test_requests_from_other_threads_and_reconnects_start_rounds(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     published: list = []
-    rec = Reconciler(h.app.gateway, h.app.view, published.append, h.clock,
-                     ReconcileConfig(retry_s=0.01), [SYMBOL], "trd-")
+    rec = Reconciler(
+        h.app.gateway,
+        h.app.view,
+        published.append,
+        h.clock,
+        ReconcileConfig(retry_s=0.01),
+        [SYMBOL],
+        "trd-",
+    )
     stop = threading.Event()
     t = threading.Thread(target=rec.run, args=(stop,), name="reconciler")
     t.start()
@@ -281,12 +343,16 @@ def test_requests_from_other_threads_and_reconnects_start_rounds(tmp_path: Path)
         wait_for(1)
         rec.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now, feed="ws-binance-user"))
         wait_for(2)
-        threading.Thread(target=rec.request, args=("asked by the operator",),
-                         name="http-api").start()
+        threading.Thread(
+            target=rec.request, args=("asked by the operator",), name="http-api"
+        ).start()
         wait_for(3)
         reasons = [e.reason for e in published if isinstance(e, ReconciliationStarted)]
-        assert reasons == ["ws-binance-market reconnected", "ws-binance-user reconnected",
-                           "asked by the operator"]
+        assert reasons == [
+            "ws-binance-market reconnected",
+            "ws-binance-user reconnected",
+            "asked by the operator",
+        ]
     finally:
         rec.close()
         stop.set()
@@ -304,12 +370,31 @@ def test_against_the_real_ccxt_client_and_the_binance_rest_double() -> None:
     with BinanceRestDouble() as double:
         gw = gateway(double)
         store = MemoryStore(StoreConfig(), own_prefix="trd-")
-        handlers = {OrderFilled: store.on_order_filled, OrderStatusReport: store.on_order_report,
-                    BalanceUpdate: store.on_balance, OrderCanceled: store.on_order_canceled}
+        handlers = {
+            OrderFilled: store.on_order_filled,
+            OrderStatusReport: store.on_order_report,
+            BalanceUpdate: store.on_balance,
+            OrderCanceled: store.on_order_canceled,
+        }
         ours = order("trd-s-1")
-        store.on_order_submitted(OrderSubmitted(**{
-            k: getattr(ours, k) for k in ("ts_event", "ts_recv", "client_id", "symbol", "side",
-                                          "order_type", "amount", "price", "strategy")}))
+        store.on_order_submitted(
+            OrderSubmitted(
+                **{
+                    k: getattr(ours, k)
+                    for k in (
+                        "ts_event",
+                        "ts_recv",
+                        "client_id",
+                        "symbol",
+                        "side",
+                        "order_type",
+                        "amount",
+                        "price",
+                        "strategy",
+                    )
+                }
+            )
+        )
         (accepted,) = [e for e in gw.create_order(ours) if isinstance(e, OrderAccepted)]
         store.on_order_accepted(accepted)
         gw.create_order(order("web-9", price="3.4"))
@@ -318,8 +403,15 @@ def test_against_the_real_ccxt_client_and_the_binance_rest_double() -> None:
             store.on_balance(ev)
 
         published: list = []
-        rec = Reconciler(gw, ReadOnlyView(store), published.append, ManualClock(1),
-                         ReconcileConfig(retry_s=0.01), [SYMBOL], "trd-")
+        rec = Reconciler(
+            gw,
+            ReadOnlyView(store),
+            published.append,
+            ManualClock(1),
+            ReconcileConfig(retry_s=0.01),
+            [SYMBOL],
+            "trd-",
+        )
         results = []
         for _ in range(2):
             rec.run_round("test")

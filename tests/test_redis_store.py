@@ -55,14 +55,23 @@ PREFIX = "t"
 
 
 def make_config(url: str, **storage: object) -> Config:
-    return config_from_dict({
-        "general": {"stats_interval_s": 60},
-        "journal": {"path": tempfile.mkdtemp(prefix="journal-")},
-        "simulated": {"tick_interval_s": 0.01},
-        "poller": {"balances_every_s": 0, "open_orders_every_s": 0},
-        "storage": {"backend": "redis", "redis_url": url, "key_prefix": PREFIX,
-                    "flush_interval_s": 0.01, "retry_max_s": 0.2, **storage},
-    }, {})
+    return config_from_dict(
+        {
+            "general": {"stats_interval_s": 60},
+            "journal": {"path": tempfile.mkdtemp(prefix="journal-")},
+            "simulated": {"tick_interval_s": 0.01},
+            "poller": {"balances_every_s": 0, "open_orders_every_s": 0},
+            "storage": {
+                "backend": "redis",
+                "redis_url": url,
+                "key_prefix": PREFIX,
+                "flush_interval_s": 0.01,
+                "retry_max_s": 0.2,
+                **storage,
+            },
+        },
+        {},
+    )
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
@@ -103,11 +112,31 @@ def test_records_round_trip_through_json() -> None:
     records = [
         Market("BTC/USDT", "BTC", "USDT", D("0.01"), D("0.00001"), D("0.00001"), D("5")),
         Balance("BTC", D("0.50"), D("0"), D("0.50")),
-        Order("c1", "BTC/USDT", Side.BUY, OrderType.LIMIT, D("1.10"), None, OrderStatus.OPEN,
-              exchange_id="x", external=True, ts_update=7),
-        Order("c2", "BTC/USDT", Side.SELL, OrderType.MARKET, D("1"), D("100.5"),
-              OrderStatus.FILLED, D("1"), D("100.25"), D("0.1"),
-              fills=(Fill("t1", D("100.0"), D("0.5")), Fill("t2", D("100.50"), D("0.5")))),
+        Order(
+            "c1",
+            "BTC/USDT",
+            Side.BUY,
+            OrderType.LIMIT,
+            D("1.10"),
+            None,
+            OrderStatus.OPEN,
+            exchange_id="x",
+            external=True,
+            ts_update=7,
+        ),
+        Order(
+            "c2",
+            "BTC/USDT",
+            Side.SELL,
+            OrderType.MARKET,
+            D("1"),
+            D("100.5"),
+            OrderStatus.FILLED,
+            D("1"),
+            D("100.25"),
+            D("0.1"),
+            fills=(Fill("t1", D("100.0"), D("0.5")), Fill("t2", D("100.50"), D("0.5"))),
+        ),
         Position("BTC/USDT", D("0.3"), D("60000.1"), D("-2.5"), D("0.01")),
     ]
     for rec in records:
@@ -117,13 +146,24 @@ def test_records_round_trip_through_json() -> None:
 
 
 def test_prices_round_trip_as_tagged_events_and_bad_ones_are_one_error() -> None:
-    q = QuoteTick(ts_event=1, ts_recv=2, symbol="BTC/USDT", bid=D("1.10"), bid_size=D("2"),
-                  ask=D("1.20"), ask_size=D("3"))
+    q = QuoteTick(
+        ts_event=1,
+        ts_recv=2,
+        symbol="BTC/USDT",
+        bid=D("1.10"),
+        bid_size=D("2"),
+        ask=D("1.20"),
+        ask_size=D("3"),
+    )
     text = prices_to_json(q, None)
     assert json.loads(text) == {"quote": event_to_dict(q), "trade": None}  # the saved format
     assert prices_from_json(text) == (q, None)
-    for bad in ('{"quote": 1}', '{"quote": {"type": "QuoteTick"}}', "[]",
-                json.dumps({"trade": event_to_dict(q)})):
+    for bad in (
+        '{"quote": 1}',
+        '{"quote": {"type": "QuoteTick"}}',
+        "[]",
+        json.dumps({"trade": event_to_dict(q)}),
+    ):
         with pytest.raises(codec.CodecError):
             prices_from_json(bad)
 
@@ -152,27 +192,48 @@ def test_outbox_keeps_the_oldest_run_when_full_and_marks_the_gap(caplog) -> None
 
 def fill_events(ts: int) -> list:
     return [
-        OrderSubmitted(ts_event=ts, ts_recv=ts, client_id="ops-1", symbol="BTC/USDT",
-                       side=Side.BUY, order_type=OrderType.LIMIT, amount=D("0.5"),
-                       price=D("100")),
+        OrderSubmitted(
+            ts_event=ts,
+            ts_recv=ts,
+            client_id="ops-1",
+            symbol="BTC/USDT",
+            side=Side.BUY,
+            order_type=OrderType.LIMIT,
+            amount=D("0.5"),
+            price=D("100"),
+        ),
         OrderAccepted(ts_event=ts, ts_recv=ts, client_id="ops-1", exchange_id="ex-1"),
-        OrderFilled(ts_event=ts, ts_recv=ts, client_id="ops-1", exchange_id="ex-1",
-                    trade_id="t1", symbol="BTC/USDT", side=Side.BUY, price=D("100"),
-                    amount=D("0.2"), fee=D("0.02"), fee_asset="USDT", filled_total=D("0.2"),
-                    is_final=False),
+        OrderFilled(
+            ts_event=ts,
+            ts_recv=ts,
+            client_id="ops-1",
+            exchange_id="ex-1",
+            trade_id="t1",
+            symbol="BTC/USDT",
+            side=Side.BUY,
+            price=D("100"),
+            amount=D("0.2"),
+            fee=D("0.02"),
+            fee_asset="USDT",
+            filled_total=D("0.2"),
+            is_final=False,
+        ),
         balance("BTC", "0.2", ts=ts),
         balance("USDT", "9979.98", used="30", ts=ts),
     ]
 
 
-def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
-        redis_server: RedisServer) -> None:
+def test_state_is_mirrored_and_a_second_app_restores_it_at_start(redis_server: RedisServer) -> None:
     app = App(make_config(redis_server.url))
     with running(app):
         for ev in fill_events(app.clock.now_ns()):
             app.bus.publish(ev)
-        wait_until(lambda: app.store.order("ops-1") is not None
-                   and app.store.order("ops-1").filled == D("0.2"), what="the fill")
+        wait_until(
+            lambda: (
+                app.store.order("ops-1") is not None and app.store.order("ops-1").filled == D("0.2")
+            ),
+            what="the fill",
+        )
         expected = dict(app.store.balances().balances)
         wait_until(lambda: redis_balances(redis_server) == expected, what="balances in redis")
     # Another process's view: Redis holds exactly the stopped app's state.
@@ -187,11 +248,14 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
     assert set(client.hgetall("t:prices")) == {"BTC/USDT", "ETH/USDT"}
 
     # Another instance reading the saved state sees the same balances, orders and positions.
-    other_cfg = config_from_dict({
-        "journal": {"path": tempfile.mkdtemp(prefix="journal-")},
-        "paper": {"starting_balances": {"USDT": 1}},
-        "storage": {"backend": "redis", "redis_url": redis_server.url, "key_prefix": PREFIX},
-    }, {})
+    other_cfg = config_from_dict(
+        {
+            "journal": {"path": tempfile.mkdtemp(prefix="journal-")},
+            "paper": {"starting_balances": {"USDT": 1}},
+            "storage": {"backend": "redis", "redis_url": redis_server.url, "key_prefix": PREFIX},
+        },
+        {},
+    )
     reader = App(other_cfg)
     restored = reader.storage.restore()
     assert [type(e) for e in restored] == [StateRestored]  # the ledger, dispatched at start
@@ -223,7 +287,8 @@ def test_state_is_mirrored_and_a_second_app_restores_it_at_start(
 
 
 def test_redis_killed_and_restarted_mid_run_loses_no_acknowledged_event(
-        redis_server: RedisServer) -> None:
+    redis_server: RedisServer,
+) -> None:
     app = App(make_config(redis_server.url))
     w = writer(app)
     with running(app):
@@ -282,25 +347,39 @@ def test_unreachable_at_start_then_overflow_then_gap_marker(tmp_path: Path) -> N
 
 
 def test_example_consumer_follows_the_stream(redis_server: RedisServer) -> None:
-    consumer = [sys.executable, str(ROOT / "scripts" / "redis_consumer.py"),
-                "--url", redis_server.url, "--prefix", PREFIX]
+    consumer = [
+        sys.executable,
+        str(ROOT / "scripts" / "redis_consumer.py"),
+        "--url",
+        redis_server.url,
+        "--prefix",
+        PREFIX,
+    ]
     app = App(make_config(redis_server.url))
     with running(app):
         wait_until(lambda: writer(app).acked > 0, what="the first entries")
-        follow = subprocess.Popen(consumer + ["--count", "5", "--type", "QuoteTick"],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        follow = subprocess.Popen(
+            consumer + ["--count", "5", "--type", "QuoteTick"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         out, err = follow.communicate(timeout=15)
     assert follow.returncode == 0, err
     lines = out.splitlines()
     assert len(lines) == 5 and all(" QuoteTick " in line for line in lines), out
     seqs = [int(line.split()[1].split(":")[1]) for line in lines]
     assert seqs == sorted(seqs) and seqs[0] > 1  # followed new entries, not the history
-    replay = subprocess.run(consumer + ["--from-start", "--count", "3"], capture_output=True,
-                            text=True, timeout=15)
+    replay = subprocess.run(
+        consumer + ["--from-start", "--count", "3"], capture_output=True, text=True, timeout=15
+    )
     assert replay.returncode == 0, replay.stderr
     first = replay.stdout.splitlines()
     assert [line.split()[2] for line in first] == [
-        "SessionStarted", "MarketUpdated", "MarketUpdated"]
+        "SessionStarted",
+        "MarketUpdated",
+        "MarketUpdated",
+    ]
     assert first[0].split()[1].endswith(":1") and "symbol=BTC/USDT" in first[1]
 
 
@@ -311,20 +390,38 @@ def test_every_memory_store_write_is_mirrored() -> None:
 
 
 def test_orders_and_fills_evicted_from_memory_are_removed_from_redis(
-        redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(redis_writer, "TRIM_EVERY", 1)
     stats = Stats()
     box = Outbox(1000, stats, "t:events")
     store = RedisStore(StoreConfig(max_orders=10), box)
-    w = RedisWriter(lambda: connect(redis_server.url, None), Keys(PREFIX), box, store,
-                    lambda ev: None, ManualClock(1), stats, StorageConfig())
+    w = RedisWriter(
+        lambda: connect(redis_server.url, None),
+        Keys(PREFIX),
+        box,
+        store,
+        lambda ev: None,
+        ManualClock(1),
+        stats,
+        StorageConfig(),
+    )
     stop = threading.Event()
     for i in range(15):
-        store.on_order_submitted(OrderSubmitted(
-            ts_event=i, ts_recv=i, client_id=f"c{i}", symbol="BTC/USDT", side=Side.BUY,
-            order_type=OrderType.MARKET, amount=D(1)))
-        store.on_order_rejected(OrderRejected(ts_event=i, ts_recv=i, client_id=f"c{i}",
-                                              reason="test"))
+        store.on_order_submitted(
+            OrderSubmitted(
+                ts_event=i,
+                ts_recv=i,
+                client_id=f"c{i}",
+                symbol="BTC/USDT",
+                side=Side.BUY,
+                order_type=OrderType.MARKET,
+                amount=D(1),
+            )
+        )
+        store.on_order_rejected(
+            OrderRejected(ts_event=i, ts_recv=i, client_id=f"c{i}", reason="test")
+        )
         w._step(deadline=time.monotonic() + 1)
     stop.set()
     w.run(stop)
@@ -341,21 +438,30 @@ def test_memory_backend_needs_no_redis() -> None:
     assert StoreConfig() == app.cfg.store
 
 
-def test_a_batch_whose_replies_were_lost_is_not_appended_twice(
-        redis_server: RedisServer) -> None:
+def test_a_batch_whose_replies_were_lost_is_not_appended_twice(redis_server: RedisServer) -> None:
     stats, published = Stats(), []
     box = Outbox(100, stats, "t:events")
     store = RedisStore(StoreConfig(), box)
-    w = RedisWriter(lambda: connect(redis_server.url, None), Keys(PREFIX), box, store,
-                    published.append, ManualClock(1), stats, StorageConfig())
+    w = RedisWriter(
+        lambda: connect(redis_server.url, None),
+        Keys(PREFIX),
+        box,
+        store,
+        published.append,
+        ManualClock(1),
+        stats,
+        StorageConfig(),
+    )
     for n in range(1, 6):
         store.on_balance(balance("USDT", str(n), ts=n))
         store.on_event(balance("USDT", str(n), ts=n))
     # Entries 1-3 reached Redis but the connection broke before their replies came back.
     client = redis_server.client()
     for seq, ev in box.take(3):
-        client.xadd("t:events", {"seq": f"{w.session}:{seq}", "type": "BalanceUpdate",
-                                 "event": event_to_json(ev)})
+        client.xadd(
+            "t:events",
+            {"seq": f"{w.session}:{seq}", "type": "BalanceUpdate", "event": event_to_json(ev)},
+        )
     stop = threading.Event()
     stop.set()
     w.run(stop)  # one last step: reconnect, settle the lost replies, flush the rest
@@ -367,7 +473,8 @@ def test_a_batch_whose_replies_were_lost_is_not_appended_twice(
 
 
 def test_redis_down_at_start_exits_1_with_one_line_and_leaves_the_saved_state(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     server = RedisServer(tmp_path / "redis").start()
     try:
         client = server.client()
@@ -379,9 +486,15 @@ def test_redis_down_at_start_exits_1_with_one_line_and_leaves_the_saved_state(
         cfg_path.write_text(
             "simulated: {tick_interval_s: 0.01}\n"
             f"journal: {{path: {tmp_path / 'journal'}}}\n"
-            f"storage: {{backend: redis, redis_url: '{server.url}', key_prefix: {PREFIX}}}\n")
-        proc = subprocess.run([sys.executable, "-m", "trader", "--config", str(cfg_path)],
-                              capture_output=True, text=True, timeout=30, cwd=tmp_path)
+            f"storage: {{backend: redis, redis_url: '{server.url}', key_prefix: {PREFIX}}}\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-m", "trader", "--config", str(cfg_path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            cwd=tmp_path,
+        )
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("storage error at start: redis:"), lines
@@ -404,8 +517,10 @@ def test_an_empty_start_when_allowed_never_deletes_saved_records(tmp_path: Path)
             wait_until(lambda: dispatched(app, "StorageFailed") >= 1, what="StorageFailed")
             server.start()
             wait_until(lambda: dispatched(app, "StorageRecovered") == 1, what="recovery")
-            wait_until(lambda: "BTC/USDT" in server.client().hgetall(f"{PREFIX}:prices"),
-                       what="this run's records")
+            wait_until(
+                lambda: "BTC/USDT" in server.client().hgetall(f"{PREFIX}:prices"),
+                what="this run's records",
+            )
         client = server.client()
         assert client.hget(f"{PREFIX}:orders", "saved-order") == "saved"
         assert client.hget(f"{PREFIX}:positions", "ETH/USDT") == "saved-position"

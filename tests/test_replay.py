@@ -68,10 +68,14 @@ WITH_BOOM = {**STRATEGIES, "boom": Boom}
 
 
 def session_config(tmp_path: Path, boom: bool = False, persist: bool = False) -> dict:
-    strategies = [{"name": "ma_cross", "market": "BTC/USDT",
-                   "params": {"fast": 2, "slow": 3, "amount": 0.01}},
-                  {"name": "ma_cross", "market": "ETH/USDT",
-                   "params": {"fast": 2, "slow": 3, "amount": 0.2}}]
+    strategies = [
+        {
+            "name": "ma_cross",
+            "market": "BTC/USDT",
+            "params": {"fast": 2, "slow": 3, "amount": 0.01},
+        },
+        {"name": "ma_cross", "market": "ETH/USDT", "params": {"fast": 2, "slow": 3, "amount": 0.2}},
+    ]
     if boom:
         strategies.append({"name": "boom", "market": "BTC/USDT", "params": {"at": 3}})
     return {
@@ -83,8 +87,9 @@ def session_config(tmp_path: Path, boom: bool = False, persist: bool = False) ->
     }
 
 
-def record_session(tmp_path: Path, steps: int = 600, boom: bool = False,
-                   speed: int = 200, persist: bool = False) -> tuple[Path, App]:
+def record_session(
+    tmp_path: Path, steps: int = 600, boom: bool = False, speed: int = 200, persist: bool = False
+) -> tuple[Path, App]:
     """Run a real paper session until ``steps`` events were dispatched; stop it cleanly."""
     cfg = config_from_dict(session_config(tmp_path, boom, persist), {})
     app = App(cfg, FastClock(speed), strategies=WITH_BOOM)
@@ -125,13 +130,15 @@ def test_replayed_state_equals_the_live_state(tmp_path: Path) -> None:
     # what the strategies decided again is not dispatched again (it is in the journal already)
     assert stats.suppressed >= 2 * sum(1 for e in events if type(e).__name__ == "SubmitOrder")
     report = replayer.report()
-    assert report["state"]["positions"]["BTC/USDT"]["amount"] == \
-        app.store.position("BTC/USDT").amount
+    assert (
+        report["state"]["positions"]["BTC/USDT"]["amount"] == app.store.position("BTC/USDT").amount
+    )
 
 
 @pytest.mark.parametrize("persist", [False, True], ids=["fresh-paper", "paper-persist"])
 def test_a_second_session_starts_from_the_saved_ledger_as_the_process_did(
-        tmp_path: Path, persist: bool) -> None:
+    tmp_path: Path, persist: bool
+) -> None:
     """Replay equals live across a restart, with the paper account restarting empty or carried
     over (``paper.persist``: the restarted process reconciles against the carried account)."""
     _, first = record_session(tmp_path, steps=200, persist=persist)
@@ -149,12 +156,15 @@ def test_a_second_session_starts_from_the_saved_ledger_as_the_process_did(
     assert [o.client_id for o in second.store.orders()] == submitted  # both sessions'
     # The second session alone replays from its StateRestored to the same state.
     alone = Replayer(second.cfg)
-    alone.run(events[next(i for i, e in enumerate(events) if isinstance(e, SessionStarted) and i):])
+    alone.run(
+        events[next(i for i, e in enumerate(events) if isinstance(e, SessionStarted) and i) :]
+    )
     assert live_state(alone.app) == live_state(second)
 
 
 def test_until_handler_failed_stops_right_after_the_failing_event(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     from scripts.replay import main
 
     journal, app = record_session(tmp_path, steps=400, boom=True)
@@ -165,8 +175,21 @@ def test_until_handler_failed_stops_right_after_the_failing_event(
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(session_config(tmp_path, boom=True)))
 
-    assert main([str(journal), "--config", str(config), "--until", "HandlerFailed", "--json",
-                 "--no-progress"], strategies=WITH_BOOM) == 0
+    assert (
+        main(
+            [
+                str(journal),
+                "--config",
+                str(config),
+                "--until",
+                "HandlerFailed",
+                "--json",
+                "--no-progress",
+            ],
+            strategies=WITH_BOOM,
+        )
+        == 0
+    )
     out = json.loads(capsys.readouterr().out)
     assert out["stopped_at"]["index"] == index
     assert out["stopped_at"]["event"]["error"] == "RuntimeError: boom at candle 3"
@@ -187,7 +210,7 @@ def test_until_an_index_or_a_time(tmp_path: Path) -> None:
     r = Replayer(app.cfg)
     r.run(events, Until(ts_ns=stamp))
     assert r.stopped_at is not None and r.stopped_at[1].ts_recv >= stamp
-    assert all(e.ts_recv < stamp for e in events[:r.stopped_at[0]])
+    assert all(e.ts_recv < stamp for e in events[: r.stopped_at[0]])
 
 
 def test_until_parses_numbers_types_and_times() -> None:
@@ -203,24 +226,46 @@ def test_cli_prints_state_and_statistics(tmp_path: Path, capsys: pytest.CaptureF
 
     journal, app = record_session(tmp_path, steps=200)
     with open(next(journal.iterdir()), "a") as fh:  # lines of the right shape, bad types
-        fh.write('{"type":"TradeTick","ts_event":1,"ts_recv":"x","symbol":"BTC/USDT","price":'
-                 '"1","size":"1","aggressor":"buy","trade_id":"t1"}\n')
-        fh.write('{"type":"TradeTick","ts_event":1,"ts_recv":2,"symbol":"BTC/USDT","price":'
-                 '"abc","size":"1","aggressor":"buy","trade_id":"t2"}\n')
+        fh.write(
+            '{"type":"TradeTick","ts_event":1,"ts_recv":"x","symbol":"BTC/USDT","price":'
+            '"1","size":"1","aggressor":"buy","trade_id":"t1"}\n'
+        )
+        fh.write(
+            '{"type":"TradeTick","ts_event":1,"ts_recv":2,"symbol":"BTC/USDT","price":'
+            '"abc","size":"1","aggressor":"buy","trade_id":"t2"}\n'
+        )
         fh.write('{"type":"QuoteTick","ts_event":1,"ts_re')  # a line cut by a crash
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(session_config(tmp_path)))
     assert main([str(journal), "--config", str(config), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert f"replayed {app.journal.written} events, 1 session(s)" in out
-    for heading in ("balances", "positions", "open orders:", "events by type",
-                    "handler failures: 0 recorded, 0 reproduced", "bad lines skipped: 3"):
+    for heading in (
+        "balances",
+        "positions",
+        "open orders:",
+        "events by type",
+        "handler failures: 0 recorded, 0 reproduced",
+        "bad lines skipped: 3",
+    ):
         assert heading in out
     assert main([str(tmp_path / "nope"), "--config", str(config)]) == 2
 
     filled = [e for e in read_events(journal) if isinstance(e, OrderFilled)]
-    assert main([str(journal), "--config", str(config), "--show", "SessionStarted,OrderFilled",
-                 "--since", iso_utc(filled[0].ts_recv)]) == 0
+    assert (
+        main(
+            [
+                str(journal),
+                "--config",
+                str(config),
+                "--show",
+                "SessionStarted,OrderFilled",
+                "--since",
+                iso_utc(filled[0].ts_recv),
+            ]
+        )
+        == 0
+    )
     shown = [line for line in capsys.readouterr().out.splitlines() if " #" in line]
     assert len(shown) == len(filled) and "SessionStarted" not in shown[0]
     assert shown[0].startswith(iso_utc(filled[0].ts_recv))
@@ -239,8 +284,7 @@ def test_replay_has_no_worker_journal_or_order_sending() -> None:
     assert app.http is None
 
 
-def test_a_live_config_replays_without_keys(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture) -> None:
+def test_a_live_config_replays_without_keys(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from scripts.replay import main
 
     journal, app = record_session(tmp_path, steps=100)

@@ -48,8 +48,9 @@ class Setup:
     def __init__(self, **cfg: object) -> None:
         self.clock = ManualClock(T0)
         self.store = MemoryStore(StoreConfig())
-        self.risk = Risk(ReadOnlyView(self.store), RiskConfig(**cfg), self.clock,
-                         ClientIdGenerator("t", 0))
+        self.risk = Risk(
+            ReadOnlyView(self.store), RiskConfig(**cfg), self.clock, ClientIdGenerator("t", 0)
+        )
         self.store.on_market(market())  # steps: price 0.01, amount 0.0001; min notional 5
         self.store.on_balance(balance("USDT", "10000"))
         self.quote("100", "101")
@@ -57,8 +58,13 @@ class Setup:
     def quote(self, bid: str, ask: str, symbol: str = "BTC/USDT") -> None:
         self.store.on_quote(quote(symbol, bid, ask, ts=self.clock.now_ns()))
 
-    def decide(self, side: Side = Side.BUY, amount: str = "1", price: str | None = None,
-               symbol: str = "BTC/USDT") -> str | None:
+    def decide(
+        self,
+        side: Side = Side.BUY,
+        amount: str = "1",
+        price: str | None = None,
+        symbol: str = "BTC/USDT",
+    ) -> str | None:
         """The denial reason, or None when the order went out."""
         events = self.risk.evaluate(self.intent(side, amount, price, symbol))
         denied = [e for e in events if isinstance(e, OrderDenied)]
@@ -70,17 +76,35 @@ class Setup:
         return None
 
     @staticmethod
-    def intent(side: Side = Side.BUY, amount: str = "1", price: str | None = None,
-               symbol: str = "BTC/USDT") -> OrderIntent:
+    def intent(
+        side: Side = Side.BUY, amount: str = "1", price: str | None = None, symbol: str = "BTC/USDT"
+    ) -> OrderIntent:
         kind = OrderType.LIMIT if price is not None else OrderType.MARKET
-        return OrderIntent(strategy="s", symbol=symbol, side=side, amount=D(amount),
-                           order_type=kind, price=D(price) if price is not None else None)
+        return OrderIntent(
+            strategy="s",
+            symbol=symbol,
+            side=side,
+            amount=D(amount),
+            order_type=kind,
+            price=D(price) if price is not None else None,
+        )
 
     def fill(self, side: Side, amount: str, price: str, n: int = 1) -> list:
-        ev = OrderFilled(ts_event=1, ts_recv=1, client_id=f"f{n}", exchange_id="x",
-                         trade_id=f"t{n}", symbol="BTC/USDT", side=side, price=D(price),
-                         amount=D(amount), fee=D(0), fee_asset="USDT", filled_total=D(amount),
-                         is_final=True)
+        ev = OrderFilled(
+            ts_event=1,
+            ts_recv=1,
+            client_id=f"f{n}",
+            exchange_id="x",
+            trade_id=f"t{n}",
+            symbol="BTC/USDT",
+            side=side,
+            price=D(price),
+            amount=D(amount),
+            fee=D(0),
+            fee_asset="USDT",
+            filled_total=D(amount),
+            is_final=True,
+        )
         self.store.on_order_filled(ev)
         return self.risk.on_fill(ev)
 
@@ -121,13 +145,14 @@ def test_stale_quote_and_stale_feed_deny() -> None:
     s.quote("100", "101")
     assert s.decide(amount="0.1") is None
     now = s.clock.now_ns()
-    (halt,) = s.risk.data_halts.on_feed_down(FeedStale(ts_event=now, ts_recv=now,
-                                                       feed="ws-binance", silent_s=D(30)))
+    (halt,) = s.risk.data_halts.on_feed_down(
+        FeedStale(ts_event=now, ts_recv=now, feed="ws-binance", silent_s=D(30))
+    )
     assert (halt.symbol, halt.halted) == ("*", True)  # a feed not described: every market
-    assert s.decide(amount="0.1") == \
-        "data halt on BTC/USDT: ws-binance stale (30s without data)"
-    (lift,) = s.risk.data_halts.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now,
-                                                                feed="ws-binance"))
+    assert s.decide(amount="0.1") == "data halt on BTC/USDT: ws-binance stale (30s without data)"
+    (lift,) = s.risk.data_halts.on_feed_recovered(
+        FeedRecovered(ts_event=now, ts_recv=now, feed="ws-binance")
+    )
     assert (lift.symbol, lift.halted, lift.reason) == ("*", False, "fresh data on ws-binance")
     assert s.decide(amount="0.1") is None
     s.store.on_market(market("ETH/USDT"))
@@ -139,26 +164,38 @@ def test_stale_quote_and_stale_feed_deny() -> None:
 def test_a_disconnected_feed_halts_new_orders_on_its_markets_only_until_fresh_data() -> None:
     s = Setup()
     halts = DataHalts({"ws-market": ("BTC/USDT",), "ws-user": ()})
-    s.risk = Risk(ReadOnlyView(s.store), RiskConfig(), s.clock, ClientIdGenerator("t", 0),
-                  data_halts=halts)
+    s.risk = Risk(
+        ReadOnlyView(s.store), RiskConfig(), s.clock, ClientIdGenerator("t", 0), data_halts=halts
+    )
     s.store.on_market(market("ETH/USDT"))
     s.quote("50", "51", "ETH/USDT")
     now = s.clock.now_ns()
-    assert halts.on_feed_down(FeedDisconnected(ts_event=now, ts_recv=now, feed="ws-user",
-                                               reason="closed")) == []  # no market data
-    (halt,) = halts.on_feed_down(FeedDisconnected(ts_event=now, ts_recv=now,
-                                                  feed="ws-market", reason="closed"))
-    assert (halt.symbol, halt.halted, halt.reason) == \
-        ("BTC/USDT", True, "ws-market disconnected (closed)")
-    assert halts.on_feed_down(FeedDisconnected(ts_event=now, ts_recv=now, feed="ws-market",
-                                               reason="connect failed")) == []  # one event
+    assert (
+        halts.on_feed_down(
+            FeedDisconnected(ts_event=now, ts_recv=now, feed="ws-user", reason="closed")
+        )
+        == []
+    )  # no market data
+    (halt,) = halts.on_feed_down(
+        FeedDisconnected(ts_event=now, ts_recv=now, feed="ws-market", reason="closed")
+    )
+    assert (halt.symbol, halt.halted, halt.reason) == (
+        "BTC/USDT",
+        True,
+        "ws-market disconnected (closed)",
+    )
+    assert (
+        halts.on_feed_down(
+            FeedDisconnected(ts_event=now, ts_recv=now, feed="ws-market", reason="connect failed")
+        )
+        == []
+    )  # one event
     assert s.decide(amount="0.1") == "data halt on BTC/USDT: ws-market disconnected (closed)"
     assert s.decide(amount="0.1", symbol="ETH/USDT") is None  # another market trades on
     assert s.risk.state is TradingState.ACTIVE  # not a trading-state change
     cancel = s.risk.evaluate(CancelIntent(strategy="s", client_id="t-1", symbol="BTC/USDT"))
     assert [type(e).__name__ for e in cancel] == ["CancelOrder"]  # cancels go through
-    (lift,) = halts.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now,
-                                                    feed="ws-market"))
+    (lift,) = halts.on_feed_recovered(FeedRecovered(ts_event=now, ts_recv=now, feed="ws-market"))
     assert (lift.symbol, lift.halted) == ("BTC/USDT", False)
     assert s.decide(amount="0.1") is None
 
@@ -166,8 +203,10 @@ def test_a_disconnected_feed_halts_new_orders_on_its_markets_only_until_fresh_da
 def test_price_band_against_the_last_price() -> None:
     s = Setup(price_band_bps=500)  # last = mid 100.5
     assert s.decide(amount="0.1", price="96") is None  # 448 bps away
-    assert s.decide(amount="0.1", price="95") == \
-        "limit price 95 is 547 bps from the last price 100.5 (price_band_bps 500)"
+    assert (
+        s.decide(amount="0.1", price="95")
+        == "limit price 95 is 547 bps from the last price 100.5 (price_band_bps 500)"
+    )
     assert s.decide(side=Side.BUY, amount="0.1", price="106") is not None  # fat finger up
     assert Setup(price_band_bps=0).decide(amount="0.1", price="50") is None  # off
 
@@ -190,20 +229,19 @@ def test_max_position_notional_and_reducing_is_always_fine() -> None:
     s = Setup(max_position_notional=D(500))
     s.fill(Side.BUY, "4", "100")
     s.store.on_balance(balance("BTC", "4"))
-    assert s.decide(amount="1") == \
-        "position notional 505.00 would exceed max_position_notional 500"
+    assert s.decide(amount="1") == "position notional 505.00 would exceed max_position_notional 500"
     assert s.decide(side=Side.SELL, amount="1") is None
 
 
 def test_free_balance_with_reserve_and_orders_in_flight() -> None:
-    s = Setup(max_order_notional=D(100_000), max_position_notional=D(100_000),
-              buy_reserve_bps=D(20))
+    s = Setup(
+        max_order_notional=D(100_000), max_position_notional=D(100_000), buy_reserve_bps=D(20)
+    )
     # 99 * 101 * 1.002 = 10018.998 > 10000
     assert s.decide(amount="99") == "free USDT 10000 is less than the 10018.99800000 needed"
     assert s.decide(amount="60") is None  # 6072.12 reserved while in flight
     assert s.decide(amount="60").startswith("free USDT 3927.88")
-    assert s.decide(side=Side.SELL, amount="1") == \
-        "free BTC 0 is less than the 1.00000000 needed"
+    assert s.decide(side=Side.SELL, amount="1") == "free BTC 0 is less than the 1.00000000 needed"
 
 
 def test_order_rate_per_window() -> None:
@@ -236,8 +274,7 @@ def test_gate_halted_and_reducing_but_cancels_always_pass() -> None:
 def test_kill_switch_halts_cancels_everything_and_resume_trades_again() -> None:
     s = Setup()
     now = s.clock.now_ns()
-    out = s.risk.on_halt(HaltTrading(ts_event=now, ts_recv=now, reason="ops",
-                                     cancel_orders=True))
+    out = s.risk.on_halt(HaltTrading(ts_event=now, ts_recv=now, reason="ops", cancel_orders=True))
     assert [type(e) for e in out] == [TradingStateChanged, CancelAllOrders]
     assert out[0].state is TradingState.HALTED and out[1].symbol is None
     assert s.decide(amount="0.1") == "trading is halted (operator: ops)"
@@ -251,8 +288,9 @@ def test_kill_switch_halts_cancels_everything_and_resume_trades_again() -> None:
 def test_halt_causes_combine_and_reconciliation_gates_trading() -> None:
     s = Setup()
     now = s.clock.now_ns()
-    (ev,) = s.risk.on_reconciliation_started(ReconciliationStarted(
-        ts_event=now, ts_recv=now, round=1, reason="start-up"))
+    (ev,) = s.risk.on_reconciliation_started(
+        ReconciliationStarted(ts_event=now, ts_recv=now, round=1, reason="start-up")
+    )
     assert ev.state is TradingState.HALTED
     s.risk.on_halt(HaltTrading(ts_event=now, ts_recv=now, reason="ops"))
     done = ReconciliationCompleted(ts_event=now, ts_recv=now, ok=True, differences=0)
@@ -260,8 +298,9 @@ def test_halt_causes_combine_and_reconciliation_gates_trading() -> None:
     assert s.risk.state is TradingState.HALTED and set(s.risk.halts) == {HaltCause.OPERATOR}
     s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="ok"))
     assert s.risk.state is TradingState.ACTIVE
-    s.risk.on_reconciliation_started(ReconciliationStarted(
-        ts_event=now, ts_recv=now, round=2, reason="reconnect"))
+    s.risk.on_reconciliation_started(
+        ReconciliationStarted(ts_event=now, ts_recv=now, round=2, reason="reconnect")
+    )
     bad = ReconciliationCompleted(ts_event=now, ts_recv=now, ok=False, differences=2)
     assert s.risk.on_reconciliation_completed(bad) == []  # still halted
     assert s.decide(amount="0.1") == "trading is halted (reconciliation: 2 differences)"
@@ -272,15 +311,21 @@ def test_halt_causes_combine_and_reconciliation_gates_trading() -> None:
 def test_a_failing_journal_halts_until_it_writes_and_a_plain_resume_leaves_it() -> None:
     s = Setup()
     now = s.clock.now_ns()
-    assert s.risk.on_storage_failed(StorageFailed(ts_event=now, ts_recv=now, component="redis",
-                                                  error="down")) == []  # memory goes on
-    (ev,) = s.risk.on_storage_failed(StorageFailed(ts_event=now, ts_recv=now,
-                                                   component=JOURNAL, error="ENOSPC"))
+    assert (
+        s.risk.on_storage_failed(
+            StorageFailed(ts_event=now, ts_recv=now, component="redis", error="down")
+        )
+        == []
+    )  # memory goes on
+    (ev,) = s.risk.on_storage_failed(
+        StorageFailed(ts_event=now, ts_recv=now, component=JOURNAL, error="ENOSPC")
+    )
     assert ev.state is TradingState.HALTED and "journal failed: ENOSPC" in ev.reason
     assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="go")) == []
     assert set(s.risk.halts) == {HaltCause.JOURNAL}
-    (ev,) = s.risk.on_storage_recovered(StorageRecovered(ts_event=now, ts_recv=now,
-                                                         component=JOURNAL))
+    (ev,) = s.risk.on_storage_recovered(
+        StorageRecovered(ts_event=now, ts_recv=now, component=JOURNAL)
+    )
     assert ev.state is TradingState.ACTIVE
 
 
@@ -315,8 +360,7 @@ def test_operator_resume_restarts_the_daily_count() -> None:
     assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="just resume")) == []
     assert s.risk.state is TradingState.HALTED  # only the operator's own halt is lifted
     assert set(s.risk.halts) == {HaltCause.DAILY_LOSS}
-    s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept the loss",
-                                   force=True))
+    s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept the loss", force=True))
     assert s.risk.check_daily_loss() == [] and s.risk.state is TradingState.ACTIVE
 
 
@@ -343,7 +387,8 @@ def test_soft_daily_loss_reduces_only_then_the_hard_limit_halts() -> None:
     # a buy adds to the long: denied, saying why
     assert s.decide(amount="0.1", price="94") == (
         "trading is reducing (daily_loss: PnL today -60.00 USD is below -50 "
-        "(daily_loss_soft_limit)): only orders that reduce a position")
+        "(daily_loss_soft_limit)): only orders that reduce a position"
+    )
     assert s.decide(side=Side.SELL, amount="11").startswith("trading is reducing")  # reverses
     assert s.decide(side=Side.SELL, amount="6", price="95") is None  # reduces: sent
     # 4 left to sell once the open sell of 6 is counted
@@ -377,8 +422,9 @@ def test_reducing_waits_under_a_halt_and_the_operator_clears_it() -> None:
     s = Setup(daily_loss_soft_limit=D(50), daily_loss_limit=D(100))
     now = s.clock.now_ns()
     s.fill(Side.BUY, "10", "100")
-    s.risk.on_reconciliation_started(ReconciliationStarted(ts_event=now, ts_recv=now, round=1,
-                                                           reason="start-up"))
+    s.risk.on_reconciliation_started(
+        ReconciliationStarted(ts_event=now, ts_recv=now, round=1, reason="start-up")
+    )
     s.quote("93", "95")
     assert s.risk.check_daily_loss() == [] and s.risk.state is TradingState.HALTED
     done = ReconciliationCompleted(ts_event=now, ts_recv=now, ok=True, differences=0)
@@ -386,8 +432,7 @@ def test_reducing_waits_under_a_halt_and_the_operator_clears_it() -> None:
     assert ev.state is TradingState.REDUCING
     assert s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept")) == []
     assert s.risk.state is TradingState.REDUCING  # reduce-only stays without force
-    (ev,) = s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept",
-                                           force=True))
+    (ev,) = s.risk.on_resume(ResumeTrading(ts_event=now, ts_recv=now, reason="accept", force=True))
     assert ev.state is TradingState.ACTIVE and s.risk.reducing is None
     assert s.risk.check_daily_loss() == [] and s.decide(amount="0.1", price="94") is None
 

@@ -51,20 +51,37 @@ def debug_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         "  - {name: ma_cross, market: BTC/USDT, params: {fast: 2, slow: 3, amount: 0.01}}\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER")}
-    env.update(TRADER_API_KEY=API_KEY, TRADER_API_SECRET_FILE=str(secret_file),
-               TRADER_REDIS_PASSWORD=REDIS_PASSWORD)
+    env.update(
+        TRADER_API_KEY=API_KEY,
+        TRADER_API_SECRET_FILE=str(secret_file),
+        TRADER_REDIS_PASSWORD=REDIS_PASSWORD,
+    )
     cmd = [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(cfg)]
-    proc = subprocess.Popen(cmd + ["--log-level", "DEBUG"], cwd=data, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        cmd + ["--log-level", "DEBUG"],
+        cwd=data,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines = wait_for(proc, "TRADE")
         lines += wait_for(proc, "BALANCE BTC")  # the fill's balance change, logged after it
         proc.send_signal(signal.SIGTERM)
         out = read_rest(proc)
-        check = subprocess.run(cmd + ["--check-config"], env=env, capture_output=True,
-                               text=True, timeout=30)
-        yield {"output": "".join(lines) + out, "returncode": proc.returncode, "server": server,
-               "data": data, "check": check.stdout + check.stderr, "env": env, "config": cfg}
+        check = subprocess.run(
+            cmd + ["--check-config"], env=env, capture_output=True, text=True, timeout=30
+        )
+        yield {
+            "output": "".join(lines) + out,
+            "returncode": proc.returncode,
+            "server": server,
+            "data": data,
+            "check": check.stdout + check.stderr,
+            "env": env,
+            "config": cfg,
+        }
     finally:
         proc.kill()
         server.stop()
@@ -110,8 +127,9 @@ def test_no_secret_in_any_redis_key_or_value(debug_run: dict) -> None:
 def test_a_second_process_sees_the_same_balances(debug_run: dict) -> None:
     # The run logged every balance change (DEBUG); its last value per asset is what it held.
     last: dict[str, Decimal] = {}
-    for asset, total in re.findall(r"BALANCE (\w+) free \S+ used \S+ total (\S+)",
-                                   debug_run["output"]):
+    for asset, total in re.findall(
+        r"BALANCE (\w+) free \S+ used \S+ total (\S+)", debug_run["output"]
+    ):
         last[asset] = Decimal(total)
     assert "BTC" in last and "USDT" in last, debug_run["output"][-3000:]
     cfg = load_config(debug_run["config"], env={"TRADER_REDIS_PASSWORD": REDIS_PASSWORD})
@@ -142,9 +160,20 @@ def test_live_exchange_at_debug_logs_no_signed_request(tmp_path: Path) -> None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER")}
             env.update(TRADER_API_KEY=API_KEY, TRADER_API_SECRET=API_SECRET)
             proc = subprocess.Popen(
-                [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(cfg),
-                 "--log-level", "DEBUG"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT, text=True)
+                [
+                    sys.executable,
+                    str(ROOT / "scripts" / "start.py"),
+                    "--config",
+                    str(cfg),
+                    "--log-level",
+                    "DEBUG",
+                ],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
             try:
                 lines = wait_for(proc, "started trader: exchange binance (live)")
                 proc.send_signal(signal.SIGINT)
@@ -161,8 +190,7 @@ def test_live_exchange_at_debug_logs_no_signed_request(tmp_path: Path) -> None:
     assert API_KEY not in text and API_SECRET not in text
 
 
-def test_ccxt_logger_stays_above_debug_and_secrets_are_scrubbed(
-        capsys, restore_logging) -> None:
+def test_ccxt_logger_stays_above_debug_and_secrets_are_scrubbed(capsys, restore_logging) -> None:
     setup_logging("DEBUG", [API_SECRET])
     assert logging.getLogger("ccxt").getEffectiveLevel() > logging.DEBUG
     logging.getLogger("ccxt").debug("signed request %s", API_SECRET)
@@ -177,8 +205,14 @@ def test_ccxt_logger_stays_above_debug_and_secrets_are_scrubbed(
 
 
 def test_secrets_are_not_in_reprs() -> None:
-    cfg = config_from_dict({}, {"TRADER_API_KEY": API_KEY, "TRADER_API_SECRET": API_SECRET,
-                                "TRADER_REDIS_PASSWORD": REDIS_PASSWORD})
+    cfg = config_from_dict(
+        {},
+        {
+            "TRADER_API_KEY": API_KEY,
+            "TRADER_API_SECRET": API_SECRET,
+            "TRADER_REDIS_PASSWORD": REDIS_PASSWORD,
+        },
+    )
     assert cfg.secrets.values() == (API_KEY, API_SECRET, REDIS_PASSWORD)
     for text in (repr(cfg), str(cfg), repr(cfg.secrets)):
         for secret in SECRETS:

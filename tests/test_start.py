@@ -29,8 +29,14 @@ def fast_config(tmp_path: Path) -> Path:
 
 def start(cfg: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
-    return subprocess.Popen(START + ["--config", str(cfg)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        START + ["--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def wait_for(proc: subprocess.Popen, text: str, timeout: float = 30) -> list[str]:
@@ -92,8 +98,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
 def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text("exchange: {nmae: binance}\n")
-    res = subprocess.run(START + ["--config", str(cfg)], capture_output=True, text=True,
-                         timeout=30)
+    res = subprocess.run(START + ["--config", str(cfg)], capture_output=True, text=True, timeout=30)
     assert res.returncode == 2
     assert res.stderr.strip() == (
         "config error: unknown key 'exchange.nmae' (did you mean 'name'?)"
@@ -103,8 +108,13 @@ def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
 
 def test_check_config_prints_the_effective_config_redacted(tmp_path: Path) -> None:
     env = dict(os.environ, TRADER_API_KEY="super-secret-key-123")
-    res = subprocess.run(START + ["--config", str(ROOT / "config.yaml"), "--check-config"],
-                         capture_output=True, text=True, timeout=30, env=env)
+    res = subprocess.run(
+        START + ["--config", str(ROOT / "config.yaml"), "--check-config"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
     assert res.returncode == 0, res.stderr
     assert "markets:" in res.stdout and "TRADER_API_KEY: <set>" in res.stdout
     assert "super-secret-key-123" not in res.stdout + res.stderr
@@ -118,13 +128,16 @@ def loaded_config(tmp_path: Path, markets: int, persist: bool = True) -> Path:
     strategies = "".join(
         f"  - {{name: ma_cross, market: {s}, params: {{fast: 2, slow: 3, amount: 1}}}}\n"
         f"  - {{name: market_maker, market: {s}, params: {{amount: 1, max_inventory: 5, "
-        f"cooldown_s: 0.05}}}}\n" for s in symbols[:10])
+        f"cooldown_s: 0.05}}}}\n"
+        for s in symbols[:10]
+    )
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         "general: {stats_interval_s: 60}\n"
         f"trade: {{markets: [{', '.join(symbols)}]}}\n"
         "simulated: {tick_interval_s: 0.001, candle_interval_s: 1, start_prices: {"
-        + ", ".join(f"{s}: 100" for s in symbols) + "}}\n"
+        + ", ".join(f"{s}: 100" for s in symbols)
+        + "}}\n"
         f"paper: {{persist: {str(persist).lower()}, account_file: {tmp_path / 'acct.json'}, "
         "starting_balances: {USDT: 1000000}}\n"
         "risk: {max_orders_per_window: 0}\n"
@@ -134,8 +147,7 @@ def loaded_config(tmp_path: Path, markets: int, persist: bool = True) -> Path:
     return cfg
 
 
-def test_ctrl_c_at_load_writes_the_journal_and_the_account_file_completely(
-        tmp_path: Path) -> None:
+def test_ctrl_c_at_load_writes_the_journal_and_the_account_file_completely(tmp_path: Path) -> None:
     import json
     import re
 

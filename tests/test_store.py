@@ -28,24 +28,49 @@ from trader.store.view import ReadOnlyView
 
 
 def submitted(cid: str = "c1", amount: str = "1") -> OrderSubmitted:
-    return OrderSubmitted(ts_event=1, ts_recv=1, client_id=cid, symbol="BTC/USDT", side=Side.BUY,
-                          order_type=OrderType.LIMIT, amount=D(amount), price=D("100"))
+    return OrderSubmitted(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        order_type=OrderType.LIMIT,
+        amount=D(amount),
+        price=D("100"),
+    )
 
 
-def fill(cid: str = "c1", amount: str = "1", final: bool = True, price: str = "100",
-         trade_id: str = "") -> OrderFilled:
-    return OrderFilled(ts_event=2, ts_recv=2, client_id=cid, exchange_id="x1",
-                       trade_id=trade_id or f"t-{cid}-{amount}-{price}",
-                       symbol="BTC/USDT", side=Side.BUY, price=D(price), amount=D(amount),
-                       fee=D("0.1"), fee_asset="USDT", filled_total=D(amount), is_final=final)
+def fill(
+    cid: str = "c1", amount: str = "1", final: bool = True, price: str = "100", trade_id: str = ""
+) -> OrderFilled:
+    return OrderFilled(
+        ts_event=2,
+        ts_recv=2,
+        client_id=cid,
+        exchange_id="x1",
+        trade_id=trade_id or f"t-{cid}-{amount}-{price}",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        price=D(price),
+        amount=D(amount),
+        fee=D("0.1"),
+        fee_asset="USDT",
+        filled_total=D(amount),
+        is_final=final,
+    )
 
 
 def test_usd_value_through_usdt_quote_and_through_btc(store: MemoryStore) -> None:
     store.on_quote(quote("BTC/USDT", "59990", "60010"))
     store.on_quote(quote("ETH/BTC", "0.0499", "0.0501"))
     store.on_trade(trade("SOL/USDC", "150"))
-    for ev in (balance("BTC", "0.5"), balance("ETH", "2"), balance("SOL", "10"),
-               balance("USDT", "1000"), balance("DOGE", "5")):
+    for ev in (
+        balance("BTC", "0.5"),
+        balance("ETH", "2"),
+        balance("SOL", "10"),
+        balance("USDT", "1000"),
+        balance("DOGE", "5"),
+    ):
         store.on_balance(ev)
     snap = store.balances()
     assert snap.usd_values["BTC"] == D("30000")
@@ -121,20 +146,44 @@ def test_an_acknowledgement_after_the_fill_is_stale_not_illegal(store: MemorySto
 
 
 def test_orders_we_did_not_place_are_marked_external(store: MemoryStore) -> None:
-    store.on_order_report(OrderStatusReport(
-        ts_event=1, ts_recv=1, client_id="web-123", exchange_id="9", symbol="BTC/USDT",
-        side=Side.SELL, order_type=OrderType.LIMIT, status=OrderStatus.OPEN, amount=D("1"),
-        filled=D("0"), price=D("70000")))
+    store.on_order_report(
+        OrderStatusReport(
+            ts_event=1,
+            ts_recv=1,
+            client_id="web-123",
+            exchange_id="9",
+            symbol="BTC/USDT",
+            side=Side.SELL,
+            order_type=OrderType.LIMIT,
+            status=OrderStatus.OPEN,
+            amount=D("1"),
+            filled=D("0"),
+            price=D("70000"),
+        )
+    )
     assert store.order("web-123").external
 
 
 def test_collections_are_bounded() -> None:
-    store = MemoryStore(StoreConfig(candle_history=3, trade_history=2, max_orders=10,
-                                    max_symbols=2, max_signals=1))
+    store = MemoryStore(
+        StoreConfig(candle_history=3, trade_history=2, max_orders=10, max_symbols=2, max_signals=1)
+    )
     for i in range(5):
-        store.on_candle(Candle(ts_event=i, ts_recv=i, symbol="BTC/USDT", interval="1s",
-                               open=D(1), high=D(1), low=D(1), close=D(i), volume=D(1),
-                               start_ns=i, closed=True))
+        store.on_candle(
+            Candle(
+                ts_event=i,
+                ts_recv=i,
+                symbol="BTC/USDT",
+                interval="1s",
+                open=D(1),
+                high=D(1),
+                low=D(1),
+                close=D(i),
+                volume=D(1),
+                start_ns=i,
+                closed=True,
+            )
+        )
         store.on_trade(trade(ts=i))
     assert [c.close for c in store.candles("BTC/USDT")] == [D(2), D(3), D(4)]
     assert len(store.trades("BTC/USDT")) == 2

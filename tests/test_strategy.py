@@ -29,9 +29,19 @@ from trader.trading.strategy import Strategy, StrategyRunner
 
 
 def candle(i: int, close: str) -> Candle:
-    return Candle(ts_event=i * NS, ts_recv=i * NS, symbol="BTC/USDT", interval="1s", open=D(close),
-                  high=D(close), low=D(close), close=D(close), volume=D(1), start_ns=i * NS,
-                  closed=True)
+    return Candle(
+        ts_event=i * NS,
+        ts_recv=i * NS,
+        symbol="BTC/USDT",
+        interval="1s",
+        open=D(close),
+        high=D(close),
+        low=D(close),
+        close=D(close),
+        volume=D(1),
+        start_ns=i * NS,
+        closed=True,
+    )
 
 
 def setup(strategies_factory):
@@ -56,8 +66,9 @@ def feed(store: MemoryStore, runner: StrategyRunner, closes: list[str]) -> list:
 
 
 def test_ma_cross_buys_on_cross_up_and_sells_holdings_on_cross_down() -> None:
-    store, runner, _ = setup(lambda clk: [MaCross("ma", "BTC/USDT", MaCrossParams(2, 4, D("1")),
-                                                  clk)])
+    store, runner, _ = setup(
+        lambda clk: [MaCross("ma", "BTC/USDT", MaCrossParams(2, 4, D("1")), clk)]
+    )
     down = ["110", "108", "106", "104"]  # fast < slow: initial state, no action
     up = ["106", "112"]  # fast crosses above slow
     out = feed(store, runner, down + up)
@@ -74,16 +85,18 @@ def test_ma_cross_buys_on_cross_up_and_sells_holdings_on_cross_down() -> None:
 
 
 def test_risk_denies_and_halts() -> None:
-    store, runner, risk = setup(lambda clk: [MaCross("ma", "BTC/USDT",
-                                                     MaCrossParams(2, 4, D("1000")), clk)])
+    store, runner, risk = setup(
+        lambda clk: [MaCross("ma", "BTC/USDT", MaCrossParams(2, 4, D("1000")), clk)]
+    )
     out = feed(store, runner, ["110", "108", "106", "104", "106", "112"])
     denied = [e for e in out if isinstance(e, OrderDenied)]
     assert len(denied) == 1 and "max_order_notional" in denied[0].reason
     risk.set_state(TradingState.HALTED, "test")
     from trader.trading.strategy import OrderIntent
 
-    (ev,) = risk.evaluate(OrderIntent(strategy="x", symbol="BTC/USDT", side=Side.BUY,
-                                      amount=D("0.01")))
+    (ev,) = risk.evaluate(
+        OrderIntent(strategy="x", symbol="BTC/USDT", side=Side.BUY, amount=D("0.01"))
+    )
     assert isinstance(ev, OrderDenied) and ev.reason == "trading is halted"
 
 
@@ -95,10 +108,12 @@ class Exploding(Strategy):
 
 
 def test_a_raising_strategy_is_reported_then_disabled_and_others_go_on() -> None:
-    store, runner, _ = setup(lambda clk: [
-        Exploding("bad", "BTC/USDT", MaCrossParams(), clk),
-        MaCross("ma", "BTC/USDT", MaCrossParams(2, 4, D("1")), clk),
-    ])
+    store, runner, _ = setup(
+        lambda clk: [
+            Exploding("bad", "BTC/USDT", MaCrossParams(), clk),
+            MaCross("ma", "BTC/USDT", MaCrossParams(2, 4, D("1")), clk),
+        ]
+    )
     out = feed(store, runner, ["110", "108", "106", "104", "106", "112"])
     failures = [e for e in out if isinstance(e, HandlerFailed)]
     assert len(failures) == 3 and failures[0].handler == "strategy:bad"

@@ -16,8 +16,9 @@ from trader.stats import Stats
 KEYS = {"TRADER_API_KEY": "k", "TRADER_API_SECRET": "s"}
 
 
-def workers(exchange: dict[str, Any], markets: list[str] | None = None,
-            env: dict[str, str] | None = None) -> dict[str, Listener]:
+def workers(
+    exchange: dict[str, Any], markets: list[str] | None = None, env: dict[str, str] | None = None
+) -> dict[str, Listener]:
     data = {"exchange": exchange, "trade": {"markets": markets or ["BTC/USDT"]}}
     cfg = config_from_dict(data, env or {})
     out = build_stream_workers(cfg, lambda e: None, ManualClock(0), Stats())
@@ -38,22 +39,31 @@ def test_binance_live_adds_the_user_stream_and_honours_sandbox_and_overrides() -
     testnet = workers({**live, "sandbox": True}, env=KEYS)
     assert [w.protocol.url for w in testnet.values()] == [
         "wss://stream.testnet.binance.vision/stream",
-        "wss://ws-api.testnet.binance.vision/ws-api/v3"]
+        "wss://ws-api.testnet.binance.vision/ws-api/v3",
+    ]
     local = workers({**live, "sandbox": True, "urls": {"ws": "ws://127.0.0.1:8765"}}, env=KEYS)
     assert [w.protocol.url for w in local.values()] == [
-        "ws://127.0.0.1:8765/stream", "ws://127.0.0.1:8765/ws-api/v3"]
+        "ws://127.0.0.1:8765/stream",
+        "ws://127.0.0.1:8765/ws-api/v3",
+    ]
 
 
 def test_binance_streams_spot_markets_only() -> None:
     got = workers({"name": "binance"}, markets=["BTC/USDT", "ETH/USDT:USDT"])
     assert got["ws-binance-market"].protocol.streams == [  # type: ignore[attr-defined]
-        "btcusdt@bookTicker", "btcusdt@trade", "btcusdt@kline_1m"]
+        "btcusdt@bookTicker",
+        "btcusdt@trade",
+        "btcusdt@kline_1m",
+    ]
     assert workers({"name": "binance"}, markets=["ETH/USDT:USDT"]) == {}
 
 
 def test_bybit_gets_one_public_connection_per_category_and_a_private_one_in_live() -> None:
-    got = workers({"name": "bybit", "mode": "live", "urls": {"ws": "wss://proxy.local:1"}},
-                  markets=["BTC/USDT", "ETH/USDT:USDT", "BTC/USD:BTC"], env=KEYS)
+    got = workers(
+        {"name": "bybit", "mode": "live", "urls": {"ws": "wss://proxy.local:1"}},
+        markets=["BTC/USDT", "ETH/USDT:USDT", "BTC/USD:BTC"],
+        env=KEYS,
+    )
     assert {n: w.protocol.url for n, w in got.items()} == {
         "ws-bybit-spot": "wss://proxy.local:1/v5/public/spot",
         "ws-bybit-linear": "wss://proxy.local:1/v5/public/linear",
@@ -75,8 +85,9 @@ def test_other_exchanges_get_no_listeners() -> None:
 
 
 def test_with_base_keeps_path_and_query() -> None:
-    assert with_base("wss://a.b:9443/stream?x=1", "ws://127.0.0.1:5") == \
-        "ws://127.0.0.1:5/stream?x=1"
+    assert (
+        with_base("wss://a.b:9443/stream?x=1", "ws://127.0.0.1:5") == "ws://127.0.0.1:5/stream?x=1"
+    )
     assert with_base("wss://a.b/ws", None) == "wss://a.b/ws"
 
 

@@ -93,12 +93,23 @@ def kinds(messages: list[tuple[float, str]]) -> list[str]:
 
 
 def test_start_script_sends_ready_watchdog_status_then_stopping(
-        tmp_path: Path, abstract_listener: NotifyListener) -> None:
+    tmp_path: Path, abstract_listener: NotifyListener
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
     env.update(NOTIFY_SOCKET=abstract_listener.address, WATCHDOG_USEC="200000")
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                             str(fast_config(tmp_path))], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "start.py"),
+            "--config",
+            str(fast_config(tmp_path)),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         abstract_listener.wait_for("READY=1")
         abstract_listener.collect(time.monotonic() + 1.2)
@@ -126,9 +137,19 @@ def test_start_script_sends_ready_watchdog_status_then_stopping(
 def test_a_watchdog_kill_prints_every_thread_s_stack(tmp_path: Path) -> None:
     """systemd's watchdog sends SIGABRT: the journal then shows where the loop was stuck."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                             str(fast_config(tmp_path))], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "start.py"),
+            "--config",
+            str(fast_config(tmp_path)),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         wait_for(proc, "started trader")
         wait_for(proc, "STATS ")  # logged by a main-loop timer: the main loop runs
@@ -138,11 +159,10 @@ def test_a_watchdog_kill_prints_every_thread_s_stack(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == -signal.SIGABRT
     assert "Fatal Python error: Aborted" in out and "most recent call first" in out
-    assert "app.py\", line" in out and "in run" in out  # the main loop's frames
+    assert 'app.py", line' in out and "in run" in out  # the main loop's frames
 
 
-def test_watchdog_pings_stop_while_a_handler_blocks_the_loop(
-        path_listener: NotifyListener) -> None:
+def test_watchdog_pings_stop_while_a_handler_blocks_the_loop(path_listener: NotifyListener) -> None:
     notifier = Notifier({"NOTIFY_SOCKET": path_listener.address, "WATCHDOG_USEC": "40000"})
     assert notifier.watchdog_interval_s == 0.02
     stats = Stats()
@@ -183,13 +203,20 @@ def test_watchdog_pings_stop_while_a_handler_blocks_the_loop(
 
 @pytest.mark.parametrize("reconcile", [True, False])
 def test_ready_waits_for_the_start_up_reconciliation(
-        monkeypatch: pytest.MonkeyPatch, path_listener: NotifyListener, reconcile: bool,
-        tmp_path: Path) -> None:
+    monkeypatch: pytest.MonkeyPatch, path_listener: NotifyListener, reconcile: bool, tmp_path: Path
+) -> None:
     monkeypatch.setenv("NOTIFY_SOCKET", path_listener.address)
     monkeypatch.setenv("WATCHDOG_USEC", "100000")
-    app = App(config_from_dict({"reconcile": {"enabled": reconcile}, "poller": {
-        "balances_every_s": 0, "open_orders_every_s": 0},
-        "journal": {"path": str(tmp_path / "journal")}}, {}))
+    app = App(
+        config_from_dict(
+            {
+                "reconcile": {"enabled": reconcile},
+                "poller": {"balances_every_s": 0, "open_orders_every_s": 0},
+                "journal": {"path": str(tmp_path / "journal")},
+            },
+            {},
+        )
+    )
     app.start()
     loop = threading.Thread(target=app.run, name="test-loop")
     try:
@@ -238,35 +265,58 @@ def test_a_vanished_socket_is_logged_once_and_never_raises(caplog) -> None:
 
 def test_unit_file_has_the_required_settings() -> None:
     text = UNIT.read_text()
-    for line in ("Type=notify", "Restart=on-failure", "NoNewPrivileges=yes",
-                 "ProtectSystem=strict", "ReadWritePaths=/var/lib/trader", "KillSignal=SIGTERM",
-                 "User=trader", "EnvironmentFile=/etc/trader/trader.env"):
+    for line in (
+        "Type=notify",
+        "Restart=on-failure",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ReadWritePaths=/var/lib/trader",
+        "KillSignal=SIGTERM",
+        "User=trader",
+        "EnvironmentFile=/etc/trader/trader.env",
+    ):
         assert line in text.splitlines(), line
     for key in ("WatchdogSec=", "TimeoutStopSec="):
-        assert any(l.startswith(key) and l[len(key):].strip() for l in text.splitlines()), key
+        assert any(l.startswith(key) and l[len(key) :].strip() for l in text.splitlines()), key
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze is not installed (not a systemd system)")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed (not a systemd system)",
+)
 def test_unit_file_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     # verify checks that ExecStart exists: point it at this checkout and this interpreter.
     text = UNIT.read_text().replace("/opt/trader/.venv/bin/python", sys.executable)
     unit = tmp_path / "trader.service"
     unit.write_text(text.replace("/opt/trader/", f"{ROOT}/"))
-    result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True,
-                            text=True, timeout=30)
+    result = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=30
+    )
     problems = [l for l in (result.stdout + result.stderr).splitlines() if "trader.service" in l]
     assert result.returncode == 0 and not problems, result.stdout + result.stderr
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None,
-                    reason="systemd-analyze is not installed (not a systemd system)")
+@pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze is not installed (not a systemd system)",
+)
 def test_unit_file_is_rated_2_0_or_lower_by_systemd_analyze_security(tmp_path: Path) -> None:
     unit = tmp_path / "trader.service"
     unit.write_text(UNIT.read_text())
     # --threshold=20: exit non-zero above an exposure of 2.0.
-    result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=20",
-                             "--no-pager", str(unit)], capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [
+            "systemd-analyze",
+            "security",
+            "--offline=true",
+            "--threshold=20",
+            "--no-pager",
+            str(unit),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     out = result.stdout + result.stderr
     score = re.search(r"Overall exposure level for trader.service: (\d+\.\d)", out)
     assert score, out
@@ -275,7 +325,8 @@ def test_unit_file_is_rated_2_0_or_lower_by_systemd_analyze_security(tmp_path: P
 
 @pytest.mark.parametrize("journal", ["JOURNAL_STREAM", "INVOCATION_ID", None])
 def test_logs_drop_their_timestamp_under_journald(
-        monkeypatch, capsys, restore_logging, journal: str | None) -> None:
+    monkeypatch, capsys, restore_logging, journal: str | None
+) -> None:
     monkeypatch.delenv("JOURNAL_STREAM", raising=False)
     monkeypatch.delenv("INVOCATION_ID", raising=False)
     if journal:
@@ -290,8 +341,7 @@ def test_logs_drop_their_timestamp_under_journald(
         assert line[:12].count(":") == 2 and line[8] == "."  # 19:38:39.747
 
 
-def test_json_logs_keep_their_time_under_journald(
-        monkeypatch, capsys, restore_logging) -> None:
+def test_json_logs_keep_their_time_under_journald(monkeypatch, capsys, restore_logging) -> None:
     """A log shipper reading the journal's JSON messages still wants each record's own time."""
     monkeypatch.setenv("JOURNAL_STREAM", "8:12345")
     setup_logging("INFO", [], LogFormat.JSON)

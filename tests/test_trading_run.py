@@ -42,8 +42,12 @@ def test_shipped_config_trades_both_strategies_and_resumes_after_a_restart(
     tmp_path: Path,
 ) -> None:
     cfg = shipped_config(tmp_path)
-    out = run_until(cfg, "strategies ma_cross:BTC/USDT, ma_cross:ETH/USDT, "
-                         "market_maker:BTC/USDT", "state=active", "TRADE")
+    out = run_until(
+        cfg,
+        "strategies ma_cross:BTC/USDT, ma_cross:ETH/USDT, market_maker:BTC/USDT",
+        "state=active",
+        "TRADE",
+    )
     assert out.index("state=halted reason=reconciliation") < out.index("state=active")
     assert "Traceback" not in out
     account = tmp_path / "data" / "paper-account.json"
@@ -56,7 +60,8 @@ def test_shipped_config_trades_both_strategies_and_resumes_after_a_restart(
     # What the first process saved is exactly what the account holds (a clean stop).
     saved = read_state(tmp_path / "data" / "trader-state.json")
     assert {b.asset: (b.free, b.used) for b in saved.balances} == {
-        a: (Decimal(b["free"]), Decimal(b["used"])) for a, b in data["balances"].items()}
+        a: (Decimal(b["free"]), Decimal(b["used"])) for a, b in data["balances"].items()
+    }
     positions = {p.symbol: p.amount for p in saved.positions}
     assert positions == signed_fills(data["fills"])
     first_fills = {f["trade_id"] for f in data["fills"]}
@@ -69,8 +74,10 @@ def test_shipped_config_trades_both_strategies_and_resumes_after_a_restart(
         lines += wait_for(proc, "state=active")
         # Both default strategies trade after the restart: new fills of each, in the account.
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not {"ma_cross", "market_maker"} <= \
-                new_fill_strategies(account, first_fills):
+        while time.monotonic() < deadline and not {
+            "ma_cross",
+            "market_maker",
+        } <= new_fill_strategies(account, first_fills):
             time.sleep(0.1)
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=5)
@@ -112,5 +119,4 @@ def signed_fills(fills: list[dict]) -> dict[str, Decimal]:
 def new_fill_strategies(account: Path, before: set[str]) -> set[str]:
     data = json.loads(account.read_text())
     strategy = {o["cmd"]["client_id"]: o["cmd"]["strategy"].split(":")[0] for o in data["orders"]}
-    return {strategy.get(f["client_id"], "?") for f in data["fills"]
-            if f["trade_id"] not in before}
+    return {strategy.get(f["client_id"], "?") for f in data["fills"] if f["trade_id"] not in before}

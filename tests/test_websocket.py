@@ -39,35 +39,74 @@ from trader.stats import Stats
 from trader.workers import Supervisor
 
 T0 = 1_700_000_000_000_000_000
-FAST = StreamsConfig(stale_after_s=5, dead_after_s=5, backoff_initial_s=0.01, backoff_max_s=0.02,
-                     healthy_after_s=60, connect_timeout_s=2, ping_interval_s=5)
+FAST = StreamsConfig(
+    stale_after_s=5,
+    dead_after_s=5,
+    backoff_initial_s=0.01,
+    backoff_max_s=0.02,
+    healthy_after_s=60,
+    connect_timeout_s=2,
+    ping_interval_s=5,
+)
 
 
 def book(bid: str = "100.5", ask: str = "100.6", symbol: str = "btcusdt") -> dict[str, Any]:
-    return {"stream": f"{symbol}@bookTicker",
-            "data": {"u": 1, "s": symbol.upper(), "b": bid, "B": "1.5", "a": ask, "A": "2.5"}}
+    return {
+        "stream": f"{symbol}@bookTicker",
+        "data": {"u": 1, "s": symbol.upper(), "b": bid, "B": "1.5", "a": ask, "A": "2.5"},
+    }
 
 
 def trade(n: int) -> dict[str, Any]:
-    return {"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": n,
-                                                "p": "100.10", "q": "0.01", "T": 2, "m": False}}
+    return {
+        "stream": "btcusdt@trade",
+        "data": {
+            "e": "trade",
+            "E": 1,
+            "s": "BTCUSDT",
+            "t": n,
+            "p": "100.10",
+            "q": "0.01",
+            "T": 2,
+            "m": False,
+        },
+    }
 
 
 def quote(bid: str = "100.5", ask: str = "100.6") -> QuoteTick:
-    return QuoteTick(ts_event=T0, ts_recv=T0, symbol="BTC/USDT", bid=D(bid), bid_size=D("1.5"),
-                     ask=D(ask), ask_size=D("2.5"))
+    return QuoteTick(
+        ts_event=T0,
+        ts_recv=T0,
+        symbol="BTC/USDT",
+        bid=D(bid),
+        bid_size=D("1.5"),
+        ask=D(ask),
+        ask_size=D("2.5"),
+    )
 
 
 class Harness:
     """A listener run by a real Supervisor, publishing into a list."""
 
-    def __init__(self, protocol: StreamProtocol, cfg: StreamsConfig = FAST,
-                 rotate_after_s: float | None = None, publish: Any = None) -> None:
+    def __init__(
+        self,
+        protocol: StreamProtocol,
+        cfg: StreamsConfig = FAST,
+        rotate_after_s: float | None = None,
+        publish: Any = None,
+    ) -> None:
         self.events: list[Event] = []
         self.stats = Stats()
         self.clock = ManualClock(T0)
-        self.listener = Listener(protocol, publish or self.events.append, self.clock, self.stats,
-                                 cfg, rotate_after_s, random.Random(7))
+        self.listener = Listener(
+            protocol,
+            publish or self.events.append,
+            self.clock,
+            self.stats,
+            cfg,
+            rotate_after_s,
+            random.Random(7),
+        )
         self.supervisor = Supervisor(self.events.append, self.clock, self.stats)
         self.supervisor.add(self.listener)
         self.stopped = False
@@ -85,8 +124,10 @@ class Harness:
         return [e for e in list(self.events) if isinstance(e, classes)]
 
     def feed_events(self) -> list[str]:
-        return [type(e).__name__ for e in self.of(FeedConnected, FeedDisconnected, FeedStale,
-                                                  FeedRecovered)]
+        return [
+            type(e).__name__
+            for e in self.of(FeedConnected, FeedDisconnected, FeedStale, FeedRecovered)
+        ]
 
     def stop(self) -> float:
         """Stop and join; return how long it took."""
@@ -131,18 +172,38 @@ def subscribed(server: FakeExchange, n: int, key: str = "SUBSCRIBE") -> bool:
 
 
 def test_normal_flow_subscribes_and_publishes_market_data(
-        server: FakeExchange, harnesses: list[Harness]) -> None:
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     h = run(harnesses, market(server.url))
     assert wait_until(lambda: subscribed(server, 1))
-    assert server.messages()[0] == {"method": "SUBSCRIBE", "id": 1, "params": [
-        "btcusdt@bookTicker", "btcusdt@trade", "btcusdt@kline_1m"]}
+    assert server.messages()[0] == {
+        "method": "SUBSCRIBE",
+        "id": 1,
+        "params": ["btcusdt@bookTicker", "btcusdt@trade", "btcusdt@kline_1m"],
+    }
     assert "ws-binance-market" in [t.name for t in threading.enumerate()]
     server.send(book())
     server.send(trade(1))
-    server.send({"stream": "btcusdt@kline_1m", "data": {
-        "e": "kline", "E": 1672515782136, "s": "BTCUSDT", "k": {
-            "t": 1672515780000, "i": "1m", "o": "1.0", "c": "2.0", "h": "2.5", "l": "0.5",
-            "v": "10", "x": True}}})
+    server.send(
+        {
+            "stream": "btcusdt@kline_1m",
+            "data": {
+                "e": "kline",
+                "E": 1672515782136,
+                "s": "BTCUSDT",
+                "k": {
+                    "t": 1672515780000,
+                    "i": "1m",
+                    "o": "1.0",
+                    "c": "2.0",
+                    "h": "2.5",
+                    "l": "0.5",
+                    "v": "10",
+                    "x": True,
+                },
+            },
+        }
+    )
     assert wait_until(lambda: len(h.of(QuoteTick, TradeTick, Candle)) == 3)
     q, t, c = h.of(QuoteTick, TradeTick, Candle)
     assert q == quote()  # ts_recv stamped with the injected clock
@@ -155,7 +216,8 @@ def test_normal_flow_subscribes_and_publishes_market_data(
 
 
 def test_the_age_of_the_last_message_is_read_from_any_thread(
-        server: FakeExchange, harnesses: list[Harness]) -> None:
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     h = Harness(market(server.url))
     assert h.listener.message_age_s() is None  # no connection yet
     harnesses.append(h.start())
@@ -169,7 +231,8 @@ def test_the_age_of_the_last_message_is_read_from_any_thread(
 
 
 def test_server_close_reconnects_with_backoff_and_resubscribes(
-        server: FakeExchange, harnesses: list[Harness]) -> None:
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     cfg = dataclasses.replace(FAST, backoff_initial_s=0.6, backoff_max_s=0.6)
     h = run(harnesses, market(server.url), cfg=cfg)
     assert wait_until(lambda: subscribed(server, 1))
@@ -185,14 +248,19 @@ def test_server_close_reconnects_with_backoff_and_resubscribes(
     assert h.reconnects == 0  # not before data flows again
     server.send(book(bid="101"))
     assert wait_until(lambda: len(h.of(QuoteTick)) == 2)
-    assert h.feed_events() == ["FeedConnected", "FeedDisconnected", "FeedConnected",
-                               "FeedRecovered"]
+    assert h.feed_events() == [
+        "FeedConnected",
+        "FeedDisconnected",
+        "FeedConnected",
+        "FeedRecovered",
+    ]
     assert h.reconnects == 1
     assert h.stats.get("ws-binance-market.disconnects") == 1
 
 
-def test_a_healthy_connection_resets_the_backoff(server: FakeExchange,
-                                                 harnesses: list[Harness]) -> None:
+def test_a_healthy_connection_resets_the_backoff(
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     cfg = dataclasses.replace(FAST, healthy_after_s=0.2)
     h = run(harnesses, market(server.url), cfg=cfg)
     for n in (1, 2):  # two connections closed at once: the backoff grows
@@ -222,8 +290,13 @@ def test_silent_server_goes_stale_then_reconnects_and_recovers(harnesses: list[H
         assert wait_until(lambda: 0 in server.closed)  # the listener dropped the silent one
         server.send(book(bid="99"))
         assert wait_until(lambda: h.of(FeedRecovered))
-        assert h.feed_events() == ["FeedConnected", "FeedStale", "FeedDisconnected",
-                                   "FeedConnected", "FeedRecovered"]
+        assert h.feed_events() == [
+            "FeedConnected",
+            "FeedStale",
+            "FeedDisconnected",
+            "FeedConnected",
+            "FeedRecovered",
+        ]
         assert h.of(FeedDisconnected)[0].reason.startswith("no data for")
         assert [q.bid for q in h.of(QuoteTick)] == [D("100.5"), D("99")]
         assert h.reconnects == 1
@@ -233,7 +306,8 @@ def test_silent_server_goes_stale_then_reconnects_and_recovers(harnesses: list[H
 
 
 def test_garbage_is_counted_and_logged_and_the_listener_goes_on(
-        server: FakeExchange, harnesses: list[Harness], caplog: pytest.LogCaptureFixture) -> None:
+    server: FakeExchange, harnesses: list[Harness], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="trader.feeds.websocket")
     h = run(harnesses, market(server.url))
     assert wait_until(lambda: subscribed(server, 1))
@@ -257,8 +331,7 @@ def test_garbage_is_counted_and_logged_and_the_listener_goes_on(
     assert len(server.conns) == 1 and h.feed_events() == ["FeedConnected"]
 
 
-def test_server_shutdown_reconnects_at_once(server: FakeExchange,
-                                            harnesses: list[Harness]) -> None:
+def test_server_shutdown_reconnects_at_once(server: FakeExchange, harnesses: list[Harness]) -> None:
     slow = dataclasses.replace(FAST, backoff_initial_s=30, backoff_max_s=30)
     h = run(harnesses, market(server.url), cfg=slow)
     assert wait_until(lambda: subscribed(server, 1))
@@ -274,7 +347,8 @@ def test_server_shutdown_reconnects_at_once(server: FakeExchange,
 
 
 def test_rotation_opens_the_new_connection_before_closing_the_old(
-        server: FakeExchange, harnesses: list[Harness]) -> None:
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     h = run(harnesses, market(server.url), rotate_after_s=0.3)
     assert wait_until(lambda: subscribed(server, 1))
     stop_ticker = threading.Event()
@@ -306,27 +380,68 @@ def test_rotation_opens_the_new_connection_before_closing_the_old(
 
 
 def test_binance_user_stream_signs_parses_and_resubscribes(
-        server: FakeExchange, harnesses: list[Harness]) -> None:
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     cfg = dataclasses.replace(FAST, stale_after_s=0.05)  # no data watchdog on user streams
-    proto = BinanceUserStream(f"{server.url}/ws-api/v3", ["ETH/BTC"], API_KEY, API_SECRET,
-                              ManualClock(T0))
+    proto = BinanceUserStream(
+        f"{server.url}/ws-api/v3", ["ETH/BTC"], API_KEY, API_SECRET, ManualClock(T0)
+    )
     h = run(harnesses, proto, cfg=cfg)
     key = "userDataStream.subscribe.signature"
     assert wait_until(lambda: subscribed(server, 1, key))
-    fill = {"subscriptionId": 0, "event": {
-        "e": "executionReport", "E": 1499405658658, "s": "ETHBTC", "c": "trd-1", "S": "SELL",
-        "C": "", "x": "TRADE", "X": "FILLED", "r": "NONE", "i": 4293153, "l": "1.00000000",
-        "z": "1.00000000", "L": "0.10264410", "n": "0.00010264", "N": "BTC", "t": 9,
-        "m": True}}
+    fill = {
+        "subscriptionId": 0,
+        "event": {
+            "e": "executionReport",
+            "E": 1499405658658,
+            "s": "ETHBTC",
+            "c": "trd-1",
+            "S": "SELL",
+            "C": "",
+            "x": "TRADE",
+            "X": "FILLED",
+            "r": "NONE",
+            "i": 4293153,
+            "l": "1.00000000",
+            "z": "1.00000000",
+            "L": "0.10264410",
+            "n": "0.00010264",
+            "N": "BTC",
+            "t": 9,
+            "m": True,
+        },
+    }
     server.send(fill)
-    server.send({"subscriptionId": 0, "event": {"e": "outboundAccountPosition", "E": 1, "u": 1,
-                                                "B": [{"a": "BTC", "f": "1.5", "l": "0.25"}]}})
+    server.send(
+        {
+            "subscriptionId": 0,
+            "event": {
+                "e": "outboundAccountPosition",
+                "E": 1,
+                "u": 1,
+                "B": [{"a": "BTC", "f": "1.5", "l": "0.25"}],
+            },
+        }
+    )
     assert wait_until(lambda: h.of(OrderFilled) and h.of(BalanceUpdate))
-    assert h.of(OrderFilled) == [OrderFilled(
-        ts_event=1499405658658 * 1_000_000, ts_recv=T0, client_id="trd-1",
-        exchange_id="4293153", trade_id="9", symbol="ETH/BTC", side=Side.SELL,
-        price=D("0.10264410"), amount=D("1.00000000"), fee=D("0.00010264"), fee_asset="BTC",
-        filled_total=D("1.00000000"), is_final=True, liquidity=Liquidity.MAKER)]
+    assert h.of(OrderFilled) == [
+        OrderFilled(
+            ts_event=1499405658658 * 1_000_000,
+            ts_recv=T0,
+            client_id="trd-1",
+            exchange_id="4293153",
+            trade_id="9",
+            symbol="ETH/BTC",
+            side=Side.SELL,
+            price=D("0.10264410"),
+            amount=D("1.00000000"),
+            fee=D("0.00010264"),
+            fee_asset="BTC",
+            filled_total=D("1.00000000"),
+            is_final=True,
+            liquidity=Liquidity.MAKER,
+        )
+    ]
     assert h.of(BalanceUpdate)[0].total == D("1.75")
     server.send({"subscriptionId": 0, "event": {"e": "eventStreamTerminated", "E": 1}})
     assert wait_until(lambda: len(server.messages(conn=0, key=key)) == 2)
@@ -341,9 +456,11 @@ def test_binance_user_stream_signs_parses_and_resubscribes(
 
 
 def test_refused_subscription_reconnects_with_backoff(
-        server: FakeExchange, harnesses: list[Harness]) -> None:
-    proto = BinanceUserStream(f"{server.url}/ws-api/v3", [], API_KEY, "wrong-secret",
-                              ManualClock(T0))
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
+    proto = BinanceUserStream(
+        f"{server.url}/ws-api/v3", [], API_KEY, "wrong-secret", ManualClock(T0)
+    )
     h = run(harnesses, proto)
     assert wait_until(lambda: len(server.conns) >= 2)
     assert "-1022 Signature for this request is not valid." in h.of(FeedDisconnected)[0].reason
@@ -351,11 +468,13 @@ def test_refused_subscription_reconnects_with_backoff(
 
 
 def test_bybit_private_authenticates_pings_and_parses(
-        server: FakeExchange, harnesses: list[Harness]) -> None:
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     # no server pings; only the answers to our own pings keep the connection alive
     cfg = dataclasses.replace(FAST, ping_interval_s=0.05, dead_after_s=0.3)
-    proto = BybitPrivateStream(f"{server.url}/v5/private", ["BTC/USDT"], API_KEY, API_SECRET,
-                               ManualClock(T0))
+    proto = BybitPrivateStream(
+        f"{server.url}/v5/private", ["BTC/USDT"], API_KEY, API_SECRET, ManualClock(T0)
+    )
     h = run(harnesses, proto, cfg=cfg)
     assert wait_until(lambda: subscribed(server, 1, "subscribe"))
     auth, sub = server.messages()[:2]
@@ -363,42 +482,91 @@ def test_bybit_private_authenticates_pings_and_parses(
     assert sub == {"op": "subscribe", "args": ["order", "execution", "wallet"]}
     assert wait_until(lambda: len(server.messages(key="ping")) >= 8)  # 0.4 s > dead_after_s
     assert len(server.conns) == 1 and h.feed_events() == ["FeedConnected"]
-    server.send({"topic": "execution", "creationTime": 1, "data": [{
-        "category": "spot", "symbol": "BTCUSDT", "execFee": "0.00001", "execId": "e1",
-        "execPrice": "60000.5", "execQty": "0.01", "execType": "Trade", "leavesQty": "0.02",
-        "orderId": "o1", "orderLinkId": "trd-7", "orderQty": "0.03", "side": "Buy",
-        "execTime": "1746270400353", "isMaker": True, "feeCurrency": "BTC"}]})
-    server.send({"topic": "wallet", "creationTime": 1, "data": [{"coin": [
-        {"coin": "USDT", "walletBalance": "950.5", "locked": "100"}]}]})
+    server.send(
+        {
+            "topic": "execution",
+            "creationTime": 1,
+            "data": [
+                {
+                    "category": "spot",
+                    "symbol": "BTCUSDT",
+                    "execFee": "0.00001",
+                    "execId": "e1",
+                    "execPrice": "60000.5",
+                    "execQty": "0.01",
+                    "execType": "Trade",
+                    "leavesQty": "0.02",
+                    "orderId": "o1",
+                    "orderLinkId": "trd-7",
+                    "orderQty": "0.03",
+                    "side": "Buy",
+                    "execTime": "1746270400353",
+                    "isMaker": True,
+                    "feeCurrency": "BTC",
+                }
+            ],
+        }
+    )
+    server.send(
+        {
+            "topic": "wallet",
+            "creationTime": 1,
+            "data": [{"coin": [{"coin": "USDT", "walletBalance": "950.5", "locked": "100"}]}],
+        }
+    )
     assert wait_until(lambda: h.of(OrderFilled) and h.of(BalanceUpdate))
     fill = h.of(OrderFilled)[0]
-    assert (fill.client_id, fill.symbol, fill.price, fill.amount, fill.filled_total,
-            fill.is_final) == ("trd-7", "BTC/USDT", D("60000.5"), D("0.01"), D("0.01"), False)
+    assert (
+        fill.client_id,
+        fill.symbol,
+        fill.price,
+        fill.amount,
+        fill.filled_total,
+        fill.is_final,
+    ) == ("trd-7", "BTC/USDT", D("60000.5"), D("0.01"), D("0.01"), False)
     bal = h.of(BalanceUpdate)[0]
-    assert (bal.asset, bal.free, bal.used, bal.total) == ("USDT", D("850.5"), D("100"),
-                                                          D("950.5"))
+    assert (bal.asset, bal.free, bal.used, bal.total) == ("USDT", D("850.5"), D("100"), D("950.5"))
 
 
-def test_bybit_public_streams_quotes_and_trades(server: FakeExchange,
-                                                harnesses: list[Harness]) -> None:
+def test_bybit_public_streams_quotes_and_trades(
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     proto = BybitPublicStreams(f"{server.url}/v5/public/spot", "spot", ["BTC/USDT"])
     h = run(harnesses, proto)
     assert wait_until(lambda: subscribed(server, 1, "subscribe"))
     assert server.messages()[0]["args"] == ["orderbook.1.BTCUSDT", "publicTrade.BTCUSDT"]
-    server.send({"topic": "orderbook.1.BTCUSDT", "type": "snapshot", "ts": 1, "data": {
-        "s": "BTCUSDT", "b": [["100.5", "1.5"]], "a": [["100.6", "2.5"]], "u": 1, "seq": 1}})
-    server.send({"topic": "publicTrade.BTCUSDT", "type": "snapshot", "ts": 1, "data": [
-        {"T": 1, "s": "BTCUSDT", "S": "Sell", "v": "0.5", "p": "100.5", "i": "t1"}]})
+    server.send(
+        {
+            "topic": "orderbook.1.BTCUSDT",
+            "type": "snapshot",
+            "ts": 1,
+            "data": {
+                "s": "BTCUSDT",
+                "b": [["100.5", "1.5"]],
+                "a": [["100.6", "2.5"]],
+                "u": 1,
+                "seq": 1,
+            },
+        }
+    )
+    server.send(
+        {
+            "topic": "publicTrade.BTCUSDT",
+            "type": "snapshot",
+            "ts": 1,
+            "data": [{"T": 1, "s": "BTCUSDT", "S": "Sell", "v": "0.5", "p": "100.5", "i": "t1"}],
+        }
+    )
     assert wait_until(lambda: h.of(QuoteTick) and h.of(TradeTick))
     assert dataclasses.replace(h.of(QuoteTick)[0], ts_event=T0) == quote()
     assert h.of(TradeTick)[0].aggressor == Side.SELL
 
 
-def test_a_connection_with_no_frames_at_all_is_dropped(server: FakeExchange,
-                                                       harnesses: list[Harness]) -> None:
+def test_a_connection_with_no_frames_at_all_is_dropped(
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     cfg = dataclasses.replace(FAST, dead_after_s=0.2)
-    proto = BinanceUserStream(f"{server.url}/ws-api/v3", [], API_KEY, API_SECRET,
-                              ManualClock(T0))
+    proto = BinanceUserStream(f"{server.url}/ws-api/v3", [], API_KEY, API_SECRET, ManualClock(T0))
     h = run(harnesses, proto, cfg=cfg)
     assert wait_until(lambda: len(server.conns) >= 2)
     assert h.of(FeedDisconnected)[0].reason.startswith("no frames for")
@@ -406,17 +574,26 @@ def test_a_connection_with_no_frames_at_all_is_dropped(server: FakeExchange,
     assert h.reconnects >= 1
 
 
-def test_a_full_bus_makes_the_listener_resynchronise(server: FakeExchange,
-                                                     harnesses: list[Harness]) -> None:
+def test_a_full_bus_makes_the_listener_resynchronise(
+    server: FakeExchange, harnesses: list[Harness]
+) -> None:
     stats = Stats()
     bus = Bus(maxsize=1, put_timeout=0.01, stats=stats)
-    proto = BinanceUserStream(f"{server.url}/ws-api/v3", [], API_KEY, API_SECRET,
-                              ManualClock(T0))
+    proto = BinanceUserStream(f"{server.url}/ws-api/v3", [], API_KEY, API_SECRET, ManualClock(T0))
     h = run(harnesses, proto, publish=bus.publish)
     assert wait_until(lambda: subscribed(server, 1, "userDataStream.subscribe.signature"))
     assert wait_until(lambda: bus.depth() == 1)  # FeedConnected fills the bus
-    server.send({"subscriptionId": 0, "event": {"e": "outboundAccountPosition", "E": 1, "u": 1,
-                                                "B": [{"a": "BTC", "f": "1", "l": "0"}]}})
+    server.send(
+        {
+            "subscriptionId": 0,
+            "event": {
+                "e": "outboundAccountPosition",
+                "E": 1,
+                "u": 1,
+                "B": [{"a": "BTC", "f": "1", "l": "0"}],
+            },
+        }
+    )
     assert wait_until(lambda: len(server.conns) == 2)  # reconnected, so REST can fill the gap
     assert stats.get("bus_put_timeouts") >= 1
     h.stop()
@@ -428,4 +605,3 @@ def test_stop_is_prompt_while_waiting_to_reconnect(harnesses: list[Harness]) -> 
     assert wait_until(lambda: h.of(FeedDisconnected))
     assert h.of(FeedDisconnected)[0].reason.startswith("connect failed")
     assert h.stop() < 0.5
-

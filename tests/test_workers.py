@@ -42,8 +42,9 @@ class Flaky(Worker):
 
 def test_crashed_worker_is_reported_and_restarted_with_backoff() -> None:
     published: list = []
-    sup = Supervisor(published.append, ManualClock(1), Stats(), backoff_initial_s=0.01,
-                     backoff_max_s=0.05)
+    sup = Supervisor(
+        published.append, ManualClock(1), Stats(), backoff_initial_s=0.01, backoff_max_s=0.05
+    )
     worker = Flaky()
     sup.add(worker)
     sup.start()
@@ -78,20 +79,43 @@ class ScriptedGateway:
 
 
 def cmd() -> SubmitOrder:
-    return SubmitOrder(ts_event=1, ts_recv=1, client_id="c1", symbol="BTC/USDT", side=Side.BUY,
-                       order_type=OrderType.MARKET, amount=D("1"))
+    return SubmitOrder(
+        ts_event=1,
+        ts_recv=1,
+        client_id="c1",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        amount=D("1"),
+    )
 
 
 def report(status: OrderStatus) -> OrderStatusReport:
-    return OrderStatusReport(ts_event=1, ts_recv=1, client_id="c1", exchange_id="9",
-                             symbol="BTC/USDT", side=Side.BUY, order_type=OrderType.MARKET,
-                             status=status, amount=D(1), filled=D(1))
+    return OrderStatusReport(
+        ts_event=1,
+        ts_recv=1,
+        client_id="c1",
+        exchange_id="9",
+        symbol="BTC/USDT",
+        side=Side.BUY,
+        order_type=OrderType.MARKET,
+        status=status,
+        amount=D(1),
+        filled=D(1),
+    )
 
 
 def run_executor(gateway, until) -> list:
     published: list = []
-    ex = Executor(gateway, published.append, ReadOnlyView(MemoryStore(StoreConfig())),
-                  ManualClock(1), Stats(), lookup_attempts=3, lookup_backoff_s=0.001)
+    ex = Executor(
+        gateway,
+        published.append,
+        ReadOnlyView(MemoryStore(StoreConfig())),
+        ManualClock(1),
+        Stats(),
+        lookup_attempts=3,
+        lookup_backoff_s=0.001,
+    )
     stop = threading.Event()
     t = threading.Thread(target=ex.run, args=(stop,), name="executor")
     t.start()
@@ -105,9 +129,10 @@ def run_executor(gateway, until) -> list:
 
 
 def test_timeout_makes_the_order_unknown_and_it_is_looked_up_not_resent() -> None:
-    gw = ScriptedGateway(TemporaryError("read timeout"),
-                         [TemporaryError("503"), OrderNotFoundError("-2013"),
-                          report(OrderStatus.FILLED)])
+    gw = ScriptedGateway(
+        TemporaryError("read timeout"),
+        [TemporaryError("503"), OrderNotFoundError("-2013"), report(OrderStatus.FILLED)],
+    )
     out = run_executor(gw, lambda p: any(isinstance(e, OrderStatusReport) for e in p))
     assert gw.creates == 1  # never blindly retried
     assert isinstance(out[0], OrderStatusUnknown) and "read timeout" in out[0].reason

@@ -35,14 +35,20 @@ def exchange_reply(msg: dict[str, Any]) -> list[Any]:
         signature = params.pop("signature")
         payload = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
         if params["apiKey"] != API_KEY or signature != _hmac(payload):
-            return [{"id": msg["id"], "status": 400,
-                     "error": {"code": -1022, "msg": "Signature for this request is not valid."}}]
+            return [
+                {
+                    "id": msg["id"],
+                    "status": 400,
+                    "error": {"code": -1022, "msg": "Signature for this request is not valid."},
+                }
+            ]
         return [{"id": msg["id"], "status": 200, "result": {"subscriptionId": 0}}]
     if op == "auth":
         key, expires, signature = msg["args"]
         ok = key == API_KEY and signature == _hmac(f"GET/realtime{expires}")
-        return [{"success": ok, "ret_msg": "" if ok else "Params Error", "op": "auth",
-                 "conn_id": "c1"}]
+        return [
+            {"success": ok, "ret_msg": "" if ok else "Params Error", "op": "auth", "conn_id": "c1"}
+        ]
     if op == "subscribe":
         return [{"success": True, "ret_msg": "", "op": "subscribe", "conn_id": "c1"}]
     if op == "ping":
@@ -53,8 +59,11 @@ def exchange_reply(msg: dict[str, Any]) -> list[Any]:
 class FakeExchange:
     """The server. Connections are numbered from 0 in the order they open."""
 
-    def __init__(self, reply: Callable[[dict[str, Any]], list[Any]] = exchange_reply,
-                 ping_interval: float | None = None) -> None:
+    def __init__(
+        self,
+        reply: Callable[[dict[str, Any]], list[Any]] = exchange_reply,
+        ping_interval: float | None = None,
+    ) -> None:
         self._reply = reply
         self._ping_interval = ping_interval
         self._lock = threading.Lock()
@@ -88,8 +97,9 @@ class FakeExchange:
 
     async def _main(self) -> None:
         self._stopping: asyncio.Future[None] = self._loop.create_future()
-        async with serve(self._handler, "127.0.0.1", 0, ping_interval=self._ping_interval,
-                         ping_timeout=None) as server:
+        async with serve(
+            self._handler, "127.0.0.1", 0, ping_interval=self._ping_interval, ping_timeout=None
+        ) as server:
             self.port = next(iter(server.sockets)).getsockname()[1]
             self._ready.set()
             await self._stopping
@@ -109,8 +119,9 @@ class FakeExchange:
                 msg = json.loads(text)
                 with self._lock:
                     self.received.append((n, msg))
-                    if msg.get("method", msg.get("op", "")).startswith(("SUBSCRIBE", "userData",
-                                                                         "subscribe")):
+                    if msg.get("method", msg.get("op", "")).startswith(
+                        ("SUBSCRIBE", "userData", "subscribe")
+                    ):
                         self.open_at_subscribe.append(len(self.open_connections()))
                 for answer in self._reply(msg):
                     await ws.send(json.dumps(answer))
@@ -129,8 +140,12 @@ class FakeExchange:
     def messages(self, conn: int | None = None, key: str = "") -> list[dict[str, Any]]:
         """Messages received (on one connection; with ``method`` or ``op`` equal to ``key``)."""
         with self._lock:
-            return [m for n, m in self.received if (conn is None or n == conn)
-                    and (not key or key in (m.get("method"), m.get("op")))]
+            return [
+                m
+                for n, m in self.received
+                if (conn is None or n == conn)
+                and (not key or key in (m.get("method"), m.get("op")))
+            ]
 
     def _call(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(5)
@@ -141,8 +156,9 @@ class FakeExchange:
         data = json.dumps(message) if isinstance(message, dict) else message
         self._call(self.conns[conn].send(data, text=text))
 
-    def send_many(self, frames: Iterable[tuple[int, Any]], rate: float = 0.0,
-                  timeout: float = 30.0) -> None:
+    def send_many(
+        self, frames: Iterable[tuple[int, Any]], rate: float = 0.0, timeout: float = 30.0
+    ) -> None:
         """Send ``(connection, message)`` pairs in order from one coroutine (fast: no per-frame
         hand-off between threads), paced at ``rate`` frames per second (0: as fast as the
         server can)."""

@@ -160,24 +160,37 @@ def build_venue(
     if cfg.exchange.name == SIMULATED:
         market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
         source: MarketDataSource = market
-        feeds: list[Worker] = [
-            SimulatedFeed(market, publish, clock, cfg.simulated.tick_interval_s)
-        ]
+        feeds: list[Worker] = [SimulatedFeed(market, publish, clock, cfg.simulated.tick_interval_s)]
     else:
         from trader.exchange.ccxt_gateway import CcxtGateway  # imports ccxt: only when used
 
         live = cfg.exchange.mode is Mode.LIVE
-        ccxt_gw = CcxtGateway.from_config(cfg.exchange, cfg.secrets if live else None, clock,
-                                          cfg.trade.markets)
+        ccxt_gw = CcxtGateway.from_config(
+            cfg.exchange, cfg.secrets if live else None, clock, cfg.trade.markets
+        )
         feeds = build_stream_workers(cfg, publish, clock, stats or Stats())
         if live:
             return Venue(ccxt_gw, feeds, feed_markets=data_markets(feeds))
         source = ccxt_gw
     p = cfg.paper
-    paper = PaperGateway(source, clock, p.starting_balances, p.fee_rate, p.slippage_bps,
-                         p.latency_ms, p.partial_fills, paper_account_path(cfg), publish)
-    return Venue(paper, feeds, [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)],
-                 data_markets(feeds), [paper.writer] if paper.writer is not None else [])
+    paper = PaperGateway(
+        source,
+        clock,
+        p.starting_balances,
+        p.fee_rate,
+        p.slippage_bps,
+        p.latency_ms,
+        p.partial_fills,
+        paper_account_path(cfg),
+        publish,
+    )
+    return Venue(
+        paper,
+        feeds,
+        [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)],
+        data_markets(feeds),
+        [paper.writer] if paper.writer is not None else [],
+    )
 
 
 @dataclass
@@ -191,8 +204,15 @@ class Storage:
     restore: Callable[[], list[Event]] = lambda: []
 
 
-def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None], clock: Clock,
-                  stats: Stats, daily_loss: DailyLossSaved, persist: bool = True) -> Storage:
+def build_storage(
+    cfg: Config,
+    own_prefix: str,
+    publish: Callable[[Event], None],
+    clock: Clock,
+    stats: Stats,
+    daily_loss: DailyLossSaved,
+    persist: bool = True,
+) -> Storage:
     """Choose the store backend once, here; nothing else asks which it is. The memory backend
     saves its ledger to the state file (unless ``persist`` is off: a replay or a backtest)."""
     if cfg.storage.backend is StorageBackend.MEMORY:
@@ -200,8 +220,9 @@ def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None]
         if not persist:
             return Storage(store)
         path = state_file_path(cfg)
-        saver = StateFileWriter(path, store, daily_loss, clock, publish,
-                                cfg.storage.flush_interval_s)
+        saver = StateFileWriter(
+            path, store, daily_loss, clock, publish, cfg.storage.flush_interval_s
+        )
         return Storage(store, [saver], [], lambda: read_state(path, clock))
     from trader.store import redis as rs  # redis-py is an optional extra
 
@@ -214,9 +235,14 @@ def build_storage(cfg: Config, own_prefix: str, publish: Callable[[Event], None]
         return rs.connect(sc.redis_url, cfg.secrets.redis_password)
 
     writer = rs.RedisWriter(connect, keys, outbox, store, publish, clock, stats, sc, daily_loss)
-    return Storage(store, [writer], [store.on_event],
-                   lambda: rs.restore(connect, keys, store, clock,
-                                      sc.start_empty_if_unreachable, writer.keep_saved_records))
+    return Storage(
+        store,
+        [writer],
+        [store.on_event],
+        lambda: rs.restore(
+            connect, keys, store, clock, sc.start_empty_if_unreachable, writer.keep_saved_records
+        ),
+    )
 
 
 def _fills_later(cfg: Config) -> str:
@@ -255,8 +281,11 @@ class App(Lifecycle):
         check_config(cfg, strategies)
         live = mode is RunMode.LIVE
         if not live:  # a replay or a backtest never touches the paper account file or Redis
-            cfg = replace(cfg, paper=replace(cfg.paper, persist=False),
-                          storage=replace(cfg.storage, backend=StorageBackend.MEMORY))
+            cfg = replace(
+                cfg,
+                paper=replace(cfg.paper, persist=False),
+                storage=replace(cfg.storage, backend=StorageBackend.MEMORY),
+            )
         self.cfg = cfg
         self.mode = mode
         self.clock = clock or LiveClock()
@@ -267,8 +296,15 @@ class App(Lifecycle):
         self.registry = Registry()
         self.engine = Engine(self.bus, self.registry, self.stats, self.clock)
         ids = ClientIdGenerator(cfg.execution.client_id_prefix, self.clock.now_ns())
-        self.storage = build_storage(cfg, ids.prefix, self.bus.publish, self.clock, self.stats,
-                                     lambda: self.risk.daily_loss_saved(), persist=live)
+        self.storage = build_storage(
+            cfg,
+            ids.prefix,
+            self.bus.publish,
+            self.clock,
+            self.stats,
+            lambda: self.risk.daily_loss_saved(),
+            persist=live,
+        )
         self.store = self.storage.store
         # ReadOnlyView copies StoreView's reads at run time, which a type checker cannot see
         self.view = cast(StoreView, ReadOnlyView(self.store))
@@ -280,17 +316,33 @@ class App(Lifecycle):
         self.data_halts = DataHalts(self.venue.feed_markets)
         self.risk = Risk(self.view, cfg.risk, self.clock, ids, data_halts=self.data_halts)
         self.portfolio = Portfolio(self.view, self.clock, cfg.portfolio.equity_samples)
-        self.history = History(self.view, self.clock,
-                               lambda: {str(k): v for k, v in self.risk.halts.items()})
-        self.runner = StrategyRunner(build_strategies(cfg, self.clock, strategies), self.view,
-                                     self.risk.evaluate, self.clock)
-        self.executor = Executor(self.gateway, self.bus.publish, self.view, self.clock,
-                                 self.stats, fills_later=_fills_later(cfg))
+        self.history = History(
+            self.view, self.clock, lambda: {str(k): v for k, v in self.risk.halts.items()}
+        )
+        self.runner = StrategyRunner(
+            build_strategies(cfg, self.clock, strategies), self.view, self.risk.evaluate, self.clock
+        )
+        self.executor = Executor(
+            self.gateway,
+            self.bus.publish,
+            self.view,
+            self.clock,
+            self.stats,
+            fills_later=_fills_later(cfg),
+        )
         self.reporter = Reporter(self.view, self.bus, self.stats, cfg.trade.markets)
-        self.poller = Poller(self.gateway, self.bus.publish, self.clock, self.stats, cfg.poller,
-                             cfg.trade.markets)
-        self.reconciler = Reconciler(self.gateway, self.view, self.bus.publish, self.clock,
-                                     cfg.reconcile, cfg.trade.markets, ids.prefix)
+        self.poller = Poller(
+            self.gateway, self.bus.publish, self.clock, self.stats, cfg.poller, cfg.trade.markets
+        )
+        self.reconciler = Reconciler(
+            self.gateway,
+            self.view,
+            self.bus.publish,
+            self.clock,
+            cfg.reconcile,
+            cfg.trade.markets,
+            ids.prefix,
+        )
         self.producers = Supervisor(self.bus.publish, self.clock, self.stats)
         for worker in (*self.venue.feeds, self.poller):
             self.producers.add(worker)
@@ -306,31 +358,62 @@ class App(Lifecycle):
         self.journal = Journal(cfg.journal, self.clock, self.bus.publish)
         self.systemd = Notifier()
         self.metrics = Metrics(
-            cfg.metrics, self.clock, self.stats, self.bus, self.engine, self.store,
-            cfg.trade.markets, trading_state=lambda: self.risk.state,
-            strategies=self._strategies, journal_counters=self.journal.counters if live else None,
-            info={"name": cfg.general.name, "session": self.session,
-                  "exchange": cfg.exchange.name, "mode": cfg.exchange.mode.value},
+            cfg.metrics,
+            self.clock,
+            self.stats,
+            self.bus,
+            self.engine,
+            self.store,
+            cfg.trade.markets,
+            trading_state=lambda: self.risk.state,
+            strategies=self._strategies,
+            journal_counters=self.journal.counters if live else None,
+            info={
+                "name": cfg.general.name,
+                "session": self.session,
+                "exchange": cfg.exchange.name,
+                "mode": cfg.exchange.mode.value,
+            },
             kept_counters=self._kept_counters,
             pnl=self.portfolio.pnl_usd,
         )
         self.http = None
         if cfg.metrics.port and live:
             listeners = [f for f in self.venue.feeds if isinstance(f, Listener)]
-            web = WebRoutes(Dashboard(
-                self.metrics, self.view, self.history, cfg.trade.markets, self.clock,
-                lambda: {f.name: f.message_age_s() for f in listeners}))
-            self.http = HttpApi(cfg.metrics.port, self.metrics, self.bus.publish, self.clock, web,
-                                token=cfg.secrets.api_token, token_file=api_token_path(cfg))
+            web = WebRoutes(
+                Dashboard(
+                    self.metrics,
+                    self.view,
+                    self.history,
+                    cfg.trade.markets,
+                    self.clock,
+                    lambda: {f.name: f.message_age_s() for f in listeners},
+                )
+            )
+            self.http = HttpApi(
+                cfg.metrics.port,
+                self.metrics,
+                self.bus.publish,
+                self.clock,
+                web,
+                token=cfg.secrets.api_token,
+                token_file=api_token_path(cfg),
+            )
             self.producers.add(self.http)
         # alerts: only a live run with destinations (TRADER_ALERT_URLS) has them
         self.alerts: AlertRules | None = None
         if live and cfg.secrets.alert_url_list():
             outbox = Outbox(cfg.alerts.max_pending, self.stats)
             self.alerts = AlertRules(cfg.alerts, outbox, self.view, self.clock)
-            self.storage_workers.add(AlertSender(  # stopped last: alerts of the stop get out
-                cfg.alerts, outbox, apprise_targets(cfg.secrets.alert_url_list()),
-                cfg.general.name, self.stats))
+            self.storage_workers.add(
+                AlertSender(  # stopped last: alerts of the stop get out
+                    cfg.alerts,
+                    outbox,
+                    apprise_targets(cfg.secrets.alert_url_list()),
+                    cfg.general.name,
+                    self.stats,
+                )
+            )
             self.engine.every(ALERT_CHECK_S, self.alerts.check)
         table = self.replay_table() if mode is RunMode.REPLAY else self.handler_table()
         for event_cls, handler in table:
@@ -349,8 +432,9 @@ class App(Lifecycle):
         self.engine.every(DASHBOARD_SAMPLE_S, self.history.sample)
         self.engine.every(cfg.metrics.summary_every_s, self.metrics.log_summary)
         self._notified_ready = False
-        self.status_line = StatusLine(lambda: self.risk.state, self.bus.depth,
-                                      lambda: sum(self.stats.dispatched.values()))
+        self.status_line = StatusLine(
+            lambda: self.risk.state, self.bus.depth, lambda: sum(self.stats.dispatched.values())
+        )
         self.stop_event = threading.Event()
 
     def handler_table(self) -> list[tuple[type[Event], Handler]]:
@@ -492,8 +576,10 @@ class App(Lifecycle):
         return table
 
     def _strategies(self) -> list[dict[str, Any]]:
-        return [{"id": s.id, "market": s.symbol, "enabled": s.id not in self.runner.disabled}
-                for s in self.runner.strategies]
+        return [
+            {"id": s.id, "market": s.symbol, "enabled": s.id not in self.runner.disabled}
+            for s in self.runner.strategies
+        ]
 
     def run(self) -> None:
         """The main loop, until :meth:`request_stop`."""
@@ -502,11 +588,13 @@ class App(Lifecycle):
     def _kept_counters(self) -> dict[str, int]:
         """Counters kept outside Stats, for /metrics (see trader.counters.KEPT)."""
         store = self.store
-        return {"store_duplicate_fills": store.duplicate_fills,
-                "store_late_fills": store.late_fills,
-                "store_illegal_transitions": store.illegal_transitions,
-                "store_stale_updates": store.stale_updates,
-                "systemd_notify_failures": self.systemd.failures}
+        return {
+            "store_duplicate_fills": store.duplicate_fills,
+            "store_late_fills": store.late_fills,
+            "store_illegal_transitions": store.illegal_transitions,
+            "store_stale_updates": store.stale_updates,
+            "systemd_notify_failures": self.systemd.failures,
+        }
 
     def _risk_check(self) -> None:
         for ev in self.risk.check_daily_loss():
@@ -514,6 +602,11 @@ class App(Lifecycle):
 
     def _heartbeat(self) -> None:
         now = self.clock.now_ns()
-        self.engine.emit(Heartbeat(ts_event=now, ts_recv=now, queue_depth=self.bus.depth(),
-                                   dispatched=sum(self.stats.dispatched.values())))
-
+        self.engine.emit(
+            Heartbeat(
+                ts_event=now,
+                ts_recv=now,
+                queue_depth=self.bus.depth(),
+                dispatched=sum(self.stats.dispatched.values()),
+            )
+        )

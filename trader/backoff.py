@@ -17,8 +17,14 @@ MAX_DOUBLINGS = 60  # 2**60 times any sane initial delay is past every cap; avoi
 class Backoff:
     """The delays before successive retries; see the module docstring."""
 
-    def __init__(self, initial_s: float, max_s: float, *, jitter: float = 1.0,
-                 rng: random.Random | None = None) -> None:
+    def __init__(
+        self,
+        initial_s: float,
+        max_s: float,
+        *,
+        jitter: float = 1.0,
+        rng: random.Random | None = None,
+    ) -> None:
         if initial_s < 0 or max_s < initial_s:
             raise ValueError(f"backoff: need 0 <= initial_s <= max_s, got {initial_s}, {max_s}")
         if not 0.0 <= jitter <= 1.0:

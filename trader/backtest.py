@@ -127,7 +127,8 @@ class BarFile:
             missing = [c for c in CSV_COLUMNS if c not in header]
             if missing:
                 raise DataError(
-                    f"{path}: missing columns {missing}; expected {','.join(CSV_COLUMNS)}")
+                    f"{path}: missing columns {missing}; expected {','.join(CSV_COLUMNS)}"
+                )
             when = header.index(CSV_COLUMNS[0])
             prices = itemgetter(*(header.index(c) for c in CSV_COLUMNS[1:]))
             for lineno, row in enumerate(reader, 2):
@@ -138,7 +139,8 @@ class BarFile:
                     raise DataError(f"{path}:{lineno}: cannot parse {row}: {exc}") from None
                 if not (lo <= o <= h and lo <= c <= h and v >= 0 and lo > 0):
                     raise DataError(
-                        f"{path}:{lineno}: inconsistent bar o={o} h={h} l={lo} c={c} v={v}")
+                        f"{path}:{lineno}: inconsistent bar o={o} h={h} l={lo} c={c} v={v}"
+                    )
                 yield Bar(ts, o, h, lo, c, v)
 
 
@@ -157,12 +159,28 @@ def bar_events(symbol: str, bars: BarFile, spread_bps: Decimal) -> Iterator[Even
     for bar in bars:
         ts = bar.start_ns + interval
         close = bar.close
-        yield QuoteTick(ts_event=ts, ts_recv=ts, symbol=symbol,
-                        bid=close * bid_f if half else close, ask=close * ask_f if half else close,
-                        bid_size=bar.volume, ask_size=bar.volume)
-        yield Candle(ts_event=ts, ts_recv=ts, symbol=symbol, interval=label, open=bar.open,
-                     high=bar.high, low=bar.low, close=bar.close, volume=bar.volume,
-                     start_ns=bar.start_ns, closed=True)
+        yield QuoteTick(
+            ts_event=ts,
+            ts_recv=ts,
+            symbol=symbol,
+            bid=close * bid_f if half else close,
+            ask=close * ask_f if half else close,
+            bid_size=bar.volume,
+            ask_size=bar.volume,
+        )
+        yield Candle(
+            ts_event=ts,
+            ts_recv=ts,
+            symbol=symbol,
+            interval=label,
+            open=bar.open,
+            high=bar.high,
+            low=bar.low,
+            close=bar.close,
+            volume=bar.volume,
+            start_ns=bar.start_ns,
+            closed=True,
+        )
 
 
 def merge_by_time(streams: Iterable[Iterable[Event]]) -> Iterator[Event]:
@@ -225,10 +243,21 @@ class TradeRecorder:
             if after.amount != 0:  # flipped: a new trip opened at this fill
                 self._opened_at[ev.symbol] = after.realized_pnl
         order = self._view.order(ev.client_id)
-        self.fills.append(Fill(
-            ev.ts_recv, ev.symbol, ev.side.value, ev.price, ev.amount, ev.fee, ev.fee_asset,
-            after.amount, after.realized_pnl, ev.client_id, order.strategy if order else "",
-        ))
+        self.fills.append(
+            Fill(
+                ev.ts_recv,
+                ev.symbol,
+                ev.side.value,
+                ev.price,
+                ev.amount,
+                ev.fee,
+                ev.fee_asset,
+                after.amount,
+                after.realized_pnl,
+                ev.client_id,
+                order.strategy if order else "",
+            )
+        )
 
 
 @dataclass
@@ -312,14 +341,17 @@ def backtest_config(
     strategies trading them, every order kept in the store, no HTTP endpoint."""
     strategies = tuple(s for s in cfg.strategies if s.market in symbols)
     if not strategies:
-        raise ConfigError(f"no configured strategy trades {', '.join(symbols)}; "
-                          f"add one under 'strategies' in the config")
+        raise ConfigError(
+            f"no configured strategy trades {', '.join(symbols)}; "
+            f"add one under 'strategies' in the config"
+        )
     return replace(
         cfg,
         exchange=replace(cfg.exchange, name=SIMULATED, mode=Mode.PAPER),
         trade=replace(cfg.trade, markets=tuple(symbols)),
-        simulated=replace(cfg.simulated,
-                          start_prices={**cfg.simulated.start_prices, **start_prices}),
+        simulated=replace(
+            cfg.simulated, start_prices={**cfg.simulated.start_prices, **start_prices}
+        ),
         store=replace(cfg.store, max_orders=10_000_000),
         strategies=strategies,
         metrics=replace(cfg.metrics, port=0),
@@ -329,12 +361,19 @@ def backtest_config(
 class Backtest:
     """Drives a ``RunMode.BACKTEST`` app one event at a time (see the module docstring)."""
 
-    def __init__(self, cfg: Config, symbols: Sequence[str], start_prices: dict[str, Decimal],
-                 start_ns: int, strategies: Strategies = STRATEGIES) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        symbols: Sequence[str],
+        start_prices: dict[str, Decimal],
+        start_ns: int,
+        strategies: Strategies = STRATEGIES,
+    ) -> None:
         self.symbols = tuple(symbols)
         self.clock = ManualClock(start_ns)
-        self.app = App(backtest_config(cfg, symbols, start_prices), self.clock, RunMode.BACKTEST,
-                       strategies)
+        self.app = App(
+            backtest_config(cfg, symbols, start_prices), self.clock, RunMode.BACKTEST, strategies
+        )
         self.recorder = TradeRecorder(self.app)
         # Read-only, like the journal: an observer, and a fill handler after the store's.
         self.app.registry.observe(self.recorder.on_event)
@@ -355,8 +394,11 @@ class Backtest:
         dispatch, settle = self.app.engine.dispatch, self._settle
         for ev in events:
             ts = ev.ts_recv
-            if group is not None and ts != group and (
-                    last_sample is None or group - last_sample >= sample_ns):
+            if (
+                group is not None
+                and ts != group
+                and (last_sample is None or group - last_sample >= sample_ns)
+            ):
                 equity.append((group, balances().total_usd))
                 last_sample = group
             group = ts
@@ -368,8 +410,9 @@ class Backtest:
             raise DataError("no market data for the configured strategies' markets")
         equity.append((group, self.app.store.balances().total_usd))  # the final state
         positions = {s: p.amount for s, p in self.app.store.positions().items()}
-        return BacktestResult(equity, self.recorder.fills, self.recorder.round_trips, count,
-                              self.symbols, positions)
+        return BacktestResult(
+            equity, self.recorder.fills, self.recorder.round_trips, count, self.symbols, positions
+        )
 
     def _settle(self) -> None:
         """Dispatch follow-ups, send the orders they made, dispatch the answers; until quiet."""
@@ -385,24 +428,32 @@ class Backtest:
                 return
 
 
-def run_csv(cfg: Config, files: dict[str, BarFile],
-            strategies: Strategies = STRATEGIES,
-            progress: bool | None = False) -> BacktestResult:
+def run_csv(
+    cfg: Config,
+    files: dict[str, BarFile],
+    strategies: Strategies = STRATEGIES,
+    progress: bool | None = False,
+) -> BacktestResult:
     """Backtest over CSV bars, ``symbol -> bars``, with the configured strategies looked up in
     ``strategies``. ``progress``: draw a bar on stderr (``None``: when it is a terminal)."""
     spread = cfg.simulated.spread_bps
     start = min(bars.first.start_ns for bars in files.values())
-    bt = Backtest(cfg, list(files), {s: bars.first.open for s, bars in files.items()}, start,
-                  strategies)
+    bt = Backtest(
+        cfg, list(files), {s: bars.first.open for s, bars in files.items()}, start, strategies
+    )
     sample = min(b.interval_ns for b in files.values())
     bar = Progress(2 * sum(map(len, files.values())), "ev", "backtest", progress)  # 2 per bar
     events = merge_by_time(bar_events(s, b, spread) for s, b in files.items())
     return bt.run(bar.track(events, position=lambda count: count), sample)
 
 
-def run_journals(cfg: Config, paths: Sequence[str | Path], sample_s: float = 1.0,
-                 strategies: Strategies = STRATEGIES,
-                 progress: bool | None = False) -> BacktestResult:
+def run_journals(
+    cfg: Config,
+    paths: Sequence[str | Path],
+    sample_s: float = 1.0,
+    strategies: Strategies = STRATEGIES,
+    progress: bool | None = False,
+) -> BacktestResult:
     """Backtest over the market data of journal files or folders, with the configured
     strategies looked up in ``strategies``; ``progress`` as in :func:`run_csv`, in bytes of
     journal read."""
@@ -438,11 +489,37 @@ def write_report(result: BacktestResult, folder: str | Path) -> list[Path]:
     trades = folder / "trades.csv"
     with open(trades, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["time", "symbol", "side", "price", "amount", "fee", "fee_asset",
-                    "position_after", "realized_pnl_after", "client_id", "strategy"])
+        w.writerow(
+            [
+                "time",
+                "symbol",
+                "side",
+                "price",
+                "amount",
+                "fee",
+                "fee_asset",
+                "position_after",
+                "realized_pnl_after",
+                "client_id",
+                "strategy",
+            ]
+        )
         for f in result.fills:
-            w.writerow([iso_utc(f.ts_ns), f.symbol, f.side, f.price, f.amount, f.fee, f.fee_asset,
-                        f.position, f.realized_pnl, f.client_id, f.strategy])
+            w.writerow(
+                [
+                    iso_utc(f.ts_ns),
+                    f.symbol,
+                    f.side,
+                    f.price,
+                    f.amount,
+                    f.fee,
+                    f.fee_asset,
+                    f.position,
+                    f.realized_pnl,
+                    f.client_id,
+                    f.strategy,
+                ]
+            )
     equity = folder / "equity.csv"
     with open(equity, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -463,22 +540,26 @@ def plot_equity(result: BacktestResult, path: Path) -> None:
         matplotlib.use("Agg")  # no display: files only
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ConfigError("the equity chart needs matplotlib: pip install -e '.[backtest]'") \
-            from None
+        raise ConfigError(
+            "the equity chart needs matplotlib: pip install -e '.[backtest]'"
+        ) from None
     times = [datetime.fromtimestamp(ts / NS, UTC) for ts, _ in result.equity]
     values = [float(e) for _, e in result.equity]
     peak, drawdown = -math.inf, []
     for v in values:
         peak = max(peak, v)
         drawdown.append((v / peak - 1) * 100 if peak > 0 else 0.0)
-    fig, (ax1, ax2) = plt.subplots(2, 1, sharex=True, figsize=(10, 6),
-                                   gridspec_kw={"height_ratios": [3, 1]})
+    fig, (ax1, ax2) = plt.subplots(
+        2, 1, sharex=True, figsize=(10, 6), gridspec_kw={"height_ratios": [3, 1]}
+    )
     s = result.summary()
     ax1.plot(times, values, color="tab:blue", linewidth=1.2)
     ax1.set_ylabel("equity (USD)")
     ax1.set_title(
         f"{', '.join(result.symbols)}: return {float(result.total_return):+.2%}, "
-        f"max drawdown {float(result.max_drawdown):.2%}, {s['trades']} trades", fontsize=10)
+        f"max drawdown {float(result.max_drawdown):.2%}, {s['trades']} trades",
+        fontsize=10,
+    )
     ax1.grid(alpha=0.3)
     ax2.fill_between(times, drawdown, 0, color="tab:red", alpha=0.4)
     ax2.set_ylabel("drawdown (%)")

@@ -345,8 +345,11 @@ def _compile_json(cls: type, tag: tuple[str, str] | None) -> TextEncoder:
         parts.append(f"{_esc(name)}:{piece}")
     head = [f"{_esc(tag[0])}:{_esc(tag[1])}"] if tag else []
     body = ",".join(head + parts)
-    src = "def encode(e):\n" + "".join(line + "\n" for line in lines) + \
-        f"    return f'{{{{{body}}}}}'\n"
+    src = (
+        "def encode(e):\n"
+        + "".join(line + "\n" for line in lines)
+        + f"    return f'{{{{{body}}}}}'\n"
+    )
     label = tag[1] if tag else cls.__qualname__
     exec(compile(src, f"<codec {label}>", "exec"), scope)  # noqa: S102 - generated from hints
     return scope["encode"]
@@ -378,7 +381,8 @@ def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
     if out is None:
         hints = typing.get_type_hints(cls)
         out = _FIELDS[cls] = tuple(
-            (f.name, hints[f.name]) for f in dataclasses.fields(cls)
+            (f.name, hints[f.name])
+            for f in dataclasses.fields(cls)
             if not f.metadata.get("internal")
         )
     return out

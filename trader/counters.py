@@ -25,22 +25,38 @@ from prometheus_client.core import CounterMetricFamily
 #: Plain Stats counters -> (family, help). ``None``: exported by another family (named).
 PLAIN: dict[str, tuple[str, str] | None] = {
     "bus_put_timeouts": None,  # trader_dropped_total{where="bus_put_timeout"}
-    "worker_crashes": ("trader_worker_crashes_total",
-                       "Worker runs that raised; each is restarted after a backoff."),
-    "orders_rejected": ("trader_orders_rejected_total",
-                        "Orders the exchange refused (invalid, insufficient funds)."),
-    "orders_unknown": ("trader_orders_unknown_total",
-                       "Creates with an unknown outcome (timeout, 5xx), then looked up."),
-    "cancel_failed": ("trader_cancel_failed_total",
-                      "Cancels that failed for another reason than 'order not found'."),
-    "redis_acked": ("trader_redis_appended_total",
-                    "Events appended to the Redis stream and acknowledged."),
-    "redis_failures": ("trader_redis_failures_total",
-                       "Redis writes that failed (retried with backoff)."),
-    "redis_stream_dropped": ("trader_redis_stream_dropped_total",
-                             "Events left out of the Redis stream because its buffer was full."),
-    "redis_lost_acknowledged": ("trader_redis_lost_acknowledged_total",
-                                "Times Redis was found to have lost acknowledged stream entries."),
+    "worker_crashes": (
+        "trader_worker_crashes_total",
+        "Worker runs that raised; each is restarted after a backoff.",
+    ),
+    "orders_rejected": (
+        "trader_orders_rejected_total",
+        "Orders the exchange refused (invalid, insufficient funds).",
+    ),
+    "orders_unknown": (
+        "trader_orders_unknown_total",
+        "Creates with an unknown outcome (timeout, 5xx), then looked up.",
+    ),
+    "cancel_failed": (
+        "trader_cancel_failed_total",
+        "Cancels that failed for another reason than 'order not found'.",
+    ),
+    "redis_acked": (
+        "trader_redis_appended_total",
+        "Events appended to the Redis stream and acknowledged.",
+    ),
+    "redis_failures": (
+        "trader_redis_failures_total",
+        "Redis writes that failed (retried with backoff).",
+    ),
+    "redis_stream_dropped": (
+        "trader_redis_stream_dropped_total",
+        "Events left out of the Redis stream because its buffer was full.",
+    ),
+    "redis_lost_acknowledged": (
+        "trader_redis_lost_acknowledged_total",
+        "Times Redis was found to have lost acknowledged stream entries.",
+    ),
 }
 
 #: ``<feed>.<what>`` counters of the websocket listeners -> help of ``trader_feed_<what>_total``.
@@ -63,23 +79,36 @@ PER_FEED: dict[str, str] = {
 PREFIXED: dict[str, tuple[str, str, str]] = {
     "polled": ("trader_polls_total", "REST polls run, by job.", "job"),
     "poll_failed": ("trader_poll_failures_total", "REST polls that failed, by job.", "job"),
-    "alerts": ("trader_alerts_total",
-               "Alerts by outcome: queued, sent, dropped (outbox full); failed counts delivery "
-               "attempts, messages the messages sent.", "outcome"),
+    "alerts": (
+        "trader_alerts_total",
+        "Alerts by outcome: queued, sent, dropped (outbox full); failed counts delivery "
+        "attempts, messages the messages sent.",
+        "outcome",
+    ),
 }
 
 #: Counters kept outside Stats (read by the wiring) -> (family, help).
 KEPT: dict[str, tuple[str, str]] = {
-    "store_duplicate_fills": ("trader_store_duplicate_fills_total",
-                              "Fills delivered again (same order and trade id), applied once."),
-    "store_late_fills": ("trader_store_late_fills_total",
-                         "Fills applied to a position after their order became final."),
-    "store_illegal_transitions": ("trader_store_illegal_transitions_total",
-                                  "Order updates refused by the order state machine."),
-    "store_stale_updates": ("trader_store_stale_updates_total",
-                            "Balance and order updates older than what the store held, ignored."),
-    "systemd_notify_failures": ("trader_systemd_notify_failures_total",
-                                "systemd notify messages that could not be sent."),
+    "store_duplicate_fills": (
+        "trader_store_duplicate_fills_total",
+        "Fills delivered again (same order and trade id), applied once.",
+    ),
+    "store_late_fills": (
+        "trader_store_late_fills_total",
+        "Fills applied to a position after their order became final.",
+    ),
+    "store_illegal_transitions": (
+        "trader_store_illegal_transitions_total",
+        "Order updates refused by the order state machine.",
+    ),
+    "store_stale_updates": (
+        "trader_store_stale_updates_total",
+        "Balance and order updates older than what the store held, ignored.",
+    ),
+    "systemd_notify_failures": (
+        "trader_systemd_notify_failures_total",
+        "systemd notify messages that could not be sent.",
+    ),
 }
 
 OTHER = ("trader_counter_total", "Counters without a family of their own, by name.")

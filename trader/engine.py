@@ -47,8 +47,11 @@ def handler_name(handler: Callable[..., object]) -> str:
     """A readable name for a handler (``Store.on_quote``; ``JournalBuffer.append`` for a builtin
     method bound to an instance, whose own qualname would only say ``deque.append``)."""
     owner = getattr(handler, "__self__", None)
-    if isinstance(handler, types.BuiltinMethodType) and owner is not None \
-            and not isinstance(owner, (type, types.ModuleType)):
+    if (
+        isinstance(handler, types.BuiltinMethodType)
+        and owner is not None
+        and not isinstance(owner, (type, types.ModuleType))
+    ):
         return f"{type(owner).__name__}.{handler.__name__}"
     return getattr(handler, "__qualname__", None) or repr(handler)
 
@@ -115,9 +118,7 @@ class Registry:
 
     def table(self) -> dict[str, list[str]]:
         """The event -> handler names table, for logs and docs."""
-        return {
-            cls.__name__: [handler_name(h) for h in hs] for cls, hs in self._handlers.items()
-        }
+        return {cls.__name__: [handler_name(h) for h in hs] for cls, hs in self._handlers.items()}
 
 
 class Engine:

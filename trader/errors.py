@@ -115,11 +115,15 @@ class BadResponseError(TemporaryError):
 _SIGNED_QUERY = re.compile(r"\?([^\s#\"']*(?:signature|sign)=[^\s#\"']*)", re.IGNORECASE)
 _SECRET_PARAM = re.compile(
     r"\b(signature|sign|apiKey|api_key|listenKey|secret|password|passphrase|token)"
-    r"=[^&\s\"',}]+", re.IGNORECASE)
+    r"=[^&\s\"',}]+",
+    re.IGNORECASE,
+)
 _SECRET_HEADER = re.compile(
     r"\b(Authorization|X-MBX-APIKEY|X-BAPI-API-KEY|X-BAPI-SIGN|ACCESS-KEY|ACCESS-SIGN|"
     r"ACCESS-PASSPHRASE|api-key|api-sign)(['\"]?\s*[:=]\s*['\"]?)"
-    r"(?:Bearer\s+|Basic\s+)?[^\s,'\"}]+", re.IGNORECASE)
+    r"(?:Bearer\s+|Basic\s+)?[^\s,'\"}]+",
+    re.IGNORECASE,
+)
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://)[^\s/@:]*:[^\s/@]*@", re.IGNORECASE)
 REDACTED = "***"
 

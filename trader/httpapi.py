@@ -80,8 +80,9 @@ def command_from_body(path: str, body: dict[str, Any], now_ns: int) -> Command:
     fields = by_path[path]
     unknown = set(body) - set(fields)
     if unknown:
-        raise RequestError(HTTPStatus.BAD_REQUEST,
-                           f"unknown keys {sorted(unknown)}; expected {sorted(fields)}")
+        raise RequestError(
+            HTTPStatus.BAD_REQUEST, f"unknown keys {sorted(unknown)}; expected {sorted(fields)}"
+        )
     kwargs = {}
     for key, (tp, default) in fields.items():
         value = body.get(key, default)
@@ -127,8 +128,14 @@ class _Routes:
         try:
             return self._route(req, path, query)
         except RequestError as exc:
-            log.info("http: %s %s from %s refused: %d %s", req.method, path, req.peer,
-                     exc.status.value, exc)
+            log.info(
+                "http: %s %s from %s refused: %d %s",
+                req.method,
+                path,
+                req.peer,
+                exc.status.value,
+                exc,
+            )
             return error_response(exc.status, str(exc))
 
     def _route(self, req: Request, path: str, query: str) -> Response:
@@ -136,16 +143,23 @@ class _Routes:
         api = self.api
         page = api.web.get(path, query) if api.web is not None and req.method == "GET" else None
         if page is not None:
-            return Response(HTTPStatus.OK, page.body, page.content_type,
-                            "max-age=86400" if page.cache else "no-store")
+            return Response(
+                HTTPStatus.OK,
+                page.body,
+                page.content_type,
+                "max-age=86400" if page.cache else "no-store",
+            )
         if path not in self.GET + self.POST:
             raise RequestError(HTTPStatus.NOT_FOUND, f"no such endpoint {path}")
         allowed = "GET" if path in self.GET else "POST"
         if req.method != allowed:
             raise RequestError(HTTPStatus.METHOD_NOT_ALLOWED, f"use {allowed} for {path}")
         if path == "/metrics":
-            return Response(HTTPStatus.OK, api.metrics.prometheus().encode(),
-                            "text/plain; version=0.0.4; charset=utf-8")
+            return Response(
+                HTTPStatus.OK,
+                api.metrics.prometheus().encode(),
+                "text/plain; version=0.0.4; charset=utf-8",
+            )
         if path == "/health":
             ok, doc = api.metrics.health()
             return _json(HTTPStatus.OK if ok else HTTPStatus.SERVICE_UNAVAILABLE, doc)
@@ -168,18 +182,21 @@ class _Routes:
         given = req.headers.get("Authorization") or ""
         scheme, _, token = given.partition(" ")
         expected = self.api.token.encode()
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(),
-                                                                 expected):
-            raise RequestError(HTTPStatus.UNAUTHORIZED,
-                               "send Authorization: Bearer <token> (TRADER_API_TOKEN, or the "
-                               "api-token file next to the journal)")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
+            raise RequestError(
+                HTTPStatus.UNAUTHORIZED,
+                "send Authorization: Bearer <token> (TRADER_API_TOKEN, or the "
+                "api-token file next to the journal)",
+            )
 
 
 def _body(req: Request) -> dict[str, Any]:
     ctype = (req.headers.get("Content-Type") or "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-                           "send Content-Type: application/json (the body may be empty)")
+        raise RequestError(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "send Content-Type: application/json (the body may be empty)",
+        )
     if not req.body.strip():
         return {}
     try:
@@ -201,8 +218,14 @@ class HttpApi(Worker):
     name = "metrics"
 
     def __init__(
-        self, port: int, metrics: Metrics, publish: Callable[[Event], None], clock: Clock,
-        web: WebRoutes | None = None, *, token: str | None = None,
+        self,
+        port: int,
+        metrics: Metrics,
+        publish: Callable[[Event], None],
+        clock: Clock,
+        web: WebRoutes | None = None,
+        *,
+        token: str | None = None,
         token_file: Path | None = None,
     ) -> None:
         self._port = port
@@ -230,13 +253,20 @@ class HttpApi(Worker):
         if not self.token:
             raise ConfigError("the operator API needs a token: set TRADER_API_TOKEN")
         try:
-            self._server = BoundedHttpServer(HOST, self._port, _Routes(self).handle,
-                                             workers=WORKERS, max_connections=MAX_CONNECTIONS,
-                                             deadline_s=REQUEST_DEADLINE_S, max_body=MAX_BODY,
-                                             name="http")
+            self._server = BoundedHttpServer(
+                HOST,
+                self._port,
+                _Routes(self).handle,
+                workers=WORKERS,
+                max_connections=MAX_CONNECTIONS,
+                deadline_s=REQUEST_DEADLINE_S,
+                max_body=MAX_BODY,
+                name="http",
+            )
         except OSError as exc:
             raise OperationalError(
-                describe_port_in_use(HOST, self._port, exc.strerror or str(exc))) from None
+                describe_port_in_use(HOST, self._port, exc.strerror or str(exc))
+            ) from None
         log.info("metrics, health, status and commands on http://%s:%d", HOST, self.port)
         if self.web is not None:
             log.info("dashboard: open http://%s:%d/ in a browser", HOST, self.port)
@@ -260,7 +290,8 @@ class HttpApi(Worker):
         try:
             self._publish(cmd)
         except BusFullError:
-            raise RequestError(HTTPStatus.SERVICE_UNAVAILABLE,
-                               "the event queue is full; try again") from None
+            raise RequestError(
+                HTTPStatus.SERVICE_UNAVAILABLE, "the event queue is full; try again"
+            ) from None
         log.warning("operator command over HTTP from %s: %s", peer or "?", event_to_dict(cmd))
         return {"accepted": type(cmd).__name__, "event": event_to_dict(cmd)}

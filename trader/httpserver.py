@@ -58,10 +58,14 @@ class Response:
 
     def encode(self) -> bytes:
         """The whole HTTP/1.0 answer."""
-        lines = [f"HTTP/1.0 {self.status.value} {self.status.phrase}",
-                 f"Content-Type: {self.content_type}", f"Content-Length: {len(self.body)}",
-                 f"Cache-Control: {self.cache}", "Connection: close",
-                 *(f"{k}: {v}" for k, v in self.extra_headers)]
+        lines = [
+            f"HTTP/1.0 {self.status.value} {self.status.phrase}",
+            f"Content-Type: {self.content_type}",
+            f"Content-Length: {len(self.body)}",
+            f"Cache-Control: {self.cache}",
+            "Connection: close",
+            *(f"{k}: {v}" for k, v in self.extra_headers),
+        ]
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + self.body
 
 
@@ -95,9 +99,18 @@ class _Pending:
 class BoundedHttpServer:
     """Listens on ``host:port``; :meth:`serve` runs until ``stop`` is set."""
 
-    def __init__(self, host: str, port: int, handle: Callable[[Request], Response], *,
-                 workers: int = 4, max_connections: int = 64, deadline_s: float = 2.0,
-                 max_body: int = 64 * 1024, name: str = "http") -> None:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        handle: Callable[[Request], Response],
+        *,
+        workers: int = 4,
+        max_connections: int = 64,
+        deadline_s: float = 2.0,
+        max_body: int = 64 * 1024,
+        name: str = "http",
+    ) -> None:
         self._handle = handle
         self._workers = workers
         self._max_connections = max_connections
@@ -127,8 +140,12 @@ class BoundedHttpServer:
     def serve(self, stop: threading.Event) -> None:
         """Accept and read in this thread, answer in the pool, until ``stop`` is set; then join
         the pool and close every connection."""
-        pool = [threading.Thread(target=self._work, args=(stop,), name=f"{self._name}-{i + 1}",
-                                 daemon=True) for i in range(self._workers)]
+        pool = [
+            threading.Thread(
+                target=self._work, args=(stop,), name=f"{self._name}-{i + 1}", daemon=True
+            )
+            for i in range(self._workers)
+        ]
         for t in pool:
             t.start()
         sel = selectors.DefaultSelector()
@@ -143,8 +160,15 @@ class BoundedHttpServer:
                         self._read(sel, pending, conn)  # (None: closed earlier in this round)
                 now = time.monotonic()
                 for conn in [c for c in pending.values() if c.deadline <= now]:
-                    self._refuse(sel, pending, conn, BadRequest(
-                        HTTPStatus.REQUEST_TIMEOUT, f"the request took over {self._deadline_s} s"))
+                    self._refuse(
+                        sel,
+                        pending,
+                        conn,
+                        BadRequest(
+                            HTTPStatus.REQUEST_TIMEOUT,
+                            f"the request took over {self._deadline_s} s",
+                        ),
+                    )
         finally:
             for conn in list(pending.values()):
                 self._drop(sel, pending, conn)
@@ -167,16 +191,20 @@ class BoundedHttpServer:
                 return
             if len(pending) >= self._max_connections:
                 oldest = next(iter(pending.values()))
-                log.info("http: %d connections open; closing the oldest, from %s",
-                         len(pending), oldest.peer)
+                log.info(
+                    "http: %d connections open; closing the oldest, from %s",
+                    len(pending),
+                    oldest.peer,
+                )
                 self._drop(sel, pending, oldest)
             sock.setblocking(False)
             conn = _Pending(sock, f"{addr[0]}:{addr[1]}", time.monotonic() + self._deadline_s)
             pending[sock] = conn
             sel.register(sock, selectors.EVENT_READ)
 
-    def _read(self, sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending],
-              conn: _Pending) -> None:
+    def _read(
+        self, sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending], conn: _Pending
+    ) -> None:
         try:
             chunk = conn.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
@@ -199,8 +227,12 @@ class BoundedHttpServer:
         try:
             self._queue.put_nowait((conn.sock, request))
         except queue.Full:
-            log.warning("http: every worker is busy; %s %s from %s refused",
-                        request.method, request.path, conn.peer)
+            log.warning(
+                "http: every worker is busy; %s %s from %s refused",
+                request.method,
+                request.path,
+                conn.peer,
+            )
             _send_now(conn.sock, error_response(HTTPStatus.SERVICE_UNAVAILABLE, "busy; retry"))
             conn.sock.close()
 
@@ -210,15 +242,17 @@ class BoundedHttpServer:
             end = conn.buf.find(b"\r\n\r\n")
             if end < 0:
                 if len(conn.buf) > MAX_HEAD:
-                    raise BadRequest(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
-                                     f"the request head is over {MAX_HEAD} bytes")
+                    raise BadRequest(
+                        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE,
+                        f"the request head is over {MAX_HEAD} bytes",
+                    )
                 return None
             conn.head = self._parse_head(bytes(conn.buf[:end]))
             conn.need = end + 4 + conn.head[3]
         if len(conn.buf) < conn.need:
             return None
         method, path, headers, length = conn.head
-        body = bytes(conn.buf[conn.need - length:conn.need])
+        body = bytes(conn.buf[conn.need - length : conn.need])
         return Request(method, path, headers, body, conn.peer)
 
     def _parse_head(self, head: bytes) -> tuple[str, str, http.client.HTTPMessage, int]:
@@ -232,8 +266,9 @@ class BoundedHttpServer:
         except (http.client.HTTPException, ValueError):
             raise BadRequest(HTTPStatus.BAD_REQUEST, "malformed headers") from None
         if headers.get("Transfer-Encoding") is not None:
-            raise BadRequest(HTTPStatus.LENGTH_REQUIRED,
-                             "send the body with a Content-Length, not chunked")
+            raise BadRequest(
+                HTTPStatus.LENGTH_REQUIRED, "send the body with a Content-Length, not chunked"
+            )
         lengths = headers.get_all("Content-Length") or []
         if not lengths:
             if method == "POST":
@@ -244,19 +279,26 @@ class BoundedHttpServer:
             raise BadRequest(HTTPStatus.BAD_REQUEST, "Content-Length must be one number >= 0")
         length = int(text)
         if length > self._max_body:
-            raise BadRequest(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                             f"the body is over {self._max_body} bytes")
+            raise BadRequest(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"the body is over {self._max_body} bytes"
+            )
         return method, path, headers, length
 
-    def _refuse(self, sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending],
-                conn: _Pending, exc: BadRequest) -> None:
+    def _refuse(
+        self,
+        sel: selectors.BaseSelector,
+        pending: dict[socket.socket, _Pending],
+        conn: _Pending,
+        exc: BadRequest,
+    ) -> None:
         log.info("http: refused a request from %s: %d %s", conn.peer, exc.status.value, exc)
         _send_now(conn.sock, error_response(exc.status, str(exc)))
         self._drop(sel, pending, conn)
 
     @staticmethod
-    def _drop(sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending],
-              conn: _Pending) -> None:
+    def _drop(
+        sel: selectors.BaseSelector, pending: dict[socket.socket, _Pending], conn: _Pending
+    ) -> None:
         sel.unregister(conn.sock)
         del pending[conn.sock]
         conn.sock.close()
@@ -283,18 +325,34 @@ class BoundedHttpServer:
         try:
             response = self._handle(request)
         except Exception as exc:  # noqa: BLE001 - a handler bug: one line and a 500, not a crash
-            log.error("http: %s %s from %s failed: %s: %s", request.method, request.path,
-                      request.peer, type(exc).__name__, exc)
+            log.error(
+                "http: %s %s from %s failed: %s: %s",
+                request.method,
+                request.path,
+                request.peer,
+                type(exc).__name__,
+                exc,
+            )
             response = error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal error")
-        log.debug("http: %s %s %s -> %d", request.peer, request.method, request.path,
-                  response.status.value)
+        log.debug(
+            "http: %s %s %s -> %d",
+            request.peer,
+            request.method,
+            request.path,
+            response.status.value,
+        )
         try:
             sock.setblocking(True)
             sock.settimeout(self._deadline_s)
             sock.sendall(response.encode())
         except OSError as exc:
-            log.info("http: could not answer %s %s from %s: %s", request.method, request.path,
-                     request.peer, exc.strerror or type(exc).__name__)
+            log.info(
+                "http: could not answer %s %s from %s: %s",
+                request.method,
+                request.path,
+                request.peer,
+                exc.strerror or type(exc).__name__,
+            )
 
 
 def _send_now(sock: socket.socket, response: Response) -> None:

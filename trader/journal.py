@@ -189,8 +189,7 @@ class Journal(Worker):
             self._end_torn_line()
         except OSError as exc:
             raise ConfigError(
-                f"journal.path: cannot write the journal in {self.folder}: "
-                f"{exc.strerror or exc}"
+                f"journal.path: cannot write the journal in {self.folder}: {exc.strerror or exc}"
             ) from None
         self._opened = True
         self._apply_retention(self._enc_day)
@@ -208,8 +207,11 @@ class Journal(Worker):
             if fh.read(1) == b"\n":
                 return
         self._file.write(b"\n")
-        log.warning("journal: %s ended in a line cut by a crash; ended it with a newline (the "
-                    "replay reports and skips that line)", path)
+        log.warning(
+            "journal: %s ended in a line cut by a crash; ended it with a newline (the "
+            "replay reports and skips that line)",
+            path,
+        )
 
     def run(self, stop: threading.Event) -> None:
         """Flush every ``flush_interval_s`` until stopped."""
@@ -225,8 +227,10 @@ class Journal(Worker):
         self.flush(report=False)
         with self._lock:
             if self._blocks:
-                log.critical("journal: %d events could not be written at stop",
-                             sum(b.events for b in self._blocks))
+                log.critical(
+                    "journal: %d events could not be written at stop",
+                    sum(b.events for b in self._blocks),
+                )
             self._close_file()
 
     # ------------------------------------------------------------------ writing
@@ -272,7 +276,8 @@ class Journal(Worker):
         if lines:
             lines.append(b"")  # a final newline
             self._blocks.append(
-                _Block(day, b"\n".join(lines), len(events) - (self.dropped - dropped)))
+                _Block(day, b"\n".join(lines), len(events) - (self.dropped - dropped))
+            )
 
     def _encode_each(self, events: list[Event]) -> list[bytes]:
         lines = []
@@ -295,7 +300,7 @@ class Journal(Worker):
                     self._open_day(block.day)
                 assert self._file is not None
                 while view:
-                    view = view[self._file.write(view):]
+                    view = view[self._file.write(view) :]
             except OSError as exc:
                 block.data = bytes(view)  # what is left; a retry continues the cut line
                 self._failed(exc, report)
@@ -330,12 +335,15 @@ class Journal(Worker):
             return
         log.critical(
             "journal: writing to %s failed: %s. Events are kept in memory and retried every "
-            "flush; trading is halted until it works again.", self.folder, self._failure,
+            "flush; trading is halted until it works again.",
+            self.folder,
+            self._failure,
         )
         if report:
             now = self._clock.now_ns()
-            self._emit(StorageFailed(ts_event=now, ts_recv=now, component=JOURNAL,
-                                     error=self._failure))
+            self._emit(
+                StorageFailed(ts_event=now, ts_recv=now, component=JOURNAL, error=self._failure)
+            )
 
     def _recovered(self, report: bool) -> None:
         log.warning("journal: writing works again after %s", self._failure)
@@ -350,8 +358,11 @@ class Journal(Worker):
             block = self._blocks.popleft()
             size -= len(block.data)
             self.dropped += block.events
-            log.error("journal: still failing; dropped the %d oldest unwritten events (%d so far)",
-                      block.events, self.dropped)
+            log.error(
+                "journal: still failing; dropped the %d oldest unwritten events (%d so far)",
+                block.events,
+                self.dropped,
+            )
 
     def _emit(self, ev: Event) -> None:
         try:
@@ -376,8 +387,13 @@ class Journal(Worker):
                 except OSError as exc:
                     log.warning("journal: could not delete %s: %s", path, exc)
         if deleted:
-            log.info("journal: deleted %d files older than %s (retention %d days): %s",
-                     len(deleted), cutoff, self._retention_days, ", ".join(sorted(deleted)))
+            log.info(
+                "journal: deleted %d files older than %s (retention %d days): %s",
+                len(deleted),
+                cutoff,
+                self._retention_days,
+                ", ".join(sorted(deleted)),
+            )
 
     # ------------------------------------------------------------------ figures
 
@@ -462,20 +478,24 @@ class JournalReader:
         stream = line["frame"]
         parse = self.parsers.get(stream)
         if parse is None:
-            raise BadFrame(f"no parser for stream {stream!r} (replay with the config the "
-                           f"journal was recorded with)")
+            raise BadFrame(
+                f"no parser for stream {stream!r} (replay with the config the "
+                f"journal was recorded with)"
+            )
         try:
             items = parse(line["msg"], line["ts_recv"])
         except Exception as exc:  # noqa: BLE001 - any parser failure is this line's fault
-            raise BadFrame(f"{stream} message does not parse: {type(exc).__name__}: {exc}") \
-                from None
+            raise BadFrame(
+                f"{stream} message does not parse: {type(exc).__name__}: {exc}"
+            ) from None
         events = [item for item in items if isinstance(item, Event)]
         if not events or len(events) != len(items):
             raise BadFrame(f"{stream} message is not market data")
         return events
 
 
-def read_events(*paths: str | Path, parsers: Mapping[str, FrameParser] | None = None) \
-        -> list[Event]:
+def read_events(
+    *paths: str | Path, parsers: Mapping[str, FrameParser] | None = None
+) -> list[Event]:
     """Every event of the given journal files or folders, in order (tests, small journals)."""
     return list(JournalReader(journal_files(paths), dict(parsers or {})))

@@ -87,8 +87,15 @@ class Lifecycle:
             self.http.bind()
         now = self.clock.now_ns()
         c = self.cfg
-        self.engine.dispatch(SessionStarted(ts_event=now, ts_recv=now, session=self.session,
-                                            exchange=c.exchange.name, mode=c.exchange.mode.value))
+        self.engine.dispatch(
+            SessionStarted(
+                ts_event=now,
+                ts_recv=now,
+                session=self.session,
+                exchange=c.exchange.name,
+                mode=c.exchange.mode.value,
+            )
+        )
         # The saved ledger first, dispatched (and journaled) before any market or exchange event.
         for ev in self.storage.restore():
             self.engine.dispatch(ev)
@@ -107,7 +114,10 @@ class Lifecycle:
         self.producers.start()
         log.info(
             "started %s: exchange %s (%s), markets %s, strategies %s, %d event types handled",
-            c.general.name, c.exchange.name, c.exchange.mode, ", ".join(c.trade.markets),
+            c.general.name,
+            c.exchange.name,
+            c.exchange.mode,
+            ", ".join(c.trade.markets),
             ", ".join(s.id for s in self.runner.strategies) or "none",
             len(self.registry.table()),
         )
@@ -130,16 +140,18 @@ class Lifecycle:
         self.systemd.ready(self.status_line())
         if self.systemd.watchdog_interval_s:
             self.engine.every(self.systemd.watchdog_interval_s, self.systemd.watchdog)
-        self.engine.every(self.cfg.general.stats_interval_s,
-                          lambda: self.systemd.status(self.status_line()))
+        self.engine.every(
+            self.cfg.general.stats_interval_s, lambda: self.systemd.status(self.status_line())
+        )
 
     def abort_start(self, message: str) -> None:
         """A start that failed (no worker thread runs yet): record why, write the journal (so a
         replay shows it) and close the gateway."""
         now = self.clock.now_ns()
         # journaled only: the caller prints the one line, no handler has anything to do
-        self.journal.record(ShutdownRequested(ts_event=now, ts_recv=now,
-                                              reason=f"start failed: {message}"))
+        self.journal.record(
+            ShutdownRequested(ts_event=now, ts_recv=now, reason=f"start failed: {message}")
+        )
         self.journal.finish()
         self.gateway.close()
 
@@ -162,10 +174,13 @@ class Lifecycle:
             # exchange timeout): sending more from here would block the exit on the network.
             # What it still holds is recorded (PENDING) and settled by the next start's
             # reconciliation, which looks each one up by client id.
-            log.error("executor busy at exit: %d queued command(s) not sent%s",
-                      self.executor.pending(),
-                      "; open orders NOT canceled" if self.cfg.execution.cancel_open_orders_on_exit
-                      else "")
+            log.error(
+                "executor busy at exit: %d queued command(s) not sent%s",
+                self.executor.pending(),
+                "; open orders NOT canceled"
+                if self.cfg.execution.cancel_open_orders_on_exit
+                else "",
+            )
         else:
             self.executor.drain(time.monotonic() + DRAIN_S)
             if self.cfg.execution.cancel_open_orders_on_exit:
@@ -180,9 +195,12 @@ class Lifecycle:
         log.info(
             "stopped in %.2fs: %d events dispatched (%s), %d conflated, %d left on the queue, "
             "%d journaled",
-            time.monotonic() - t0, totals["dispatched_total"],
+            time.monotonic() - t0,
+            totals["dispatched_total"],
             ", ".join(f"{k} {v}" for k, v in sorted(totals["dispatched"].items())),
-            totals["conflated"], totals["left_on_queue"], totals["journaled"],
+            totals["conflated"],
+            totals["left_on_queue"],
+            totals["journaled"],
         )
         return totals
 

@@ -56,8 +56,7 @@ class SecretFilter(logging.Filter):
 
 
 _CONTROLS = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F) if c != 0x09}
-_CONTROLS.update({0x0A: "\\n", 0x0D: "\\r", 0x85: "\\x85", 0x2028: "\\u2028",
-                  0x2029: "\\u2029"})
+_CONTROLS.update({0x0A: "\\n", 0x0D: "\\r", 0x85: "\\x85", 0x2028: "\\u2028", 0x2029: "\\u2029"})
 _TRACEBACK = "\nTraceback (most recent call last):"
 
 
@@ -86,8 +85,7 @@ class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
         out: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds"),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "thread": record.threadName,
             "logger": record.name,
@@ -99,8 +97,10 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = record.exc_text
         event = getattr(record, "event", None)
         if isinstance(event, Event):
-            out["event"] = {k: self._secrets.scrub(v) if isinstance(v, str) else v
-                            for k, v in event_to_dict(event).items()}
+            out["event"] = {
+                k: self._secrets.scrub(v) if isinstance(v, str) else v
+                for k, v in event_to_dict(event).items()
+            }
         return json.dumps(out, ensure_ascii=False)
 
 
@@ -110,8 +110,9 @@ def under_journald(environ: Mapping[str, str] = os.environ) -> bool:
     return bool(environ.get("JOURNAL_STREAM") or environ.get("INVOCATION_ID"))
 
 
-def setup_logging(level: str, secrets: Iterable[str] = (),
-                  log_format: LogFormat = LogFormat.TEXT) -> None:
+def setup_logging(
+    level: str, secrets: Iterable[str] = (), log_format: LogFormat = LogFormat.TEXT
+) -> None:
     """Configure the root logger for the process."""
     scrubber = SecretFilter(secrets)
     handler = logging.StreamHandler(sys.stderr)
@@ -140,7 +141,8 @@ def _thread_excepthook(args: threading.ExceptHookArgs) -> None:
         return
     name = args.thread.name if args.thread else "?"
     logging.getLogger("trader.threads").critical(
-        "thread %s crashed", name,
+        "thread %s crashed",
+        name,
         # typeshed allows a None exc_value here; a thread's raised exception always has one
         exc_info=(args.exc_type, args.exc_value, args.exc_traceback),  # type: ignore[arg-type]
     )

@@ -53,8 +53,26 @@ log = logging.getLogger("trader")
 REFRESH_S = 1.0
 #: Histogram upper bounds in seconds: handler calls take microseconds, lag can reach seconds.
 BUCKETS_S = (
-    0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005,
-    0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    0.000_005,
+    0.000_01,
+    0.000_025,
+    0.000_05,
+    0.000_1,
+    0.000_25,
+    0.000_5,
+    0.001,
+    0.002_5,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
 )
 _BUCKETS_NS = tuple(int(b * NS) for b in BUCKETS_S)
 
@@ -201,7 +219,8 @@ class Metrics:
         self.refresh()
         #: This object's own registry (not the library's global one): ``/metrics``.
         self.registry = prometheus.registry(
-            prometheus.SnapshotCollector(self, BUCKETS_S, FeedState.ALL))
+            prometheus.SnapshotCollector(self, BUCKETS_S, FeedState.ALL)
+        )
 
     # ------------------------------------------------------------------ handlers (main thread)
 
@@ -282,9 +301,17 @@ class Metrics:
         log.info(
             "METRICS %.0fs: %d events (%.1f/s) | lag p50 %s p99 %s | queue %d, max %d | "
             "conflated %d, dropped %d | errors %d | feeds %s | journal %s | rss %.1f MB",
-            span, events, events / span, _ms(lag.quantile(0.5)), _ms(lag.quantile(0.99)),
-            self._bus.depth(), s["queue_high_water"], s["conflated"],
-            sum(s["dropped"].values()), sum(s["errors"].values()), feeds or "none",
+            span,
+            events,
+            events / span,
+            _ms(lag.quantile(0.5)),
+            _ms(lag.quantile(0.99)),
+            self._bus.depth(),
+            s["queue_high_water"],
+            s["conflated"],
+            sum(s["dropped"].values()),
+            sum(s["errors"].values()),
+            feeds or "none",
             f"{j['written']} written, {j['pending']} pending" if j else "off",
             s["rss_bytes"] / 1e6,
         )
@@ -313,15 +340,15 @@ class Metrics:
         idle = now_m - self._engine.last_dispatch_monotonic
         problems = []
         if depth and idle > self.cfg.stuck_after_s:
-            problems.append(f"main loop stuck: {depth} events waiting, "
-                            f"no dispatch for {idle:.1f}s")
+            problems.append(f"main loop stuck: {depth} events waiting, no dispatch for {idle:.1f}s")
         stale_s = self.cfg.stale_after_s
         feeds = {}
         for name, (state, since) in sorted(self.feeds.items()):
             age = (now_ns - since) / NS
             feeds[name] = {"state": state, "since_s": round(age, 3)}
             if state == FeedState.STALE or (
-                    state == FeedState.DISCONNECTED and stale_s and age > stale_s):
+                state == FeedState.DISCONNECTED and stale_s and age > stale_s
+            ):
                 problems.append(f"feed {name} {state} for {age:.1f}s")
         ages = self.market_ages()
         uptime = (now_ns - self.started_ns) / NS
@@ -338,8 +365,9 @@ class Metrics:
             "queue_depth": depth,
             "last_dispatch_s": round(idle, 3),
             "feeds": feeds,
-            "markets": {s: {"last_data_s": None if a is None else round(a, 3)}
-                        for s, a in ages.items()},
+            "markets": {
+                s: {"last_data_s": None if a is None else round(a, 3)} for s, a in ages.items()
+            },
         }
         return not problems, doc
 

@@ -61,4 +61,5 @@ def check_port_free(host: str, port: int) -> None:
             sock.bind((host, port))
         except OSError as exc:
             raise OperationalError(
-                describe_port_in_use(host, port, exc.strerror or str(exc))) from None
+                describe_port_in_use(host, port, exc.strerror or str(exc))
+            ) from None

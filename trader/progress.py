@@ -17,10 +17,17 @@ class Progress:
     count of events beside it. ``enabled=None`` draws only on a terminal."""
 
     def __init__(self, total: int, unit: str, desc: str, enabled: bool | None = None) -> None:
-        self._bar = tqdm(total=total, unit=unit, desc=desc, unit_scale=True,
-                         unit_divisor=1024 if unit == "B" else 1000, file=sys.stderr,
-                         disable=None if enabled is None else not enabled,
-                         mininterval=0.1, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=total,
+            unit=unit,
+            desc=desc,
+            unit_scale=True,
+            unit_divisor=1024 if unit == "B" else 1000,
+            file=sys.stderr,
+            disable=None if enabled is None else not enabled,
+            mininterval=0.1,
+            dynamic_ncols=True,
+        )
 
     def update(self, done: int, events: int) -> None:
         """Move the bar to ``done`` of the total, after ``events`` events."""
@@ -34,8 +41,9 @@ class Progress:
         self.update(self._bar.total, events)
         self._bar.close()
 
-    def track(self, items: Iterable[T], position: Callable[[int], int],
-              every: int = 256) -> Iterator[T]:
+    def track(
+        self, items: Iterable[T], position: Callable[[int], int], every: int = 256
+    ) -> Iterator[T]:
         """Yield ``items``, moving the bar to ``position(count)`` every ``every`` of them and to
         the end after the last."""
         count = 0

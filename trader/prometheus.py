@@ -78,77 +78,107 @@ class SnapshotCollector(Collector):
         src = self._source
         s = src.snapshot
         yield _counter("trader_events", "Events dispatched, by type.", "type", s["events"])
-        yield _counter("trader_unhandled_events", "Events no handler was registered for.",
-                       "type", s["unhandled"])
-        yield _counter("trader_handler_errors", "Handler failures, by handler.", "handler",
-                       s["handler_errors"])
+        yield _counter(
+            "trader_unhandled_events",
+            "Events no handler was registered for.",
+            "type",
+            s["unhandled"],
+        )
+        yield _counter(
+            "trader_handler_errors", "Handler failures, by handler.", "handler", s["handler_errors"]
+        )
         yield _counter("trader_errors", "Errors by kind.", "kind", s["errors"])
-        yield CounterMetricFamily("trader_conflated",
-                                  "Market data replaced by newer data on a full queue.",
-                                  value=s["conflated"])
+        yield CounterMetricFamily(
+            "trader_conflated",
+            "Market data replaced by newer data on a full queue.",
+            value=s["conflated"],
+        )
         yield _counter("trader_dropped", "Records not kept, by where.", "where", s["dropped"])
-        yield _gauge("trader_conflated_share",
-                     "Share of market data conflated (0-1): above 0 the system is not keeping up.",
-                     s["conflated_share"])
+        yield _gauge(
+            "trader_conflated_share",
+            "Share of market data conflated (0-1): above 0 the system is not keeping up.",
+            s["conflated_share"],
+        )
         yield _gauge("trader_queue_depth", "Events waiting on the bus.", src.queue_depth())
-        yield _gauge("trader_queue_high_water", "The deepest the bus has been.",
-                     s["queue_high_water"])
-        yield _gauge("trader_last_dispatch_age_seconds", "Seconds since the main loop dispatched.",
-                     src.last_dispatch_age_s())
-        lag = HistogramMetricFamily("trader_dispatch_lag_seconds",
-                                    "ts_recv to handled, sampled 1 in sample_every dispatches.",
-                                    labels=())
+        yield _gauge(
+            "trader_queue_high_water", "The deepest the bus has been.", s["queue_high_water"]
+        )
+        yield _gauge(
+            "trader_last_dispatch_age_seconds",
+            "Seconds since the main loop dispatched.",
+            src.last_dispatch_age_s(),
+        )
+        lag = HistogramMetricFamily(
+            "trader_dispatch_lag_seconds",
+            "ts_recv to handled, sampled 1 in sample_every dispatches.",
+            labels=(),
+        )
         self._histogram(lag, [], s["lag"])
         yield lag
         handlers = HistogramMetricFamily(
-            "trader_handler_seconds", "Time in each handler, sampled 1 in sample_every dispatches.",
-            labels=("handler",))
+            "trader_handler_seconds",
+            "Time in each handler, sampled 1 in sample_every dispatches.",
+            labels=("handler",),
+        )
         for name, hist in sorted(s["handlers"].items()):
             self._histogram(handlers, [name], hist)
         yield handlers
-        feeds = GaugeMetricFamily("trader_feed_state",
-                                  "1 for each feed's current state, 0 for its other states.",
-                                  labels=("feed", "state"))
+        feeds = GaugeMetricFamily(
+            "trader_feed_state",
+            "1 for each feed's current state, 0 for its other states.",
+            labels=("feed", "state"),
+        )
         for feed, (current, _) in sorted(src.feeds.items()):
             for state in self._feed_states:
                 feeds.add_metric([feed, state], int(state == current))
         yield feeds
-        ages = GaugeMetricFamily("trader_market_data_age_seconds",
-                                 "Seconds since a market's last quote or trade.",
-                                 labels=("symbol",))
+        ages = GaugeMetricFamily(
+            "trader_market_data_age_seconds",
+            "Seconds since a market's last quote or trade.",
+            labels=("symbol",),
+        )
         for symbol, age in src.market_ages().items():
             if age is not None:
                 ages.add_metric([symbol], age)
         yield ages
-        sizes = GaugeMetricFamily("trader_store_size", "Records held in each store collection.",
-                                  labels=("collection",))
+        sizes = GaugeMetricFamily(
+            "trader_store_size", "Records held in each store collection.", labels=("collection",)
+        )
         for collection, n in sorted(s["store"].items()):
             sizes.add_metric([collection], n)
         yield sizes
-        trading = GaugeMetricFamily("trader_trading_state",
-                                    "1 for the current trading state, 0 for the others.",
-                                    labels=("state",))
+        trading = GaugeMetricFamily(
+            "trader_trading_state",
+            "1 for the current trading state, 0 for the others.",
+            labels=("state",),
+        )
         for state in TradingState:
             trading.add_metric([state.value], int(state.value == s["trading_state"]))
         yield trading
         yield _gauge("trader_open_orders", "Open orders in the store.", s["open_orders"])
-        yield _gauge("trader_balances_usd", "Total balance valued in USD.",
-                     s["balances_total_usd"])
+        yield _gauge("trader_balances_usd", "Total balance valued in USD.", s["balances_total_usd"])
         if s["pnl_usd"]:
-            pnl = GaugeMetricFamily("trader_pnl_usd",
-                                    "Realized (net of fees) and unrealized PnL in USD.",
-                                    labels=("kind",))
+            pnl = GaugeMetricFamily(
+                "trader_pnl_usd",
+                "Realized (net of fees) and unrealized PnL in USD.",
+                labels=("kind",),
+            )
             for kind, value in zip(("realized", "unrealized"), s["pnl_usd"], strict=True):
                 pnl.add_metric([kind], float(value))
             yield pnl
         journal = s["journal"]
         if journal:
-            yield CounterMetricFamily("trader_journal_written", "Events written to the journal.",
-                                      value=journal["written"])
-            yield _gauge("trader_journal_pending", "Events not yet written to the journal.",
-                         journal["pending"])
-            yield _gauge("trader_journal_failing", "1 while journal writes fail.",
-                         journal["failing"])
+            yield CounterMetricFamily(
+                "trader_journal_written", "Events written to the journal.", value=journal["written"]
+            )
+            yield _gauge(
+                "trader_journal_pending",
+                "Events not yet written to the journal.",
+                journal["pending"],
+            )
+            yield _gauge(
+                "trader_journal_failing", "1 while journal writes fail.", journal["failing"]
+            )
         yield from counters.export(s["counters"], s["kept"])
 
     def _histogram(self, family: HistogramMetricFamily, labels: list[str], h: Buckets) -> None:

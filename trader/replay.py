@@ -195,8 +195,10 @@ def store_state(store: MemoryStore) -> dict[str, Any]:
     for symbol, pos in sorted(store.positions().items()):
         mark = store.last_price(symbol)
         positions[symbol] = {
-            "amount": pos.amount, "avg_price": pos.avg_price,
-            "realized_pnl": pos.realized_pnl, "fees": pos.fees,
+            "amount": pos.amount,
+            "avg_price": pos.avg_price,
+            "realized_pnl": pos.realized_pnl,
+            "fees": pos.fees,
             "unrealized_pnl": None if mark is None else unrealized_pnl(pos, mark),
         }
     return {
@@ -207,9 +209,17 @@ def store_state(store: MemoryStore) -> dict[str, Any]:
         "total_usd": bal.total_usd,
         "positions": positions,
         "open_orders": [
-            {"client_id": o.client_id, "symbol": o.symbol, "side": o.side.value,
-             "type": o.order_type.value, "amount": o.amount, "price": o.price,
-             "status": o.status.value, "filled": o.filled, "strategy": o.strategy}
+            {
+                "client_id": o.client_id,
+                "symbol": o.symbol,
+                "side": o.side.value,
+                "type": o.order_type.value,
+                "amount": o.amount,
+                "price": o.price,
+                "status": o.status.value,
+                "filled": o.filled,
+                "strategy": o.strategy,
+            }
             for o in store.open_orders()
         ],
     }
@@ -219,21 +229,27 @@ def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
     """The human-readable form of :meth:`Replayer.report` (to stdout by default)."""
     st, state = report["stats"], report["state"]
     w = (out or sys.stdout).write
-    w(f"replayed {st['events']} events, {st['sessions']} session(s), "
-      f"{st['first'] or '-'} .. {st['last'] or '-'}\n")
+    w(
+        f"replayed {st['events']} events, {st['sessions']} session(s), "
+        f"{st['first'] or '-'} .. {st['last'] or '-'}\n"
+    )
     stop = report.get("stopped_at")
     if stop:
         ev = dict(stop["event"])
         tb = ev.pop("traceback", "")
-        w(f"\nstopped before event #{stop['index']} ({ev['type']} at {iso_utc(ev['ts_recv'])}):\n"
-          f"  {ev}\n")
+        w(
+            f"\nstopped before event #{stop['index']} ({ev['type']} at {iso_utc(ev['ts_recv'])}):\n"
+            f"  {ev}\n"
+        )
         if tb:
             w("  recorded traceback:\n" + "".join(f"    {line}\n" for line in tb.splitlines()))
     w("\nbalances\n")
     for asset, b in state["balances"].items():
         usd = "-" if b["usd"] is None else f"{b['usd']:.2f}"
-        w(f"  {asset:<8} free {b['free']:<16} used {b['used']:<14} total {b['total']:<16} "
-          f"usd {usd}\n")
+        w(
+            f"  {asset:<8} free {b['free']:<16} used {b['used']:<14} total {b['total']:<16} "
+            f"usd {usd}\n"
+        )
     w(f"  total {state['total_usd']:.2f} USD\n")
     w("\npositions (PnL in the quote asset, net of fees)\n")
     if not state["positions"]:
@@ -243,21 +259,30 @@ def print_report(report: dict[str, Any], out: TextIO | None = None) -> None:
         upnl = p["unrealized_pnl"]
         realized += p["realized_pnl"]
         unrealized += upnl or 0
-        w(f"  {symbol:<10} amount {p['amount']:<12} avg {p['avg_price']:.8g} "
-          f"realized {p['realized_pnl']:.4f} unrealized {'-' if upnl is None else f'{upnl:.4f}'} "
-          f"fees {p['fees']:.4f}\n")
+        w(
+            f"  {symbol:<10} amount {p['amount']:<12} avg {p['avg_price']:.8g} "
+            f"realized {p['realized_pnl']:.4f} unrealized {'-' if upnl is None else f'{upnl:.4f}'} "
+            f"fees {p['fees']:.4f}\n"
+        )
     if state["positions"]:
-        w(f"  PnL realized {realized:.4f} + unrealized {unrealized:.4f} = "
-          f"{realized + unrealized:.4f}\n")
+        w(
+            f"  PnL realized {realized:.4f} + unrealized {unrealized:.4f} = "
+            f"{realized + unrealized:.4f}\n"
+        )
     w(f"\nopen orders: {len(state['open_orders'])}\n")
     for o in state["open_orders"]:
-        w(f"  {o['client_id']} {o['symbol']} {o['side']} {o['type']} {o['amount']} @ "
-          f"{o['price'] or 'market'} {o['status']} filled {o['filled']} ({o['strategy']})\n")
+        w(
+            f"  {o['client_id']} {o['symbol']} {o['side']} {o['type']} {o['amount']} @ "
+            f"{o['price'] or 'market'} {o['status']} filled {o['filled']} ({o['strategy']})\n"
+        )
     w("\nevents by type\n")
     for name, n in sorted(st["by_type"].items(), key=lambda kv: -kv[1]):
         w(f"  {name:<24} {n}\n")
     reproduced = st["handler_failures_reproduced"]
-    w(f"\nhandler failures: {st['handler_failures_recorded']} recorded, "
-      f"{sum(reproduced.values())} reproduced"
-      + "".join(f"\n  {h}: {n}" for h, n in reproduced.items()) + "\n")
+    w(
+        f"\nhandler failures: {st['handler_failures_recorded']} recorded, "
+        f"{sum(reproduced.values())} reproduced"
+        + "".join(f"\n  {h}: {n}" for h, n in reproduced.items())
+        + "\n"
+    )
     w(f"follow-ups suppressed (already in the journal): {st['followups_suppressed']}\n")

@@ -52,8 +52,15 @@ class Reporter:
     def on_fill(self, ev: OrderFilled) -> None:
         """Every trade."""
         log.info(
-            "TRADE %s %s %s @ %s fee %s %s (%s, order %s)", ev.side.upper(), ev.amount, ev.symbol,
-            ev.price, ev.fee, ev.fee_asset, "final" if ev.is_final else "partial", ev.client_id,
+            "TRADE %s %s %s @ %s fee %s %s (%s, order %s)",
+            ev.side.upper(),
+            ev.amount,
+            ev.symbol,
+            ev.price,
+            ev.fee,
+            ev.fee_asset,
+            "final" if ev.is_final else "partial",
+            ev.client_id,
             extra={"event": ev},
         )
 
@@ -61,42 +68,80 @@ class Reporter:
         """Balance changes: the first of each asset at INFO, later ones at DEBUG."""
         level = logging.DEBUG if ev.asset in self._balances_seen else logging.INFO
         self._balances_seen.add(ev.asset)
-        log.log(level, "BALANCE %s free %s used %s total %s", ev.asset, ev.free, ev.used, ev.total,
-                extra={"event": ev})
+        log.log(
+            level,
+            "BALANCE %s free %s used %s total %s",
+            ev.asset,
+            ev.free,
+            ev.used,
+            ev.total,
+            extra={"event": ev},
+        )
 
     def on_signal(self, ev: SignalGenerated) -> None:
         """Strategy signals."""
-        log.info("SIGNAL %s %s %s %s", ev.strategy, ev.symbol, ev.kind.upper(), ev.note,
-                 extra={"event": ev})
+        log.info(
+            "SIGNAL %s %s %s %s",
+            ev.strategy,
+            ev.symbol,
+            ev.kind.upper(),
+            ev.note,
+            extra={"event": ev},
+        )
 
     def on_denied(self, ev: OrderDenied) -> None:
         """Risk denials."""
-        log.warning("DENIED %s %s %s %s: %s", ev.strategy, ev.side, ev.amount, ev.symbol,
-                    ev.reason, extra={"event": ev})
+        log.warning(
+            "DENIED %s %s %s %s: %s",
+            ev.strategy,
+            ev.side,
+            ev.amount,
+            ev.symbol,
+            ev.reason,
+            extra={"event": ev},
+        )
 
     def on_rejected(self, ev: OrderRejected) -> None:
         """Exchange rejections."""
-        log.warning("REJECTED order %s (%s): %s", ev.client_id, ev.kind, ev.reason,
-                    extra={"event": ev})
+        log.warning(
+            "REJECTED order %s (%s): %s", ev.client_id, ev.kind, ev.reason, extra={"event": ev}
+        )
 
     def on_unusable(self, ev: ExchangeUpdateUnusable) -> None:
         """An exchange update nothing could be booked from: an error a user must see."""
-        log.error("UNUSABLE exchange update for %s, nothing booked (the REST polls and "
-                  "reconciliation will bring the truth): %s", ev.subject, ev.reason)
+        log.error(
+            "UNUSABLE exchange update for %s, nothing booked (the REST polls and "
+            "reconciliation will bring the truth): %s",
+            ev.subject,
+            ev.reason,
+        )
 
     def on_system(
         self,
-        ev: FeedConnected | FeedDisconnected | FeedStale | FeedRecovered | PollFailed
-        | WorkerCrashed | StrategyDisabled | TradingStateChanged | DataHaltChanged
-        | HandlerFailed | ShutdownRequested,
+        ev: FeedConnected
+        | FeedDisconnected
+        | FeedStale
+        | FeedRecovered
+        | PollFailed
+        | WorkerCrashed
+        | StrategyDisabled
+        | TradingStateChanged
+        | DataHaltChanged
+        | HandlerFailed
+        | ShutdownRequested,
     ) -> None:
         """System events, one line each."""
         fields = {
-            f.name: getattr(ev, f.name) for f in dataclasses.fields(ev)
+            f.name: getattr(ev, f.name)
+            for f in dataclasses.fields(ev)
             if not f.name.startswith("ts_") and f.name != "traceback"  # logged when it happened
         }
-        log.info("%s %s", type(ev).__name__, " ".join(f"{k}={v}" for k, v in fields.items()),
-                 extra={"event": ev})
+        log.info(
+            "%s %s",
+            type(ev).__name__,
+            " ".join(f"{k}={v}" for k, v in fields.items()),
+            extra={"event": ev},
+        )
 
     def on_heartbeat(self, ev: Heartbeat) -> None:
         """Heartbeats at DEBUG only."""
@@ -123,7 +168,11 @@ class Reporter:
         log.info(
             "STATS %.0f ev/s | queue %d | market data %.0f/s, conflated %.1f%% (%d in all) | %s "
             "| balance %.2f USD",
-            rate, self._bus.depth(), market_in / span, 100 * share, conflated,
+            rate,
+            self._bus.depth(),
+            market_in / span,
+            100 * share,
+            conflated,
             " ".join(prices) or "no prices yet",
             bal.total_usd,
         )

@@ -31,9 +31,13 @@ BACKOFF_MAX_S = 30.0
 class StartRetry:
     """Retries the start's requests until one shared deadline (see the module docstring)."""
 
-    def __init__(self, deadline_s: float, stop: threading.Event,
-                 monotonic: Callable[[], float] = time.monotonic,
-                 backoff: Backoff | None = None) -> None:
+    def __init__(
+        self,
+        deadline_s: float,
+        stop: threading.Event,
+        monotonic: Callable[[], float] = time.monotonic,
+        backoff: Backoff | None = None,
+    ) -> None:
         self._monotonic = monotonic
         self._began = monotonic()
         self._deadline_s = deadline_s
@@ -47,12 +51,17 @@ class StartRetry:
             try:
                 result = fn()
             except TemporaryError as exc:  # rate limits, 5xx, timeouts, unreadable answers
-                delay = exc.retry_after_s if isinstance(exc, RateLimitedError) and \
-                    exc.retry_after_s is not None else self._backoff.next_delay()
+                delay = (
+                    exc.retry_after_s
+                    if isinstance(exc, RateLimitedError) and exc.retry_after_s is not None
+                    else self._backoff.next_delay()
+                )
                 waited = self._monotonic() - self._began
                 if waited + delay > self._deadline_s or self._stop.is_set():
-                    raise type(exc)(f"{exc} (start gave up after {waited:.1f}s; "
-                                    f"exchange.start_deadline_s {self._deadline_s:g})") from exc
+                    raise type(exc)(
+                        f"{exc} (start gave up after {waited:.1f}s; "
+                        f"exchange.start_deadline_s {self._deadline_s:g})"
+                    ) from exc
                 log.warning("start: %s failed (%s); retrying in %.1fs", what, exc, delay)
                 if self._stop.wait(delay):
                     raise type(exc)(f"{exc} (start interrupted while waiting)") from exc

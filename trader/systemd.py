@@ -85,8 +85,9 @@ class Notifier:
 class StatusLine:
     """Builds the ``STATUS=`` text: trading state, queue depth, events per second."""
 
-    def __init__(self, state: Callable[[], object], depth: Callable[[], int],
-                 dispatched: Callable[[], int]) -> None:
+    def __init__(
+        self, state: Callable[[], object], depth: Callable[[], int], dispatched: Callable[[], int]
+    ) -> None:
         self._state = state
         self._depth = depth
         self._dispatched = dispatched

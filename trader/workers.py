@@ -108,11 +108,15 @@ class Supervisor:
                 log.exception("worker %s crashed; restarting in %.1fs", worker.name, delay)
                 now = self._clock.now_ns()
                 try:
-                    self._publish(WorkerCrashed(
-                        ts_event=now, ts_recv=now, worker=worker.name,
-                        error=f"{type(exc).__name__}: {exc}",
-                        restart_in_s=Decimal(str(round(delay, 3))),
-                    ))
+                    self._publish(
+                        WorkerCrashed(
+                            ts_event=now,
+                            ts_recv=now,
+                            worker=worker.name,
+                            error=f"{type(exc).__name__}: {exc}",
+                            restart_in_s=Decimal(str(round(delay, 3))),
+                        )
+                    )
                 except BusFullError:
                     pass  # already logged as critical by the bus
                 if self._stop.wait(delay):

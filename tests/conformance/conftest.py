@@ -30,8 +30,9 @@ MARKET, PRIVATE = "market", "private"
 class VenueRunning(Running):
     """A running App whose websocket connections are told apart the venue's way."""
 
-    def __init__(self, app: App, events: Recorder, ws: FakeExchange, double: Double,
-                 venue: Venue) -> None:
+    def __init__(
+        self, app: App, events: Recorder, ws: FakeExchange, double: Double, venue: Venue
+    ) -> None:
         self.venue = venue
         super().__init__(app, events, ws, double)
 
@@ -47,8 +48,9 @@ class VenueRunning(Running):
 
     def wait_subscribed(self, kind: str, n: int = 1, timeout: float = 5.0) -> int:
         """Wait for the ``n``-th subscription of ``kind``; return its connection."""
-        assert wait_until(lambda: len(self._subs(kind)) >= n, timeout), \
+        assert wait_until(lambda: len(self._subs(kind)) >= n, timeout), (
             f"{kind} not subscribed {n} time(s)"
+        )
         return self.conn(kind)
 
 
@@ -76,8 +78,9 @@ def ws() -> Iterator[FakeExchange]:
 
 
 @pytest.fixture
-def run_app(tmp_path: Path, venue: Venue, double: Double,
-            ws: FakeExchange) -> Iterator[Callable[..., VenueRunning]]:
+def run_app(
+    tmp_path: Path, venue: Venue, double: Double, ws: FakeExchange
+) -> Iterator[Callable[..., VenueRunning]]:
     """``run_app(reconciled=True, **config_sections)``: the App on the venue, started, its
     streams subscribed and (unless ``reconciled`` is False) its start-up reconciliation done.
     Every App started shares ``tmp_path`` (a restart finds the same journal)."""
@@ -85,8 +88,9 @@ def run_app(tmp_path: Path, venue: Venue, double: Double,
 
     def start(reconciled: bool = True, **sections: Any) -> VenueRunning:
         sections = {**sections, "exchange": {"name": venue.name, **sections.get("exchange", {})}}
-        app = App(binance_config(tmp_path, double.url, ws.url, **sections),
-                  strategies=TEST_STRATEGIES)
+        app = App(
+            binance_config(tmp_path, double.url, ws.url, **sections), strategies=TEST_STRATEGIES
+        )
         events = Recorder()
         app.registry.observe(events)
         app.start()

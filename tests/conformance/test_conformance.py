@@ -66,8 +66,9 @@ def healthy(r) -> None:
     assert r.app.store.illegal_transitions == 0
 
 
-def test_start_up_loads_markets_and_balances_and_reconciles_to_active(run_app, venue,
-                                                                    double) -> None:
+def test_start_up_loads_markets_and_balances_and_reconciles_to_active(
+    run_app, venue, double
+) -> None:
     r = run_app()
     market = r.app.store.market(SYMBOL)
     assert market is not None and (market.base, market.quote) == ("BTC", "USDT")
@@ -90,13 +91,17 @@ def test_prices_and_candles_come_from_the_stream(run_app, venue) -> None:
     closed = r.events.wait(lambda: [c for c in r.app.store.candles(SYMBOL) if c.closed])
     assert closed, r.app.store.candles(SYMBOL)
     (candle,) = closed
-    assert (candle.close, candle.interval, candle.start_ns) == (D("60002.5"), "1m",
-                                                                start * 1_000_000)
+    assert (candle.close, candle.interval, candle.start_ns) == (
+        D("60002.5"),
+        "1m",
+        start * 1_000_000,
+    )
     healthy(r)
 
 
-def test_an_order_round_trip_brings_its_fill_fee_and_position(run_app, venue, double,
-                                                              tmp_path) -> None:
+def test_an_order_round_trip_brings_its_fill_fee_and_position(
+    run_app, venue, double, tmp_path
+) -> None:
     r = run_app(poller={"trades_every_s": 1}, **trigger(FIRE[0]))
     before = venue.balances(double)
     assert fire(r, lambda: r.events.of(OrderAccepted))
@@ -139,7 +144,8 @@ def test_cancel(run_app, venue, double) -> None:
 
 
 def test_a_cancel_of_an_order_the_exchange_no_longer_has_resolves_by_lookup(
-        run_app, venue, double) -> None:
+    run_app, venue, double
+) -> None:
     r = run_app(**trigger(FIRE[0], price=LIMIT))
     accepted = resting_order(r)
     cid = accepted.client_id
@@ -154,10 +160,14 @@ def test_a_cancel_of_an_order_the_exchange_no_longer_has_resolves_by_lookup(
     healthy(r)
 
 
-@pytest.mark.parametrize("price,status", [(None, OrderStatus.FILLED), (LIMIT, OrderStatus.OPEN)],
-                         ids=["market-fills", "limit-rests"])
+@pytest.mark.parametrize(
+    "price,status",
+    [(None, OrderStatus.FILLED), (LIMIT, OrderStatus.OPEN)],
+    ids=["market-fills", "limit-rests"],
+)
 def test_a_lost_create_answer_is_resolved_by_lookup_without_a_duplicate(
-        run_app, venue, double, price, status) -> None:
+    run_app, venue, double, price, status
+) -> None:
     double.script(*venue.create_path, Fault.accept_then_hang(5.0))
     params = {} if price is None else {"price": price}
     r = run_app(exchange={"timeout_ms": 400}, **trigger(FIRE[0], **params))
@@ -176,7 +186,8 @@ def test_a_lost_create_answer_is_resolved_by_lookup_without_a_duplicate(
 
 
 def test_a_stream_drop_is_caught_up_over_rest_and_applies_nothing_twice(
-        run_app, venue, double) -> None:
+    run_app, venue, double
+) -> None:
     r = run_app(poller={"trades_every_s": 1}, **trigger(FIRE[0], price=LIMIT))
     accepted = resting_order(r)
     cid = accepted.client_id
@@ -189,8 +200,10 @@ def test_a_stream_drop_is_caught_up_over_rest_and_applies_nothing_twice(
     assert {e.feed for e in r.events.wait_for(FeedDisconnected, n=2)} == venue.feeds
     r.wait_subscribed(PRIVATE, 2)
     r.wait_subscribed(MARKET, 2)
-    r.quote_until(venue.quote("4.2", "4.3"),
-                  lambda: {e.feed for e in r.events.of(FeedRecovered)} == venue.feeds)
+    r.quote_until(
+        venue.quote("4.2", "4.3"),
+        lambda: {e.feed for e in r.events.of(FeedRecovered)} == venue.feeds,
+    )
     assert r.events.wait(lambda: (b := r.app.store.balance("USDT")) and b.total == D(15))
     assert r.app.store.balance("BTC").total == D(97)
     fill = r.events.wait_for(OrderFilled, lambda e: e.client_id == cid, timeout=8)[0]
@@ -226,8 +239,7 @@ def test_a_restart_reconciles_with_the_exchange(run_app, venue, double) -> None:
     healthy(second)
 
 
-def test_a_rate_limit_answer_pauses_rest_until_the_exchange_allows(run_app, venue,
-                                                                   double) -> None:
+def test_a_rate_limit_answer_pauses_rest_until_the_exchange_allows(run_app, venue, double) -> None:
     r = run_app(poller={"balances_every_s": 1}, **trigger(FIRE[0]))
     double.script(*venue.balance_path, venue.rate_limited(1.0))
     r.app.poller.request_refresh("balances")

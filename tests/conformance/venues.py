@@ -61,8 +61,7 @@ class Venue:
     def set_balances(self, double: Double, balances: dict[str, str]) -> None:
         """The exchange's balances become ``balances`` (asset -> total, nothing locked)."""
         if self.name == "binance":
-            double.balances = [{"asset": a, "free": t, "locked": "0"}
-                               for a, t in balances.items()]
+            double.balances = [{"asset": a, "free": t, "locked": "0"} for a, t in balances.items()]
         else:
             double.wallet = {a: Decimal(t) for a, t in balances.items()}
             double.locked = {}
@@ -70,8 +69,7 @@ class Venue:
     def balances(self, double: Double) -> dict[str, Decimal]:
         """The exchange's balance totals, non-zero ones."""
         if self.name == "binance":
-            rows = {b["asset"]: Decimal(b["free"]) + Decimal(b["locked"])
-                    for b in double.balances}
+            rows = {b["asset"]: Decimal(b["free"]) + Decimal(b["locked"]) for b in double.balances}
         else:
             rows = dict(double.wallet)
         return {a: t for a, t in rows.items() if t}
@@ -81,17 +79,45 @@ class Venue:
 
 
 def _binance_candle(start: int, close: str, closed: bool) -> dict[str, Any]:
-    return {"stream": "btcusdt@kline_1m", "data": {
-        "e": "kline", "E": _ms(), "s": "BTCUSDT", "k": {
-            "t": start, "T": start + 59_999, "s": "BTCUSDT", "i": "1m", "f": 1, "L": 2,
-            "o": close, "c": close, "h": close, "l": close, "v": "1", "n": 2, "x": closed,
-            "q": close, "V": "0", "Q": "0", "B": "0"}}}
+    return {
+        "stream": "btcusdt@kline_1m",
+        "data": {
+            "e": "kline",
+            "E": _ms(),
+            "s": "BTCUSDT",
+            "k": {
+                "t": start,
+                "T": start + 59_999,
+                "s": "BTCUSDT",
+                "i": "1m",
+                "f": 1,
+                "L": 2,
+                "o": close,
+                "c": close,
+                "h": close,
+                "l": close,
+                "v": "1",
+                "n": 2,
+                "x": closed,
+                "q": close,
+                "V": "0",
+                "Q": "0",
+                "B": "0",
+            },
+        },
+    }
 
 
 def _binance_fill(double: BinanceRestDouble, client_id: str, exchange_id: str) -> dict:
     trade = double.trades[-1]
-    return binance_execution(client_id, int(exchange_id), trade["id"], trade["qty"],
-                             trade["price"], fee=trade["commission"])
+    return binance_execution(
+        client_id,
+        int(exchange_id),
+        trade["id"],
+        trade["qty"],
+        trade["price"],
+        fee=trade["commission"],
+    )
 
 
 BINANCE = Venue(
@@ -116,17 +142,37 @@ BINANCE = Venue(
 def _bybit_quote(bid: str, ask: str) -> dict[str, Any]:
     """``orderbook.1`` as Bybit sends it (docs v5/websocket/public/orderbook)."""
     ts = _ms()
-    return {"topic": "orderbook.1.BTCUSDT", "type": "snapshot", "ts": ts,
-            "data": {"s": "BTCUSDT", "b": [[bid, "1"]], "a": [[ask, "1"]], "u": 1, "seq": 1},
-            "cts": ts}
+    return {
+        "topic": "orderbook.1.BTCUSDT",
+        "type": "snapshot",
+        "ts": ts,
+        "data": {"s": "BTCUSDT", "b": [[bid, "1"]], "a": [[ask, "1"]], "u": 1, "seq": 1},
+        "cts": ts,
+    }
 
 
 def _bybit_candle(start: int, close: str, closed: bool) -> dict[str, Any]:
     """``kline.1`` as Bybit sends it (docs v5/websocket/public/kline)."""
-    return {"topic": "kline.1.BTCUSDT", "type": "snapshot", "ts": _ms(), "data": [{
-        "start": start, "end": start + 59_999, "interval": "1", "open": close,
-        "close": close, "high": close, "low": close, "volume": "1", "turnover": close,
-        "confirm": closed, "timestamp": _ms()}]}
+    return {
+        "topic": "kline.1.BTCUSDT",
+        "type": "snapshot",
+        "ts": _ms(),
+        "data": [
+            {
+                "start": start,
+                "end": start + 59_999,
+                "interval": "1",
+                "open": close,
+                "close": close,
+                "high": close,
+                "low": close,
+                "volume": "1",
+                "turnover": close,
+                "confirm": closed,
+                "timestamp": _ms(),
+            }
+        ],
+    }
 
 
 def _bybit_fill(double: BybitRestDouble, client_id: str, exchange_id: str) -> dict:
@@ -134,8 +180,12 @@ def _bybit_fill(double: BybitRestDouble, client_id: str, exchange_id: str) -> di
     v5/websocket/private/execution)."""
     e = dict(double.executions[-1])
     assert (e["orderId"], e["orderLinkId"]) == (exchange_id, client_id)
-    return {"topic": "execution", "id": f"1_{e['execId']}", "creationTime": _ms(),
-            "data": [e | {"category": "spot"}]}
+    return {
+        "topic": "execution",
+        "id": f"1_{e['execId']}",
+        "creationTime": _ms(),
+        "data": [e | {"category": "spot"}],
+    }
 
 
 def _bybit_is_market_sub(m: dict[str, Any]) -> bool:

@@ -66,8 +66,9 @@ class Fault:
     def rate_limited(cls, status: int = 429, retry_after: str | None = "30") -> Fault:
         """429 (or 418, the ban) with the documented -1003 payload and ``Retry-After``."""
         headers = {} if retry_after is None else {"Retry-After": retry_after}
-        return cls(status, json.dumps(fixture("error.-1003.too-many-requests.COMPOSED.json")),
-                   headers)
+        return cls(
+            status, json.dumps(fixture("error.-1003.too-many-requests.COMPOSED.json")), headers
+        )
 
     @classmethod
     def error(cls, name: str, status: int = 400) -> Fault:
@@ -77,8 +78,11 @@ class Fault:
     @classmethod
     def server_error(cls, status: int = 503) -> Fault:
         """A 5xx with an HTML body, as a proxy in front of the API would send it."""
-        return cls(status, "<html><body><h1>503 Service Unavailable</h1></body></html>",
-                   {"Content-Type": "text/html"})
+        return cls(
+            status,
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+            {"Content-Type": "text/html"},
+        )
 
     @classmethod
     def malformed(cls) -> Fault:
@@ -130,8 +134,9 @@ class BinanceRestDouble:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.double = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name="binance-double", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="binance-double", daemon=True
+        )
         self._routes: dict[tuple[str, str], tuple[bool, Callable[[dict[str, str]], Any]]] = {
             ("GET", "/api/v3/ping"): (False, lambda p: {}),
             ("GET", "/api/v3/time"): (False, lambda p: {"serverTime": _now_ms()}),
@@ -223,14 +228,16 @@ class BinanceRestDouble:
                 return
         _respond(h, status, json.dumps(payload))
 
-    def _check_signature(self, h: BaseHTTPRequestHandler, query: str, body: str,
-                         params: dict[str, str]) -> None:
+    def _check_signature(
+        self, h: BaseHTTPRequestHandler, query: str, body: str, params: dict[str, str]
+    ) -> None:
         if h.headers.get("X-MBX-APIKEY") != self.api_key:
             raise _Refused(401, "error.-2015.api-key.COMPOSED.json")
         # totalParams = query string + request body, each without the signature itself.
         signed = "".join(
             "&".join(p for p in part.split("&") if not p.startswith("signature="))
-            for part in (query, body) if part
+            for part in (query, body)
+            if part
         )
         expected = hmac.new(self.api_secret.encode(), signed.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, params.get("signature", "")):
@@ -247,8 +254,12 @@ class BinanceRestDouble:
     def _ticker(self, symbol: str) -> dict[str, Any]:
         if symbol not in self.symbols:
             raise _Refused(400, "error.json")
-        return dict(fixture("ticker_24hr.json"), symbol=symbol, closeTime=_now_ms(),
-                    **self.tickers.get(symbol, {}))
+        return dict(
+            fixture("ticker_24hr.json"),
+            symbol=symbol,
+            closeTime=_now_ms(),
+            **self.tickers.get(symbol, {}),
+        )
 
     def _ticker_24hr(self, params: dict[str, str]) -> Any:
         if "symbols" in params:
@@ -265,18 +276,29 @@ class BinanceRestDouble:
         if symbol not in self.symbols:
             raise _Refused(400, "error.json")
         client_id = p.get("newClientOrderId") or f"double-{self._next_order_id}"
-        if any(o["clientOrderId"] == client_id and o["status"] in ("NEW", "PARTIALLY_FILLED")
-               for o in self.orders.values()):
+        if any(
+            o["clientOrderId"] == client_id and o["status"] in ("NEW", "PARTIALLY_FILLED")
+            for o in self.orders.values()
+        ):
             raise _Refused(400, "error.-2010.duplicate-order.COMPOSED.json")
         now = _now_ms()
         self._next_order_id += 1
         order = {
-            "symbol": symbol, "orderId": self._next_order_id, "orderListId": -1,
-            "clientOrderId": client_id, "price": _fmt(Decimal(p.get("price", "0"))),
-            "origQty": _fmt(Decimal(p["quantity"])), "executedQty": _fmt(Decimal(0)),
-            "cummulativeQuoteQty": _fmt(Decimal(0)), "status": "NEW",
-            "timeInForce": p.get("timeInForce", "GTC"), "type": p["type"], "side": p["side"],
-            "time": now, "updateTime": now, "fills": [],
+            "symbol": symbol,
+            "orderId": self._next_order_id,
+            "orderListId": -1,
+            "clientOrderId": client_id,
+            "price": _fmt(Decimal(p.get("price", "0"))),
+            "origQty": _fmt(Decimal(p["quantity"])),
+            "executedQty": _fmt(Decimal(0)),
+            "cummulativeQuoteQty": _fmt(Decimal(0)),
+            "status": "NEW",
+            "timeInForce": p.get("timeInForce", "GTC"),
+            "type": p["type"],
+            "side": p["side"],
+            "time": now,
+            "updateTime": now,
+            "fills": [],
         }
         self.orders[order["orderId"]] = order
         ticker = self._ticker(symbol)
@@ -290,7 +312,8 @@ class BinanceRestDouble:
         resp_type = p.get("newOrderRespType", "FULL")
         if resp_type == "ACK":
             return {k: order[k] for k in ("symbol", "orderId", "orderListId", "clientOrderId")} | {
-                "transactTime": now}
+                "transactTime": now
+            }
         template = "order.post.full.json" if resp_type == "FULL" else "order.post.result.json"
         out = fixture(template) | self._public(order) | {"transactTime": now, "workingTime": now}
         if resp_type == "FULL":
@@ -319,8 +342,11 @@ class BinanceRestDouble:
         order["status"] = "CANCELED"
         order["updateTime"] = _now_ms()
         out = fixture("order.delete.json") | self._public(order)
-        out |= {"origClientOrderId": order["clientOrderId"],
-                "clientOrderId": f"cancel-{order['orderId']}", "transactTime": _now_ms()}
+        out |= {
+            "origClientOrderId": order["clientOrderId"],
+            "clientOrderId": f"cancel-{order['orderId']}",
+            "transactTime": _now_ms(),
+        }
         for key in ("time", "updateTime"):
             out.pop(key, None)
         return out
@@ -328,9 +354,9 @@ class BinanceRestDouble:
     def _open_orders(self, p: dict[str, str]) -> Any:
         template = fixture("openOrders.get.json")[0]
         return [
-            template | self._public(o) for o in self.orders.values()
-            if o["status"] in ("NEW", "PARTIALLY_FILLED")
-            and p.get("symbol") in (None, o["symbol"])
+            template | self._public(o)
+            for o in self.orders.values()
+            if o["status"] in ("NEW", "PARTIALLY_FILLED") and p.get("symbol") in (None, o["symbol"])
         ]
 
     def _my_trades(self, p: dict[str, str]) -> Any:
@@ -338,8 +364,10 @@ class BinanceRestDouble:
         start = int(p.get("startTime", 0))
         end = int(p.get("endTime", 2**62))
         out = [
-            template | t for t in self.trades
-            if t["symbol"] == p["symbol"] and start <= t["time"] <= end
+            template | t
+            for t in self.trades
+            if t["symbol"] == p["symbol"]
+            and start <= t["time"] <= end
             and p.get("orderId") in (None, str(t["orderId"]))
         ]
         return out[: int(p.get("limit", 500))]
@@ -356,15 +384,32 @@ class BinanceRestDouble:
         fee = qty * price * FEE_RATE
         self._next_trade_id += 1
         now = _now_ms()
-        order["fills"].append({"price": _fmt(price), "qty": _fmt(qty), "commission": _fmt(fee),
-                               "commissionAsset": quote, "tradeId": self._next_trade_id})
-        self.trades.append({
-            "symbol": order["symbol"], "id": self._next_trade_id, "orderId": order["orderId"],
-            "orderListId": -1, "price": _fmt(price), "qty": _fmt(qty),
-            "quoteQty": _fmt(qty * price), "commission": _fmt(fee), "commissionAsset": quote,
-            "time": now, "isBuyer": order["side"] == "BUY", "isMaker": maker,
-            "isBestMatch": True,
-        })
+        order["fills"].append(
+            {
+                "price": _fmt(price),
+                "qty": _fmt(qty),
+                "commission": _fmt(fee),
+                "commissionAsset": quote,
+                "tradeId": self._next_trade_id,
+            }
+        )
+        self.trades.append(
+            {
+                "symbol": order["symbol"],
+                "id": self._next_trade_id,
+                "orderId": order["orderId"],
+                "orderListId": -1,
+                "price": _fmt(price),
+                "qty": _fmt(qty),
+                "quoteQty": _fmt(qty * price),
+                "commission": _fmt(fee),
+                "commissionAsset": quote,
+                "time": now,
+                "isBuyer": order["side"] == "BUY",
+                "isMaker": maker,
+                "isBestMatch": True,
+            }
+        )
         sign = 1 if order["side"] == "BUY" else -1
         self._credit(self.symbols[order["symbol"]]["baseAsset"], sign * qty)
         self._credit(quote, -sign * qty * price - fee)
@@ -386,8 +431,9 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def _respond(h: BaseHTTPRequestHandler, status: int, body: str,
-             headers: dict[str, str] | None = None) -> None:
+def _respond(
+    h: BaseHTTPRequestHandler, status: int, body: str, headers: dict[str, str] | None = None
+) -> None:
     data = body.encode()
     try:
         h.send_response(status)

@@ -60,11 +60,21 @@ MESSAGES = {
 }
 
 INSTRUMENT = {  # docs v5/market/instrument, spot example
-    "symbol": "BTCUSDT", "baseCoin": "BTC", "quoteCoin": "USDT", "innovation": "0",
-    "status": "Trading", "marginTrading": "both", "stTag": "0",
-    "lotSizeFilter": {"basePrecision": "0.000001", "quotePrecision": "0.00000001",
-                      "minOrderQty": "0.000048", "maxOrderQty": "71.73956243",
-                      "minOrderAmt": "1", "maxOrderAmt": "2000000"},
+    "symbol": "BTCUSDT",
+    "baseCoin": "BTC",
+    "quoteCoin": "USDT",
+    "innovation": "0",
+    "status": "Trading",
+    "marginTrading": "both",
+    "stTag": "0",
+    "lotSizeFilter": {
+        "basePrecision": "0.000001",
+        "quotePrecision": "0.00000001",
+        "minOrderQty": "0.000048",
+        "maxOrderQty": "71.73956243",
+        "minOrderAmt": "1",
+        "maxOrderAmt": "2000000",
+    },
     "priceFilter": {"tickSize": "0.01"},
     "riskParameters": {"priceLimitRatioX": "0.01", "priceLimitRatioY": "0.02"},
 }
@@ -72,8 +82,7 @@ INSTRUMENT = {  # docs v5/market/instrument, spot example
 
 def envelope(result: Any, code: int = 0, msg: str = "OK") -> dict[str, Any]:
     """Bybit's answer around ``result``."""
-    return {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {},
-            "time": _now_ms()}
+    return {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": _now_ms()}
 
 
 def error(code: int, msg: str | None = None) -> Fault:
@@ -84,9 +93,11 @@ def error(code: int, msg: str | None = None) -> Fault:
 def rate_limited(reset_in_s: float = 1.0) -> Fault:
     """10006 "Too many visits!" with the documented ``X-Bapi-Limit-*`` headers."""
     reset = str(_now_ms() + int(reset_in_s * 1000))
-    return Fault(200, json.dumps(envelope({}, 10006, MESSAGES[10006])),
-                 {"X-Bapi-Limit": "20", "X-Bapi-Limit-Status": "0",
-                  "X-Bapi-Limit-Reset-Timestamp": reset})
+    return Fault(
+        200,
+        json.dumps(envelope({}, 10006, MESSAGES[10006])),
+        {"X-Bapi-Limit": "20", "X-Bapi-Limit-Status": "0", "X-Bapi-Limit-Reset-Timestamp": reset},
+    )
 
 
 class _Refused(Exception):
@@ -109,8 +120,14 @@ class BybitRestDouble:
         self.wallet: dict[str, Decimal] = {"BTC": Decimal(10), "USDT": Decimal(100_000)}
         self.locked: dict[str, Decimal] = {}
         self.tickers: dict[str, dict[str, str]] = {
-            "BTCUSDT": {"bid1Price": "4", "bid1Size": "1", "ask1Price": "4.01",
-                        "ask1Size": "1", "lastPrice": "4"}}
+            "BTCUSDT": {
+                "bid1Price": "4",
+                "bid1Size": "1",
+                "ask1Price": "4.01",
+                "ask1Size": "1",
+                "lastPrice": "4",
+            }
+        }
         self.orders: dict[str, dict[str, Any]] = {}  # orderId -> order row
         self.executions: list[dict[str, Any]] = []
         self.requests: list[Request] = []
@@ -121,8 +138,9 @@ class BybitRestDouble:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.double = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        name="bybit-double", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="bybit-double", daemon=True
+        )
         self._routes: dict[tuple[str, str], tuple[bool, Callable[[dict[str, Any]], Any]]] = {
             ("GET", "/v5/market/time"): (False, self._time),
             ("GET", "/v5/market/instruments-info"): (False, self._instruments),
@@ -168,14 +186,19 @@ class BybitRestDouble:
         with self._lock:
             self._faults.setdefault((method, path), deque()).extend(faults)
 
-    def fill(self, order_id: str, qty: Decimal | None = None,
-             price: Decimal | None = None) -> dict[str, Any]:
+    def fill(
+        self, order_id: str, qty: Decimal | None = None, price: Decimal | None = None
+    ) -> dict[str, Any]:
         """A counterparty trades against a resting order: ``qty`` (all that is left by
         default) at ``price`` (the order's); returns the execution."""
         with self._lock:
             order = self.orders[order_id]
-            return self._fill(order, qty if qty is not None else Decimal(order["leavesQty"]),
-                              price if price is not None else Decimal(order["price"]), True)
+            return self._fill(
+                order,
+                qty if qty is not None else Decimal(order["leavesQty"]),
+                price if price is not None else Decimal(order["price"]),
+                True,
+            )
 
     def cancel_by_exchange(self, order_id: str) -> None:
         """The exchange cancels an order itself (e.g. self-trade prevention)."""
@@ -198,8 +221,9 @@ class BybitRestDouble:
         if body:
             params |= json.loads(body)
         with self._lock:
-            self.requests.append(Request(method, split.path, {k: str(v)
-                                                               for k, v in params.items()}))
+            self.requests.append(
+                Request(method, split.path, {k: str(v) for k, v in params.items()})
+            )
             queued = self._faults.get((method, split.path))
             fault = queued.popleft() if queued else None
         if fault is not None and not fault.process:
@@ -223,9 +247,16 @@ class BybitRestDouble:
             if fault.body is not None:
                 _respond(h, fault.status, fault.body, fault.headers)
                 return
-        _respond(h, 200, json.dumps(payload),
-                 {"X-Bapi-Limit": "20", "X-Bapi-Limit-Status": "19",
-                  "X-Bapi-Limit-Reset-Timestamp": str(_now_ms())})
+        _respond(
+            h,
+            200,
+            json.dumps(payload),
+            {
+                "X-Bapi-Limit": "20",
+                "X-Bapi-Limit-Status": "19",
+                "X-Bapi-Limit-Reset-Timestamp": str(_now_ms()),
+            },
+        )
 
     def _check_signature(self, h: BaseHTTPRequestHandler, signed: str) -> None:
         key = h.headers.get("X-BAPI-API-KEY")
@@ -233,8 +264,9 @@ class BybitRestDouble:
         window = h.headers.get("X-BAPI-RECV-WINDOW") or "5000"
         if key != self.api_key:
             raise _Refused(10003)
-        expected = hmac.new(self.api_secret.encode(), f"{ts}{key}{window}{signed}".encode(),
-                            hashlib.sha256).hexdigest()
+        expected = hmac.new(
+            self.api_secret.encode(), f"{ts}{key}{window}{signed}".encode(), hashlib.sha256
+        ).hexdigest()
         if not hmac.compare_digest(expected, h.headers.get("X-BAPI-SIGN") or ""):
             raise _Refused(10004)
         now = _now_ms()
@@ -259,35 +291,80 @@ class BybitRestDouble:
     def _ticker(self, symbol: str) -> dict[str, Any]:
         self._instrument(symbol)
         t = self.tickers[symbol]
-        return {"symbol": symbol, "prevPrice24h": t["lastPrice"], "price24hPcnt": "0",
-                "highPrice24h": t["lastPrice"], "lowPrice24h": t["lastPrice"],
-                "turnover24h": "0", "volume24h": "0", "usdIndexPrice": t["lastPrice"], **t}
+        return {
+            "symbol": symbol,
+            "prevPrice24h": t["lastPrice"],
+            "price24hPcnt": "0",
+            "highPrice24h": t["lastPrice"],
+            "lowPrice24h": t["lastPrice"],
+            "turnover24h": "0",
+            "volume24h": "0",
+            "usdIndexPrice": t["lastPrice"],
+            **t,
+        }
 
     def _tickers(self, p: dict[str, Any]) -> Any:
         symbols = [p["symbol"]] if "symbol" in p else list(self.tickers)
         return {"category": "spot", "list": [self._ticker(s) for s in symbols]}
 
     def _query_api(self, p: dict[str, Any]) -> Any:
-        return {"id": "1", "note": "test", "apiKey": self.api_key, "readOnly": 0, "secret": "",
-                "permissions": {"Spot": ["SpotTrade"], "Wallet": ["AccountTransfer"]},
-                "ips": ["*"], "type": 1, "unified": 0, "uta": 1, "userID": 1}
+        return {
+            "id": "1",
+            "note": "test",
+            "apiKey": self.api_key,
+            "readOnly": 0,
+            "secret": "",
+            "permissions": {"Spot": ["SpotTrade"], "Wallet": ["AccountTransfer"]},
+            "ips": ["*"],
+            "type": 1,
+            "unified": 0,
+            "uta": 1,
+            "userID": 1,
+        }
 
     def _account_info(self, p: dict[str, Any]) -> Any:
-        return {"unifiedMarginStatus": 6, "marginMode": "REGULAR_MARGIN", "isMasterTrader": False,
-                "spotHedgingStatus": "OFF", "updatedTime": str(_now_ms())}
+        return {
+            "unifiedMarginStatus": 6,
+            "marginMode": "REGULAR_MARGIN",
+            "isMasterTrader": False,
+            "spotHedgingStatus": "OFF",
+            "updatedTime": str(_now_ms()),
+        }
 
     def _wallet_balance(self, p: dict[str, Any]) -> Any:
         if p.get("accountType") != "UNIFIED":
             raise _Refused(10001)
-        coins = [{
-            "coin": coin, "equity": _fmt(total), "walletBalance": _fmt(total),
-            "locked": _fmt(self.locked.get(coin, Decimal(0))), "borrowAmount": "0",
-            "accruedInterest": "0", "totalOrderIM": "0", "totalPositionIM": "0",
-            "totalPositionMM": "0", "unrealisedPnl": "0", "cumRealisedPnl": "0", "bonus": "0",
-            "collateralSwitch": True, "marginCollateral": True, "spotBorrow": "0",
-        } for coin, total in sorted(self.wallet.items())]
-        return {"list": [{"accountType": "UNIFIED", "totalEquity": "0",
-                          "totalWalletBalance": "0", "accountIMRate": "0", "coin": coins}]}
+        coins = [
+            {
+                "coin": coin,
+                "equity": _fmt(total),
+                "walletBalance": _fmt(total),
+                "locked": _fmt(self.locked.get(coin, Decimal(0))),
+                "borrowAmount": "0",
+                "accruedInterest": "0",
+                "totalOrderIM": "0",
+                "totalPositionIM": "0",
+                "totalPositionMM": "0",
+                "unrealisedPnl": "0",
+                "cumRealisedPnl": "0",
+                "bonus": "0",
+                "collateralSwitch": True,
+                "marginCollateral": True,
+                "spotBorrow": "0",
+            }
+            for coin, total in sorted(self.wallet.items())
+        ]
+        return {
+            "list": [
+                {
+                    "accountType": "UNIFIED",
+                    "totalEquity": "0",
+                    "totalWalletBalance": "0",
+                    "accountIMRate": "0",
+                    "coin": coins,
+                }
+            ]
+        }
 
     def _create(self, p: dict[str, Any]) -> Any:
         symbol = p["symbol"]
@@ -306,18 +383,45 @@ class BybitRestDouble:
         now = _now_ms()
         self._next_id += 1
         order = {
-            "orderId": str(self._next_id), "orderLinkId": link, "blockTradeId": "",
-            "symbol": symbol, "price": _fmt(price) if kind == "Limit" else "0", "qty": _fmt(qty),
-            "side": side, "isLeverage": "0", "positionIdx": 0, "orderStatus": "New",
-            "cancelType": "UNKNOWN", "rejectReason": "EC_NoError", "avgPrice": "0",
-            "leavesQty": _fmt(qty), "leavesValue": _fmt(qty * price), "cumExecQty": "0",
-            "cumExecValue": "0", "cumExecFee": "0", "timeInForce": p.get("timeInForce", "GTC"),
-            "orderType": kind, "stopOrderType": "", "orderIv": "", "triggerPrice": "0",
-            "takeProfit": "0", "stopLoss": "0", "tpTriggerBy": "", "slTriggerBy": "",
-            "triggerDirection": 0, "triggerBy": "", "lastPriceOnCreated": ticker["lastPrice"],
-            "reduceOnly": False, "closeOnTrigger": False, "smpType": "None", "smpGroup": 0,
-            "smpOrderId": "", "createdTime": str(now), "updatedTime": str(now),
-            "marketUnit": p.get("marketUnit", ""), "category": "spot",
+            "orderId": str(self._next_id),
+            "orderLinkId": link,
+            "blockTradeId": "",
+            "symbol": symbol,
+            "price": _fmt(price) if kind == "Limit" else "0",
+            "qty": _fmt(qty),
+            "side": side,
+            "isLeverage": "0",
+            "positionIdx": 0,
+            "orderStatus": "New",
+            "cancelType": "UNKNOWN",
+            "rejectReason": "EC_NoError",
+            "avgPrice": "0",
+            "leavesQty": _fmt(qty),
+            "leavesValue": _fmt(qty * price),
+            "cumExecQty": "0",
+            "cumExecValue": "0",
+            "cumExecFee": "0",
+            "timeInForce": p.get("timeInForce", "GTC"),
+            "orderType": kind,
+            "stopOrderType": "",
+            "orderIv": "",
+            "triggerPrice": "0",
+            "takeProfit": "0",
+            "stopLoss": "0",
+            "tpTriggerBy": "",
+            "slTriggerBy": "",
+            "triggerDirection": 0,
+            "triggerBy": "",
+            "lastPriceOnCreated": ticker["lastPrice"],
+            "reduceOnly": False,
+            "closeOnTrigger": False,
+            "smpType": "None",
+            "smpGroup": 0,
+            "smpOrderId": "",
+            "createdTime": str(now),
+            "updatedTime": str(now),
+            "marketUnit": p.get("marketUnit", ""),
+            "category": "spot",
         }
         self.orders[order["orderId"]] = order
         self._lock_funds(order, need_coin, need)
@@ -344,35 +448,46 @@ class BybitRestDouble:
 
     def _select(self, p: dict[str, Any], statuses: tuple[str, ...]) -> list[dict[str, Any]]:
         out = [
-            o for o in self.orders.values()
-            if o["orderStatus"] in statuses and p.get("symbol") in (None, o["symbol"])
-            and p.get("orderId") in (None, o["orderId"]) and link_matches(o, p)
+            o
+            for o in self.orders.values()
+            if o["orderStatus"] in statuses
+            and p.get("symbol") in (None, o["symbol"])
+            and p.get("orderId") in (None, o["orderId"])
+            and link_matches(o, p)
         ]
         return sorted(out, key=lambda o: -int(o["createdTime"]))
 
     def _realtime(self, p: dict[str, Any]) -> Any:
         rows = self._select(p, OPEN)  # openOnly=0: open orders only
-        return {"category": p["category"], "list": [_public(o) for o in rows],
-                "nextPageCursor": ""}
+        return {"category": p["category"], "list": [_public(o) for o in rows], "nextPageCursor": ""}
 
     def _history(self, p: dict[str, Any]) -> Any:
         closed = ("Filled", "Cancelled", "PartiallyFilledCanceled", "Rejected")
         wanted = (p["orderStatus"],) if p.get("orderStatus") else closed
         rows = self._select(p, tuple(s for s in wanted if s in closed))
-        return {"category": p["category"], "list": [_public(o) for o in rows][:50],
-                "nextPageCursor": ""}
+        return {
+            "category": p["category"],
+            "list": [_public(o) for o in rows][:50],
+            "nextPageCursor": "",
+        }
 
     def _execution_list(self, p: dict[str, Any]) -> Any:
         start = int(p.get("startTime", 0))
         end = int(p.get("endTime", 2**62))
         rows = [
-            e for e in reversed(self.executions)  # newest first, as Bybit sorts them
-            if p.get("symbol") in (None, e["symbol"]) and start <= int(e["execTime"]) <= end
-            and p.get("orderId") in (None, e["orderId"]) and link_matches(e, p)
+            e
+            for e in reversed(self.executions)  # newest first, as Bybit sorts them
+            if p.get("symbol") in (None, e["symbol"])
+            and start <= int(e["execTime"]) <= end
+            and p.get("orderId") in (None, e["orderId"])
+            and link_matches(e, p)
             and p.get("execType") in (None, e["execType"])
         ]
-        return {"category": p["category"], "list": rows[: int(p.get("limit", 50))],
-                "nextPageCursor": ""}
+        return {
+            "category": p["category"],
+            "list": rows[: int(p.get("limit", 50))],
+            "nextPageCursor": "",
+        }
 
     # ------------------------------------------------------------------ book internals
 
@@ -385,8 +500,9 @@ class BybitRestDouble:
         coin, amount = order["_lock"]
         self.locked[coin] -= amount * share
 
-    def _fill(self, order: dict[str, Any], qty: Decimal, price: Decimal,
-              maker: bool) -> dict[str, Any]:
+    def _fill(
+        self, order: dict[str, Any], qty: Decimal, price: Decimal, maker: bool
+    ) -> dict[str, Any]:
         inst = self.instruments[order["symbol"]]
         base, quote = inst["baseCoin"], inst["quoteCoin"]
         total = Decimal(order["qty"])
@@ -404,23 +520,45 @@ class BybitRestDouble:
         cum_value = Decimal(order["cumExecValue"]) + qty * price
         now = _now_ms()
         order.update(
-            leavesQty=_fmt(leaves), cumExecQty=_fmt(cum_qty), cumExecValue=_fmt(cum_value),
+            leavesQty=_fmt(leaves),
+            cumExecQty=_fmt(cum_qty),
+            cumExecValue=_fmt(cum_value),
             cumExecFee=_fmt(Decimal(order["cumExecFee"]) + fee),
-            avgPrice=_fmt(cum_value / cum_qty), leavesValue=_fmt(leaves * price),
-            orderStatus="Filled" if leaves == 0 else "PartiallyFilled", updatedTime=str(now),
+            avgPrice=_fmt(cum_value / cum_qty),
+            leavesValue=_fmt(leaves * price),
+            orderStatus="Filled" if leaves == 0 else "PartiallyFilled",
+            updatedTime=str(now),
         )
         self._next_id += 1
         execution = {  # docs v5/position/execution, response example
-            "symbol": order["symbol"], "orderId": order["orderId"],
-            "orderLinkId": order["orderLinkId"], "side": order["side"],
-            "orderPrice": order["price"], "orderQty": order["qty"], "leavesQty": _fmt(leaves),
-            "createType": "CreateByUser", "orderType": order["orderType"],
-            "stopOrderType": "", "execFee": _fmt(fee), "execId": f"e-{self._next_id}",
-            "execPrice": _fmt(price), "execQty": _fmt(qty), "execType": "Trade",
-            "execValue": _fmt(qty * price), "execTime": str(now), "feeCurrency":
-            base if buy else quote, "isMaker": maker, "feeRate": _fmt(FEE_RATE),
-            "tradeIv": "", "markIv": "", "markPrice": "", "indexPrice": "",
-            "underlyingPrice": "", "blockTradeId": "", "closedSize": "", "seq": self._next_id,
+            "symbol": order["symbol"],
+            "orderId": order["orderId"],
+            "orderLinkId": order["orderLinkId"],
+            "side": order["side"],
+            "orderPrice": order["price"],
+            "orderQty": order["qty"],
+            "leavesQty": _fmt(leaves),
+            "createType": "CreateByUser",
+            "orderType": order["orderType"],
+            "stopOrderType": "",
+            "execFee": _fmt(fee),
+            "execId": f"e-{self._next_id}",
+            "execPrice": _fmt(price),
+            "execQty": _fmt(qty),
+            "execType": "Trade",
+            "execValue": _fmt(qty * price),
+            "execTime": str(now),
+            "feeCurrency": base if buy else quote,
+            "isMaker": maker,
+            "feeRate": _fmt(FEE_RATE),
+            "tradeIv": "",
+            "markIv": "",
+            "markPrice": "",
+            "indexPrice": "",
+            "underlyingPrice": "",
+            "blockTradeId": "",
+            "closedSize": "",
+            "seq": self._next_id,
             "extraFees": "",
         }
         self.executions.append(execution)
@@ -430,8 +568,11 @@ class BybitRestDouble:
         leaves, total = Decimal(order["leavesQty"]), Decimal(order["qty"])
         self._release(order, leaves / total)
         filled = leaves < total
-        order.update(orderStatus="PartiallyFilledCanceled" if filled else "Cancelled",
-                     cancelType=cancel_type, updatedTime=str(_now_ms()))
+        order.update(
+            orderStatus="PartiallyFilledCanceled" if filled else "Cancelled",
+            cancelType=cancel_type,
+            updatedTime=str(_now_ms()),
+        )
 
 
 def link_matches(row: dict[str, Any], p: dict[str, Any]) -> bool:

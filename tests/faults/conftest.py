@@ -45,25 +45,58 @@ MARKET, USER = "SUBSCRIBE", "userDataStream.subscribe.signature"
 
 def book(bid: str, ask: str | None = None, symbol: str = "btcusdt", u: int = 1) -> dict:
     """A Binance ``bookTicker`` on the combined market stream."""
-    return {"stream": f"{symbol}@bookTicker", "data": {
-        "u": u, "s": symbol.upper(), "b": bid, "B": "1", "a": ask or bid, "A": "1"}}
+    return {
+        "stream": f"{symbol}@bookTicker",
+        "data": {"u": u, "s": symbol.upper(), "b": bid, "B": "1", "a": ask or bid, "A": "1"},
+    }
 
 
 def account(asset: str, free: str, locked: str = "0", u: int = 1) -> dict:
     """An ``outboundAccountPosition`` on the user data stream (absolute balances)."""
-    return {"subscriptionId": 0, "event": {
-        "e": "outboundAccountPosition", "E": int(time.time() * 1000), "u": u,
-        "B": [{"a": asset, "f": free, "l": locked}]}}
+    return {
+        "subscriptionId": 0,
+        "event": {
+            "e": "outboundAccountPosition",
+            "E": int(time.time() * 1000),
+            "u": u,
+            "B": [{"a": asset, "f": free, "l": locked}],
+        },
+    }
 
 
-def execution(client_id: str, order_id: int, trade_id: int, qty: str, price: str,
-              side: str = "SELL", final: bool = True, fee: str = "0.01") -> dict:
+def execution(
+    client_id: str,
+    order_id: int,
+    trade_id: int,
+    qty: str,
+    price: str,
+    side: str = "SELL",
+    final: bool = True,
+    fee: str = "0.01",
+) -> dict:
     """An ``executionReport`` TRADE on the user data stream: one fill of an order."""
-    return {"subscriptionId": 0, "event": {
-        "e": "executionReport", "E": int(time.time() * 1000), "s": "BTCUSDT", "c": client_id,
-        "C": "", "S": side, "x": "TRADE", "X": "FILLED" if final else "PARTIALLY_FILLED",
-        "r": "NONE", "i": order_id, "l": qty, "z": qty, "L": price, "n": fee, "N": "USDT",
-        "t": trade_id, "m": False}}
+    return {
+        "subscriptionId": 0,
+        "event": {
+            "e": "executionReport",
+            "E": int(time.time() * 1000),
+            "s": "BTCUSDT",
+            "c": client_id,
+            "C": "",
+            "S": side,
+            "x": "TRADE",
+            "X": "FILLED" if final else "PARTIALLY_FILLED",
+            "r": "NONE",
+            "i": order_id,
+            "l": qty,
+            "z": qty,
+            "L": price,
+            "n": fee,
+            "N": "USDT",
+            "t": trade_id,
+            "m": False,
+        },
+    }
 
 
 # ------------------------------------------------------------------------------ strategy
@@ -93,8 +126,16 @@ class Trigger(Strategy):
         if ev.bid != p.bid or any(o.strategy == self.id for o in view.orders()):
             return ()
         kind = OrderType.MARKET if p.price is None else OrderType.LIMIT
-        return (OrderIntent(strategy=self.id, symbol=self.symbol, side=p.side, amount=p.amount,
-                            order_type=kind, price=p.price),)
+        return (
+            OrderIntent(
+                strategy=self.id,
+                symbol=self.symbol,
+                side=p.side,
+                amount=p.amount,
+                order_type=kind,
+                price=p.price,
+            ),
+        )
 
 
 TEST_STRATEGIES = {**STRATEGIES, "trigger": Trigger}  # config may name ``trigger`` in these tests
@@ -121,11 +162,20 @@ def binance_config(tmp_path: Path, rest_url: str, ws_url: str, **sections: Any) 
     ``poller.request_refresh``, as a reconnecting stream does."""
     data = {
         "general": {"stats_interval_s": 60},
-        "exchange": {"name": "binance", "mode": "live", "timeout_ms": 2000,
-                     "urls": {"rest": rest_url, "ws": ws_url}},
+        "exchange": {
+            "name": "binance",
+            "mode": "live",
+            "timeout_ms": 2000,
+            "urls": {"rest": rest_url, "ws": ws_url},
+        },
         "trade": {"markets": ["BTC/USDT"]},
-        "poller": {"balances_every_s": 0, "open_orders_every_s": 0, "trades_every_s": 0,
-                   "tickers_every_s": 0, "fast_every_s": 1},
+        "poller": {
+            "balances_every_s": 0,
+            "open_orders_every_s": 0,
+            "trades_every_s": 0,
+            "tickers_every_s": 0,
+            "fast_every_s": 1,
+        },
         "streams": {"backoff_initial_s": 0.05, "backoff_max_s": 0.2, "connect_timeout_s": 2},
         "strategies": [],
         "journal": {"path": str(tmp_path / "journal")},
@@ -151,22 +201,35 @@ class Recorder:
         """``predicate``'s first truthy value, polled in short ``Event.wait`` steps."""
         return wait_until(predicate, timeout)
 
-    def wait_for(self, cls: type, where: Callable[[Any], bool] = lambda e: True,
-                 n: int = 1, timeout: float = 5.0) -> list[Any]:
+    def wait_for(
+        self,
+        cls: type,
+        where: Callable[[Any], bool] = lambda e: True,
+        n: int = 1,
+        timeout: float = 5.0,
+    ) -> list[Any]:
         """Wait until ``n`` events of ``cls`` matching ``where`` were dispatched; return them
         (fails the test after ``timeout``)."""
-        got = wait_until(lambda: len(m := [e for e in self.of(cls) if where(e)]) >= n and m,
-                         timeout)
-        assert got, f"{n} x {cls.__name__} not dispatched in {timeout}s; got " \
-                    f"{[type(e).__name__ for e in self.events][-30:]}"
+        got = wait_until(
+            lambda: len(m := [e for e in self.of(cls) if where(e)]) >= n and m, timeout
+        )
+        assert got, (
+            f"{n} x {cls.__name__} not dispatched in {timeout}s; got "
+            f"{[type(e).__name__ for e in self.events][-30:]}"
+        )
         return got
 
 
 class Running:
     """A started App with its main loop in the ``app-main`` thread."""
 
-    def __init__(self, app: App, events: Recorder, ws: FakeExchange | None = None,
-                 double: BinanceRestDouble | None = None) -> None:
+    def __init__(
+        self,
+        app: App,
+        events: Recorder,
+        ws: FakeExchange | None = None,
+        double: BinanceRestDouble | None = None,
+    ) -> None:
         self.app = app
         self.events = events
         self.ws = ws
@@ -208,16 +271,18 @@ class Running:
 
     def wait_subscribed(self, kind: str, n: int = 1, timeout: float = 5.0) -> int:
         """Wait for the ``n``-th subscription of ``kind``; return its connection."""
-        assert wait_until(lambda: len(self.ws.messages(key=kind)) >= n, timeout), \
+        assert wait_until(lambda: len(self.ws.messages(key=kind)) >= n, timeout), (
             f"{kind} not subscribed {n} time(s)"
+        )
         return self.conn(kind)
 
     def send(self, kind: str, message: Any) -> None:
         """Send on the newest connection of ``kind``."""
         self.ws.send(message, conn=self.conn(kind))
 
-    def quote_until(self, message: dict, done: Callable[[], Any], timeout: float = 5.0,
-                    every: float = 0.05) -> Any:
+    def quote_until(
+        self, message: dict, done: Callable[[], Any], timeout: float = 5.0, every: float = 0.05
+    ) -> Any:
         """Send ``message`` on the market stream every ``every`` s until ``done()`` holds (the
         stream may be reconnecting, trading may be halted); return ``done()``'s value."""
         deadline = time.monotonic() + timeout
@@ -232,16 +297,20 @@ class Running:
 
     def requests(self, method: str, path: str, after: float = 0.0) -> list:
         """Requests the REST double saw for ``method path`` (arrived after ``after``)."""
-        return [r for r in list(self.double.requests)
-                if r.method == method and r.path == path and r.at > after]
+        return [
+            r
+            for r in list(self.double.requests)
+            if r.method == method and r.path == path and r.at > after
+        ]
 
 
 SECRET_TEXTS = ("signature=", API_KEY, API_SECRET)
 
 
 @pytest.fixture(autouse=True)
-def no_secret_in_logs_or_journals(caplog: pytest.LogCaptureFixture,
-                                  tmp_path: Path) -> Iterator[None]:
+def no_secret_in_logs_or_journals(
+    caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> Iterator[None]:
     """Every fault test: no log line (INFO and up, as the service logs) and no journal file
     holds a signed query string or the test keys (issue #12: ccxt's error texts carried the
     signed URL into 38 log lines and 19 ``PollFailed`` events of one outage)."""
@@ -250,8 +319,9 @@ def no_secret_in_logs_or_journals(caplog: pytest.LogCaptureFixture,
     yield
     records = [*caplog.get_records("setup"), *caplog.get_records("call"), *caplog.records]
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in records)
-    journals = "\n".join(p.read_text(encoding="utf-8", errors="replace")
-                          for p in tmp_path.rglob("*.jsonl"))
+    journals = "\n".join(
+        p.read_text(encoding="utf-8", errors="replace") for p in tmp_path.rglob("*.jsonl")
+    )
     for secret in SECRET_TEXTS:
         assert secret not in logged, f"{secret!r} in the log"
         assert secret not in journals, f"{secret!r} in a journal"
@@ -273,18 +343,24 @@ def ws() -> Iterator[FakeExchange]:
 
 
 @pytest.fixture
-def run_app(tmp_path: Path, double: BinanceRestDouble,
-            ws: FakeExchange) -> Iterator[Callable[..., Running]]:
+def run_app(
+    tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange
+) -> Iterator[Callable[..., Running]]:
     """``run_app(setup=None, reconciled=True, strategy_classes=TEST_STRATEGIES,
     **config_sections)``: build the App with that strategy registry, call ``setup(app)``, start
     and run it, wait until both streams are subscribed and (unless
     ``reconciled`` is False) the start-up reconciliation completed; stopped at teardown."""
     running: list[Running] = []
 
-    def start(setup: Callable[[App], None] | None = None, reconciled: bool = True,
-              strategy_classes: Strategies = TEST_STRATEGIES, **sections: Any) -> Running:
-        app = App(binance_config(tmp_path, double.url, ws.url, **sections),
-                  strategies=strategy_classes)
+    def start(
+        setup: Callable[[App], None] | None = None,
+        reconciled: bool = True,
+        strategy_classes: Strategies = TEST_STRATEGIES,
+        **sections: Any,
+    ) -> Running:
+        app = App(
+            binance_config(tmp_path, double.url, ws.url, **sections), strategies=strategy_classes
+        )
         events = Recorder()
         app.registry.observe(events)
         if setup is not None:
@@ -306,5 +382,6 @@ def run_app(tmp_path: Path, double: BinanceRestDouble,
 
 def trigger(bid: str, **params: Any) -> dict[str, Any]:
     """The ``strategies`` section for one :class:`Trigger` on BTC/USDT."""
-    return {"strategies": [{"name": "trigger", "market": "BTC/USDT",
-                            "params": {"bid": bid, **params}}]}
+    return {
+        "strategies": [{"name": "trigger", "market": "BTC/USDT", "params": {"bid": bid, **params}}]
+    }

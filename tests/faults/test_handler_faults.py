@@ -48,21 +48,28 @@ class Bad(Strategy):
 
 
 def test_a_failing_strategy_is_reported_then_disabled_and_the_system_trades_on(
-        run_app, double, monkeypatch, caplog) -> None:
+    run_app, double, monkeypatch, caplog
+) -> None:
     caplog.set_level(logging.INFO)
     monkeypatch.setattr(Bad, "calls", 0)
-    r = run_app(strategy_classes={**TEST_STRATEGIES, "bad": Bad},
-                strategies=[{"name": "bad", "market": "BTC/USDT"},
-                            {"name": "trigger", "market": "BTC/USDT", "params": {"bid": "4"}}])
+    r = run_app(
+        strategy_classes={**TEST_STRATEGIES, "bad": Bad},
+        strategies=[
+            {"name": "bad", "market": "BTC/USDT"},
+            {"name": "trigger", "market": "BTC/USDT", "params": {"bid": "4"}},
+        ],
+    )
     for i in range(5):
         r.send(MARKET, book(f"60000.{i}", "60001"))
     r.events.wait_for(QuoteTick, n=5)
     failed = r.events.wait_for(HandlerFailed, n=3)
     (disabled,) = r.events.wait_for(StrategyDisabled)
-    assert [(f.handler, f.event_type) for f in failed] == [("strategy:bad:BTC/USDT",
-                                                             "QuoteTick")] * 3
-    assert all("ZeroDivisionError: strategy bug" in f.error and "Traceback" in f.traceback
-               for f in failed)
+    assert [(f.handler, f.event_type) for f in failed] == [
+        ("strategy:bad:BTC/USDT", "QuoteTick")
+    ] * 3
+    assert all(
+        "ZeroDivisionError: strategy bug" in f.error and "Traceback" in f.traceback for f in failed
+    )
     assert disabled.strategy == "bad:BTC/USDT" and "3 consecutive errors" in disabled.reason
     assert Bad.calls == 3  # not called once disabled
     assert r.events.wait(lambda: r.app.store.last_price("BTC/USDT") == D("60000.7"))
@@ -89,13 +96,15 @@ def test_a_raising_handler_is_reported_and_the_loop_goes_on(run_app, caplog) -> 
     r.send(MARKET, book("60000.1", "60000.3"))
     failed = r.events.wait_for(HandlerFailed, n=2)
     assert [(f.handler.rsplit(".", 1)[-1], f.event_type, f.error) for f in failed] == [
-        ("audit", "BalanceUpdate", "KeyError: 'XRP'")] * 2
+        ("audit", "BalanceUpdate", "KeyError: 'XRP'")
+    ] * 2
     # the handlers before it ran, the events after it were dispatched
     assert r.events.wait(lambda: r.app.store.last_price("BTC/USDT") == D("60000.2"))
     assert r.app.store.balance("XRP").total == D(7)
     assert r.app.store.balance("USDT").total == D(100)
-    assert sum("handler" in m and "audit failed on BalanceUpdate" in m for m in caplog.messages
-               ) == 2
+    assert (
+        sum("handler" in m and "audit failed on BalanceUpdate" in m for m in caplog.messages) == 2
+    )
     totals = r.stop()
     assert totals["handler_errors"] == 2
     assert totals["dispatched"]["HandlerFailed"] == 2

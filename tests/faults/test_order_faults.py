@@ -32,10 +32,14 @@ pytestmark = pytest.mark.timeout(30)
 ORDER = ("POST", "/api/v3/order")
 
 
-@pytest.mark.parametrize("price,status", [(None, OrderStatus.FILLED), ("4.1", OrderStatus.OPEN)],
-                         ids=["market-fills", "limit-rests"])
+@pytest.mark.parametrize(
+    "price,status",
+    [(None, OrderStatus.FILLED), ("4.1", OrderStatus.OPEN)],
+    ids=["market-fills", "limit-rests"],
+)
 def test_a_create_that_times_out_after_the_exchange_accepted_it_makes_one_order(
-        run_app, double, price, status) -> None:
+    run_app, double, price, status
+) -> None:
     double.script(*ORDER, Fault.accept_then_hang(5.0))
     params = {} if price is None else {"price": price}
     r = run_app(exchange={"timeout_ms": 400}, **trigger("4", **params))

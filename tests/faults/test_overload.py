@@ -46,8 +46,10 @@ def test_overload_at_twice_the_sustainable_rate_loses_no_account_event() -> None
         for i in range(n_balances):
             bus.publish(balance("USDT", str(i), ts=i))
 
-    producers = [threading.Thread(target=market_producer),
-                 threading.Thread(target=account_producer)]
+    producers = [
+        threading.Thread(target=market_producer),
+        threading.Thread(target=account_producer),
+    ]
     for t in producers:
         t.start()
     consumer = threading.Thread(target=engine.run, args=(stop,))

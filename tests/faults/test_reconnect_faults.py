@@ -35,7 +35,8 @@ CATCH_UP = ("/api/v3/account", "/api/v3/openOrders", "/api/v3/myTrades")
 
 
 def test_no_order_while_the_market_stream_is_down_and_trading_resumes_after(
-        run_app, double, ws) -> None:
+    run_app, double, ws
+) -> None:
     # The REST poll keeps quotes fresh while the stream is down: before this fix those quotes
     # let the strategy's order through, with the stream (and its fills) gone.
     r = run_app(poller={"fast_every_s": 1}, **trigger("4"))
@@ -53,7 +54,7 @@ def test_no_order_while_the_market_stream_is_down_and_trading_resumes_after(
     recovered = r.events.of(FeedRecovered)[0]
     lifted = r.events.wait_for(DataHaltChanged, lambda e: not e.halted)[0]
     assert lifted.reason == "fresh data on ws-binance-market"
-    between = r.events.events[r.events.events.index(down):r.events.events.index(recovered)]
+    between = r.events.events[r.events.events.index(down) : r.events.events.index(recovered)]
     assert not [e for e in between if isinstance(e, OrderSubmitted)]
     assert time.monotonic() - outage_end < 5
     # trading resumes: the next trigger quote on the stream places the order
@@ -102,7 +103,8 @@ def test_a_catch_up_during_a_rate_limit_waits_for_retry_after(run_app, double, w
 
 
 def test_reconciliation_reaches_active_under_a_stream_dropping_every_2s(
-        run_app, double, ws) -> None:
+    run_app, double, ws
+) -> None:
     # Each round takes longer than the stream stays up: before this fix every round was
     # thrown away by the reconnect that came while it ran, and trading stayed halted.
     r = run_app(reconcile={"retry_s": 0.2})
@@ -118,9 +120,14 @@ def test_reconciliation_reaches_active_under_a_stream_dropping_every_2s(
     since = len(r.events.events)
     flapper.start()
     try:
-        active = r.events.wait(lambda: [
-            e for e in r.events.events[since:] if isinstance(e, TradingStateChanged)
-            and e.state is TradingState.ACTIVE], timeout=15)
+        active = r.events.wait(
+            lambda: [
+                e
+                for e in r.events.events[since:]
+                if isinstance(e, TradingStateChanged) and e.state is TradingState.ACTIVE
+            ],
+            timeout=15,
+        )
         assert active, "never ACTIVE again under the flapping stream"
         assert len(r.events.of(FeedDisconnected)) >= 2  # it did flap meanwhile
         assert r.events.of(ReconciliationStarted)[-1].round >= 3
@@ -135,8 +142,7 @@ def test_a_cancel_does_not_wait_behind_a_hanging_poll(run_app, double) -> None:
     r = run_app(exchange={"timeout_ms": 5000}, **trigger("4", price="4.1"))
     submitted = r.quote_until(book("4", "4.000002"), lambda: r.events.of(OrderSubmitted))
     cid = submitted[0].client_id
-    assert r.events.wait(lambda: (o := r.app.store.order(cid)) and o.status is
-                         OrderStatus.OPEN)
+    assert r.events.wait(lambda: (o := r.app.store.order(cid)) and o.status is OrderStatus.OPEN)
     double.script("GET", "/api/v3/openOrders", Fault(hang_s=4.0))
     t0 = time.monotonic()
     r.app.poller.request_refresh("open_orders")

@@ -32,14 +32,19 @@ ACCOUNT = ("GET", "/api/v3/account")
 REST_PATHS = ("/api/v3/account", "/api/v3/openOrders", "/api/v3/myTrades", "/api/v3/order")
 
 
-@pytest.mark.parametrize("fault,kind,words", [
-    (Fault.server_error(503), ErrorKind.TEMPORARY, "503"),
-    (Fault.server_error(504), ErrorKind.TEMPORARY, "504"),
-    (Fault(hang_s=2.0), ErrorKind.TEMPORARY, "RequestTimeout"),
-    (Fault.malformed(), ErrorKind.BAD_DATA, "not JSON"),
-], ids=["503", "504", "timeout", "malformed-json"])
+@pytest.mark.parametrize(
+    "fault,kind,words",
+    [
+        (Fault.server_error(503), ErrorKind.TEMPORARY, "503"),
+        (Fault.server_error(504), ErrorKind.TEMPORARY, "504"),
+        (Fault(hang_s=2.0), ErrorKind.TEMPORARY, "RequestTimeout"),
+        (Fault.malformed(), ErrorKind.BAD_DATA, "not JSON"),
+    ],
+    ids=["503", "504", "timeout", "malformed-json"],
+)
 def test_a_failed_poll_is_reported_with_its_kind_and_the_next_poll_succeeds(
-        run_app, double, fault, kind, words) -> None:
+    run_app, double, fault, kind, words
+) -> None:
     r = run_app(exchange={"timeout_ms": 500})
     before = r.app.store.balances()
     assert set(before.balances) == {"BTC", "LTC"}
@@ -63,8 +68,10 @@ def test_a_failed_poll_is_reported_with_its_kind_and_the_next_poll_succeeds(
 @pytest.mark.parametrize("status", [429, 418])
 def test_a_rate_limit_pauses_every_rest_call_until_retry_after(run_app, double, status) -> None:
     retry_after = 1.0
-    r = run_app(poller={"balances_every_s": 1, "open_orders_every_s": 1, "trades_every_s": 1},
-                **trigger("4"))
+    r = run_app(
+        poller={"balances_every_s": 1, "open_orders_every_s": 1, "trades_every_s": 1},
+        **trigger("4"),
+    )
     double.script(*ACCOUNT, Fault.rate_limited(status, str(int(retry_after))))
     r.app.poller.request_refresh("balances")
     r.events.wait_for(PollFailed, lambda e: e.kind is ErrorKind.RATE_LIMITED)
@@ -81,7 +88,8 @@ def test_a_rate_limit_pauses_every_rest_call_until_retry_after(run_app, double, 
     seen = len(r.events.of(BalanceUpdate))
     assert r.events.wait(lambda: len(r.events.of(BalanceUpdate)) > seen, 4)
     after = [q for q in double.requests if q.at > limited.at and q.path in REST_PATHS]
-    assert after and min(q.at for q in after) >= limited.at + retry_after * 0.9, \
+    assert after and min(q.at for q in after) >= limited.at + retry_after * 0.9, (
         "a REST call reached the exchange during the pause"
+    )
     assert not r.requests("POST", "/api/v3/order") and double.orders == {}
     assert r.alive and not r.events.of(WorkerCrashed, HandlerFailed)

@@ -46,10 +46,24 @@ def candle(n: int) -> dict:
     """The n-th closed one-minute candle: closes 10, 11, 9, 11, 9, ... so that with fast 1 and
     slow 2 the averages cross at every candle from the third on (a sell, a buy, a sell ...)."""
     close = "10" if n == 0 else "11" if n % 2 else "9"
-    return {"stream": "btcusdt@kline_1m", "data": {
-        "e": "kline", "E": 1_700_000_000_000 + n * MINUTE_MS, "s": "BTCUSDT", "k": {
-            "t": 1_700_000_000_000 + n * MINUTE_MS, "i": "1m", "o": close, "c": close,
-            "h": close, "l": close, "v": "1", "x": True}}}
+    return {
+        "stream": "btcusdt@kline_1m",
+        "data": {
+            "e": "kline",
+            "E": 1_700_000_000_000 + n * MINUTE_MS,
+            "s": "BTCUSDT",
+            "k": {
+                "t": 1_700_000_000_000 + n * MINUTE_MS,
+                "i": "1m",
+                "o": close,
+                "c": close,
+                "h": close,
+                "l": close,
+                "v": "1",
+                "x": True,
+            },
+        },
+    }
 
 
 class Session:
@@ -94,8 +108,12 @@ def order_in_flight(cfg: Path, double: BinanceRestDouble, ws: FakeExchange) -> S
     s = Session(cfg, ws)
     s.wait_for("started trader")
     s.wait_for("state=active")  # the start-up reconciliation let trading go
-    s.send_market({"stream": "btcusdt@bookTicker", "data": {
-        "u": 1, "s": "BTCUSDT", "b": "4", "B": "9", "a": "4.000002", "A": "9"}})
+    s.send_market(
+        {
+            "stream": "btcusdt@bookTicker",
+            "data": {"u": 1, "s": "BTCUSDT", "b": "4", "B": "9", "a": "4.000002", "A": "9"},
+        }
+    )
     for n in range(3):
         s.send_market(candle(n))
     assert wait_until(lambda: double.count(*ORDER), 5), "no order was sent"
@@ -103,7 +121,8 @@ def order_in_flight(cfg: Path, double: BinanceRestDouble, ws: FakeExchange) -> S
 
 
 def test_sigterm_during_an_order_submit_then_restart_reconciles_without_a_duplicate(
-        tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange) -> None:
+    tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange
+) -> None:
     cfg = config(tmp_path, double.url, ws.url)
     s = order_in_flight(cfg, double, ws)
     try:
@@ -132,7 +151,8 @@ def test_sigterm_during_an_order_submit_then_restart_reconciles_without_a_duplic
 
 
 def test_sigterm_with_an_order_queued_behind_a_hanging_submit_still_exits_at_once(
-        tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange) -> None:
+    tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange
+) -> None:
     s = order_in_flight(config(tmp_path, double.url, ws.url, timeout_ms=3000), double, ws)
     try:
         s.send_market(candle(3))  # the next cross: a buy, queued behind the hanging sell

@@ -42,11 +42,15 @@ def _frame(i: int) -> str:
     symbol = "BTCUSDT" if i % 2 else "ETHUSDT"
     price = 60_000 + i % 1000 if i % 2 else 3_000 + i % 100
     if i % 4 < 2:
-        return ('{"stream":"%s@bookTicker","data":{"u":%d,"s":"%s","b":"%d.10","B":"1.5",'
-                '"a":"%d.30","A":"2.5"}}' % (symbol.lower(), i, symbol, price, price))
-    return ('{"stream":"%s@trade","data":{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%d.20",'
-            '"q":"0.01","T":%d,"m":false}}' % (symbol.lower(), 1_700_000_000_000 + i, symbol, i,
-                                                 price, 1_700_000_000_000 + i))
+        return (
+            '{"stream":"%s@bookTicker","data":{"u":%d,"s":"%s","b":"%d.10","B":"1.5",'
+            '"a":"%d.30","A":"2.5"}}' % (symbol.lower(), i, symbol, price, price)
+        )
+    return (
+        '{"stream":"%s@trade","data":{"e":"trade","E":%d,"s":"%s","t":%d,"p":"%d.20",'
+        '"q":"0.01","T":%d,"m":false}}'
+        % (symbol.lower(), 1_700_000_000_000 + i, symbol, i, price, 1_700_000_000_000 + i)
+    )
 
 
 def _serve(port_q: Any, sent: Any, rate: int, duration_s: float) -> None:
@@ -95,8 +99,9 @@ class Received:
     count = 0
 
 
-def test_soak_two_minutes_at_5k_messages_per_second(tmp_path: Path, record_property,
-                                                    monkeypatch) -> None:
+def test_soak_two_minutes_at_5k_messages_per_second(
+    tmp_path: Path, record_property, monkeypatch
+) -> None:
     publish = Bus.publish
 
     def counting_publish(self: Bus, event: Event) -> None:
@@ -108,15 +113,21 @@ def test_soak_two_minutes_at_5k_messages_per_second(tmp_path: Path, record_prope
     monkeypatch.setattr(Received, "count", 0)
     ctx = mp.get_context("spawn")
     port_q, sent = ctx.Queue(), ctx.Value("q", 0)
-    server = ctx.Process(target=_serve, args=(port_q, sent, RATE, DURATION_S), daemon=True,
-                         name="soak-ws-server")
+    server = ctx.Process(
+        target=_serve, args=(port_q, sent, RATE, DURATION_S), daemon=True, name="soak-ws-server"
+    )
     server.start()
     try:
         ws_url = f"ws://127.0.0.1:{port_q.get(timeout=30)}"
         with BinanceRestDouble() as double:
-            cfg = binance_config(tmp_path, double.url, ws_url, exchange={"mode": "paper"},
-                                 trade={"markets": ["BTC/USDT", "ETH/USDT"]},
-                                 streams={"kline_interval": None})
+            cfg = binance_config(
+                tmp_path,
+                double.url,
+                ws_url,
+                exchange={"mode": "paper"},
+                trade={"markets": ["BTC/USDT", "ETH/USDT"]},
+                streams={"kline_interval": None},
+            )
             app = App(cfg)
             app.start()
             run = Running(app, Recorder())  # nothing recorded: the soak must not grow memory
@@ -169,12 +180,17 @@ def soak(run: Running, sent: Any) -> dict[str, Any]:
     snap = stats.snapshot()
     dispatched = snap["dispatched"].get("QuoteTick", 0) + snap["dispatched"].get("TradeTick", 0)
     return {
-        "rate_per_s": RATE, "duration_s": DURATION_S, "elapsed_s": round(elapsed, 1),
+        "rate_per_s": RATE,
+        "duration_s": DURATION_S,
+        "elapsed_s": round(elapsed, 1),
         # this process (the App, plus the idle REST double); the server runs in another
-        "cpu_percent": round(100 * (cpu1.user + cpu1.system - cpu0.user - cpu0.system)
-                             / elapsed, 1),
-        "sent": sent.value, "received": Received.count,
-        "dispatched": dispatched, "conflated": app.bus.conflated,
+        "cpu_percent": round(
+            100 * (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed, 1
+        ),
+        "sent": sent.value,
+        "received": Received.count,
+        "dispatched": dispatched,
+        "conflated": app.bus.conflated,
         "queue_depth_max_sampled": max(depths),
         "disconnects": snap.get("ws-binance-market.disconnects", 0),
         "malformed": snap.get("ws-binance-market.malformed", 0),

@@ -31,7 +31,8 @@ ACCOUNT = ("GET", "/api/v3/account")
 
 
 def test_a_429_at_start_waits_out_retry_after_then_starts(
-        tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange, caplog) -> None:
+    tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange, caplog
+) -> None:
     double.script(*INFO, Fault.rate_limited(retry_after="1"))
     double.script(*ACCOUNT, Fault.server_error(503), Fault.server_error(502))
     app = App(binance_config(tmp_path, double.url, ws.url, reconcile={"enabled": False}))
@@ -58,21 +59,30 @@ def test_a_429_at_start_waits_out_retry_after_then_starts(
 
 
 def test_a_start_that_gives_up_is_journaled_never_ready_and_replay_shows_why(
-        tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange,
-        path_listener: NotifyListener) -> None:  # noqa: F811 - the fixture
+    tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange, path_listener: NotifyListener
+) -> None:  # noqa: F811 - the fixture
     double.script(*INFO, *[Fault.server_error(503)] * 20)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         "exchange: {name: binance, mode: live, timeout_ms: 2000, start_deadline_s: 1.5,\n"
         f"           urls: {{rest: '{double.url}', ws: '{ws.url}'}}}}\n"
         "trade: {markets: [BTC/USDT]}\nstrategies: []\n"
-        f"journal: {{path: {tmp_path / 'journal'}}}\n")
+        f"journal: {{path: {tmp_path / 'journal'}}}\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
-    env |= {"TRADER_API_KEY": API_KEY, "TRADER_API_SECRET": API_SECRET,
-            "NOTIFY_SOCKET": path_listener.address}
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "start.py"), "--config",
-                           str(cfg)], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=30)
+    env |= {
+        "TRADER_API_KEY": API_KEY,
+        "TRADER_API_SECRET": API_SECRET,
+        "NOTIFY_SOCKET": path_listener.address,
+    }
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(cfg)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert proc.returncode == 1, proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last.startswith("exchange error at start: ExchangeNotAvailable: binance GET ")
@@ -84,18 +94,30 @@ def test_a_start_that_gives_up_is_journaled_never_ready_and_replay_shows_why(
     assert isinstance(events[0], SessionStarted)
     (stop,) = [e for e in events if isinstance(e, ShutdownRequested)]
     assert stop.reason.startswith("start failed: exchange error at start: ")
-    replay = subprocess.run([sys.executable, str(ROOT / "scripts" / "replay.py"),
-                             str(tmp_path / "journal"), "--config", str(cfg), "--show",
-                             "ShutdownRequested"], cwd=ROOT, env=env, capture_output=True,
-                            text=True, timeout=30)
+    replay = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "replay.py"),
+            str(tmp_path / "journal"),
+            "--config",
+            str(cfg),
+            "--show",
+            "ShutdownRequested",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert replay.returncode == 0, replay.stderr
     assert "start failed: exchange error at start" in replay.stdout
 
 
 def test_bad_keys_still_stop_the_start_at_once(
-        tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange) -> None:
-    app = App(binance_config(tmp_path, double.url, ws.url,
-                             exchange={"start_deadline_s": 60}))
+    tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange
+) -> None:
+    app = App(binance_config(tmp_path, double.url, ws.url, exchange={"start_deadline_s": 60}))
     double.api_secret = "another-secret"  # the double refuses our signature: -1022
     t0 = time.monotonic()
     with pytest.raises(AuthenticationError):
@@ -105,7 +127,8 @@ def test_bad_keys_still_stop_the_start_at_once(
 
 
 def test_a_start_interrupted_while_waiting_ends_at_once(
-        tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange) -> None:
+    tmp_path: Path, double: BinanceRestDouble, ws: FakeExchange
+) -> None:
     double.script(*INFO, Fault.rate_limited(retry_after="30"))
     app = App(binance_config(tmp_path, double.url, ws.url))
     app.stop_event.set()  # as Ctrl-C does, before or while the start waits

@@ -58,14 +58,15 @@ def test_a_dropped_connection_loses_nothing_and_applies_nothing_twice(run_app, d
     # while the streams are down the order fills and the balances change on the exchange; no
     # stream will ever tell
     double.fill(int(accepted.exchange_id))
-    double.balances = [{"asset": "BTC", "free": "97", "locked": "0"},
-                       {"asset": "USDT", "free": "15", "locked": "0"}]
+    double.balances = [
+        {"asset": "BTC", "free": "97", "locked": "0"},
+        {"asset": "USDT", "free": "15", "locked": "0"},
+    ]
     down = r.events.wait_for(FeedDisconnected, n=2)
     assert {e.feed for e in down} == FEEDS
     r.wait_subscribed(USER, 2)
     r.wait_subscribed(MARKET, 2)
-    r.quote_until(book("4.1", "4.2"), lambda: {e.feed for e in r.events.of(FeedRecovered)}
-                  == FEEDS)
+    r.quote_until(book("4.1", "4.2"), lambda: {e.feed for e in r.events.of(FeedRecovered)} == FEEDS)
     # REST after the reconnect (the refresh, the reconciliation round, the trades poll) brings
     # the balances and the fill
     assert r.events.wait(lambda: (b := r.app.store.balance("USDT")) and b.total == D(15))
@@ -81,30 +82,40 @@ def test_a_dropped_connection_loses_nothing_and_applies_nothing_twice(run_app, d
     order = r.app.store.order(cid)
     assert (order.filled, order.avg_price) == (D(3), D("4.1"))
     assert r.app.store.position("BTC/USDT").amount == D(-3)
-    assert r.quote_until(book("4.3", "4.4"),  # streaming again
-                         lambda: r.app.store.last_price("BTC/USDT") == D("4.35"))
+    assert r.quote_until(
+        book("4.3", "4.4"),  # streaming again
+        lambda: r.app.store.last_price("BTC/USDT") == D("4.35"),
+    )
     assert r.alive and not r.events.of(WorkerCrashed, HandlerFailed, PollFailed)
 
 
 def test_a_stalled_market_stream_goes_stale_and_rest_covers_prices(run_app, double) -> None:
     # (reconciled=False: a stream going stale every 0.5 s restarts reconciliation rounds)
     r = run_app(streams={"stale_after_s": 0.5}, reconciled=False)
-    assert r.quote_until(book("60000.1", "60000.3"),
-                         lambda: r.app.store.last_price("BTC/USDT") == D("60000.2"))
+    assert r.quote_until(
+        book("60000.1", "60000.3"), lambda: r.app.store.last_price("BTC/USDT") == D("60000.2")
+    )
     # the server stays silent (it still answers pings): stale, reconnect, REST fast polling
     stale = r.events.wait_for(FeedStale)
     assert all(e.feed == "ws-binance-market" and e.silent_s >= D("0.5") for e in stale)
-    assert r.events.wait(lambda: r.app.store.last_price("BTC/USDT") == D("4.000001"), 3), \
+    assert r.events.wait(lambda: r.app.store.last_price("BTC/USDT") == D("4.000001"), 3), (
         "the REST ticker (4 / 4.000002) did not reach the store while the stream was stale"
+    )
     assert r.requests("GET", "/api/v3/ticker/24hr")  # tickers_every_s is 0: only fast polling
     # data flows again on the new connection: recovered, back to the normal schedule
     # (kept flowing: silence again would be stale again)
     fast = [j for j in r.app.poller.scheduler.jobs if "fast" in j.tags]
     assert fast
-    assert r.quote_until(book("61000.1", "61000.3"), lambda: r.events.of(FeedRecovered) and not [
-        j for j in r.app.poller.scheduler.jobs if "fast" in j.tags])
-    assert r.quote_until(book("61000.5", "61000.7"),
-                         lambda: r.app.store.last_price("BTC/USDT") == D("61000.6"))
+    assert r.quote_until(
+        book("61000.1", "61000.3"),
+        lambda: (
+            r.events.of(FeedRecovered)
+            and not [j for j in r.app.poller.scheduler.jobs if "fast" in j.tags]
+        ),
+    )
+    assert r.quote_until(
+        book("61000.5", "61000.7"), lambda: r.app.store.last_price("BTC/USDT") == D("61000.6")
+    )
     assert r.app.stats.get("ws-binance-market.stale") >= 1
     assert {e.feed for e in r.events.of(FeedStale)} == {"ws-binance-market"}  # user stream: no
     assert r.alive and not r.events.of(WorkerCrashed, HandlerFailed, PollFailed)
@@ -114,18 +125,31 @@ def test_garbage_frames_are_counted_and_change_nothing(run_app) -> None:
     r = run_app()
     r.send(MARKET, book("60000.1", "60000.3"))
     r.send(USER, account("USDT", "100"))
-    assert r.events.wait(lambda: r.app.store.balance("USDT") and r.app.store.last_price(
-        "BTC/USDT"))
+    assert r.events.wait(lambda: r.app.store.balance("USDT") and r.app.store.last_price("BTC/USDT"))
     garbage = [
         (MARKET, "not json {"),
         (MARKET, b"\xff\xfe garbage"),  # a binary frame, not UTF-8
         (MARKET, {"e": "weird", "E": 1}),
         (MARKET, book("abc", "60000.3")),
         (USER, '{"subscriptionId": 0, "event": {"e": "executionReport"'),
-        (USER, {"subscriptionId": 0, "event": {"e": "executionReport", "x": "TRADE",
-                                               "s": "BTCUSDT", "c": "trd-x-1"}}),
-        (USER, {"subscriptionId": 0, "event": {"e": "outboundAccountPosition", "E": 1,
-                                               "B": [{"a": "USDT", "f": "NaN?", "l": "0"}]}}),
+        (
+            USER,
+            {
+                "subscriptionId": 0,
+                "event": {"e": "executionReport", "x": "TRADE", "s": "BTCUSDT", "c": "trd-x-1"},
+            },
+        ),
+        (
+            USER,
+            {
+                "subscriptionId": 0,
+                "event": {
+                    "e": "outboundAccountPosition",
+                    "E": 1,
+                    "B": [{"a": "USDT", "f": "NaN?", "l": "0"}],
+                },
+            },
+        ),
     ]
     for kind, frame in garbage:
         r.send(kind, frame)
@@ -134,14 +158,21 @@ def test_garbage_frames_are_counted_and_change_nothing(run_app) -> None:
     assert r.events.wait(lambda: r.app.store.balance("USDT").total == D(123))
     assert r.events.wait(lambda: r.app.store.last_price("BTC/USDT") == D("60001.2"))
     stats = r.app.stats.snapshot()
-    assert {k: v for k, v in stats.items() if k.endswith(("malformed", "unknown", "bad_message"))
-            } == {"ws-binance-market.malformed": 2, "ws-binance-market.unknown": 1,
-                  "ws-binance-market.bad_message": 1, "ws-binance-user.malformed": 1,
-                  "ws-binance-user.bad_message": 2}
+    assert {
+        k: v for k, v in stats.items() if k.endswith(("malformed", "unknown", "bad_message"))
+    } == {
+        "ws-binance-market.malformed": 2,
+        "ws-binance-market.unknown": 1,
+        "ws-binance-market.bad_message": 1,
+        "ws-binance-user.malformed": 1,
+        "ws-binance-user.bad_message": 2,
+    }
     quotes = [(q.bid, q.ask) for q in r.events.of(QuoteTick)]
     assert quotes == [(D("60000.1"), D("60000.3")), (D("60001.1"), D("60001.3"))]
     assert [b.total for b in r.events.of(BalanceUpdate) if b.asset == "USDT"][-2:] == [
-        D(100), D(123)]
+        D(100),
+        D(123),
+    ]
     assert r.app.store.orders() == ()
     assert len(r.ws.conns) == 2 and not r.events.of(FeedDisconnected)  # the same connections
     assert r.alive and not r.events.of(WorkerCrashed, HandlerFailed)
@@ -170,29 +201,33 @@ class Slow(Strategy):
         return ()
 
 
-def test_a_slow_consumer_conflates_market_data_and_loses_no_account_or_order_event(
-        run_app) -> None:
-    r = run_app(strategy_classes={**TEST_STRATEGIES, "slow": Slow},
-                trade={"markets": ["BTC/USDT", "ETH/USDT"]}, bus={"maxsize": 10},
-                strategies=[{"name": "slow", "market": "BTC/USDT"}])
+def test_a_slow_consumer_conflates_market_data_and_loses_no_account_or_order_event(run_app) -> None:
+    r = run_app(
+        strategy_classes={**TEST_STRATEGIES, "slow": Slow},
+        trade={"markets": ["BTC/USDT", "ETH/USDT"]},
+        bus={"maxsize": 10},
+        strategies=[{"name": "slow", "market": "BTC/USDT"}],
+    )
     market, user = r.conn(MARKET), r.conn(USER)
     n_quotes, every = 6000, 20
     frames: list = []
     for i in range(n_quotes):
-        frames.append((market, book(str(1000 + i), str(1001 + i),
-                                    "btcusdt" if i % 2 else "ethusdt", u=i)))
+        frames.append(
+            (market, book(str(1000 + i), str(1001 + i), "btcusdt" if i % 2 else "ethusdt", u=i))
+        )
         if i % every == 0:  # account and order events interleaved, on the user stream
             k = i // every
             frames.append((user, account("TST", str(k), u=k)))
-            frames.append((user, execution("ext-1", 77, 9000 + k, "0.001", "1000",
-                                           final=False)))
+            frames.append((user, execution("ext-1", 77, 9000 + k, "0.001", "1000", final=False)))
     t0 = time.monotonic()
     r.ws.send_many(frames)
     sent_s = time.monotonic() - t0
     n_account = n_quotes // every
     bus, dispatched = r.app.bus, r.app.stats.dispatched
-    assert r.events.wait(lambda: dispatched["QuoteTick"] + bus.conflated == n_quotes, 20), \
-        (dispatched["QuoteTick"], bus.conflated)
+    assert r.events.wait(lambda: dispatched["QuoteTick"] + bus.conflated == n_quotes, 20), (
+        dispatched["QuoteTick"],
+        bus.conflated,
+    )
     assert r.events.wait(lambda: len(r.events.of(OrderFilled)) == n_account, 10)
     fills = [int(f.trade_id) for f in r.events.of(OrderFilled)]
     balances = [int(b.free) for b in r.events.of(BalanceUpdate) if b.asset == "TST"]

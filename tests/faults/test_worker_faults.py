@@ -29,7 +29,8 @@ pytestmark = pytest.mark.timeout(30)
 
 
 def test_a_poller_crashing_outside_its_job_wrapper_is_restarted(
-        run_app, double, monkeypatch) -> None:
+    run_app, double, monkeypatch
+) -> None:
     """The gateway hands back a lazy answer that fails while the poller publishes it, outside
     the try around the fetch: only the supervisor can catch that."""
     armed = threading.Event()
@@ -57,12 +58,14 @@ def test_a_poller_crashing_outside_its_job_wrapper_is_restarted(
     crashed_at = time.monotonic()
     after_crash = r.events.events.index(crash)
     assert crash.worker == "poller" and crash.error == (
-        "RuntimeError: gateway bug: its answer failed while being read")
+        "RuntimeError: gateway bug: its answer failed while being read"
+    )
     assert crash.restart_in_s == D("0.5")
     # restarted: it polls everything at once again, in the same thread
     assert r.events.wait(lambda: r.requests("GET", "/api/v3/account", after=crashed_at), 3)
-    assert r.events.wait(lambda: any(isinstance(e, BalanceUpdate)
-                                     for e in r.events.events[after_crash:]))
+    assert r.events.wait(
+        lambda: any(isinstance(e, BalanceUpdate) for e in r.events.events[after_crash:])
+    )
     assert [t for t in threading.enumerate() if t.name == "poller"] == poller
     r.app.poller.request_refresh("open_orders")  # and serves requests as before
     n = len(r.requests("GET", "/api/v3/openOrders"))
@@ -72,8 +75,7 @@ def test_a_poller_crashing_outside_its_job_wrapper_is_restarted(
     assert len(r.events.of(WorkerCrashed)) == 1
 
 
-def test_a_crashed_listener_is_restarted_and_its_stream_flows_again(
-        run_app, monkeypatch) -> None:
+def test_a_crashed_listener_is_restarted_and_its_stream_flows_again(run_app, monkeypatch) -> None:
     """Signing the resubscription after ``eventStreamTerminated`` raises (a bug): the user
     stream's thread crashes, is restarted, connects and subscribes again."""
     calls = []

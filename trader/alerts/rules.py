@@ -66,15 +66,21 @@ class AlertRules:
         if ev.fee:
             self._fees[ev.fee_asset] = self._fees.get(ev.fee_asset, Decimal(0)) + ev.fee
         if self._cfg.fills:
-            self._put("fill", f"FILL {ev.side.upper()} {ev.amount} {ev.symbol} @ {ev.price} "
-                              f"(fee {ev.fee} {ev.fee_asset}, order {ev.client_id})")
+            self._put(
+                "fill",
+                f"FILL {ev.side.upper()} {ev.amount} {ev.symbol} @ {ev.price} "
+                f"(fee {ev.fee} {ev.fee_asset}, order {ev.client_id})",
+            )
 
     def on_trading_state(self, ev: TradingStateChanged) -> None:
         """Halted, reducing or resumed, with the reason."""
         if not self._cfg.trading_state:
             return
-        word = {TradingState.HALTED: "HALTED", TradingState.REDUCING: "REDUCING ONLY",
-                TradingState.ACTIVE: "RESUMED"}[ev.state]
+        word = {
+            TradingState.HALTED: "HALTED",
+            TradingState.REDUCING: "REDUCING ONLY",
+            TradingState.ACTIVE: "RESUMED",
+        }[ev.state]
         self._put("trading", f"TRADING {word}: {ev.reason}")
 
     def on_feed(self, ev: FeedConnected | FeedDisconnected | FeedStale | FeedRecovered) -> None:
@@ -83,8 +89,9 @@ class AlertRules:
             since = self._down.pop(ev.feed, None)
             if since is not None and ev.feed in self._alerted:
                 self._alerted.discard(ev.feed)
-                self._put("feed", f"FEED {ev.feed} recovered after "
-                                  f"{(ev.ts_recv - since[0]) / NS:.0f}s")
+                self._put(
+                    "feed", f"FEED {ev.feed} recovered after {(ev.ts_recv - since[0]) / NS:.0f}s"
+                )
             return
         what = "stale (no data)" if isinstance(ev, FeedStale) else f"down ({ev.reason})"
         since_ns = self._down.get(ev.feed, (ev.ts_recv, ""))[0]
@@ -96,11 +103,15 @@ class AlertRules:
     def on_reconciliation(self, ev: ReconciliationCompleted) -> None:
         """A round that found differences."""
         if self._cfg.reconciliation and not ev.ok:
-            self._put("reconciliation", f"RECONCILIATION: {ev.differences} difference(s) "
-                                        f"between store and exchange: {ev.summary}")
+            self._put(
+                "reconciliation",
+                f"RECONCILIATION: {ev.differences} difference(s) "
+                f"between store and exchange: {ev.summary}",
+            )
 
-    def on_error(self, ev: HandlerFailed | WorkerCrashed | StorageFailed | StrategyDisabled
-                 ) -> None:
+    def on_error(
+        self, ev: HandlerFailed | WorkerCrashed | StorageFailed | StrategyDisabled
+    ) -> None:
         """Failures the operator should look at."""
         if not self._cfg.errors:
             return
@@ -137,14 +148,19 @@ class AlertRules:
     def _summary(self, now: int) -> str:
         equity = self._view.balances().total_usd
         realized, unrealized = pnl_usd(self._view.positions(), prices_of(self._view))
-        change = "" if self._equity_at_summary is None else \
-            f" ({equity - self._equity_at_summary:+.2f} since the last summary)"
+        change = (
+            ""
+            if self._equity_at_summary is None
+            else f" ({equity - self._equity_at_summary:+.2f} since the last summary)"
+        )
         fees = ", ".join(f"{v.normalize()} {k}" for k, v in sorted(self._fees.items())) or "none"
         hours = (now - self._since_summary) / NS / 3600
         day = datetime.fromtimestamp(now / NS, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        text = (f"DAILY SUMMARY {day}: equity {equity:.2f} USD{change}; PnL realized "
-                f"{realized:+.2f} USD, unrealized {unrealized:+.2f} USD; {self._trades} trade(s) "
-                f"and fees {fees} in the last {hours:.1f} h")
+        text = (
+            f"DAILY SUMMARY {day}: equity {equity:.2f} USD{change}; PnL realized "
+            f"{realized:+.2f} USD, unrealized {unrealized:+.2f} USD; {self._trades} trade(s) "
+            f"and fees {fees} in the last {hours:.1f} h"
+        )
         self._equity_at_summary, self._since_summary = equity, now
         self._trades, self._fees = 0, {}
         return text

@@ -80,8 +80,10 @@ def apprise_targets(urls: Sequence[str]) -> list[Send]:
     for i, url in enumerate(urls, 1):
         ap = apprise.Apprise()
         if not ap.add(url):
-            raise ConfigError(f"TRADER_ALERT_URLS: URL #{i} is not an apprise URL this version "
-                              f"understands (see https://github.com/caronc/apprise/wiki)")
+            raise ConfigError(
+                f"TRADER_ALERT_URLS: URL #{i} is not an apprise URL this version "
+                f"understands (see https://github.com/caronc/apprise/wiki)"
+            )
 
         def send(title: str, body: str, ap: Any = ap) -> bool:
             return bool(ap.notify(body=body, title=title))
@@ -106,8 +108,14 @@ class AlertSender(Worker):
 
     name = "alerts"
 
-    def __init__(self, cfg: AlertsConfig, outbox: Outbox, targets: Sequence[Send],
-                 instance: str, stats: Stats) -> None:
+    def __init__(
+        self,
+        cfg: AlertsConfig,
+        outbox: Outbox,
+        targets: Sequence[Send],
+        instance: str,
+        stats: Stats,
+    ) -> None:
         self._cfg = cfg
         self._outbox = outbox
         self._targets = list(targets)
@@ -126,15 +134,15 @@ class AlertSender(Worker):
                     stop.wait(POLL_S)
                     continue
                 # collect the storm, respect the rate limit, then take one batch
-                wait = max(self._cfg.batch_s,
-                           self._last_sent + self._cfg.min_interval_s - time.monotonic())
+                wait = max(
+                    self._cfg.batch_s, self._last_sent + self._cfg.min_interval_s - time.monotonic()
+                )
                 if wait > 0 and stop.wait(wait):
                     break
                 self._batch, self._done = self._outbox.take(self._cfg.max_lines), set()
             if self._attempt():
                 continue
-            delay = min(self._cfg.retry_initial_s * 2 ** (self._failing - 1),
-                        self._cfg.retry_max_s)
+            delay = min(self._cfg.retry_initial_s * 2 ** (self._failing - 1), self._cfg.retry_max_s)
             if stop.wait(delay):
                 break
         if self._batch or len(self._outbox):
@@ -167,10 +175,13 @@ class AlertSender(Worker):
             self._failing += 1
             self._stats.incr("alerts.failed")
             if self._failing == 1:
-                log.warning("alerts: delivery failed for %d of %d destination(s); %d alert(s) "
-                            "kept and retried (logged once until it works again)",
-                            len(self._targets) - len(self._done), len(self._targets),
-                            len(self._batch) + len(self._outbox))
+                log.warning(
+                    "alerts: delivery failed for %d of %d destination(s); %d alert(s) "
+                    "kept and retried (logged once until it works again)",
+                    len(self._targets) - len(self._done),
+                    len(self._targets),
+                    len(self._batch) + len(self._outbox),
+                )
             return False
         if self._failing:
             log.info("alerts: delivered again after %d failed attempt(s)", self._failing)

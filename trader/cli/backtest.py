@@ -52,8 +52,10 @@ def split_data(cfg: Config, data: list[str], symbol: str | None) -> tuple[dict, 
         if not sym:
             markets = sorted({s.market for s in cfg.strategies})
             if len(markets) != 1:
-                raise DataError(f"{path}: which market is it? write SYMBOL={path} or --symbol "
-                                f"(the strategies trade {', '.join(markets) or 'nothing'})")
+                raise DataError(
+                    f"{path}: which market is it? write SYMBOL={path} or --symbol "
+                    f"(the strategies trade {', '.join(markets) or 'nothing'})"
+                )
             sym = markets[0]
         if sym in csvs:
             raise DataError(f"two CSV files for {sym}")
@@ -68,10 +70,13 @@ def print_summary(result: BacktestResult, files: list[Path]) -> None:
     s = result.summary()
     wr = "-" if s["win_rate"] is None else f"{float(s['win_rate']):.1%}"
     fees = ", ".join(f"{v:.4f} {k}" for k, v in result.fees.items()) or "0"
-    print(f"backtest {', '.join(result.symbols)}: {result.events} events, "
-          f"{s['start']} .. {s['end']}")
-    print(f"  return        {float(result.total_return):+.2%}  "
-          f"({result.start_equity:.2f} -> {result.end_equity:.2f} USD)")
+    print(
+        f"backtest {', '.join(result.symbols)}: {result.events} events, {s['start']} .. {s['end']}"
+    )
+    print(
+        f"  return        {float(result.total_return):+.2%}  "
+        f"({result.start_equity:.2f} -> {result.end_equity:.2f} USD)"
+    )
     print(f"  max drawdown  {float(result.max_drawdown):.2%}")
     print(f"  trades        {s['trades']} fills, {s['round_trips']} round trips, win rate {wr}")
     print(f"  fees          {fees}")
@@ -87,11 +92,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="config.yaml", help="strategies, paper account, risk")
     parser.add_argument("--symbol", help="the market of CSV files given without SYMBOL=")
     parser.add_argument("--out", help="report folder (default reports/backtest-<time>)")
-    parser.add_argument("--sample-s", type=float, default=1.0,
-                        help="equity sampling step for journals, in seconds of journal time")
-    parser.add_argument("--log-level", default="ERROR",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="INFO shows every signal, trade and denial")
+    parser.add_argument(
+        "--sample-s",
+        type=float,
+        default=1.0,
+        help="equity sampling step for journals, in seconds of journal time",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="ERROR",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="INFO shows every signal, trade and denial",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     try:
@@ -99,16 +111,20 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(args.log_level, cfg.secrets.values())
         csvs, journals = split_data(cfg, args.data, args.symbol)
         progress = False if args.no_progress else None  # None: on a terminal
-        result = (run_csv(cfg, csvs, progress=progress) if csvs
-                  else run_journals(cfg, journals, args.sample_s, progress=progress))
+        result = (
+            run_csv(cfg, csvs, progress=progress)
+            if csvs
+            else run_journals(cfg, journals, args.sample_s, progress=progress)
+        )
         out = args.out or f"reports/backtest-{datetime.now():%Y%m%d-%H%M%S}"
         files = write_report(result, out)
         if csvs:
             candles = {sym: bar_rows(bars) for sym, bars in csvs.items()}
         else:
             recorder = ChartRecorder(args.sample_s)
-            for ev in journal_market_events(JournalReader(journal_files(journals)),
-                                            set(result.symbols)):
+            for ev in journal_market_events(
+                JournalReader(journal_files(journals)), set(result.symbols)
+            ):
                 recorder.on_event(ev)
             candles = recorder.candles()
         files.append(write_html(backtest_report(result, candles), out))

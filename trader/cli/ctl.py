@@ -76,8 +76,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     where = argparse.ArgumentParser(add_help=False)
     group = where.add_mutually_exclusive_group()
     group.add_argument("--port", type=int, help="the instance's metrics.port")
-    group.add_argument("--config", default="config.yaml",
-                       help="read metrics.port from this config (default config.yaml)")
+    group.add_argument(
+        "--config",
+        default="config.yaml",
+        help="read metrics.port from this config (default config.yaml)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("status", parents=[where], help="show the instance's state")
     halt = sub.add_parser("halt", parents=[where], help="stop new orders")
@@ -85,8 +88,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     halt.add_argument("--cancel-orders", action="store_true", help="also cancel open orders")
     resume = sub.add_parser("resume", parents=[where], help="allow new orders again")
     resume.add_argument("--reason", help="why (logged and journaled)")
-    resume.add_argument("--force", action="store_true",
-                        help="also clear the automatic halts (daily loss, reconciliation)")
+    resume.add_argument(
+        "--force",
+        action="store_true",
+        help="also clear the automatic halts (daily loss, reconciliation)",
+    )
     sub.add_parser("cancel-all", parents=[where], help="cancel every open order")
     return parser.parse_args(argv)
 
@@ -114,8 +120,11 @@ def token_of(cfg: Config | None, path: str) -> str:
         return os.environ["TRADER_API_TOKEN"]
     if cfg is None:
         if not Path(path).exists():
-            raise CtlError(f"no API token: set TRADER_API_TOKEN, or give the instance's "
-                           f"--config ({path} not found)", 2)
+            raise CtlError(
+                f"no API token: set TRADER_API_TOKEN, or give the instance's "
+                f"--config ({path} not found)",
+                2,
+            )
         cfg = read_config(path)
     if cfg.secrets.api_token:
         return cfg.secrets.api_token
@@ -123,15 +132,17 @@ def token_of(cfg: Config | None, path: str) -> str:
     try:
         token = read_text_file(token_path, 4096, "API token file").strip()
     except ConfigError as exc:
-        raise CtlError(f"{exc} (it is written at the instance's first start; or set "
-                       "TRADER_API_TOKEN)", 2) from None
+        raise CtlError(
+            f"{exc} (it is written at the instance's first start; or set TRADER_API_TOKEN)", 2
+        ) from None
     if not token:
         raise CtlError(f"API token file {token_path} is empty", 2)
     return token
 
 
-def request(port: int, method: str, path: str, body: dict[str, Any] | None = None,
-            token: str = "") -> Any:
+def request(
+    port: int, method: str, path: str, body: dict[str, Any] | None = None, token: str = ""
+) -> Any:
     """One request to the instance; the decoded JSON reply (or text), or :class:`CtlError`."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"http://{HOST}:{port}{path}", data=data, method=method)
@@ -148,8 +159,9 @@ def request(port: int, method: str, path: str, body: dict[str, Any] | None = Non
         raise CtlError(f"{method} {path}: HTTP {exc.code} {text}".rstrip(), 1) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise CtlError(f"no answer on {HOST}:{port} ({reason}); is trader running with "
-                       "metrics.port set?", 3) from None
+        raise CtlError(
+            f"no answer on {HOST}:{port} ({reason}); is trader running with metrics.port set?", 3
+        ) from None
     expected = 200 if method == "GET" else 202
     if status != expected:
         raise CtlError(f"{method} {path}: HTTP {status} (expected {expected}) {text}", 1)

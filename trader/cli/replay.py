@@ -49,16 +49,22 @@ def main(argv: list[str] | None = None, strategies: Strategies = STRATEGIES) -> 
     ``strategies``."""
     parser = argparse.ArgumentParser(description="Replay trader journal files.")
     parser.add_argument("paths", nargs="+", help="journal files (.jsonl) or folders of them")
-    parser.add_argument("--config", default="config.yaml",
-                        help="the config the journal was recorded with (strategies, markets)")
+    parser.add_argument(
+        "--config",
+        default="config.yaml",
+        help="the config the journal was recorded with (strategies, markets)",
+    )
     parser.add_argument("--until", help="stop before event N, the first event of TYPE, or TIME")
     parser.add_argument("--show", help="print events of these types as replayed (A,B or all)")
     parser.add_argument("--since", help="with --show: from this UTC time on (2024-05-01T14:03)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.add_argument("--log-level", default="ERROR",
-                        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="ERROR (default) shows reproduced handler failures; INFO also every "
-                        "signal, trade and denial")
+    parser.add_argument(
+        "--log-level",
+        default="ERROR",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="ERROR (default) shows reproduced handler failures; INFO also every "
+        "signal, trade and denial",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--report", metavar="DIR", help="write DIR/report.html (charts, fills)")
     args = parser.parse_args(argv)
@@ -80,19 +86,26 @@ def main(argv: list[str] | None = None, strategies: Strategies = STRATEGIES) -> 
     setup_logging(args.log_level, cfg.secrets.values())
 
     reader = JournalReader(files, market_parsers(cfg, ManualClock()))
-    progress = Progress(reader.total_bytes, "B", "replay",
-                        enabled=False if args.no_progress or show else None)
+    progress = Progress(
+        reader.total_bytes, "B", "replay", enabled=False if args.no_progress or show else None
+    )
     replayer = Replayer(cfg, strategies)
-    recorder = ChartRecorder(REPORT_BAR_S, lambda: replayer.app.store.balances().total_usd) \
-        if args.report else None
+    recorder = (
+        ChartRecorder(REPORT_BAR_S, lambda: replayer.app.store.balances().total_usd)
+        if args.report
+        else None
+    )
 
     def on_event(index: int, ev: Event) -> None:
         if recorder is not None:
             recorder.on_event(ev)
         if not index % 1000:
             progress.update(reader.bytes_read, index)
-        if show and ("all" in show or type(ev).__name__ in show) and (
-                since is None or ev.ts_recv >= since):
+        if (
+            show
+            and ("all" in show or type(ev).__name__ in show)
+            and (since is None or ev.ts_recv >= since)
+        ):
             print(describe(index, ev))
 
     stats = replayer.run(reader, until, on_event)

@@ -46,11 +46,17 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     parser = argparse.ArgumentParser(description="Run the trader.")
     parser.add_argument("--config", default="config.yaml", help="path to config.yaml")
-    parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                        help="overrides general.log_level")
-    parser.add_argument("--check-config", action="store_true",
-                        help="validate the config, print every value with where it came from "
-                        "(file, environment, default; secrets redacted) and exit")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="overrides general.log_level",
+    )
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the config, print every value with where it came from "
+        "(file, environment, default; secrets redacted) and exit",
+    )
     args = parser.parse_args(argv)
     try:
         cfg, sources = load_config_sources(args.config)
@@ -66,11 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         except OperationalError as exc:
             print(f"not ready: {exc}", file=sys.stderr)
             return 1
-        print(f"# {args.config}: valid; each value's origin: file, env VAR (TRADER__SECTION__KEY) "
-              "or default\n" + dump_with_sources(cfg, sources), end="")
+        print(
+            f"# {args.config}: valid; each value's origin: file, env VAR (TRADER__SECTION__KEY) "
+            "or default\n" + dump_with_sources(cfg, sources),
+            end="",
+        )
         return 0
-    setup_logging(args.log_level or cfg.general.log_level.value, cfg.secrets.values(),
-                  cfg.general.log_format)
+    setup_logging(
+        args.log_level or cfg.general.log_level.value, cfg.secrets.values(), cfg.general.log_format
+    )
     # systemd's watchdog kills a stuck main loop with SIGABRT: print every thread's stack first.
     faulthandler.enable()
 

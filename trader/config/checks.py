@@ -43,24 +43,23 @@ def check_consistency(cfg: Config) -> None:
     if cfg.streams.backoff_max_s < cfg.streams.backoff_initial_s:
         raise ConfigError("streams.backoff_max_s: must be at least streams.backoff_initial_s")
     _check_amounts("simulated.start_prices", cfg.simulated.start_prices, PRICE_MIN, PRICE_MAX)
-    _check_amounts("paper.starting_balances", cfg.paper.starting_balances, Decimal(0),
-                   BALANCE_MAX)
+    _check_amounts("paper.starting_balances", cfg.paper.starting_balances, Decimal(0), BALANCE_MAX)
     if cfg.exchange.name == SIMULATED:
         if cfg.exchange.mode is Mode.LIVE:
             raise ConfigError("exchange.mode: live needs a real exchange, not 'simulated'")
         missing = [m for m in cfg.trade.markets if m not in cfg.simulated.start_prices]
         if missing:
-            raise ConfigError(
-                f"simulated.start_prices: no start price for {', '.join(missing)}"
-            )
+            raise ConfigError(f"simulated.start_prices: no start price for {', '.join(missing)}")
     if cfg.exchange.mode is Mode.LIVE and not cfg.secrets.has_keys:
         raise ConfigError(
             "exchange.mode: live needs TRADER_API_KEY and TRADER_API_SECRET in the environment"
         )
     _check_storage(cfg.storage)
     if cfg.alerts.daily_summary_utc and not _HHMM.match(cfg.alerts.daily_summary_utc):
-        raise ConfigError(f"alerts.daily_summary_utc: {cfg.alerts.daily_summary_utc!r} is not "
-                          f"HH:MM (UTC), or empty for none")
+        raise ConfigError(
+            f"alerts.daily_summary_utc: {cfg.alerts.daily_summary_utc!r} is not "
+            f"HH:MM (UTC), or empty for none"
+        )
     ids: set[str] = set()
     for i, strat in enumerate(cfg.strategies):
         where = f"strategies[{i}]"

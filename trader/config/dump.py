@@ -36,8 +36,9 @@ def dump_with_sources(cfg: Config, sources: Mapping[str, str]) -> str:
     lines: list[str] = []
 
     def scalar(value: Any) -> str:
-        text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False,
-                              width=1_000_000).strip()
+        text = yaml.safe_dump(
+            value, default_flow_style=True, sort_keys=False, width=1_000_000
+        ).strip()
         return text.removesuffix("\n...").removesuffix("...").strip()
 
     def emit(key: str, text: str, indent: int, comment: str) -> None:

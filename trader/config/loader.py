@@ -48,8 +48,7 @@ def load_config_sources(
     if data is None:  # an empty file (or only comments): every value its default
         data = {}
     elif not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got "
-                          f"{_kind(data)}")
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {_kind(data)}")
     return config_with_sources(data, env if env is not None else os.environ)
 
 
@@ -105,8 +104,9 @@ class _StrictLoader(yaml.SafeLoader):
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else id(key_node)
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise ConfigError(f"line {line}: key {str(key)[:80]!r} repeats the key "
-                                  f"at line {seen[key]}")
+                raise ConfigError(
+                    f"line {line}: key {str(key)[:80]!r} repeats the key at line {seen[key]}"
+                )
             seen[key] = line
         return super().construct_mapping(node, deep)
 
@@ -140,9 +140,7 @@ def config_with_sources(data: Any, env: Mapping[str, str]) -> tuple[Config, dict
     secrets, secret_sources = read_secrets(env)
     cfg = dataclasses.replace(cfg, secrets=secrets)
     check_consistency(cfg)
-    sources = {
-        path: _source(path, data, overridden) for path, _ in _leaves(Config, "")
-    }
+    sources = {path: _source(path, data, overridden) for path, _ in _leaves(Config, "")}
     sources.update({f"secrets.{var}": src for var, src in secret_sources.items()})
     return cfg, sources
 
@@ -152,9 +150,7 @@ def config_with_sources(data: Any, env: Mapping[str, str]) -> tuple[Config, dict
 ENV_PREFIX = "TRADER__"
 
 
-def apply_env_overrides(
-    data: Any, env: Mapping[str, str]
-) -> tuple[Any, dict[str, str]]:
+def apply_env_overrides(data: Any, env: Mapping[str, str]) -> tuple[Any, dict[str, str]]:
     """Apply ``TRADER__SECTION__KEY=value`` variables to the parsed document.
 
     The double-underscore path names a key (``TRADER__EXCHANGE__NAME`` -> ``exchange.name``;
@@ -181,7 +177,7 @@ def apply_env_overrides(
                 child = node[key] = {}
             if not isinstance(child, dict):
                 raise ConfigError(
-                    f"{var}: '{'.'.join(keys[:i + 1])}' in the file is not a mapping"
+                    f"{var}: '{'.'.join(keys[: i + 1])}' in the file is not a mapping"
                 )
             node = child
         node[keys[-1]] = value
@@ -191,7 +187,7 @@ def apply_env_overrides(
 
 def _env_path(var: str) -> list[str]:
     """The config keys a ``TRADER__...`` variable names, checked against the schema."""
-    segments = var[len(ENV_PREFIX):].split("__")
+    segments = var[len(ENV_PREFIX) :].split("__")
     keys: list[str] = []
     tp: Any = Config
     for i, seg in enumerate(segments):
@@ -298,8 +294,11 @@ def _kind(value: Any) -> str:
 
 def _short(value: Any) -> str:
     """``repr(value)`` cut to one short line (a hostile value can be huge)."""
-    text = repr(value) if isinstance(value, (str, int, float, bool)) or value is None \
+    text = (
+        repr(value)
+        if isinstance(value, (str, int, float, bool)) or value is None
         else f"a {_kind(value)}"
+    )
     return text if len(text) <= 80 else text[:77] + "..."
 
 

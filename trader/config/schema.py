@@ -109,7 +109,9 @@ class SimulatedConfig:
     spread_bps: Decimal = field(default=Decimal(2), metadata=_range(0, 1000))
     start_prices: Mapping[str, Decimal] = field(
         default_factory=lambda: {
-            "BTC/USDT": Decimal(60_000), "ETH/USDT": Decimal(3_000), "SOL/USDT": Decimal(150),
+            "BTC/USDT": Decimal(60_000),
+            "ETH/USDT": Decimal(3_000),
+            "SOL/USDT": Decimal(150),
         }
     )
 

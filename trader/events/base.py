@@ -123,8 +123,10 @@ class MarketData(Event):
     conflatable: ClassVar[bool] = True
 
     symbol: str
-    frame: Frame | None = field(default=None, compare=False, repr=False,  # type: ignore[misc]
-                                metadata={"internal": True})
+    # overrides the base's class attribute with a slot: mypy calls that a conflict
+    frame: Frame | None = field(  # type: ignore[misc]
+        default=None, compare=False, repr=False, metadata={"internal": True}
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

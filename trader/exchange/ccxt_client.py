@@ -26,8 +26,11 @@ from trader.errors import ConfigError
 # endpoints in load_markets (with keys set, ccxt's defaults add six sapi/fapi/dapi requests).
 # Bybit: spot instruments only (its defaults also load linear, inverse and six option chains).
 _OPTIONS: dict[str, dict[str, Any]] = {
-    "binance": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False,
-                "fetchMargins": False},
+    "binance": {
+        "fetchMarkets": {"types": ["spot"]},
+        "fetchCurrencies": False,
+        "fetchMargins": False,
+    },
     "bybit": {"fetchMarkets": {"types": ["spot"]}},
 }
 
@@ -93,8 +96,9 @@ class SharedRateLimit:
     is throttled, so an order waits at most its own spacing behind a poll, never for the
     poll's answer."""
 
-    def __init__(self, rate_limit_ms: float,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, rate_limit_ms: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self._interval_s = rate_limit_ms / 1000.0
         self._monotonic = monotonic
         self._lock = threading.Lock()

@@ -93,8 +93,10 @@ class _ClientIdParams:
     lookup: str = "clientOrderId"
 
 
-_CLIENT_ID_PARAMS = {"binance": _ClientIdParams("newClientOrderId", "origClientOrderId"),
-                     "bybit": _ClientIdParams("clientOrderId", "orderLinkId")}
+_CLIENT_ID_PARAMS = {
+    "binance": _ClientIdParams("newClientOrderId", "origClientOrderId"),
+    "bybit": _ClientIdParams("clientOrderId", "orderLinkId"),
+}
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -183,8 +185,9 @@ class CcxtGateway:
 
     # ------------------------------------------------------------------ the one way to ccxt
 
-    def _call(self, method: str, *args: Any, order_create: bool = False,
-              order_lane: bool = False) -> Any:
+    def _call(
+        self, method: str, *args: Any, order_create: bool = False, order_lane: bool = False
+    ) -> Any:
         """Call ``exchange.method(*args)`` under the lock (of the order lane's instance for
         ``order_lane``), translating every failure."""
         lock, ex = (self._orders_lock, self._orders_ex) if order_lane else (self._lock, self._ex)
@@ -198,15 +201,21 @@ class CcxtGateway:
             try:
                 result = getattr(ex, method)(*args)
             except Exception as exc:  # noqa: BLE001 - translated, nothing escapes untranslated
-                err = translate(exc, ex.last_response_headers, order_create,
-                                ex.last_json_response, self._clock.now_ns() // NS_PER_MS,
-                                (ex.apiKey, ex.secret, ex.password))
+                err = translate(
+                    exc,
+                    ex.last_response_headers,
+                    order_create,
+                    ex.last_json_response,
+                    self._clock.now_ns() // NS_PER_MS,
+                    (ex.apiKey, ex.secret, ex.password),
+                )
                 if isinstance(err, RateLimitedError):
                     pause = DEFAULT_PAUSE_S if err.retry_after_s is None else err.retry_after_s
                     err.retry_after_s = pause
                     self._paused_until = self._monotonic() + pause
-                    log.warning("%s rate limited: every REST call paused for %.1fs (%s)",
-                                ex.id, pause, err)
+                    log.warning(
+                        "%s rate limited: every REST call paused for %.1fs (%s)", ex.id, pause, err
+                    )
                 raise err from exc
             if ex.last_json_response is None and (ex.last_http_response or "").strip():
                 body = ex.last_http_response[:120]
@@ -227,15 +236,20 @@ class CcxtGateway:
             if s not in markets:
                 hint = difflib.get_close_matches(s, list(markets), n=1)
                 suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-                raise ConfigError(f"trade.markets: {s} is not a market on {self._ex.id}"
-                                  f"{suggestion}")
+                raise ConfigError(
+                    f"trade.markets: {s} is not a market on {self._ex.id}{suggestion}"
+                )
         now = self._clock.now_ns()
         return [self._market(markets[s], now) for s in symbols]
 
     def _market(self, m: dict[str, Any], now: int) -> MarketUpdated:
         precision, limits = m.get("precision") or {}, m.get("limits") or {}
         return MarketUpdated(
-            ts_event=now, ts_recv=now, symbol=m["symbol"], base=m["base"], quote=m["quote"],
+            ts_event=now,
+            ts_recv=now,
+            symbol=m["symbol"],
+            base=m["base"],
+            quote=m["quote"],
             price_increment=self._step(precision.get("price")),
             amount_increment=self._step(precision.get("amount")),
             min_amount=_dec((limits.get("amount") or {}).get("min")),
@@ -268,11 +282,17 @@ class CcxtGateway:
             t = tickers.get(s)
             if not t or t.get("bid") is None or t.get("ask") is None:
                 continue  # no book right now (halted market): nothing to report
-            out.append(QuoteTick(
-                ts_event=_ns(t.get("timestamp"), now), ts_recv=now, symbol=s,
-                bid=_dec(t["bid"]), bid_size=_dec(t.get("bidVolume")),
-                ask=_dec(t["ask"]), ask_size=_dec(t.get("askVolume")),
-            ))
+            out.append(
+                QuoteTick(
+                    ts_event=_ns(t.get("timestamp"), now),
+                    ts_recv=now,
+                    symbol=s,
+                    bid=_dec(t["bid"]),
+                    bid_size=_dec(t.get("bidVolume")),
+                    ask=_dec(t["ask"]),
+                    ask_size=_dec(t.get("askVolume")),
+                )
+            )
         return out
 
     # ------------------------------------------------------------------ account
@@ -296,9 +316,16 @@ class CcxtGateway:
                     self._nonzero.add(asset)
                 elif asset not in previous:
                     continue
-                out.append(BalanceUpdate(ts_event=ts, ts_recv=now, asset=asset,
-                                         free=_dec(row.get("free")), used=_dec(row.get("used")),
-                                         total=total))
+                out.append(
+                    BalanceUpdate(
+                        ts_event=ts,
+                        ts_recv=now,
+                        asset=asset,
+                        free=_dec(row.get("free")),
+                        used=_dec(row.get("used")),
+                        total=total,
+                    )
+                )
         return out
 
     @_reads_answer()
@@ -331,8 +358,11 @@ class CcxtGateway:
         if not self._ex.has.get("fetchMyTrades"):
             if not self._warned_no_trades:
                 self._warned_no_trades = True
-                log.warning("%s has no fetchMyTrades in ccxt: fills come only from order "
-                            "answers and streams", self._ex.id)
+                log.warning(
+                    "%s has no fetchMyTrades in ccxt: fills come only from order "
+                    "answers and streams",
+                    self._ex.id,
+                )
             return []
         trades = self._call("fetch_my_trades", symbol, since_ns // NS_PER_MS)
         by_order: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -348,15 +378,22 @@ class CcxtGateway:
                     out.append(self._fill(t, own, st.filled_total, st.final, now))
                 continue
             order = self._order_for_fills(order_id, symbol)
-            filled = _dec(order.get("filled")) if order else sum(
-                (_dec(t.get("amount")) for t in group), ZERO)
+            filled = (
+                _dec(order.get("filled"))
+                if order
+                else sum((_dec(t.get("amount")) for t in group), ZERO)
+            )
             cumulative = filled - sum((_dec(t.get("amount")) for t in group), ZERO)
             for i, t in enumerate(group):
                 cumulative += _dec(t.get("amount"))
-                final = (order is not None and i == len(group) - 1
-                         and order.get("status") == "closed")
-                out.append(self._fill(t, order or {"id": order_id, "symbol": symbol},
-                                      cumulative, final, now))
+                final = (
+                    order is not None and i == len(group) - 1 and order.get("status") == "closed"
+                )
+                out.append(
+                    self._fill(
+                        t, order or {"id": order_id, "symbol": symbol}, cumulative, final, now
+                    )
+                )
         return out
 
     def _order_for_fills(self, order_id: str, symbol: str) -> dict[str, Any] | None:
@@ -385,23 +422,38 @@ class CcxtGateway:
         price = None if cmd.price is None else _wire(cmd.price)
         try:
             raw = self._call(
-                "create_order", cmd.symbol, cmd.order_type.value, cmd.side.value,
-                _wire(cmd.amount), price, {self._ids.create: cmd.client_id}, order_create=True,
+                "create_order",
+                cmd.symbol,
+                cmd.order_type.value,
+                cmd.side.value,
+                _wire(cmd.amount),
+                price,
+                {self._ids.create: cmd.client_id},
+                order_create=True,
                 order_lane=True,
             )
         except RateLimitedError as exc:
             now = self._clock.now_ns()
-            return [OrderRejected(ts_event=now, ts_recv=now, client_id=cmd.client_id,
-                                  reason=str(exc), kind=ErrorKind.RATE_LIMITED)]
+            return [
+                OrderRejected(
+                    ts_event=now,
+                    ts_recv=now,
+                    client_id=cmd.client_id,
+                    reason=str(exc),
+                    kind=ErrorKind.RATE_LIMITED,
+                )
+            ]
         now = self._clock.now_ns()
         exchange_id = str(raw.get("id") or "")
         if exchange_id:
             self._remember_ids(cmd.client_id, exchange_id)
         ts = _ns(raw.get("timestamp"), now)
-        events: list[Event] = [OrderAccepted(ts_event=ts, ts_recv=now, client_id=cmd.client_id,
-                                             exchange_id=exchange_id)]
-        raw = {**raw, "clientOrderId": cmd.client_id, "side": cmd.side.value,
-               "symbol": cmd.symbol}
+        events: list[Event] = [
+            OrderAccepted(
+                ts_event=ts, ts_recv=now, client_id=cmd.client_id, exchange_id=exchange_id
+            )
+        ]
+        raw = {**raw, "clientOrderId": cmd.client_id, "side": cmd.side.value, "symbol": cmd.symbol}
         trades = raw.get("trades") or []
         cumulative = ZERO
         for i, t in enumerate(trades):
@@ -410,9 +462,15 @@ class CcxtGateway:
             events.append(self._fill(t, raw, cumulative, final, now))
         status = _STATUS.get(raw.get("status") or "")
         if status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
-            events.append(OrderCanceled(ts_event=ts, ts_recv=now, client_id=cmd.client_id,
-                                        reason=f"{raw.get('status')} at once",
-                                        expired=status is OrderStatus.EXPIRED))
+            events.append(
+                OrderCanceled(
+                    ts_event=ts,
+                    ts_recv=now,
+                    client_id=cmd.client_id,
+                    reason=f"{raw.get('status')} at once",
+                    expired=status is OrderStatus.EXPIRED,
+                )
+            )
         return events
 
     @_reads_answer()
@@ -423,8 +481,7 @@ class CcxtGateway:
         if exchange_id:
             self._call("cancel_order", exchange_id, symbol, order_lane=True)
         else:
-            self._call("cancel_order", None, symbol, {self._ids.lookup: client_id},
-                       order_lane=True)
+            self._call("cancel_order", None, symbol, {self._ids.lookup: client_id}, order_lane=True)
         now = self._clock.now_ns()
         return [OrderCanceled(ts_event=now, ts_recv=now, client_id=client_id, reason="canceled")]
 
@@ -450,26 +507,41 @@ class CcxtGateway:
         price, stop, cost = raw.get("price"), raw.get("triggerPrice"), raw.get("cost")
         return OrderStatusReport(
             ts_event=_ns(raw.get("lastUpdateTimestamp") or raw.get("timestamp"), now),
-            ts_recv=now, client_id=client_id, exchange_id=exchange_id, symbol=raw["symbol"],
+            ts_recv=now,
+            client_id=client_id,
+            exchange_id=exchange_id,
+            symbol=raw["symbol"],
             side=Side(raw["side"]),
             order_type=OrderType.MARKET if raw.get("type") == "market" else OrderType.LIMIT,
-            status=status, amount=_dec(raw.get("amount")), filled=filled,
+            status=status,
+            amount=_dec(raw.get("amount")),
+            filled=filled,
             price=_dec(price) if price else None,
             avg_price=_dec(raw["average"]) if raw.get("average") else None,
-            venue_order_type=raw.get("type"), time_in_force=raw.get("timeInForce"),
-            stop_price=_dec(stop) if stop else None, cum_quote=None if cost is None else _dec(cost),
+            venue_order_type=raw.get("type"),
+            time_in_force=raw.get("timeInForce"),
+            stop_price=_dec(stop) if stop else None,
+            cum_quote=None if cost is None else _dec(cost),
         )
 
-    def _fill(self, t: dict[str, Any], order: dict[str, Any], filled_total: Decimal,
-              final: bool, now: int) -> OrderFilled:
+    def _fill(
+        self, t: dict[str, Any], order: dict[str, Any], filled_total: Decimal, final: bool, now: int
+    ) -> OrderFilled:
         fee = t.get("fee") or {}
         return OrderFilled(
-            ts_event=_ns(t.get("timestamp") or order.get("timestamp"), now), ts_recv=now,
-            client_id=self._client_id(order), exchange_id=str(order.get("id") or ""),
-            trade_id=str(t.get("id") or ""), symbol=order.get("symbol") or t["symbol"],
-            side=Side(t.get("side") or order["side"]), price=_dec(t.get("price")),
-            amount=_dec(t.get("amount")), fee=_dec(fee.get("cost")),
-            fee_asset=fee.get("currency") or "", filled_total=filled_total, is_final=final,
+            ts_event=_ns(t.get("timestamp") or order.get("timestamp"), now),
+            ts_recv=now,
+            client_id=self._client_id(order),
+            exchange_id=str(order.get("id") or ""),
+            trade_id=str(t.get("id") or ""),
+            symbol=order.get("symbol") or t["symbol"],
+            side=Side(t.get("side") or order["side"]),
+            price=_dec(t.get("price")),
+            amount=_dec(t.get("amount")),
+            fee=_dec(fee.get("cost")),
+            fee_asset=fee.get("currency") or "",
+            filled_total=filled_total,
+            is_final=final,
             liquidity=_LIQUIDITY.get(t.get("takerOrMaker") or "", Liquidity.UNKNOWN),
         )
 

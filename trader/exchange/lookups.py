@@ -56,8 +56,9 @@ class FillState:
 class OrderLookup(Protocol):
     """Finds one order; reads a fill's order state where the exchange reports it."""
 
-    def find(self, call: Call, client_id: str, exchange_id: str | None,
-             symbol: str) -> dict[str, Any]:
+    def find(
+        self, call: Call, client_id: str, exchange_id: str | None, symbol: str
+    ) -> dict[str, Any]:
         """The ccxt order; raises ``OrderNotFoundError`` when the exchange has none."""
         ...
 
@@ -72,13 +73,13 @@ class FetchOrderLookup:
     def __init__(self, client_id_param: str) -> None:
         self._param = client_id_param
 
-    def find(self, call: Call, client_id: str, exchange_id: str | None,
-             symbol: str) -> dict[str, Any]:
+    def find(
+        self, call: Call, client_id: str, exchange_id: str | None, symbol: str
+    ) -> dict[str, Any]:
         """By exchange id when known, else by client id."""
         if exchange_id:
             return call("fetch_order", exchange_id, symbol)
-        return call("fetch_order", None, symbol,
-                    {self._param: client_id})
+        return call("fetch_order", None, symbol, {self._param: client_id})
 
     def fill_state(self, trade: dict[str, Any]) -> FillState | None:
         """Never carried: the gateway looks the order up."""
@@ -102,11 +103,13 @@ class OpenThenClosedLookup:
     def __init__(self, ids: _NativeIds) -> None:
         self._ids = ids
 
-    def find(self, call: Call, client_id: str, exchange_id: str | None,
-             symbol: str) -> dict[str, Any]:
+    def find(
+        self, call: Call, client_id: str, exchange_id: str | None, symbol: str
+    ) -> dict[str, Any]:
         """The order as the first of the three places that has it reports it."""
-        params = ({self._ids.order_id: exchange_id} if exchange_id
-                  else {self._ids.client_id: client_id})
+        params = (
+            {self._ids.order_id: exchange_id} if exchange_id else {self._ids.client_id: client_id}
+        )
         for method in ("fetch_open_orders", "fetch_canceled_and_closed_orders"):
             found = call(method, symbol, None, None, dict(params))
             if found:
@@ -116,7 +119,8 @@ class OpenThenClosedLookup:
             return self._from_executions(trades, symbol)
         raise OrderNotFoundError(
             f"{symbol} order {exchange_id or client_id}: not open, not in the order history, "
-            "no executions")
+            "no executions"
+        )
 
     def fill_state(self, trade: dict[str, Any]) -> FillState | None:
         """From the execution's ``orderQty`` and ``leavesQty``."""
@@ -124,8 +128,11 @@ class OpenThenClosedLookup:
         if info.get("orderQty") in (None, "") or info.get("leavesQty") in (None, ""):
             return None
         leaves = Decimal(str(info["leavesQty"]))
-        return FillState(client_id=str(info.get("orderLinkId") or "") or None,
-                         filled_total=Decimal(str(info["orderQty"])) - leaves, final=leaves == 0)
+        return FillState(
+            client_id=str(info.get("orderLinkId") or "") or None,
+            filled_total=Decimal(str(info["orderQty"])) - leaves,
+            final=leaves == 0,
+        )
 
     def _from_executions(self, trades: list[dict[str, Any]], symbol: str) -> dict[str, Any]:
         """An order known only by its fills (not in the order history: not yet, as Bybit
@@ -139,16 +146,27 @@ class OpenThenClosedLookup:
         info = last.get("info") or {}
         amount = Decimal(str(info["orderQty"]))
         limit = Decimal(str(info.get("orderPrice") or 0))  # 0 or none: a market order
-        cost = sum((Decimal(str(t.get("price") or 0)) * Decimal(str(t.get("amount") or 0))
-                    for t in trades), ZERO)
+        cost = sum(
+            (
+                Decimal(str(t.get("price") or 0)) * Decimal(str(t.get("amount") or 0))
+                for t in trades
+            ),
+            ZERO,
+        )
         filled = sum((Decimal(str(t.get("amount") or 0)) for t in trades), ZERO)
         return {
-            "id": str(last.get("order") or ""), "clientOrderId": state.client_id,
-            "symbol": symbol, "side": last.get("side"), "type": last.get("type"),
-            "status": "closed" if state.final else "canceled", "amount": str(amount),
-            "filled": str(state.filled_total), "price": str(limit) if limit else None,
+            "id": str(last.get("order") or ""),
+            "clientOrderId": state.client_id,
+            "symbol": symbol,
+            "side": last.get("side"),
+            "type": last.get("type"),
+            "status": "closed" if state.final else "canceled",
+            "amount": str(amount),
+            "filled": str(state.filled_total),
+            "price": str(limit) if limit else None,
             "average": str(cost / filled) if filled else None,
-            "timestamp": last.get("timestamp"), "lastUpdateTimestamp": last.get("timestamp"),
+            "timestamp": last.get("timestamp"),
+            "lastUpdateTimestamp": last.get("timestamp"),
         }
 
 
@@ -165,7 +183,11 @@ def order_lookup(exchange: ccxt.Exchange, client_id_param: str) -> OrderLookup:
     parameter), from ccxt's capabilities; see the module docstring."""
     has = exchange.has
     ids = _NATIVE_IDS.get(exchange.id)
-    if ids and has.get("fetchOpenOrder") is True and \
-            has.get("fetchCanceledAndClosedOrders") is True and has.get("fetchMyTrades") is True:
+    if (
+        ids
+        and has.get("fetchOpenOrder") is True
+        and has.get("fetchCanceledAndClosedOrders") is True
+        and has.get("fetchMyTrades") is True
+    ):
         return OpenThenClosedLookup(ids)
     return FetchOrderLookup(client_id_param)

@@ -67,8 +67,7 @@ class BinanceMarketStreams:
 
     def subscribe_messages(self) -> list[str]:
         """One SUBSCRIBE for every stream."""
-        return [json.dumps({"method": "SUBSCRIBE", "params": self.streams,
-                            "id": next(self._ids)})]
+        return [json.dumps({"method": "SUBSCRIBE", "params": self.streams, "id": next(self._ids)})]
 
     def parse(self, msg: Any, ts_recv: int) -> Parsed:
         """See :mod:`trader.feeds.parsers.binance`."""
@@ -84,8 +83,9 @@ class BinanceUserStream:
     ping_message: str | None = None
     data_markets: tuple[str, ...] = ()  # the account, no market data
 
-    def __init__(self, url: str, markets: Sequence[str], api_key: str, api_secret: str,
-                 clock: Clock) -> None:
+    def __init__(
+        self, url: str, markets: Sequence[str], api_key: str, api_secret: str, clock: Clock
+    ) -> None:
         self.url = url
         self._key = api_key
         self._secret = api_secret
@@ -103,11 +103,20 @@ class BinanceUserStream:
 
     def subscribe_messages(self) -> list[str]:
         """A freshly signed ``userDataStream.subscribe.signature`` request."""
-        params: dict[str, Any] = {"apiKey": self._key,
-                                  "timestamp": self._clock.now_ns() // NS_PER_MS}
+        params: dict[str, Any] = {
+            "apiKey": self._key,
+            "timestamp": self._clock.now_ns() // NS_PER_MS,
+        }
         params["signature"] = sign(self._secret, params)
-        return [json.dumps({"id": f"subscribe-{next(self._ids)}",
-                            "method": "userDataStream.subscribe.signature", "params": params})]
+        return [
+            json.dumps(
+                {
+                    "id": f"subscribe-{next(self._ids)}",
+                    "method": "userDataStream.subscribe.signature",
+                    "params": params,
+                }
+            )
+        ]
 
     def parse(self, msg: Any, ts_recv: int) -> Parsed:
         """See :mod:`trader.feeds.parsers.binance`."""

@@ -47,8 +47,9 @@ class BybitPublicStreams:
     watch_data = True
     ping_message: str | None = PING
 
-    def __init__(self, url: str, category: str, markets: Sequence[str],
-                 kline_interval: str | None = None) -> None:
+    def __init__(
+        self, url: str, category: str, markets: Sequence[str], kline_interval: str | None = None
+    ) -> None:
         """``kline_interval`` in our notation (``"1m"``), one of
         :data:`~trader.feeds.parsers.bybit.KLINE_INTERVALS`; None: no candles."""
         self.url = url
@@ -68,8 +69,10 @@ class BybitPublicStreams:
     def subscribe_messages(self) -> list[str]:
         """Subscribe requests of at most ten topics each."""
         n = MAX_ARGS_PER_REQUEST
-        return [json.dumps({"op": "subscribe", "args": self.topics[i:i + n]})
-                for i in range(0, len(self.topics), n)]
+        return [
+            json.dumps({"op": "subscribe", "args": self.topics[i : i + n]})
+            for i in range(0, len(self.topics), n)
+        ]
 
     def parse(self, msg: Any, ts_recv: int) -> Parsed:
         """See :mod:`trader.feeds.parsers.bybit`."""
@@ -86,8 +89,9 @@ class BybitPrivateStream:
     data_markets: tuple[str, ...] = ()  # the account, no market data
     topics = ("order", "execution", "wallet")
 
-    def __init__(self, url: str, markets: Sequence[str], api_key: str, api_secret: str,
-                 clock: Clock) -> None:
+    def __init__(
+        self, url: str, markets: Sequence[str], api_key: str, api_secret: str, clock: Clock
+    ) -> None:
         self.url = url
         self._key = api_key
         self._secret = api_secret
@@ -100,8 +104,11 @@ class BybitPrivateStream:
     def connect_messages(self) -> list[str]:
         """Authenticate first; the subscriptions follow the server's acknowledgement."""
         expires = self._clock.now_ns() // NS_PER_MS + AUTH_VALID_MS
-        return [json.dumps({"op": "auth",
-                            "args": [self._key, expires, auth_signature(self._secret, expires)]})]
+        return [
+            json.dumps(
+                {"op": "auth", "args": [self._key, expires, auth_signature(self._secret, expires)]}
+            )
+        ]
 
     def subscribe_messages(self) -> list[str]:
         """The private topics."""

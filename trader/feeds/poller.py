@@ -95,8 +95,9 @@ class Poller(Worker):
         }
         for name, every in intervals.items():
             if every > 0:
-                self.scheduler.every(every).seconds.do(self.run_job, name,
-                                                       self._fetchers[name]).tag(name)
+                self.scheduler.every(every).seconds.do(
+                    self.run_job, name, self._fetchers[name]
+                ).tag(name)
         # Requests from other threads, under _lock; the poller thread applies them.
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -108,8 +109,9 @@ class Poller(Worker):
         self._monotonic = monotonic
         self._catch_up: dict[str, None] = {}
         self._catch_up_due = 0.0
-        self._catch_up_backoff = Backoff(min(CATCH_UP_RETRY_S, cfg.fast_every_s),
-                                         cfg.fast_every_s, jitter=0.5)
+        self._catch_up_backoff = Backoff(
+            min(CATCH_UP_RETRY_S, cfg.fast_every_s), cfg.fast_every_s, jitter=0.5
+        )
         self._trades_since = clock.now_ns()  # poller thread only
 
     # ------------------------------------------------------------------ any thread
@@ -148,8 +150,12 @@ class Poller(Worker):
     def on_feed_recovered(self, ev: FeedRecovered) -> None:
         """Main-thread handler: refresh what the feed may have missed while it was down, and
         go back to the normal schedule once no feed is down."""
-        log.info("%s delivers again (%s): refreshing balances, open orders and trades over "
-                 "REST, each until it succeeds", ev.feed, ev.reason or "recovered")
+        log.info(
+            "%s delivers again (%s): refreshing balances, open orders and trades over "
+            "REST, each until it succeeds",
+            ev.feed,
+            ev.reason or "recovered",
+        )
         self.request_catch_up(*REFRESH_AFTER_RECONNECT)
         self.set_fast(ev.feed, False)
 
@@ -169,8 +175,15 @@ class Poller(Worker):
             self._stats.incr(f"poll_failed.{name}")
             log.warning("poll %s failed: %s: %s", name, type(exc).__name__, exc)
             now = self._clock.now_ns()
-            self._publish(PollFailed(ts_event=now, ts_recv=now, job=name, kind=kind,
-                                     error=f"{type(exc).__name__}: {exc}"))
+            self._publish(
+                PollFailed(
+                    ts_event=now,
+                    ts_recv=now,
+                    job=name,
+                    kind=kind,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            )
             return exc
         self._stats.incr(f"polled.{name}")
         for ev in events:
@@ -213,8 +226,9 @@ class Poller(Worker):
         if want_fast and not self._fast_on:
             log.info("a feed is stale: polling every %ds", self._fast_every)
             for name, fetch in self._fetchers.items():
-                self.scheduler.every(self._fast_every).seconds.do(self.run_job, name,
-                                                                  fetch).tag(FAST)
+                self.scheduler.every(self._fast_every).seconds.do(self.run_job, name, fetch).tag(
+                    FAST
+                )
             self.run_now(FAST)
         elif self._fast_on and not want_fast:
             log.info("feeds recovered: polling on the normal schedule")
@@ -238,8 +252,11 @@ class Poller(Worker):
             return
         wait = max(wait, self._catch_up_backoff.next_delay())
         self._catch_up_due = self._monotonic() + wait
-        log.warning("catch-up after a recovery: %s not fetched yet; retrying in %.1fs",
-                    ", ".join(self._catch_up), wait)
+        log.warning(
+            "catch-up after a recovery: %s not fetched yet; retrying in %.1fs",
+            ", ".join(self._catch_up),
+            wait,
+        )
 
     def _recent_fills(self) -> list[Event]:
         now = self._clock.now_ns()

@@ -58,11 +58,19 @@ class SimulatedMarket:
         now = self._clock.now_ns()
         for s in symbols:
             base, quote = split_symbol(s)
-            out.append(MarketUpdated(
-                ts_event=now, ts_recv=now, symbol=s, base=base, quote=quote,
-                price_increment=self._tick[s], amount_increment=Decimal("0.00001"),
-                min_amount=Decimal("0.00001"), min_notional=Decimal(5),
-            ))
+            out.append(
+                MarketUpdated(
+                    ts_event=now,
+                    ts_recv=now,
+                    symbol=s,
+                    base=base,
+                    quote=quote,
+                    price_increment=self._tick[s],
+                    amount_increment=Decimal("0.00001"),
+                    min_amount=Decimal("0.00001"),
+                    min_notional=Decimal(5),
+                )
+            )
         return out
 
     def fetch_tickers(self, symbols: Sequence[str]) -> list[QuoteTick]:
@@ -84,7 +92,11 @@ class SimulatedMarket:
                 bid = Decimal(mid * (1 - half_spread)).quantize(tick)
                 ask = max(Decimal(mid * (1 + half_spread)).quantize(tick), bid + tick)
                 q = QuoteTick(
-                    ts_event=now, ts_recv=now, symbol=s, bid=bid, ask=ask,
+                    ts_event=now,
+                    ts_recv=now,
+                    symbol=s,
+                    bid=bid,
+                    ask=ask,
                     bid_size=Decimal(str(round(self._rng.uniform(0.1, 5), 3))),
                     ask_size=Decimal(str(round(self._rng.uniform(0.1, 5), 3))),
                 )
@@ -95,10 +107,17 @@ class SimulatedMarket:
                     self._trade_seq += 1
                     price = ask if buy else bid
                     size = Decimal(str(round(self._rng.uniform(0.001, 1), 4)))
-                    out.append(TradeTick(
-                        ts_event=now, ts_recv=now, symbol=s, price=price, size=size,
-                        aggressor=Side.BUY if buy else Side.SELL, trade_id=str(self._trade_seq),
-                    ))
+                    out.append(
+                        TradeTick(
+                            ts_event=now,
+                            ts_recv=now,
+                            symbol=s,
+                            price=price,
+                            size=size,
+                            aggressor=Side.BUY if buy else Side.SELL,
+                            trade_id=str(self._trade_seq),
+                        )
+                    )
                     self._update_bar(s, now, interval, price, size, out)
         return out
 
@@ -108,11 +127,21 @@ class SimulatedMarket:
         start = now - now % interval
         bar = self._bars.get(s)
         if bar is not None and bar.start != start:
-            out.append(Candle(
-                ts_event=now, ts_recv=now, symbol=s, interval=f"{interval // NS}s",
-                open=bar.open, high=bar.high, low=bar.low, close=bar.close, volume=bar.volume,
-                start_ns=bar.start, closed=True,
-            ))
+            out.append(
+                Candle(
+                    ts_event=now,
+                    ts_recv=now,
+                    symbol=s,
+                    interval=f"{interval // NS}s",
+                    open=bar.open,
+                    high=bar.high,
+                    low=bar.low,
+                    close=bar.close,
+                    volume=bar.volume,
+                    start_ns=bar.start,
+                    closed=True,
+                )
+            )
             bar = None
         if bar is None:
             self._bars[s] = _Bar(start, price, price, price, price, size)

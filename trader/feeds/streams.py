@@ -49,16 +49,27 @@ def _binance(cfg: Config, clock: Clock) -> list[StreamProtocol]:
     spot = [m for m in cfg.trade.markets if market_category(m) == SPOT]
     other = [m for m in cfg.trade.markets if m not in spot]
     if other:
-        log.warning("binance streams cover spot markets only; %s polled over REST",
-                    ", ".join(other))
+        log.warning(
+            "binance streams cover spot markets only; %s polled over REST", ", ".join(other)
+        )
     out: list[StreamProtocol] = []
     if spot:
-        out.append(binance.BinanceMarketStreams(with_base(market_url, ex.urls.ws), spot,
-                                                cfg.streams.kline_interval))
+        out.append(
+            binance.BinanceMarketStreams(
+                with_base(market_url, ex.urls.ws), spot, cfg.streams.kline_interval
+            )
+        )
     if _private(cfg):
         s = cfg.secrets
-        out.append(binance.BinanceUserStream(with_base(user_url, ex.urls.ws), cfg.trade.markets,
-                                             s.api_key or "", s.api_secret or "", clock))
+        out.append(
+            binance.BinanceUserStream(
+                with_base(user_url, ex.urls.ws),
+                cfg.trade.markets,
+                s.api_key or "",
+                s.api_secret or "",
+                clock,
+            )
+        )
     return out
 
 
@@ -68,8 +79,12 @@ def _bybit(cfg: Config, clock: Clock) -> list[StreamProtocol]:
     private_url = bybit.TESTNET_PRIVATE_URL if ex.sandbox else bybit.PRIVATE_URL
     interval = cfg.streams.kline_interval
     if interval is not None and interval not in KLINE_INTERVALS:
-        log.warning("bybit has no %s candles (it has %s): no candle stream, so candle "
-                    "strategies (ma_cross) cannot trade", interval, ", ".join(KLINE_INTERVALS))
+        log.warning(
+            "bybit has no %s candles (it has %s): no candle stream, so candle "
+            "strategies (ma_cross) cannot trade",
+            interval,
+            ", ".join(KLINE_INTERVALS),
+        )
         interval = None
     out: list[StreamProtocol] = []
     for category in (SPOT, LINEAR, INVERSE):
@@ -79,8 +94,15 @@ def _bybit(cfg: Config, clock: Clock) -> list[StreamProtocol]:
             out.append(bybit.BybitPublicStreams(url, category, markets, interval))
     if _private(cfg):
         s = cfg.secrets
-        out.append(bybit.BybitPrivateStream(with_base(private_url, ex.urls.ws), cfg.trade.markets,
-                                            s.api_key or "", s.api_secret or "", clock))
+        out.append(
+            bybit.BybitPrivateStream(
+                with_base(private_url, ex.urls.ws),
+                cfg.trade.markets,
+                s.api_key or "",
+                s.api_secret or "",
+                clock,
+            )
+        )
     return out
 
 
@@ -100,8 +122,10 @@ def frame_interval_s(cfg: Config) -> tuple[float, str] | None:
     if cfg.exchange.name == "binance":
         return binance.SERVER_PING_S, "binance's server pings every"
     if cfg.exchange.name == "bybit":
-        return cfg.streams.ping_interval_s, "bybit answers our pings (streams.ping_interval_s) " \
-            "every"
+        return (
+            cfg.streams.ping_interval_s,
+            "bybit answers our pings (streams.ping_interval_s) every",
+        )
     return None
 
 
@@ -114,7 +138,8 @@ def check_streams(cfg: Config) -> None:
         raise ConfigError(
             f"streams.dead_after_s: {cfg.streams.dead_after_s:g}s is not above the "
             f"{seconds:g}s between an idle stream's frames ({source} {seconds:g}s): a quiet "
-            f"stream would reconnect forever; set it above {seconds:g} (60 is usual)")
+            f"stream would reconnect forever; set it above {seconds:g} (60 is usual)"
+        )
 
 
 def data_markets(feeds: list[Worker]) -> dict[str, tuple[str, ...]]:

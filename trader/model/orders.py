@@ -56,8 +56,7 @@ class OrderStatus(StrEnum):
 
 _S = OrderStatus
 FINAL_STATUSES = frozenset({_S.FILLED, _S.CANCELED, _S.REJECTED, _S.EXPIRED})
-_LIVE = {_S.OPEN, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED, _S.EXPIRED, _S.REJECTED,
-         _S.UNKNOWN}
+_LIVE = {_S.OPEN, _S.PARTIALLY_FILLED, _S.FILLED, _S.CANCELED, _S.EXPIRED, _S.REJECTED, _S.UNKNOWN}
 
 LEGAL_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     _S.PENDING: frozenset(_LIVE | {_S.PENDING}),
@@ -77,8 +76,13 @@ def is_legal(current: OrderStatus, new: OrderStatus) -> bool:
 
 
 # How far along an order is: a status of a lower stage describes a past the order has left.
-_STAGE = {_S.PENDING: 0, _S.OPEN: 1, _S.UNKNOWN: 1, _S.PARTIALLY_FILLED: 2,
-          **{s: 3 for s in FINAL_STATUSES}}
+_STAGE = {
+    _S.PENDING: 0,
+    _S.OPEN: 1,
+    _S.UNKNOWN: 1,
+    _S.PARTIALLY_FILLED: 2,
+    **{s: 3 for s in FINAL_STATUSES},
+}
 
 
 def is_behind(current: OrderStatus, new: OrderStatus) -> bool:

@@ -103,4 +103,3 @@ class BalancesSnapshot:
     balances: Mapping[str, Balance]
     usd_values: Mapping[str, Decimal | None]
     total_usd: Decimal
-

@@ -56,6 +56,7 @@ from trader.store.order_table import OrderTable
 
 log = logging.getLogger(__name__)
 
+
 class MemoryStore:
     """All state in process memory. Implements :class:`trader.store.view.StoreView`."""
 
@@ -97,8 +98,14 @@ class MemoryStore:
     def on_market(self, ev: MarketUpdated) -> None:
         """Record a market's rules."""
         market = Market(
-            ev.symbol, ev.base, ev.quote, ev.price_increment, ev.amount_increment,
-            ev.min_amount, ev.min_notional, ev.active,
+            ev.symbol,
+            ev.base,
+            ev.quote,
+            ev.price_increment,
+            ev.amount_increment,
+            ev.min_amount,
+            ev.min_notional,
+            ev.active,
         )
         with self._lock:
             if self._symbol_ok(self._markets, ev.symbol):
@@ -159,8 +166,15 @@ class MemoryStore:
     def on_order_submitted(self, ev: OrderSubmitted) -> None:
         """Record a new order in PENDING before it is sent (a client id is recorded once)."""
         order = Order(
-            ev.client_id, ev.symbol, ev.side, ev.order_type, ev.amount, ev.price,
-            OrderStatus.PENDING, strategy=ev.strategy, ts_update=ev.ts_recv,
+            ev.client_id,
+            ev.symbol,
+            ev.side,
+            ev.order_type,
+            ev.amount,
+            ev.price,
+            OrderStatus.PENDING,
+            strategy=ev.strategy,
+            ts_update=ev.ts_recv,
         )
         with self._lock:
             known = ev.client_id in self._orders
@@ -195,13 +209,19 @@ class MemoryStore:
             order = self._orders.get(ev.client_id)
             if order is not None and order.is_open:
                 self._orders[ev.client_id] = replace(
-                    order, amount=ev.amount, price=ev.price or order.price,
-                    exchange_id=order.exchange_id or ev.exchange_id, ts_update=ev.ts_recv,
+                    order,
+                    amount=ev.amount,
+                    price=ev.price or order.price,
+                    exchange_id=order.exchange_id or ev.exchange_id,
+                    ts_update=ev.ts_recv,
                 )
                 return
             self.illegal_transitions += 1
-        log.warning("amendment of order %s ignored: %s", ev.client_id,
-                    "unknown to the store" if order is None else f"it is {order.status}")
+        log.warning(
+            "amendment of order %s ignored: %s",
+            ev.client_id,
+            "unknown to the store" if order is None else f"it is {order.status}",
+        )
 
     def screen_fill(self, ev: OrderFilled) -> Stop | None:
         """The one filter of repeated fills (the wiring's gate for ``OrderFilled``): ``STOP``,
@@ -256,8 +276,12 @@ class MemoryStore:
             )
         if late is not None:
             self.late_fills += 1
-            log.warning("fill %s of order %s arrived after it became %s: position updated, "
-                        "status kept", ev.trade_id, ev.client_id, late.status)
+            log.warning(
+                "fill %s of order %s arrived after it became %s: position updated, status kept",
+                ev.trade_id,
+                ev.client_id,
+                late.status,
+            )
         return None
 
     def _third_asset_fee(self, fee: Decimal, asset: str, quote: str) -> Decimal | None:
@@ -283,9 +307,18 @@ class MemoryStore:
             order = self._orders.get(ev.client_id)
             if order is None:
                 order = Order(
-                    ev.client_id, ev.symbol, ev.side, ev.order_type, ev.amount, ev.price,
-                    ev.status, ev.filled, ev.avg_price, exchange_id=ev.exchange_id,
-                    external=not self.owns(ev.client_id), ts_update=ev.ts_recv,
+                    ev.client_id,
+                    ev.symbol,
+                    ev.side,
+                    ev.order_type,
+                    ev.amount,
+                    ev.price,
+                    ev.status,
+                    ev.filled,
+                    ev.avg_price,
+                    exchange_id=ev.exchange_id,
+                    external=not self.owns(ev.client_id),
+                    ts_update=ev.ts_recv,
                 )
                 # Fills applied while the order was unknown are newer than a report fetched
                 # before them: they move it forward (a stale `open` never creates it open).
@@ -296,7 +329,8 @@ class MemoryStore:
                 self._evict_orders()
                 return
             if is_behind(order.status, ev.status) or (
-                    not ev.status.is_final and ev.filled < order.filled):
+                not ev.status.is_final and ev.filled < order.filled
+            ):
                 self.stale_updates += 1
                 stale = order
             elif order.status != ev.status and not is_legal(order.status, ev.status):
@@ -304,17 +338,25 @@ class MemoryStore:
                 return
             else:
                 self._orders[ev.client_id] = replace(
-                    order, status=ev.status, filled=max(order.filled, ev.filled),
-                    avg_price=ev.avg_price or order.avg_price, exchange_id=ev.exchange_id,
+                    order,
+                    status=ev.status,
+                    filled=max(order.filled, ev.filled),
+                    avg_price=ev.avg_price or order.avg_price,
+                    exchange_id=ev.exchange_id,
                     ts_update=ev.ts_recv,
                 )
         if stale is not None:
             self._log_stale(stale, ev.status, ev.filled)
 
     def _log_stale(self, order: Order, status: OrderStatus, filled: Decimal | None) -> None:
-        log.info("stale update of order %s ignored: it is %s filled %s, the update says %s%s",
-                 order.client_id, order.status, order.filled, status,
-                 "" if filled is None else f" filled {filled}")
+        log.info(
+            "stale update of order %s ignored: it is %s filled %s, the update says %s%s",
+            order.client_id,
+            order.status,
+            order.filled,
+            status,
+            "" if filled is None else f" filled {filled}",
+        )
 
     def _transition(self, client_id: str, status: OrderStatus, ts: int, **changes: Any) -> None:
         with self._lock:
@@ -502,10 +544,14 @@ def _with_fill(order: Order, ev: OrderFilled) -> Order:
     by_fills = order.filled_by_fills + ev.amount
     cost = sum((f.price * f.amount for f in fills), Decimal(0))
     return replace(
-        order, status=status, filled=max(order.filled, ev.filled_total, by_fills),
+        order,
+        status=status,
+        filled=max(order.filled, ev.filled_total, by_fills),
         avg_price=cost / by_fills if by_fills else order.avg_price,
-        fee=order.fee + ev.fee, ts_update=ev.ts_recv,
-        exchange_id=order.exchange_id or ev.exchange_id, fills=fills,
+        fee=order.fee + ev.fee,
+        ts_update=ev.ts_recv,
+        exchange_id=order.exchange_id or ev.exchange_id,
+        fills=fills,
     )
 
 

@@ -57,19 +57,34 @@ def read_state(path: Path, clock: Clock) -> list[Event]:
     try:
         saved = event_from_json(text)
     except (ValueError, TypeError, KeyError) as exc:
-        raise ConfigError(f"storage.state_file: {path} is not a saved state ({exc}); move it "
-                          "away to start empty") from None
+        raise ConfigError(
+            f"storage.state_file: {path} is not a saved state ({exc}); move it away to start empty"
+        ) from None
     if not isinstance(saved, StateRestored):
-        raise ConfigError(f"storage.state_file: {path} holds a {type(saved).__name__}, not a "
-                          "saved state")
+        raise ConfigError(
+            f"storage.state_file: {path} holds a {type(saved).__name__}, not a saved state"
+        )
     now = clock.now_ns()
-    log.info("state: restored %d balances, %d orders (%d open), %d positions from %s",
-             len(saved.balances), len(saved.orders), sum(o.is_open for o in saved.orders),
-             len(saved.positions), path)
-    return [StateRestored(ts_event=saved.ts_event, ts_recv=now, source=f"state file {path}",
-                          balances=saved.balances, orders=saved.orders,
-                          positions=saved.positions, loss_day=saved.loss_day,
-                          loss_day_start=saved.loss_day_start)]
+    log.info(
+        "state: restored %d balances, %d orders (%d open), %d positions from %s",
+        len(saved.balances),
+        len(saved.orders),
+        sum(o.is_open for o in saved.orders),
+        len(saved.positions),
+        path,
+    )
+    return [
+        StateRestored(
+            ts_event=saved.ts_event,
+            ts_recv=now,
+            source=f"state file {path}",
+            balances=saved.balances,
+            orders=saved.orders,
+            positions=saved.positions,
+            loss_day=saved.loss_day,
+            loss_day_start=saved.loss_day_start,
+        )
+    ]
 
 
 class StateFileWriter(Worker):
@@ -77,8 +92,15 @@ class StateFileWriter(Worker):
 
     name = "state-file"
 
-    def __init__(self, path: Path, store: MemoryStore, daily_loss: DailyLossSaved, clock: Clock,
-                 publish: Callable[[Event], None], interval_s: float) -> None:
+    def __init__(
+        self,
+        path: Path,
+        store: MemoryStore,
+        daily_loss: DailyLossSaved,
+        clock: Clock,
+        publish: Callable[[Event], None],
+        interval_s: float,
+    ) -> None:
         self.path = path
         self._store = store
         self._daily_loss = daily_loss
@@ -102,18 +124,25 @@ class StateFileWriter(Worker):
     def write(self) -> bool:
         """Write the ledger if it changed since the last write; False when writing failed."""
         store = self._store
-        parts = (store.balances().balances, store.orders(), store.positions(),
-                 self._daily_loss())
+        parts = (store.balances().balances, store.orders(), store.positions(), self._daily_loss())
         if parts == self._last:
             return True
         for flush in self.flush_first:
             flush()
         balances, orders, positions, (day, day_start) = parts
         now = self._clock.now_ns()
-        text = event_to_json(StateRestored(
-            ts_event=now, ts_recv=now, source="saved", balances=tuple(balances.values()),
-            orders=orders, positions=tuple(positions.values()), loss_day=day,
-            loss_day_start=day_start))
+        text = event_to_json(
+            StateRestored(
+                ts_event=now,
+                ts_recv=now,
+                source="saved",
+                balances=tuple(balances.values()),
+                orders=orders,
+                positions=tuple(positions.values()),
+                loss_day=day,
+                loss_day_start=day_start,
+            )
+        )
         try:
             write_atomically(self.path, text)
         except OSError as exc:
@@ -131,11 +160,13 @@ class StateFileWriter(Worker):
         first = self._failure is None
         self._failure = f"{type(exc).__name__}: {exc}"
         if first:
-            log.error("state: cannot write %s: %s; retried at every change", self.path,
-                      self._failure)
+            log.error(
+                "state: cannot write %s: %s; retried at every change", self.path, self._failure
+            )
             now = self._clock.now_ns()
-            self._emit(StorageFailed(ts_event=now, ts_recv=now, component=COMPONENT,
-                                     error=self._failure))
+            self._emit(
+                StorageFailed(ts_event=now, ts_recv=now, component=COMPONENT, error=self._failure)
+            )
 
     def _emit(self, ev: Event) -> None:
         try:
@@ -154,5 +185,3 @@ def write_atomically(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-
-

@@ -43,8 +43,10 @@ class DailyLoss:
         self.soft = cfg.daily_loss_soft_limit
         self.hard = cfg.daily_loss_limit
         if self.soft and self.hard and self.soft >= self.hard:
-            raise ConfigError(f"risk.daily_loss_soft_limit: {self.soft} must be below "
-                              f"risk.daily_loss_limit ({self.hard}), or 0 (off)")
+            raise ConfigError(
+                f"risk.daily_loss_soft_limit: {self.soft} must be below "
+                f"risk.daily_loss_limit ({self.hard}), or 0 (off)"
+            )
         self._clock = clock
         self._pnl = pnl
         self._day = -1

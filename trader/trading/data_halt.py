@@ -33,8 +33,11 @@ class DataHalts:
 
     def on_feed_down(self, ev: FeedStale | FeedDisconnected) -> list[Event]:
         """Data halt on every market ``ev.feed`` carries."""
-        why = f"{ev.feed} disconnected ({ev.reason})" if isinstance(ev, FeedDisconnected) \
+        why = (
+            f"{ev.feed} disconnected ({ev.reason})"
+            if isinstance(ev, FeedDisconnected)
             else f"{ev.feed} stale ({ev.silent_s}s without data)"
+        )
         self._down[ev.feed] = why
         return self._settle(ev.ts_recv)
 
@@ -56,13 +59,20 @@ class DataHalts:
         for symbol in [s for s in self.halts if s not in want]:
             del self.halts[symbol]
             log.warning("data halt on %s lifted: %s", symbol, lifted_by)
-            out.append(DataHaltChanged(ts_event=now, ts_recv=now, symbol=symbol, halted=False,
-                                       reason=lifted_by))
+            out.append(
+                DataHaltChanged(
+                    ts_event=now, ts_recv=now, symbol=symbol, halted=False, reason=lifted_by
+                )
+            )
         for symbol, why in want.items():
             if symbol not in self.halts:
                 self.halts[symbol] = why
-                log.warning("data halt on %s: %s: no new orders on it until fresh data", symbol,
-                            why)
-                out.append(DataHaltChanged(ts_event=now, ts_recv=now, symbol=symbol,
-                                           halted=True, reason=why))
+                log.warning(
+                    "data halt on %s: %s: no new orders on it until fresh data", symbol, why
+                )
+                out.append(
+                    DataHaltChanged(
+                        ts_event=now, ts_recv=now, symbol=symbol, halted=True, reason=why
+                    )
+                )
         return out

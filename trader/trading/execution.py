@@ -137,8 +137,9 @@ class Executor(Worker):
             self._cancel(cmd.client_id, cmd.symbol)
         elif isinstance(cmd, CancelAllOrders):
             orders = [o for o in self._view.open_orders(cmd.symbol) if not o.external]
-            log.info("cancel-all%s: %d open orders", f" {cmd.symbol}" if cmd.symbol else "",
-                     len(orders))
+            log.info(
+                "cancel-all%s: %d open orders", f" {cmd.symbol}" if cmd.symbol else "", len(orders)
+            )
             for order in orders:
                 self._cancel(order.client_id, order.symbol)
         else:
@@ -150,12 +151,26 @@ class Executor(Worker):
             events = self._gateway.create_order(cmd)
         except InvalidOrderError as exc:
             self._stats.incr("orders_rejected")
-            events = [OrderRejected(ts_event=now(), ts_recv=now(), client_id=cmd.client_id,
-                                    reason=str(exc), kind=exc.kind)]
+            events = [
+                OrderRejected(
+                    ts_event=now(),
+                    ts_recv=now(),
+                    client_id=cmd.client_id,
+                    reason=str(exc),
+                    kind=exc.kind,
+                )
+            ]
         except ExchangeError as exc:
             if not isinstance(exc, TemporaryError) and exc.kind is not ErrorKind.UNKNOWN_OUTCOME:
-                events = [OrderRejected(ts_event=now(), ts_recv=now(), client_id=cmd.client_id,
-                                        reason=str(exc), kind=exc.kind)]
+                events = [
+                    OrderRejected(
+                        ts_event=now(),
+                        ts_recv=now(),
+                        client_id=cmd.client_id,
+                        reason=str(exc),
+                        kind=exc.kind,
+                    )
+                ]
             else:
                 events = self._unknown(cmd.client_id, cmd.symbol, exc)
         except Exception as exc:  # noqa: BLE001 - a gateway bug: the order may have gone out
@@ -170,11 +185,21 @@ class Executor(Worker):
         # No jitter: one lookup per order, nothing to spread out; a lookup's patience (the sum of
         # its delays) stays what lookup_attempts and lookup_backoff_s promise.
         backoff = Backoff(self._backoff, self._backoff * LOOKUP_MAX_FACTOR, jitter=0)
-        self._lookups[client_id] = _Lookup(client_id, symbol,
-                                           time.monotonic() + backoff.next_delay(),
-                                           now - FILLS_MARGIN_NS, backoff)
-        return [OrderStatusUnknown(ts_event=now, ts_recv=now, client_id=client_id,
-                                   reason=f"{type(exc).__name__}: {exc}")]
+        self._lookups[client_id] = _Lookup(
+            client_id,
+            symbol,
+            time.monotonic() + backoff.next_delay(),
+            now - FILLS_MARGIN_NS,
+            backoff,
+        )
+        return [
+            OrderStatusUnknown(
+                ts_event=now,
+                ts_recv=now,
+                client_id=client_id,
+                reason=f"{type(exc).__name__}: {exc}",
+            )
+        ]
 
     def _run_lookups(self) -> None:
         now_m = time.monotonic()
@@ -186,18 +211,26 @@ class Executor(Worker):
                 if lk.attempts >= self._attempts:
                     del self._lookups[lk.client_id]
                     now = self._clock.now_ns()
-                    self._emit([OrderRejected(
-                        ts_event=now, ts_recv=now, client_id=lk.client_id,
-                        reason=f"not on the exchange after {lk.attempts} lookups",
-                        kind=ErrorKind.UNKNOWN_OUTCOME)])
+                    self._emit(
+                        [
+                            OrderRejected(
+                                ts_event=now,
+                                ts_recv=now,
+                                client_id=lk.client_id,
+                                reason=f"not on the exchange after {lk.attempts} lookups",
+                                kind=ErrorKind.UNKNOWN_OUTCOME,
+                            )
+                        ]
+                    )
                     continue
             except Exception as exc:  # noqa: BLE001 - keep looking, with backoff
                 log.warning("lookup of %s failed: %s", lk.client_id, exc)
             else:
                 if report.status is not OrderStatus.UNKNOWN:
                     del self._lookups[lk.client_id]
-                    self._emit(self._fills_of(lk.client_id, lk.symbol, lk.since_ns, report)
-                               + [report])
+                    self._emit(
+                        self._fills_of(lk.client_id, lk.symbol, lk.since_ns, report) + [report]
+                    )
                     continue
             lk.due = now_m + lk.backoff.next_delay()
 
@@ -215,9 +248,14 @@ class Executor(Worker):
         try:
             trades = self._gateway.fetch_my_trades(symbol, since_ns)
         except Exception as exc:  # noqa: BLE001 - the report still goes out
-            log.warning("fills of %s not fetched (%s); %s", client_id, exc,
-                        self._fills_later or "nothing fetches them again (reconciliation and "
-                        "the trades poll are off): check the account by hand")
+            log.warning(
+                "fills of %s not fetched (%s); %s",
+                client_id,
+                exc,
+                self._fills_later
+                or "nothing fetches them again (reconciliation and "
+                "the trades poll are off): check the account by hand",
+            )
             return []
         return [t for t in trades if t.client_id == client_id]
 
@@ -237,8 +275,16 @@ class Executor(Worker):
             report = self._gateway.fetch_order(client_id, symbol)
         except OrderNotFoundError:
             now = self._clock.now_ns()
-            self._emit([OrderCanceled(ts_event=now, ts_recv=now, client_id=client_id,
-                                      reason="not found on the exchange")])
+            self._emit(
+                [
+                    OrderCanceled(
+                        ts_event=now,
+                        ts_recv=now,
+                        client_id=client_id,
+                        reason="not found on the exchange",
+                    )
+                ]
+            )
         except Exception as exc:  # noqa: BLE001
             log.error("lookup of %s after a failed cancel: %s", client_id, exc)
         else:

@@ -52,7 +52,8 @@ def pnl_usd(
 def exposures(balances: BalancesSnapshot) -> dict[str, Decimal]:
     """USD value held per non-USD asset (assets without a USD price are left out)."""
     return {
-        asset: value for asset, value in sorted(balances.usd_values.items())
+        asset: value
+        for asset, value in sorted(balances.usd_values.items())
         if value is not None and asset not in USD_ASSETS and value != 0
     }
 
@@ -84,10 +85,17 @@ def position_rows(
     for symbol in sorted(positions):
         pos = positions[symbol]
         mark = prices.get(symbol)
-        rows.append(PositionRow(
-            symbol, pos.amount, pos.avg_price, mark, pos.realized_pnl,
-            unrealized_pnl(pos, mark) if mark is not None else None, pos.fees,
-        ))
+        rows.append(
+            PositionRow(
+                symbol,
+                pos.amount,
+                pos.avg_price,
+                mark,
+                pos.realized_pnl,
+                unrealized_pnl(pos, mark) if mark is not None else None,
+                pos.fees,
+            )
+        )
     return rows
 
 
@@ -110,8 +118,12 @@ def snapshot(view: StoreView, ts: int) -> PortfolioSnapshot:
     realized, unrealized = pnl_usd(positions, prices)
     balances = view.balances()
     return PortfolioSnapshot(
-        ts, balances.total_usd, realized, unrealized,
-        MappingProxyType(exposures(balances)), tuple(position_rows(positions, prices)),
+        ts,
+        balances.total_usd,
+        realized,
+        unrealized,
+        MappingProxyType(exposures(balances)),
+        tuple(position_rows(positions, prices)),
     )
 
 
@@ -137,8 +149,13 @@ class Portfolio:
         self._equity.append((snap.ts, snap.equity))
         total = snap.equity or Decimal(1)
         held = ", ".join(f"{a} {v:.2f} ({v / total:.0%})" for a, v in snap.exposures.items())
-        log.info("PORTFOLIO equity %.2f USD | realized %.2f unrealized %.2f | exposure %s",
-                 snap.equity, snap.realized, snap.unrealized, held or "none")
+        log.info(
+            "PORTFOLIO equity %.2f USD | realized %.2f unrealized %.2f | exposure %s",
+            snap.equity,
+            snap.realized,
+            snap.unrealized,
+            held or "none",
+        )
         return snap
 
     def equity_curve(self) -> tuple[tuple[int, Decimal], ...]:

@@ -109,8 +109,13 @@ class Fetched:
     def to_event(self, round_: int, now: int) -> ExchangeStateFetched:
         """As one journaled event."""
         return ExchangeStateFetched(
-            ts_event=now, ts_recv=now, round=round_, open_orders=self.open_orders,
-            looked_up=self.looked_up, not_found=self.not_found, trades=self.trades,
+            ts_event=now,
+            ts_recv=now,
+            round=round_,
+            open_orders=self.open_orders,
+            looked_up=self.looked_up,
+            not_found=self.not_found,
+            trades=self.trades,
             balances=self.balances,
         )
 
@@ -151,8 +156,9 @@ class Comparison:
         return sum(r.blocking for r in self.rows)
 
 
-def _order_text(status: OrderStatus, filled: Decimal, amount: Decimal,
-                price: Decimal | None) -> str:
+def _order_text(
+    status: OrderStatus, filled: Decimal, amount: Decimal, price: Decimal | None
+) -> str:
     at = f" @ {price}" if price is not None else ""
     return f"{status} {filled}/{amount}{at}"
 
@@ -193,8 +199,7 @@ def compare(
     out = Comparison()
     _compare_orders(view, fetched, owns, out, now, started_ns)
     _compare_positions(view, fetched.balances, out)
-    _compare_balances(view.balances().balances, fetched.balances, previous_balance_diffs, out,
-                      now)
+    _compare_balances(view.balances().balances, fetched.balances, previous_balance_diffs, out, now)
     return out
 
 
@@ -203,8 +208,14 @@ def _settled(o: Order, started_ns: int) -> bool:
     return o.status in _LIVE or (o.status in _IN_FLIGHT and o.ts_update < started_ns)
 
 
-def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], bool],
-                    out: Comparison, now: int, started_ns: int) -> None:
+def _compare_orders(
+    view: StoreView,
+    fetched: Fetched,
+    owns: Callable[[str], bool],
+    out: Comparison,
+    now: int,
+    started_ns: int,
+) -> None:
     reports = {r.client_id: r for r in (*fetched.open_orders, *fetched.looked_up)}
     trades: dict[str, list[OrderFilled]] = {}
     for t in fetched.trades:
@@ -215,8 +226,9 @@ def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], boo
             if r is None:
                 out.ignored_trades += len(fills)
             elif owns(cid) and not r.status.is_final:
-                out.rows.append(Row("order", cid, "-", _desc(r),
-                                    "adopted: placed by an earlier session", True))
+                out.rows.append(
+                    Row("order", cid, "-", _desc(r), "adopted: placed by an earlier session", True)
+                )
                 out.corrections.append(r)
             elif not r.status.is_final:
                 out.rows.append(Row("order", cid, "-", _desc(r), "external: left alone", False))
@@ -226,22 +238,46 @@ def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], boo
             continue
         status_differs = r is not None and (o.status != r.status or o.filled != r.filled)
         if r is not None and status_differs and _store_ahead(o, r):
-            out.rows.append(Row("order", cid, _desc(o), _desc(r),
-                                "store is ahead of the answer: checked again", True))
+            out.rows.append(
+                Row(
+                    "order",
+                    cid,
+                    _desc(o),
+                    _desc(r),
+                    "store is ahead of the answer: checked again",
+                    True,
+                )
+            )
             continue
         missing = _missing_fills(o, max(o.filled, r.filled if r else ZERO), fills)
         if not status_differs and not missing:
             continue
         if missing:
             amount = sum((f.amount for f in missing), ZERO)
-            out.rows.append(Row("fills", cid, f"{len(o.fills)} applied",
-                                f"{len(missing)} more, {amount}", "applied", True))
+            out.rows.append(
+                Row(
+                    "fills",
+                    cid,
+                    f"{len(o.fills)} applied",
+                    f"{len(missing)} more, {amount}",
+                    "applied",
+                    True,
+                )
+            )
             out.corrections.extend(replace(f, ts_recv=now) for f in missing)
         if status_differs:
             assert r is not None
             if o.status.is_final:  # both final, different: the state machine cannot move it
-                out.rows.append(Row("order", cid, _desc(o), _desc(r),
-                                    "final in both: status kept, check by hand", False))
+                out.rows.append(
+                    Row(
+                        "order",
+                        cid,
+                        _desc(o),
+                        _desc(r),
+                        "final in both: status kept, check by hand",
+                        False,
+                    )
+                )
             else:
                 out.rows.append(Row("order", cid, _desc(o), _desc(r), "corrected", True))
                 out.corrections.append(r)
@@ -249,13 +285,17 @@ def _compare_orders(view: StoreView, fetched: Fetched, owns: Callable[[str], boo
         o = view.order(cid)
         if o is not None and not o.external and _settled(o, started_ns):
             out.rows.append(Row("order", cid, _desc(o), "not found", "marked canceled", True))
-            out.corrections.append(OrderCanceled(
-                ts_event=now, ts_recv=now, client_id=cid,
-                reason="not found on the exchange at reconciliation"))
+            out.corrections.append(
+                OrderCanceled(
+                    ts_event=now,
+                    ts_recv=now,
+                    client_id=cid,
+                    reason="not found on the exchange at reconciliation",
+                )
+            )
 
 
-def _compare_positions(view: StoreView, fetched: Sequence[BalanceUpdate],
-                       out: Comparison) -> None:
+def _compare_positions(view: StoreView, fetched: Sequence[BalanceUpdate], out: Comparison) -> None:
     if not fetched:
         return  # no balances in this answer: nothing to check against
     held = {b.asset: b.total for b in fetched}
@@ -266,10 +306,16 @@ def _compare_positions(view: StoreView, fetched: Sequence[BalanceUpdate],
     for base, positions in by_base.items():
         amount = sum((a for _, a in positions), ZERO)
         if amount > held.get(base, ZERO):
-            out.rows.append(Row(
-                "position", ", ".join(s for s, _ in positions), f"{amount} {base}",
-                f"holds {held.get(base, ZERO)} {base}",
-                "position exceeds holdings: check by hand, resume to accept", True))
+            out.rows.append(
+                Row(
+                    "position",
+                    ", ".join(s for s, _ in positions),
+                    f"{amount} {base}",
+                    f"holds {held.get(base, ZERO)} {base}",
+                    "position exceeds holdings: check by hand, resume to accept",
+                    True,
+                )
+            )
 
 
 def _compare_balances(
@@ -293,11 +339,16 @@ def _compare_balances(
             out.corrections.append(e)
         elif previous.get(asset) == (s_key, e_key):
             out.rows.append(Row("balance", asset, s_text, e_text, "corrected", True))
-            out.corrections.append(e or BalanceUpdate(
-                ts_event=now, ts_recv=now, asset=asset, free=ZERO, used=ZERO, total=ZERO))
+            out.corrections.append(
+                e
+                or BalanceUpdate(
+                    ts_event=now, ts_recv=now, asset=asset, free=ZERO, used=ZERO, total=ZERO
+                )
+            )
         else:
-            out.rows.append(Row("balance", asset, s_text, e_text,
-                                "corrected if still so next round", True))
+            out.rows.append(
+                Row("balance", asset, s_text, e_text, "corrected if still so next round", True)
+            )
             out.balance_diffs[asset] = (s_key, e_key)
 
 
@@ -306,8 +357,7 @@ def render(rows: Sequence[Row]) -> str:
     header = ("what", "id", "store", "exchange", "action")
     cells = [header] + [(r.kind, r.key, r.store, r.exchange, r.action) for r in rows]
     widths = [max(len(c[i]) for c in cells) for i in range(len(header))]
-    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip()
-             for c in cells]
+    lines = ["  ".join(c[i].ljust(widths[i]) for i in range(len(header))).rstrip() for c in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -389,13 +439,20 @@ class Reconciler(Worker):
         try:
             fetched = self._fetch(now)
         except Exception as exc:  # noqa: BLE001 - report, stay halted, try again
-            log.warning("reconciliation round %d: fetch failed: %s: %s", rnd,
-                        type(exc).__name__, exc)
+            log.warning(
+                "reconciliation round %d: fetch failed: %s: %s", rnd, type(exc).__name__, exc
+            )
             now = self._clock.now_ns()
-            self._publish(ReconciliationCompleted(
-                ts_event=now, ts_recv=now, ok=False, differences=0,
-                summary=f"round {rnd}: could not fetch: {type(exc).__name__}: {exc}",
-                error=f"{type(exc).__name__}: {exc}"))
+            self._publish(
+                ReconciliationCompleted(
+                    ts_event=now,
+                    ts_recv=now,
+                    ok=False,
+                    differences=0,
+                    summary=f"round {rnd}: could not fetch: {type(exc).__name__}: {exc}",
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+            )
             self.request("retry after a failed fetch", self._fetch_backoff.next_delay())
             return
         self._fetch_backoff.reset()
@@ -404,8 +461,9 @@ class Reconciler(Worker):
     def _fetch(self, now: int) -> Fetched:
         # The store's open orders are read before the fetch: any of them missing from the
         # exchange's list was on the exchange before we asked, so its absence means something.
-        store_open = [o for o in self._view.open_orders()
-                      if not o.external and _settled(o, self._started_ns)]
+        store_open = [
+            o for o in self._view.open_orders() if not o.external and _settled(o, self._started_ns)
+        ]
         gw = self._gateway
         open_orders = gw.fetch_open_orders(self._symbols)
         listed = {r.client_id for r in open_orders}
@@ -419,8 +477,13 @@ class Reconciler(Worker):
         since = now - self._cfg.trades_lookback_s * NS
         symbols = sorted(set(self._symbols) | {o.symbol for o in store_open})
         trades = [t for s in symbols for t in gw.fetch_my_trades(s, since)]
-        return Fetched(tuple(open_orders), tuple(looked_up), tuple(not_found), tuple(trades),
-                       tuple(gw.fetch_balances()))
+        return Fetched(
+            tuple(open_orders),
+            tuple(looked_up),
+            tuple(not_found),
+            tuple(trades),
+            tuple(gw.fetch_balances()),
+        )
 
     # main thread -----------------------------------------------------------------------------
 
@@ -428,24 +491,46 @@ class Reconciler(Worker):
         """Compare, log the table, apply the exchange's view, say whether they agreed (every
         round, a newer one started or not: see the module docstring)."""
         now = self._clock.now_ns()
-        result = compare(self._view, Fetched.from_event(ev), self.owns, self._balance_diffs, now,
-                         self._started_ns)
+        result = compare(
+            self._view,
+            Fetched.from_event(ev),
+            self.owns,
+            self._balance_diffs,
+            now,
+            self._started_ns,
+        )
         self._balance_diffs = result.balance_diffs
         n = result.blocking
-        notes = f"; {result.ignored_trades} fills of orders we do not know ignored" \
-            if result.ignored_trades else ""
+        notes = (
+            f"; {result.ignored_trades} fills of orders we do not know ignored"
+            if result.ignored_trades
+            else ""
+        )
         if result.rows:
             level = logging.WARNING if n else logging.INFO
-            log.log(level, "reconciliation round %d: %d differences%s%s\n%s", ev.round, n,
-                    " (trading stays halted)" if n else "", notes, render(result.rows))
+            log.log(
+                level,
+                "reconciliation round %d: %d differences%s%s\n%s",
+                ev.round,
+                n,
+                " (trading stays halted)" if n else "",
+                notes,
+                render(result.rows),
+            )
         else:
             log.info("reconciliation round %d: store and exchange agree%s", ev.round, notes)
         if n:
             self.request("recheck after corrections", self._cfg.retry_s)
         summary = ", ".join(f"{r.kind} {r.key}: {r.action}" for r in result.rows)
-        return result.corrections + [ReconciliationCompleted(
-            ts_event=now, ts_recv=now, ok=n == 0, differences=n,
-            summary=f"round {ev.round}: {summary or 'agree'}")]
+        return result.corrections + [
+            ReconciliationCompleted(
+                ts_event=now,
+                ts_recv=now,
+                ok=n == 0,
+                differences=n,
+                summary=f"round {ev.round}: {summary or 'agree'}",
+            )
+        ]
 
     def on_feed_recovered(self, ev: FeedRecovered) -> None:
         """A feed that delivers again after a drop or a stall triggers a round."""

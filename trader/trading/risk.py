@@ -136,8 +136,10 @@ def fresh_data(c: Check) -> str | None:
         return f"no quote for {c.intent.symbol}: market data is stale"
     age = (c.now_ns - q.ts_recv) / NS
     if age > c.cfg.stale_after_s:
-        return f"last quote for {c.intent.symbol} is {age:.1f}s old (stale_after_s " \
-               f"{c.cfg.stale_after_s:g})"
+        return (
+            f"last quote for {c.intent.symbol} is {age:.1f}s old (stale_after_s "
+            f"{c.cfg.stale_after_s:g})"
+        )
     return None
 
 
@@ -147,8 +149,10 @@ def price_band(c: Check) -> str | None:
         return None
     off = abs(c.limit_price - c.last) / c.last * BPS
     if off > c.cfg.price_band_bps:
-        return f"limit price {c.limit_price} is {off:.0f} bps from the last price {c.last} " \
-               f"(price_band_bps {c.cfg.price_band_bps})"
+        return (
+            f"limit price {c.limit_price} is {off:.0f} bps from the last price {c.last} "
+            f"(price_band_bps {c.cfg.price_band_bps})"
+        )
     return None
 
 
@@ -223,14 +227,24 @@ def order_rate(c: Check) -> str | None:
     """At most ``max_orders_per_window`` new orders per ``order_window_s`` (0: no limit)."""
     limit = c.cfg.max_orders_per_window
     if limit and c.recent_orders >= limit:
-        return f"{c.recent_orders} orders in the last {c.cfg.order_window_s:g}s " \
-               f"(max_orders_per_window {limit})"
+        return (
+            f"{c.recent_orders} orders in the last {c.cfg.order_window_s:g}s "
+            f"(max_orders_per_window {limit})"
+        )
     return None
 
 
 DEFAULT_RULES: tuple[Rule, ...] = (
-    market_known, precision, has_price, fresh_data, price_band, minimums, max_order_notional,
-    max_position_notional, free_balance, order_rate,
+    market_known,
+    precision,
+    has_price,
+    fresh_data,
+    price_band,
+    minimums,
+    max_order_notional,
+    max_position_notional,
+    free_balance,
+    order_rate,
 )
 
 
@@ -295,8 +309,13 @@ class Risk:
 
     def _settle(self, reason: str) -> list[Event]:
         """The state the causes call for: HALTED, else REDUCING, else ACTIVE."""
-        state = TradingState.HALTED if self.halts else \
-            TradingState.REDUCING if self.reducing else TradingState.ACTIVE
+        state = (
+            TradingState.HALTED
+            if self.halts
+            else TradingState.REDUCING
+            if self.reducing
+            else TradingState.ACTIVE
+        )
         return self.set_state(state, reason)
 
     def on_state_changed(self, ev: TradingStateChanged) -> None:
@@ -332,13 +351,16 @@ class Risk:
         automatic = {c: r for c, r in self.halts.items() if c is not HaltCause.OPERATOR}
         if not cmd.force:
             if automatic:
-                log.warning("operator resume lifts only the operator's halt; still halted by %s "
-                            "(resume with force to override)",
-                            "; ".join(f"{c}: {r}" for c, r in automatic.items()))
+                log.warning(
+                    "operator resume lifts only the operator's halt; still halted by %s "
+                    "(resume with force to override)",
+                    "; ".join(f"{c}: {r}" for c, r in automatic.items()),
+                )
             return self.release(HaltCause.OPERATOR, cmd.reason or "resume")
         if automatic:
-            log.warning("operator resume overrides %s",
-                        "; ".join(f"{c}: {r}" for c, r in automatic.items()))
+            log.warning(
+                "operator resume overrides %s", "; ".join(f"{c}: {r}" for c, r in automatic.items())
+            )
         self.halts.clear()
         self.reducing = None
         self._loss.restart()
@@ -353,8 +375,9 @@ class Risk:
         if ev.ok:
             return self.release(HaltCause.RECONCILIATION, "store and exchange agree")
         if ev.error:  # nothing was compared: "0 differences" would be a lie
-            return self.halt(HaltCause.RECONCILIATION,
-                             f"could not fetch the exchange's state ({ev.error})")
+            return self.halt(
+                HaltCause.RECONCILIATION, f"could not fetch the exchange's state ({ev.error})"
+            )
         return self.halt(HaltCause.RECONCILIATION, f"{ev.differences} differences")
 
     # ------------------------------------------------------------------ daily loss
@@ -385,11 +408,15 @@ class Risk:
             if lifted:
                 out += self._settle(f"{HaltCause.DAILY_LOSS}: a new UTC day began")
         if level is LossLevel.HARD and HaltCause.DAILY_LOSS not in self.halts:
-            out += self.halt(HaltCause.DAILY_LOSS, f"PnL today {today:.2f} USD is below "
-                             f"-{self._loss.hard} (daily_loss_limit)")
+            out += self.halt(
+                HaltCause.DAILY_LOSS,
+                f"PnL today {today:.2f} USD is below -{self._loss.hard} (daily_loss_limit)",
+            )
         elif level is LossLevel.SOFT and not self.reducing:
-            self.reducing = (f"daily_loss: PnL today {today:.2f} USD is below "
-                             f"-{self._loss.soft} (daily_loss_soft_limit)")
+            self.reducing = (
+                f"daily_loss: PnL today {today:.2f} USD is below "
+                f"-{self._loss.soft} (daily_loss_soft_limit)"
+            )
             out += self._settle(self.reducing)
         return out
 
@@ -403,22 +430,41 @@ class Risk:
         """Decide on one intent."""
         now = self._clock.now_ns()
         if isinstance(intent, CancelIntent):
-            return [CancelOrder(ts_event=now, ts_recv=now, client_id=intent.client_id,
-                                symbol=intent.symbol)]
+            return [
+                CancelOrder(
+                    ts_event=now, ts_recv=now, client_id=intent.client_id, symbol=intent.symbol
+                )
+            ]
         out = self.check_daily_loss()
         check = self._prepare(intent, now)
         reason = self._gate(intent) or self._check(check)
         if reason:
-            return out + [OrderDenied(ts_event=now, ts_recv=now, strategy=intent.strategy,
-                                      symbol=intent.symbol, side=intent.side,
-                                      amount=intent.amount, reason=reason)]
+            return out + [
+                OrderDenied(
+                    ts_event=now,
+                    ts_recv=now,
+                    strategy=intent.strategy,
+                    symbol=intent.symbol,
+                    side=intent.side,
+                    amount=intent.amount,
+                    reason=reason,
+                )
+            ]
         self._sent.append(now)
         cid = self._ids.next()
-        fields: dict[str, Any] = dict(client_id=cid, symbol=intent.symbol, side=intent.side,
-                      order_type=intent.order_type, amount=check.amount,
-                      price=check.limit_price, strategy=intent.strategy)
-        return out + [OrderSubmitted(ts_event=now, ts_recv=now, **fields),
-                      SubmitOrder(ts_event=now, ts_recv=now, **fields)]
+        fields: dict[str, Any] = dict(
+            client_id=cid,
+            symbol=intent.symbol,
+            side=intent.side,
+            order_type=intent.order_type,
+            amount=check.amount,
+            price=check.limit_price,
+            strategy=intent.strategy,
+        )
+        return out + [
+            OrderSubmitted(ts_event=now, ts_recv=now, **fields),
+            SubmitOrder(ts_event=now, ts_recv=now, **fields),
+        ]
 
     def _gate(self, intent: OrderIntent) -> str | None:
         if self.state is TradingState.HALTED:
@@ -429,8 +475,14 @@ class Risk:
             side = intent.side
             reduces = (pos > 0 and side is Side.SELL) or (pos < 0 and side is Side.BUY)
             # what our open orders on this side already take from the position
-            taken = sum((o.remaining for o in self._view.open_orders(intent.symbol)
-                         if o.side is side and not o.external), Decimal(0))
+            taken = sum(
+                (
+                    o.remaining
+                    for o in self._view.open_orders(intent.symbol)
+                    if o.side is side and not o.external
+                ),
+                Decimal(0),
+            )
             if not reduces or intent.amount > abs(pos) - taken:
                 why = f" ({self.reducing})" if self.reducing else ""
                 return f"trading is reducing{why}: only orders that reduce a position"
@@ -450,8 +502,19 @@ class Risk:
         window = int(self._cfg.order_window_s * NS)
         while self._sent and self._sent[0] <= now - window:
             self._sent.popleft()
-        return Check(intent, market, amount, limit_price, price, last, self._view, self._cfg,
-                     now, len(self._sent), self.data_halts.reason(intent.symbol))
+        return Check(
+            intent,
+            market,
+            amount,
+            limit_price,
+            price,
+            last,
+            self._view,
+            self._cfg,
+            now,
+            len(self._sent),
+            self.data_halts.reason(intent.symbol),
+        )
 
     def _check(self, check: Check) -> str | None:
         for rule in self._rules:

@@ -183,14 +183,19 @@ class StrategyRunner:
         now = self._clock.now_ns()
         out: list[Event] = [
             HandlerFailed(
-                ts_event=ev.ts_event, ts_recv=now, handler=f"strategy:{strat.id}",
-                event_type=type(ev).__name__, error=f"{type(exc).__name__}: {exc}", traceback=tb,
+                ts_event=ev.ts_event,
+                ts_recv=now,
+                handler=f"strategy:{strat.id}",
+                event_type=type(ev).__name__,
+                error=f"{type(exc).__name__}: {exc}",
+                traceback=tb,
             )
         ]
         if count >= self._max_errors:
             self.disabled.add(strat.id)
             reason = f"{count} consecutive errors, last: {type(exc).__name__}: {exc}"
             log.error("strategy %s disabled: %s", strat.id, reason)
-            out.append(StrategyDisabled(ts_event=now, ts_recv=now, strategy=strat.id,
-                                        reason=reason))
+            out.append(
+                StrategyDisabled(ts_event=now, ts_recv=now, strategy=strat.id, reason=reason)
+            )
         return out

@@ -39,9 +39,15 @@ def candle_row(c: Candle) -> list[float]:
 def fill_row(f: OrderFilled) -> dict[str, Any]:
     """One fill for the table and the chart markers."""
     return {
-        "id": f"{f.client_id}/{f.trade_id}", "t": f.ts_event / NS, "symbol": f.symbol,
-        "side": str(f.side), "price": str(f.price), "amount": str(f.amount),
-        "fee": str(f.fee), "fee_asset": f.fee_asset, "order": f.client_id,
+        "id": f"{f.client_id}/{f.trade_id}",
+        "t": f.ts_event / NS,
+        "symbol": f.symbol,
+        "side": str(f.side),
+        "price": str(f.price),
+        "amount": str(f.amount),
+        "fee": str(f.fee),
+        "fee_asset": f.fee_asset,
+        "order": f.client_id,
     }
 
 
@@ -49,8 +55,13 @@ class Dashboard:
     """Builds the document from read-only sources."""
 
     def __init__(
-        self, metrics: Metrics, view: StoreView, history: History, markets: Sequence[str],
-        clock: Clock, message_ages: Callable[[], Mapping[str, float | None]] = dict,
+        self,
+        metrics: Metrics,
+        view: StoreView,
+        history: History,
+        markets: Sequence[str],
+        clock: Clock,
+        message_ages: Callable[[], Mapping[str, float | None]] = dict,
     ) -> None:
         """``message_ages``: each stream's seconds since its last message (the listeners')."""
         self._metrics = metrics
@@ -75,45 +86,82 @@ class Dashboard:
             "full": full,
             "header": self._header(),
             "balances": [
-                {"asset": a, "free": str(b.free), "used": str(b.used), "total": str(b.total),
-                 "usd": _num(balances.usd_values.get(a))}
-                for a, b in sorted(balances.balances.items()) if b.total or b.used
+                {
+                    "asset": a,
+                    "free": str(b.free),
+                    "used": str(b.used),
+                    "total": str(b.total),
+                    "usd": _num(balances.usd_values.get(a)),
+                }
+                for a, b in sorted(balances.balances.items())
+                if b.total or b.used
             ],
             "equity_usd": str(balances.total_usd),
             "pnl": {"realized_usd": str(realized), "unrealized_usd": str(unrealized)},
             "positions": [
-                {"symbol": r.symbol, "amount": str(r.amount), "avg_price": str(r.avg_price),
-                 "mark": _num(r.mark), "unrealized": _num(r.unrealized),
-                 "realized": str(r.realized), "fees": str(r.fees)}
+                {
+                    "symbol": r.symbol,
+                    "amount": str(r.amount),
+                    "avg_price": str(r.avg_price),
+                    "mark": _num(r.mark),
+                    "unrealized": _num(r.unrealized),
+                    "realized": str(r.realized),
+                    "fees": str(r.fees),
+                }
                 for r in position_rows(positions, prices)
             ],
             "orders": [
-                {"client_id": o.client_id, "symbol": o.symbol, "side": str(o.side),
-                 "type": str(o.order_type), "amount": str(o.amount), "price": _num(o.price),
-                 "filled": str(o.filled), "status": str(o.status), "strategy": o.strategy,
-                 "external": o.external, "age_s": round((now - o.ts_update) / NS, 1)}
+                {
+                    "client_id": o.client_id,
+                    "symbol": o.symbol,
+                    "side": str(o.side),
+                    "type": str(o.order_type),
+                    "amount": str(o.amount),
+                    "price": _num(o.price),
+                    "filled": str(o.filled),
+                    "status": str(o.status),
+                    "strategy": o.strategy,
+                    "external": o.external,
+                    "age_s": round((now - o.ts_update) / NS, 1),
+                }
                 for o in view.open_orders()
             ],
             "fills": [fill_row(f) for f in reversed(fills[-FILL_ROWS:])],
             "fills_total": self._metrics.snapshot["events"].get("OrderFilled", 0),
             "signals": [
-                {"t": s.ts_event / NS, "strategy": s.strategy, "symbol": s.symbol,
-                 "kind": str(s.kind), "note": s.note}
+                {
+                    "t": s.ts_event / NS,
+                    "strategy": s.strategy,
+                    "symbol": s.symbol,
+                    "kind": str(s.kind),
+                    "note": s.note,
+                }
                 for s in reversed(view.signals()[-NOTE_ROWS:])
             ],
             "denials": [
-                {"t": d.ts_event / NS, "strategy": d.strategy, "symbol": d.symbol,
-                 "side": str(d.side), "amount": str(d.amount), "reason": d.reason}
+                {
+                    "t": d.ts_event / NS,
+                    "strategy": d.strategy,
+                    "symbol": d.symbol,
+                    "side": str(d.side),
+                    "amount": str(d.amount),
+                    "reason": d.reason,
+                }
                 for d in reversed(self._history.denials()[-NOTE_ROWS:])
             ],
             "feeds": self._feeds(now),
             "markets": self._market_rows(),
             "charts": {
                 s: {
-                    "candles": [candle_row(c) for c in
-                                (view.candles(s) if full else view.candles(s)[-TAIL:])],
-                    "markers": [fill_row(f) for f in (fills if full else fills[-FILL_ROWS:])
-                                if f.symbol == s],
+                    "candles": [
+                        candle_row(c)
+                        for c in (view.candles(s) if full else view.candles(s)[-TAIL:])
+                    ],
+                    "markers": [
+                        fill_row(f)
+                        for f in (fills if full else fills[-FILL_ROWS:])
+                        if f.symbol == s
+                    ],
                 }
                 for s in self._markets
             },
@@ -141,14 +189,19 @@ class Dashboard:
         rows = []
         for name, (state, since) in sorted(self._metrics.feeds.items()):
             n = notes.get(name)
-            rows.append({
-                "feed": name, "state": state, "since_s": round((now - since) / NS, 1),
-                "message_age_s": None if (age := ages.get(name)) is None else round(age, 1),
-                "reconnects": n.reconnects if n else 0,
-                "last_error": n.last_error if n else "",
-                "last_error_age_s": round((now - n.last_error_ns) / NS, 1)
-                if n and n.last_error_ns else None,
-            })
+            rows.append(
+                {
+                    "feed": name,
+                    "state": state,
+                    "since_s": round((now - since) / NS, 1),
+                    "message_age_s": None if (age := ages.get(name)) is None else round(age, 1),
+                    "reconnects": n.reconnects if n else 0,
+                    "last_error": n.last_error if n else "",
+                    "last_error_age_s": round((now - n.last_error_ns) / NS, 1)
+                    if n and n.last_error_ns
+                    else None,
+                }
+            )
         return rows
 
     def _market_rows(self) -> list[dict[str, Any]]:
@@ -156,9 +209,13 @@ class Dashboard:
         rows = []
         for s in self._markets:
             q = self._view.quote(s)
-            rows.append({
-                "symbol": s, "price": _num(self._view.last_price(s)),
-                "bid": _num(q.bid) if q else None, "ask": _num(q.ask) if q else None,
-                "data_age_s": None if (age := ages.get(s)) is None else round(age, 2),
-            })
+            rows.append(
+                {
+                    "symbol": s,
+                    "price": _num(self._view.last_price(s)),
+                    "bid": _num(q.bid) if q else None,
+                    "ask": _num(q.ask) if q else None,
+                    "data_age_s": None if (age := ages.get(s)) is None else round(age, 2),
+                }
+            )
         return rows

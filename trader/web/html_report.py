@@ -71,7 +71,11 @@ class ChartRecorder:
         if isinstance(ev, Candle):
             if ev.closed:
                 self._own.setdefault(ev.symbol, {})[ev.start_ns // NS] = [
-                    float(ev.open), float(ev.high), float(ev.low), float(ev.close)]
+                    float(ev.open),
+                    float(ev.high),
+                    float(ev.low),
+                    float(ev.close),
+                ]
         elif isinstance(ev, (QuoteTick, TradeTick)):
             px = float(ev.mid if isinstance(ev, QuoteTick) else ev.price)
             start = ev.ts_recv // self._interval * self._interval // NS
@@ -101,9 +105,19 @@ def fill_rows(fills: Iterable[Any]) -> list[dict[str, Any]]:
     rows = []
     for i, f in enumerate(fills):
         ts = f.ts_ns if hasattr(f, "ts_ns") else f.ts_event
-        rows.append({"id": f"{f.client_id}/{i}", "t": ts / NS, "time": iso_utc(ts),
-                     "symbol": f.symbol, "side": str(f.side), "price": str(f.price),
-                     "amount": str(f.amount), "fee": str(f.fee), "fee_asset": f.fee_asset})
+        rows.append(
+            {
+                "id": f"{f.client_id}/{i}",
+                "t": ts / NS,
+                "time": iso_utc(ts),
+                "symbol": f.symbol,
+                "side": str(f.side),
+                "price": str(f.price),
+                "amount": str(f.amount),
+                "fee": str(f.fee),
+                "fee_asset": f.fee_asset,
+            }
+        )
     return rows
 
 
@@ -124,11 +138,16 @@ def render(data: ReportData) -> str:
     def script(name: str) -> str:
         return files[name].decode().replace("</script", "<\\/script")
 
-    summary = "".join(f"<tr><th>{html.escape(k)}</th><td class=\"num\">{html.escape(v)}</td></tr>"
-                      for k, v in data.summary)
+    summary = "".join(
+        f'<tr><th>{html.escape(k)}</th><td class="num">{html.escape(v)}</td></tr>'
+        for k, v in data.summary
+    )
     payload = {
-        "candles": data.candles, "fills": data.fills, "equity": data.equity,
-        "drawdown": drawdown(data.equity), "fill_rows": FILL_ROWS,
+        "candles": data.candles,
+        "fills": data.fills,
+        "equity": data.equity,
+        "drawdown": drawdown(data.equity),
+        "fill_rows": FILL_ROWS,
     }
     return f"""<!doctype html>
 <html lang="en">
@@ -176,8 +195,9 @@ def write_html(data: ReportData, folder: str | Path) -> Path:
 
 def bar_rows(bars: Iterable[Any]) -> list[list[float]]:
     """Backtest CSV bars as candles."""
-    return [[b.start_ns // NS, float(b.open), float(b.high), float(b.low), float(b.close)]
-            for b in bars]
+    return [
+        [b.start_ns // NS, float(b.open), float(b.high), float(b.low), float(b.close)] for b in bars
+    ]
 
 
 def backtest_report(result: Any, candles: dict[str, list[list[float]]]) -> ReportData:
@@ -187,7 +207,8 @@ def backtest_report(result: Any, candles: dict[str, list[list[float]]]) -> Repor
     fees = ", ".join(f"{v:.4f} {k}" for k, v in result.fees.items()) or "0"
     opened = ", ".join(f"{k} {v}" for k, v in s["open_positions"].items()) or "none"
     summary = [
-        ("Markets", ", ".join(result.symbols)), ("From", _when(s["start"])),
+        ("Markets", ", ".join(result.symbols)),
+        ("From", _when(s["start"])),
         ("To", _when(s["end"])),
         ("Events", str(s["events"])),
         ("Start equity", f"{result.start_equity:,.2f} USD"),
@@ -195,22 +216,38 @@ def backtest_report(result: Any, candles: dict[str, list[list[float]]]) -> Repor
         ("Return", f"{float(result.total_return):+.2%}"),
         ("Max drawdown", f"{float(result.max_drawdown):.2%}"),
         ("Trades", f"{s['trades']} fills, {s['round_trips']} round trips"),
-        ("Win rate", wr), ("Fees", fees), ("Still open", opened),
+        ("Win rate", wr),
+        ("Fees", fees),
+        ("Still open", opened),
     ]
-    return ReportData(f"Backtest {', '.join(result.symbols)}", "backtest", summary, candles,
-                      fill_rows(result.fills), per_second(result.equity))
+    return ReportData(
+        f"Backtest {', '.join(result.symbols)}",
+        "backtest",
+        summary,
+        candles,
+        fill_rows(result.fills),
+        per_second(result.equity),
+    )
 
 
 def replay_report(title: str, recorder: ChartRecorder, stats: dict[str, Any]) -> ReportData:
     """The report of a replay: what the journal recorded, valued as it was replayed."""
     equity = per_second(recorder.equity)
-    summary = [("Journal", title), ("From", _when(stats.get("first"))),
-               ("To", _when(stats.get("last"))), ("Events", str(stats.get("events"))),
-               ("Sessions", str(stats.get("sessions"))), ("Fills", str(len(recorder.fills)))]
+    summary = [
+        ("Journal", title),
+        ("From", _when(stats.get("first"))),
+        ("To", _when(stats.get("last"))),
+        ("Events", str(stats.get("events"))),
+        ("Sessions", str(stats.get("sessions"))),
+        ("Fills", str(len(recorder.fills))),
+    ]
     if equity:
-        summary += [("Start equity", f"{equity[0][1]:,.2f} USD"),
-                    ("End equity", f"{equity[-1][1]:,.2f} USD")]
+        summary += [
+            ("Start equity", f"{equity[0][1]:,.2f} USD"),
+            ("End equity", f"{equity[-1][1]:,.2f} USD"),
+        ]
         dd = min((v for _, v in drawdown(equity)), default=0.0)
         summary.append(("Max drawdown", f"{-dd:.2f}%"))
-    return ReportData(f"Replay {title}", "replay", summary, recorder.candles(),
-                      fill_rows(recorder.fills), equity)
+    return ReportData(
+        f"Replay {title}", "replay", summary, recorder.candles(), fill_rows(recorder.fills), equity
+    )

@@ -60,7 +60,7 @@ class WebRoutes:
         if path == "/":
             return self._static("index.html")
         if path.startswith("/static/"):
-            return self._static(path[len("/static/"):])
+            return self._static(path[len("/static/") :])
         if path == "/api/dashboard":
             full = parse_qs(query).get("full", ["0"])[0] == "1"
             doc = self._dashboard.document(full)

@@ -60,5 +60,12 @@ class Funds:
         under the gateway's lock, after the change, with the account's time ``now``)."""
         free, used = self.free.get(asset, ZERO), self.used.get(asset, ZERO)
         self.seq += 1
-        return BalanceUpdate(ts_event=now, ts_recv=now, asset=asset, free=free, used=used,
-                             total=free + used, seq=self.seq)
+        return BalanceUpdate(
+            ts_event=now,
+            ts_recv=now,
+            asset=asset,
+            free=free,
+            used=used,
+            total=free + used,
+            seq=self.seq,
+        )

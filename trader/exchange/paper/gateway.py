@@ -76,8 +76,10 @@ class PaperGateway:
         self._latency_ns = latency_ms * NS_PER_MS
         self._partial = partial_fills
         self._lock = threading.Lock()
-        self._funds = Funds({a: Decimal(v) for a, v in starting_balances.items()},
-                            {a: ZERO for a in starting_balances})
+        self._funds = Funds(
+            {a: Decimal(v) for a, v in starting_balances.items()},
+            {a: ZERO for a in starting_balances},
+        )
         self._quotes: dict[str, QuoteTick] = {}
         # What our fills took from the displayed size of the current quote: (quote, taken)
         self._taken: dict[tuple[str, Side], tuple[QuoteTick, Decimal]] = {}
@@ -120,8 +122,9 @@ class PaperGateway:
                     return []
             return self._match(ev.symbol, None)
 
-    def _resting_edges(self, symbol: str, working: dict[str, PaperOrder]
-                       ) -> tuple[Decimal | None, Decimal | None] | None:
+    def _resting_edges(
+        self, symbol: str, working: dict[str, PaperOrder]
+    ) -> tuple[Decimal | None, Decimal | None] | None:
         """The highest resting buy and lowest resting sell of ``symbol``, remembered until its
         working orders change; None while some order there does not rest yet."""
         buys: list[Decimal] = []
@@ -151,8 +154,11 @@ class PaperGateway:
         """Working orders in ``symbols``."""
         with self._lock:
             now = self._now()
-            return [o.report(now) for s in dict.fromkeys(symbols)
-                    for o in self._working.get(s, {}).values()]
+            return [
+                o.report(now)
+                for s in dict.fromkeys(symbols)
+                for o in self._working.get(s, {}).values()
+            ]
 
     def fetch_order(self, client_id: str, symbol: str) -> OrderStatusReport:
         """One order by client id."""
@@ -174,28 +180,40 @@ class PaperGateway:
         with self._lock:
             now = self._now()
             if cmd.client_id in self._orders:
-                return [self._reject(cmd, now, "duplicate client order id",
-                                     ErrorKind.INVALID_ORDER)]
+                return [
+                    self._reject(cmd, now, "duplicate client order id", ErrorKind.INVALID_ORDER)
+                ]
             if cmd.order_type is OrderType.LIMIT and (cmd.price is None or cmd.price <= 0):
-                return [self._reject(cmd, now, "limit order without a price",
-                                     ErrorKind.INVALID_ORDER)]
+                return [
+                    self._reject(cmd, now, "limit order without a price", ErrorKind.INVALID_ORDER)
+                ]
             quote = self._quotes.get(cmd.symbol)
             if quote is None:
                 return [self._reject(cmd, now, "no market data yet", ErrorKind.TEMPORARY)]
             asset, need = funds_needed(cmd, quote, self._slippage, self._fee_rate)
             if self._funds.free_of(asset) < need:
-                return [self._reject(
-                    cmd, now, f"insufficient {asset}: need {need}, free "
-                    f"{self._funds.free_of(asset)}", ErrorKind.INSUFFICIENT_FUNDS)]
+                return [
+                    self._reject(
+                        cmd,
+                        now,
+                        f"insufficient {asset}: need {need}, free {self._funds.free_of(asset)}",
+                        ErrorKind.INSUFFICIENT_FUNDS,
+                    )
+                ]
             self._seq += 1
             order = PaperOrder(cmd, f"paper-{self._seq}", now + self._latency_ns)
             self._funds.lock(order, asset, need)
             self._orders[cmd.client_id] = order
             self._working.setdefault(cmd.symbol, {})[cmd.client_id] = order
             self._edges.pop(cmd.symbol, None)
-            events: list[Event] = [OrderAccepted(ts_event=now, ts_recv=now,
-                                                 client_id=cmd.client_id,
-                                                 exchange_id=order.exchange_id)]
+            events: list[Event] = [
+                OrderAccepted(
+                    ts_event=now,
+                    ts_recv=now,
+                    client_id=cmd.client_id,
+                    exchange_id=order.exchange_id,
+                )
+            ]
             if not self._latency_ns:
                 events += self._match(cmd.symbol, None, only=order)
             if not any(isinstance(e, BalanceUpdate) and e.asset == asset for e in events):
@@ -229,8 +247,9 @@ class PaperGateway:
 
     # ------------------------------------------------------------------ matching (locked)
 
-    def _match(self, symbol: str, trade: TradeTick | None,
-               only: PaperOrder | None = None) -> list[Event]:
+    def _match(
+        self, symbol: str, trade: TradeTick | None, only: PaperOrder | None = None
+    ) -> list[Event]:
         working = self._working.get(symbol)
         if not working:
             return []
@@ -288,8 +307,9 @@ class PaperGateway:
         self._taken[key] = (q, taken[1] + amount)
         return amount
 
-    def _fill(self, order: PaperOrder, price: Decimal, amount: Decimal, liq: Liquidity,
-              now: int) -> list[Event]:
+    def _fill(
+        self, order: PaperOrder, price: Decimal, amount: Decimal, liq: Liquidity, now: int
+    ) -> list[Event]:
         if amount <= 0 or order.status.is_final:
             return []
         c = order.cmd
@@ -298,23 +318,35 @@ class PaperGateway:
         fee = notional * self._fee_rate
         if c.side is Side.BUY:
             if not self._funds.spend(order, quote, notional + fee):
-                return self._close(order, OrderStatus.CANCELED,
-                                   f"insufficient {quote} at fill time", now)
+                return self._close(
+                    order, OrderStatus.CANCELED, f"insufficient {quote} at fill time", now
+                )
             self._funds.move(base, amount, ZERO)
         else:
             if not self._funds.spend(order, base, amount):
-                return self._close(order, OrderStatus.CANCELED,
-                                   f"insufficient {base} at fill time", now)
+                return self._close(
+                    order, OrderStatus.CANCELED, f"insufficient {base} at fill time", now
+                )
             self._funds.move(quote, notional - fee, ZERO)
         order.filled += amount
         order.cost += notional
         order.fills += 1
         final = order.filled >= c.amount
         fill = OrderFilled(
-            ts_event=now, ts_recv=now, client_id=c.client_id, exchange_id=order.exchange_id,
-            trade_id=f"{order.exchange_id}-{order.fills}", symbol=c.symbol,
-            side=c.side, price=price, amount=amount, fee=fee, fee_asset=quote,
-            filled_total=order.filled, is_final=final, liquidity=liq,
+            ts_event=now,
+            ts_recv=now,
+            client_id=c.client_id,
+            exchange_id=order.exchange_id,
+            trade_id=f"{order.exchange_id}-{order.fills}",
+            symbol=c.symbol,
+            side=c.side,
+            price=price,
+            amount=amount,
+            fee=fee,
+            fee_asset=quote,
+            filled_total=order.filled,
+            is_final=final,
+            liquidity=liq,
         )
         self._fills.append(fill)
         if final:
@@ -334,19 +366,21 @@ class PaperGateway:
             del self._orders[self._closed.popleft()]
         return self._funds.release(order)
 
-    def _close(self, order: PaperOrder, status: OrderStatus, reason: str,
-               now: int) -> list[Event]:
+    def _close(self, order: PaperOrder, status: OrderStatus, reason: str, now: int) -> list[Event]:
         order.status = status
         asset = self._release(order)
         if reason != "canceled":
             log.info("paper: %s %s: %s", status, order.cmd.client_id, reason)
-        return [OrderCanceled(ts_event=now, ts_recv=now, client_id=order.cmd.client_id,
-                              reason=reason), self._funds.balance(asset, now)]
+        return [
+            OrderCanceled(ts_event=now, ts_recv=now, client_id=order.cmd.client_id, reason=reason),
+            self._funds.balance(asset, now),
+        ]
 
     def _reject(self, cmd: SubmitOrder, now: int, reason: str, kind: ErrorKind) -> OrderRejected:
         log.info("paper: rejected %s: %s", cmd.client_id, reason)
-        return OrderRejected(ts_event=now, ts_recv=now, client_id=cmd.client_id, reason=reason,
-                             kind=kind)
+        return OrderRejected(
+            ts_event=now, ts_recv=now, client_id=cmd.client_id, reason=reason, kind=kind
+        )
 
     # ------------------------------------------------------------------ the account file
 
@@ -364,8 +398,9 @@ class PaperGateway:
             working = [replace(o) for w in self._working.values() for o in w.values()]
             return SavedAccount(
                 seq=self._seq,
-                balances={a: SavedBalance(funds.free[a], funds.used.get(a, ZERO))
-                          for a in funds.assets()},
+                balances={
+                    a: SavedBalance(funds.free[a], funds.used.get(a, ZERO)) for a in funds.assets()
+                },
                 orders=(*reversed(closed), *working),
                 fills=(*reversed(list(islice(reversed(self._fills), SAVED_FILLS))),),
             )
@@ -378,8 +413,10 @@ class PaperGateway:
                 f"paper account file {path} cannot be read ({type(exc).__name__}: {exc}); "
                 "fix it or delete it to start from paper.starting_balances"
             ) from None
-        self._funds = Funds({a: b.free for a, b in saved.balances.items()},
-                            {a: b.used for a, b in saved.balances.items()})
+        self._funds = Funds(
+            {a: b.free for a, b in saved.balances.items()},
+            {a: b.used for a, b in saved.balances.items()},
+        )
         self._seq = saved.seq
         self._fills.extend(saved.fills)
         for order in saved.orders:
@@ -388,10 +425,14 @@ class PaperGateway:
                 self._closed.append(order.cmd.client_id)
             else:
                 self._working.setdefault(order.cmd.symbol, {})[order.cmd.client_id] = order
-        log.info("paper: account loaded from %s: %s; %d working orders (starting_balances "
-                 "ignored; delete the file to start over)", path,
-                 ", ".join(f"{a} {b.free + b.used}" for a, b in sorted(saved.balances.items()))
-                 or "empty", sum(len(w) for w in self._working.values()))
+        log.info(
+            "paper: account loaded from %s: %s; %d working orders (starting_balances "
+            "ignored; delete the file to start over)",
+            path,
+            ", ".join(f"{a} {b.free + b.used}" for a, b in sorted(saved.balances.items()))
+            or "empty",
+            sum(len(w) for w in self._working.values()),
+        )
 
 
 def _unused(_ev: Event) -> None:

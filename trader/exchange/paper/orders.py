@@ -39,9 +39,17 @@ class PaperOrder:
         """The order as the exchange reports it."""
         c = self.cmd
         return OrderStatusReport(
-            ts_event=now, ts_recv=now, client_id=c.client_id, exchange_id=self.exchange_id,
-            symbol=c.symbol, side=c.side, order_type=c.order_type, status=self.status,
-            amount=c.amount, filled=self.filled, price=c.price,
+            ts_event=now,
+            ts_recv=now,
+            client_id=c.client_id,
+            exchange_id=self.exchange_id,
+            symbol=c.symbol,
+            side=c.side,
+            order_type=c.order_type,
+            status=self.status,
+            amount=c.amount,
+            filled=self.filled,
+            price=c.price,
             avg_price=(self.cost / self.filled) if self.filled else None,
         )
 
@@ -52,8 +60,9 @@ class PaperOrder:
         return quote if self.cmd.side is Side.BUY else base
 
 
-def funds_needed(cmd: SubmitOrder, q: QuoteTick, slippage: Decimal,
-                 fee_rate: Decimal) -> tuple[str, Decimal]:
+def funds_needed(
+    cmd: SubmitOrder, q: QuoteTick, slippage: Decimal, fee_rate: Decimal
+) -> tuple[str, Decimal]:
     """What an order locks: a buy its notional plus fee at the limit (market: the ask plus
     slippage), a sell its amount."""
     base, quote = split_symbol(cmd.symbol)

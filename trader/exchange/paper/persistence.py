@@ -75,8 +75,13 @@ class AccountWriter(Worker):
 
     name = COMPONENT
 
-    def __init__(self, path: Path, snapshot: Callable[[], SavedAccount],
-                 publish: Callable[[Event], None], clock: Clock) -> None:
+    def __init__(
+        self,
+        path: Path,
+        snapshot: Callable[[], SavedAccount],
+        publish: Callable[[Event], None],
+        clock: Clock,
+    ) -> None:
         self.path = path
         self._snapshot = snapshot
         self._publish = publish
@@ -122,8 +127,9 @@ class AccountWriter(Worker):
             if self._failed:
                 self._failed = False
                 log.warning("paper: the account file %s is written again", self.path)
-                self._emit(StorageRecovered(ts_event=self._now(), ts_recv=self._now(),
-                                            component=COMPONENT))
+                self._emit(
+                    StorageRecovered(ts_event=self._now(), ts_recv=self._now(), component=COMPONENT)
+                )
 
     def _fail(self, exc: OSError) -> None:
         if self._failed:
@@ -131,8 +137,11 @@ class AccountWriter(Worker):
         self._failed = True
         log.error("paper: cannot write the account file %s: %s", self.path, exc)
         now = self._now()
-        self._emit(StorageFailed(ts_event=now, ts_recv=now, component=COMPONENT,
-                                 error=f"{self.path}: {exc}"))
+        self._emit(
+            StorageFailed(
+                ts_event=now, ts_recv=now, component=COMPONENT, error=f"{self.path}: {exc}"
+            )
+        )
 
     def _now(self) -> int:
         return self._clock.now_ns()

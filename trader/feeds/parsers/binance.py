@@ -109,10 +109,17 @@ def book_ticker(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     ``{"u": 400900217, "s": "BNBUSDT", "b": "25.35190000", "B": "31.21000000",
     "a": "25.36520000", "A": "40.66000000"}``
     """
-    return [QuoteTick(
-        ts_event=ctx.ts_recv, ts_recv=ctx.ts_recv, symbol=ctx.symbols.unified(d["s"]),
-        bid=dec(d["b"]), bid_size=dec(d["B"]), ask=dec(d["a"]), ask_size=dec(d["A"]),
-    )]
+    return [
+        QuoteTick(
+            ts_event=ctx.ts_recv,
+            ts_recv=ctx.ts_recv,
+            symbol=ctx.symbols.unified(d["s"]),
+            bid=dec(d["b"]),
+            bid_size=dec(d["B"]),
+            ask=dec(d["a"]),
+            ask_size=dec(d["A"]),
+        )
+    ]
 
 
 def trade(d: dict[str, Any], ctx: ParseContext) -> Parsed:
@@ -123,11 +130,17 @@ def trade(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     "T": 1672515782136, "m": true, "M": true}``
     """
     trade_id = d["t"] if d["e"] == "trade" else d["a"]
-    return [TradeTick(
-        ts_event=ms_to_ns(d["T"]), ts_recv=ctx.ts_recv, symbol=ctx.symbols.unified(d["s"]),
-        price=dec(d["p"]), size=dec(d["q"]), aggressor=Side.SELL if d["m"] else Side.BUY,
-        trade_id=str(trade_id),
-    )]
+    return [
+        TradeTick(
+            ts_event=ms_to_ns(d["T"]),
+            ts_recv=ctx.ts_recv,
+            symbol=ctx.symbols.unified(d["s"]),
+            price=dec(d["p"]),
+            size=dec(d["q"]),
+            aggressor=Side.SELL if d["m"] else Side.BUY,
+            trade_id=str(trade_id),
+        )
+    ]
 
 
 def kline(d: dict[str, Any], ctx: ParseContext) -> Parsed:
@@ -137,11 +150,21 @@ def kline(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     "o": "0.0010", "c": "0.0020", "h": "0.0025", "l": "0.0015", "v": "1000", "x": false, ...}}``
     """
     k = d["k"]
-    return [Candle(
-        ts_event=ms_to_ns(d["E"]), ts_recv=ctx.ts_recv, symbol=ctx.symbols.unified(d["s"]),
-        interval=str(k["i"]), open=dec(k["o"]), high=dec(k["h"]), low=dec(k["l"]),
-        close=dec(k["c"]), volume=dec(k["v"]), start_ns=ms_to_ns(k["t"]), closed=bool(k["x"]),
-    )]
+    return [
+        Candle(
+            ts_event=ms_to_ns(d["E"]),
+            ts_recv=ctx.ts_recv,
+            symbol=ctx.symbols.unified(d["s"]),
+            interval=str(k["i"]),
+            open=dec(k["o"]),
+            high=dec(k["h"]),
+            low=dec(k["l"]),
+            close=dec(k["c"]),
+            volume=dec(k["v"]),
+            start_ns=ms_to_ns(k["t"]),
+            closed=bool(k["x"]),
+        )
+    ]
 
 
 # ---------------------------------------------------------------------------- user data
@@ -182,8 +205,11 @@ def _ts(d: dict[str, Any]) -> int:
 
 def order_new(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     """``x`` NEW: the order is on the book."""
-    return [OrderAccepted(ts_event=_ts(d), ts_recv=ctx.ts_recv, client_id=_client_id(d),
-                          exchange_id=str(d["i"]))]
+    return [
+        OrderAccepted(
+            ts_event=_ts(d), ts_recv=ctx.ts_recv, client_id=_client_id(d), exchange_id=str(d["i"])
+        )
+    ]
 
 
 def order_trade(d: dict[str, Any], ctx: ParseContext) -> Parsed:
@@ -214,21 +240,40 @@ def order_trade(d: dict[str, Any], ctx: ParseContext) -> Parsed:
         price = _fill_price(d, amount, filled, quote, ctx.orders)
         symbol = ctx.symbols.unified(d["s"])
         if price is None:
-            out.append(ExchangeUpdateUnusable(
-                ts_event=ts, ts_recv=ctx.ts_recv, subject=cid,
-                reason=f"Binance fill {d['t']} of {amount} {symbol} (order {order_id}) has no "
-                       "price: L, Y and p are 0 and the cumulative quote Z gives none"))
+            out.append(
+                ExchangeUpdateUnusable(
+                    ts_event=ts,
+                    ts_recv=ctx.ts_recv,
+                    subject=cid,
+                    reason=f"Binance fill {d['t']} of {amount} {symbol} (order {order_id}) has no "
+                    "price: L, Y and p are 0 and the cumulative quote Z gives none",
+                )
+            )
         else:
-            out.append(OrderFilled(
-                ts_event=ts, ts_recv=ctx.ts_recv, client_id=cid, exchange_id=order_id,
-                trade_id=str(d["t"]), symbol=symbol, side=Side(str(d["S"]).lower()),
-                price=price, amount=amount, fee=dec(d["n"]), fee_asset=d["N"] or "",
-                filled_total=filled, is_final=status == "FILLED",
-                liquidity=Liquidity.MAKER if d["m"] else Liquidity.TAKER,
-                venue_order_type=d.get("o"), time_in_force=d.get("f"),
-                order_price=positive(d.get("p")), order_amount=opt_dec(d.get("q")),
-                stop_price=positive(d.get("P")), cum_quote=quote,
-            ))
+            out.append(
+                OrderFilled(
+                    ts_event=ts,
+                    ts_recv=ctx.ts_recv,
+                    client_id=cid,
+                    exchange_id=order_id,
+                    trade_id=str(d["t"]),
+                    symbol=symbol,
+                    side=Side(str(d["S"]).lower()),
+                    price=price,
+                    amount=amount,
+                    fee=dec(d["n"]),
+                    fee_asset=d["N"] or "",
+                    filled_total=filled,
+                    is_final=status == "FILLED",
+                    liquidity=Liquidity.MAKER if d["m"] else Liquidity.TAKER,
+                    venue_order_type=d.get("o"),
+                    time_in_force=d.get("f"),
+                    order_price=positive(d.get("p")),
+                    order_amount=opt_dec(d.get("q")),
+                    stop_price=positive(d.get("P")),
+                    cum_quote=quote,
+                )
+            )
     if ctx.orders is not None:
         if status in _STILL_LIVE:
             if quote is not None:
@@ -241,8 +286,13 @@ def order_trade(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     return out
 
 
-def _fill_price(d: dict[str, Any], amount: Decimal, filled: Decimal, quote: Decimal | None,
-                orders: OrderMemory | None) -> Decimal | None:
+def _fill_price(
+    d: dict[str, Any],
+    amount: Decimal,
+    filled: Decimal,
+    quote: Decimal | None,
+    orders: OrderMemory | None,
+) -> Decimal | None:
     """The price of a fill of ``amount`` (see :func:`order_trade`), or None."""
     last = dec(d["L"])
     if last > 0:
@@ -251,8 +301,11 @@ def _fill_price(d: dict[str, Any], amount: Decimal, filled: Decimal, quote: Deci
     if last_quote is not None:
         return last_quote / amount
     if quote is not None:
-        previous = (Decimal(0), Decimal(0)) if filled == amount else (
-            orders.get(str(d["i"])) if orders is not None else None)
+        previous = (
+            (Decimal(0), Decimal(0))
+            if filled == amount
+            else (orders.get(str(d["i"])) if orders is not None else None)
+        )
         if previous is not None and previous[0] + amount == filled and quote > previous[1]:
             return (quote - previous[1]) / amount
     return positive(d.get("p"))
@@ -265,14 +318,25 @@ def order_amended(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     ``{"e": "executionReport", ..., "c": "mUvo...", "C": "", "x": "REPLACED", "X": "NEW",
     "i": 4293153, "q": "0.50000000", "p": "0.10264410", ...}``
     """
-    return [OrderAmended(ts_event=_ts(d), ts_recv=ctx.ts_recv, client_id=_client_id(d),
-                         exchange_id=str(d["i"]), amount=dec(d["q"]), price=positive(d.get("p")))]
+    return [
+        OrderAmended(
+            ts_event=_ts(d),
+            ts_recv=ctx.ts_recv,
+            client_id=_client_id(d),
+            exchange_id=str(d["i"]),
+            amount=dec(d["q"]),
+            price=positive(d.get("p")),
+        )
+    ]
 
 
 def order_canceled(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     """``x`` CANCELED: canceled by us or on the exchange's page (``C`` is the order's id)."""
-    return [OrderCanceled(ts_event=_ts(d), ts_recv=ctx.ts_recv, client_id=_client_id(d),
-                          reason="canceled")]
+    return [
+        OrderCanceled(
+            ts_event=_ts(d), ts_recv=ctx.ts_recv, client_id=_client_id(d), reason="canceled"
+        )
+    ]
 
 
 def order_expired(d: dict[str, Any], ctx: ParseContext) -> Parsed:
@@ -281,16 +345,33 @@ def order_expired(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     reason = "trade_prevention" if d["x"] == "TRADE_PREVENTION" else "expired"
     if d.get("eR"):
         reason = f"{reason}: {d['eR']}"
-    return [OrderCanceled(ts_event=_ts(d), ts_recv=ctx.ts_recv, client_id=_client_id(d),
-                          reason=reason, expired=True)]
+    return [
+        OrderCanceled(
+            ts_event=_ts(d),
+            ts_recv=ctx.ts_recv,
+            client_id=_client_id(d),
+            reason=reason,
+            expired=True,
+        )
+    ]
 
 
 def order_rejected(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     """``x`` REJECTED, with the reason in ``r`` (e.g. INSUFFICIENT_BALANCES)."""
-    kind = (ErrorKind.INSUFFICIENT_FUNDS if d["r"] == "INSUFFICIENT_BALANCES"
-            else ErrorKind.INVALID_ORDER)
-    return [OrderRejected(ts_event=_ts(d), ts_recv=ctx.ts_recv, client_id=_client_id(d),
-                          reason=str(d["r"]), kind=kind)]
+    kind = (
+        ErrorKind.INSUFFICIENT_FUNDS
+        if d["r"] == "INSUFFICIENT_BALANCES"
+        else ErrorKind.INVALID_ORDER
+    )
+    return [
+        OrderRejected(
+            ts_event=_ts(d),
+            ts_recv=ctx.ts_recv,
+            client_id=_client_id(d),
+            reason=str(d["r"]),
+            kind=kind,
+        )
+    ]
 
 
 # Order statuses (X) after a fill: still live, or the end reported with it.
@@ -314,8 +395,16 @@ def account_position(d: dict[str, Any], ctx: ParseContext) -> Parsed:
     out: Parsed = []
     for b in d["B"]:
         free, locked = dec(b["f"]), dec(b["l"])
-        out.append(BalanceUpdate(ts_event=ts, ts_recv=ctx.ts_recv, asset=str(b["a"]), free=free,
-                                 used=locked, total=free + locked))
+        out.append(
+            BalanceUpdate(
+                ts_event=ts,
+                ts_recv=ctx.ts_recv,
+                asset=str(b["a"]),
+                free=free,
+                used=locked,
+                total=free + locked,
+            )
+        )
     return out
 
 

@@ -52,8 +52,19 @@ _SIDES = {"Buy": Side.BUY, "Sell": Side.SELL}
 # Our candle intervals (Binance's notation, ``streams.kline_interval``) -> Bybit's
 # ``kline.<interval>`` (docs v5/websocket/public/kline: 1 3 5 15 30 60 120 240 360 720 D W M).
 KLINE_INTERVALS = {
-    "1m": "1", "3m": "3", "5m": "5", "15m": "15", "30m": "30", "1h": "60", "2h": "120",
-    "4h": "240", "6h": "360", "12h": "720", "1d": "D", "1w": "W", "1M": "M",
+    "1m": "1",
+    "3m": "3",
+    "5m": "5",
+    "15m": "15",
+    "30m": "30",
+    "1h": "60",
+    "2h": "120",
+    "4h": "240",
+    "6h": "360",
+    "12h": "720",
+    "1d": "D",
+    "1w": "W",
+    "1M": "M",
 }
 _OUR_INTERVALS = {v: k for k, v in KLINE_INTERVALS.items()}
 
@@ -108,11 +119,17 @@ def tickers(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
     fields = ("bid1Price", "bid1Size", "ask1Price", "ask1Size")
     if not all(d.get(f) for f in fields):
         return []
-    return [QuoteTick(
-        ts_event=ms_to_ns(msg["ts"]), ts_recv=ctx.ts_recv,
-        symbol=ctx.symbols.unified(d["symbol"], ctx.category), bid=dec(d["bid1Price"]),
-        bid_size=dec(d["bid1Size"]), ask=dec(d["ask1Price"]), ask_size=dec(d["ask1Size"]),
-    )]
+    return [
+        QuoteTick(
+            ts_event=ms_to_ns(msg["ts"]),
+            ts_recv=ctx.ts_recv,
+            symbol=ctx.symbols.unified(d["symbol"], ctx.category),
+            bid=dec(d["bid1Price"]),
+            bid_size=dec(d["bid1Size"]),
+            ask=dec(d["ask1Price"]),
+            ask_size=dec(d["ask1Size"]),
+        )
+    ]
 
 
 def orderbook(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
@@ -128,11 +145,17 @@ def orderbook(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
     if msg["type"] != "snapshot" or not d["b"] or not d["a"]:
         return []
     (bid, bid_size), (ask, ask_size) = d["b"][0], d["a"][0]
-    return [QuoteTick(
-        ts_event=ms_to_ns(msg["ts"]), ts_recv=ctx.ts_recv,
-        symbol=ctx.symbols.unified(d["s"], ctx.category), bid=dec(bid), bid_size=dec(bid_size),
-        ask=dec(ask), ask_size=dec(ask_size),
-    )]
+    return [
+        QuoteTick(
+            ts_event=ms_to_ns(msg["ts"]),
+            ts_recv=ctx.ts_recv,
+            symbol=ctx.symbols.unified(d["s"], ctx.category),
+            bid=dec(bid),
+            bid_size=dec(bid_size),
+            ask=dec(ask),
+            ask_size=dec(ask_size),
+        )
+    ]
 
 
 def kline(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
@@ -145,12 +168,22 @@ def kline(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
     "timestamp": 1672324988882}], "ts": 1672324988882, "type": "snapshot"}``
     """
     symbol = ctx.symbols.unified(str(msg["topic"]).rpartition(".")[2], ctx.category)
-    return [Candle(
-        ts_event=ms_to_ns(k["timestamp"]), ts_recv=ctx.ts_recv, symbol=symbol,
-        interval=_OUR_INTERVALS.get(str(k["interval"]), str(k["interval"])), open=dec(k["open"]),
-        high=dec(k["high"]), low=dec(k["low"]), close=dec(k["close"]), volume=dec(k["volume"]),
-        start_ns=ms_to_ns(k["start"]), closed=bool(k["confirm"]),
-    ) for k in msg["data"]]
+    return [
+        Candle(
+            ts_event=ms_to_ns(k["timestamp"]),
+            ts_recv=ctx.ts_recv,
+            symbol=symbol,
+            interval=_OUR_INTERVALS.get(str(k["interval"]), str(k["interval"])),
+            open=dec(k["open"]),
+            high=dec(k["high"]),
+            low=dec(k["low"]),
+            close=dec(k["close"]),
+            volume=dec(k["volume"]),
+            start_ns=ms_to_ns(k["start"]),
+            closed=bool(k["confirm"]),
+        )
+        for k in msg["data"]
+    ]
 
 
 def public_trade(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
@@ -162,9 +195,13 @@ def public_trade(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
     """
     return [
         TradeTick(
-            ts_event=ms_to_ns(t["T"]), ts_recv=ctx.ts_recv,
-            symbol=ctx.symbols.unified(t["s"], ctx.category), price=dec(t["p"]), size=dec(t["v"]),
-            aggressor=_SIDES[t["S"]], trade_id=str(t["i"]),
+            ts_event=ms_to_ns(t["T"]),
+            ts_recv=ctx.ts_recv,
+            symbol=ctx.symbols.unified(t["s"], ctx.category),
+            price=dec(t["p"]),
+            size=dec(t["v"]),
+            aggressor=_SIDES[t["S"]],
+            trade_id=str(t["i"]),
         )
         for t in msg["data"]
     ]
@@ -199,14 +236,32 @@ def order(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
     for o in msg["data"]:
         status = o["orderStatus"]
         if status == "New":
-            out.append(OrderAccepted(ts_event=ts, ts_recv=ctx.ts_recv, client_id=_client_id(o),
-                                     exchange_id=str(o["orderId"])))
+            out.append(
+                OrderAccepted(
+                    ts_event=ts,
+                    ts_recv=ctx.ts_recv,
+                    client_id=_client_id(o),
+                    exchange_id=str(o["orderId"]),
+                )
+            )
         elif status == "Rejected":
-            out.append(OrderRejected(ts_event=ts, ts_recv=ctx.ts_recv, client_id=_client_id(o),
-                                     reason=str(o["rejectReason"])))
+            out.append(
+                OrderRejected(
+                    ts_event=ts,
+                    ts_recv=ctx.ts_recv,
+                    client_id=_client_id(o),
+                    reason=str(o["rejectReason"]),
+                )
+            )
         elif status in ("Cancelled", "PartiallyFilledCanceled", "Deactivated"):
-            out.append(OrderCanceled(ts_event=ts, ts_recv=ctx.ts_recv, client_id=_client_id(o),
-                                     reason=f"{status}: {o.get('cancelType', '')}"))
+            out.append(
+                OrderCanceled(
+                    ts_event=ts,
+                    ts_recv=ctx.ts_recv,
+                    client_id=_client_id(o),
+                    reason=f"{status}: {o.get('cancelType', '')}",
+                )
+            )
         elif status not in ("Filled", "PartiallyFilled", "Untriggered", "Triggered"):
             raise UnknownMessage(f"order.{status}")
     return out
@@ -254,21 +309,39 @@ def execution(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
         symbol, side = ctx.symbols.unified(e["symbol"], e["category"]), _SIDES[e["side"]]
         price = positive(e.get("execPrice"))
         if price is None:
-            out.append(ExchangeUpdateUnusable(
-                ts_event=ts, ts_recv=ctx.ts_recv, subject=cid,
-                reason=f"Bybit {kind} execution {e['execId']} of {amount} {symbol} (order "
-                       f"{e['orderId']}) has no price"))
+            out.append(
+                ExchangeUpdateUnusable(
+                    ts_event=ts,
+                    ts_recv=ctx.ts_recv,
+                    subject=cid,
+                    reason=f"Bybit {kind} execution {e['execId']} of {amount} {symbol} (order "
+                    f"{e['orderId']}) has no price",
+                )
+            )
             continue
         leaves = dec(e["leavesQty"])
-        out.append(OrderFilled(
-            ts_event=ts, ts_recv=ctx.ts_recv, client_id=cid, exchange_id=str(e["orderId"]),
-            trade_id=str(e["execId"]), symbol=symbol, side=side, price=price, amount=amount,
-            fee=dec(e["execFee"]), fee_asset=e.get("feeCurrency") or _fee_asset(symbol, side),
-            filled_total=dec(e["orderQty"]) - leaves, is_final=leaves == 0,
-            liquidity=Liquidity.MAKER if e["isMaker"] else Liquidity.TAKER,
-            venue_order_type=e.get("orderType") or None, order_price=positive(e.get("orderPrice")),
-            order_amount=positive(e.get("orderQty")), fee_rate=opt_dec(e.get("feeRate")),
-        ))
+        out.append(
+            OrderFilled(
+                ts_event=ts,
+                ts_recv=ctx.ts_recv,
+                client_id=cid,
+                exchange_id=str(e["orderId"]),
+                trade_id=str(e["execId"]),
+                symbol=symbol,
+                side=side,
+                price=price,
+                amount=amount,
+                fee=dec(e["execFee"]),
+                fee_asset=e.get("feeCurrency") or _fee_asset(symbol, side),
+                filled_total=dec(e["orderQty"]) - leaves,
+                is_final=leaves == 0,
+                liquidity=Liquidity.MAKER if e["isMaker"] else Liquidity.TAKER,
+                venue_order_type=e.get("orderType") or None,
+                order_price=positive(e.get("orderPrice")),
+                order_amount=positive(e.get("orderQty")),
+                fee_rate=opt_dec(e.get("feeRate")),
+            )
+        )
     return out
 
 
@@ -310,13 +383,26 @@ def wallet(msg: dict[str, Any], ctx: ParseContext) -> Parsed:
             asset, total = str(c["coin"]), dec(c["walletBalance"])
             used = _used(c, total)
             if used is None:
-                out.append(ExchangeUpdateUnusable(
-                    ts_event=ts, ts_recv=ctx.ts_recv, subject=asset,
-                    reason=f"Bybit wallet {account.get('accountType', '')}: {asset} has "
-                           "walletBalance but none of locked, free, availableToWithdraw"))
+                out.append(
+                    ExchangeUpdateUnusable(
+                        ts_event=ts,
+                        ts_recv=ctx.ts_recv,
+                        subject=asset,
+                        reason=f"Bybit wallet {account.get('accountType', '')}: {asset} has "
+                        "walletBalance but none of locked, free, availableToWithdraw",
+                    )
+                )
                 continue
-            out.append(BalanceUpdate(ts_event=ts, ts_recv=ctx.ts_recv, asset=asset,
-                                     free=total - used, used=used, total=total))
+            out.append(
+                BalanceUpdate(
+                    ts_event=ts,
+                    ts_recv=ctx.ts_recv,
+                    asset=asset,
+                    free=total - used,
+                    used=used,
+                    total=total,
+                )
+            )
     return out
 
 

@@ -140,8 +140,21 @@ def ms_to_ns(ms: Any) -> int:
 
 
 # Longest first, so BTCUSDC is not read as BTCUSD + C.
-_QUOTES = ("FDUSD", "USDT", "USDC", "TUSD", "BUSD", "USD", "EUR", "TRY", "BRL", "BTC", "ETH",
-           "BNB", "DAI")
+_QUOTES = (
+    "FDUSD",
+    "USDT",
+    "USDC",
+    "TUSD",
+    "BUSD",
+    "USD",
+    "EUR",
+    "TRY",
+    "BRL",
+    "BTC",
+    "ETH",
+    "BNB",
+    "DAI",
+)
 
 SPOT = "spot"
 LINEAR = "linear"

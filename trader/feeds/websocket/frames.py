@@ -44,8 +44,17 @@ class FrameReader:
     ``WebSocketProtocolException`` for a frame no server may send.
     """
 
-    __slots__ = ("_ws", "_recv", "_buf", "_pos", "_frag_op", "_frags", "_frag_len",
-                 "read_size", "close_answered")
+    __slots__ = (
+        "_ws",
+        "_recv",
+        "_buf",
+        "_pos",
+        "_frag_op",
+        "_frags",
+        "_frag_len",
+        "read_size",
+        "close_answered",
+    )
 
     def __init__(self, ws: Any, read_size: int = READ_SIZE) -> None:
         self._ws = ws
@@ -78,15 +87,16 @@ class FrameReader:
                 continue
             self._pos = end
             if b0 == 0x81 and not self._frag_op:  # the common case: FIN + text, unfragmented
-                return OP_TEXT, buf[pos + 2:end]
-            out = self._frame(b0, buf[pos + 2:end])
+                return OP_TEXT, buf[pos + 2 : end]
+            out = self._frame(b0, buf[pos + 2 : end])
             if out is not None:
                 return out
 
     # ------------------------------------------------------------------ the frame's header
 
-    def _long_frame(self, buf: bytes, pos: int, avail: int, b0: int,
-                    n: int) -> tuple[int, bytes] | None:
+    def _long_frame(
+        self, buf: bytes, pos: int, avail: int, b0: int, n: int
+    ) -> tuple[int, bytes] | None:
         """A frame with a 16- or 64-bit length (or a masked one, refused): the result of
         :meth:`_frame`, or None when more bytes were read or a fragment was taken."""
         if n & 0x80:
@@ -96,13 +106,13 @@ class FrameReader:
             if avail < head:
                 self._fill(head)
                 return None
-            size = int.from_bytes(buf[pos + 2:pos + 4], "big")
+            size = int.from_bytes(buf[pos + 2 : pos + 4], "big")
         else:
             head = 10
             if avail < head:
                 self._fill(head)
                 return None
-            size = int.from_bytes(buf[pos + 2:pos + 10], "big")
+            size = int.from_bytes(buf[pos + 2 : pos + 10], "big")
             if size >> 63:
                 raise websocket.WebSocketProtocolException("64-bit length with the top bit set")
         if size > MAX_MESSAGE:
@@ -112,7 +122,7 @@ class FrameReader:
             return None
         start = pos + head
         self._pos = start + size
-        return self._frame(b0, buf[start:start + size])
+        return self._frame(b0, buf[start : start + size])
 
     def _frame(self, b0: int, payload: bytes) -> tuple[int, bytes] | None:
         """A whole frame: its message or control frame, or None while a message is incomplete."""
@@ -164,7 +174,7 @@ class FrameReader:
     def _fill(self, need: int) -> None:
         """Read until ``need`` bytes are buffered past the offset. The unread rest is joined
         with the new bytes once per read (a frame larger than a read: once at the end)."""
-        rest = self._buf[self._pos:]
+        rest = self._buf[self._pos :]
         have = len(rest)
         parts = [rest]
         try:
@@ -172,7 +182,8 @@ class FrameReader:
                 chunk = self._recv(max(self.read_size, need - have))
                 if not chunk:
                     raise websocket.WebSocketConnectionClosedException(
-                        "the server closed the connection")
+                        "the server closed the connection"
+                    )
                 parts.append(chunk)
                 have += len(chunk)
         except TimeoutError:

@@ -130,8 +130,10 @@ class Listener(Rotation, Worker):
             if stop.is_set():
                 return
             self._recovering = True
-            if conn.ready_at is not None and time.monotonic() - conn.ready_at >= \
-                    self._cfg.healthy_after_s:
+            if (
+                conn.ready_at is not None
+                and time.monotonic() - conn.ready_at >= self._cfg.healthy_after_s
+            ):
                 self.backoff.reset()
             reason, immediate = conn.outcome or ("closed", False)
             if immediate:
@@ -162,8 +164,14 @@ class Listener(Rotation, Worker):
             ws.abort()
         now = time.monotonic()
         rotate = self.rotate_after_s if self.rotate_after_s is not None else float("inf")
-        conn = Conn(ws, opened=now, rotate_at=now + rotate, last_frame=now, last_data=now,
-                     next_ping=now + self._cfg.ping_interval_s)
+        conn = Conn(
+            ws,
+            opened=now,
+            rotate_at=now + rotate,
+            last_frame=now,
+            last_data=now,
+            next_ping=now + self._cfg.ping_interval_s,
+        )
         self._newest = conn
         try:
             for text in self.protocol.connect_messages():
@@ -216,8 +224,14 @@ class Listener(Rotation, Worker):
                     silent = now - conn.last_data
                     self._stats.incr(f"{self.name}.stale")
                     ts = self._now()
-                    self._emit(FeedStale(ts_event=ts, ts_recv=ts, feed=self.name,
-                                         silent_s=Decimal(str(round(silent, 3)))))
+                    self._emit(
+                        FeedStale(
+                            ts_event=ts,
+                            ts_recv=ts,
+                            feed=self.name,
+                            silent_s=Decimal(str(round(silent, 3))),
+                        )
+                    )
                     conn.end(f"no data for {silent:.1f}s")
                     break
                 if now - conn.last_frame >= cfg.dead_after_s:
@@ -288,13 +302,23 @@ class Listener(Rotation, Worker):
             kind = exc.wire_type
             if kind not in self._unknown and len(self._unknown) < MAX_UNKNOWN_TYPES_LOGGED:
                 self._unknown.add(kind)
-                log.warning("%s: unknown message type %r (logged once, counted as %s.unknown): %s",
-                            self.name, kind, self.name, _truncate(raw))
+                log.warning(
+                    "%s: unknown message type %r (logged once, counted as %s.unknown): %s",
+                    self.name,
+                    kind,
+                    self.name,
+                    _truncate(raw),
+                )
             return None
         except Exception as exc:  # noqa: BLE001 - a bad payload must not stop the listener
             self._stats.incr(f"{self.name}.bad_message")
-            log.warning("%s: cannot parse message (%s: %s): %s", self.name, type(exc).__name__,
-                        exc, _truncate(raw))
+            log.warning(
+                "%s: cannot parse message (%s: %s): %s",
+                self.name,
+                type(exc).__name__,
+                exc,
+                _truncate(raw),
+            )
             return None
 
     def _apply(self, conn: Conn, items: Parsed) -> None:

@@ -53,8 +53,9 @@ class Rotation:
     def _rotate(self, old: Conn, stop: threading.Event) -> Conn:
         """Make before break: return the new connection, or the old one if the new one did not
         come up (then try again after ``backoff_max_s``)."""
-        log.info("%s: rotating the connection after %.1fs", self.name,
-                 time.monotonic() - old.opened)
+        log.info(
+            "%s: rotating the connection after %.1fs", self.name, time.monotonic() - old.opened
+        )
         try:
             new = self._open()
         except Exception as exc:  # noqa: BLE001

@@ -10,7 +10,11 @@ from redis.retry import Retry
 
 COMPONENT = "redis"
 MARKETS, BALANCES, ORDERS, POSITIONS, PRICES = (
-    "markets", "balances", "orders", "positions", "prices"
+    "markets",
+    "balances",
+    "orders",
+    "positions",
+    "prices",
 )
 COLLECTIONS = (MARKETS, BALANCES, ORDERS, POSITIONS, PRICES)
 RISK, DAILY_LOSS = "risk", "daily_loss"  # <prefix>:risk daily_loss -> {"day", "day_start"}
@@ -38,7 +42,11 @@ def connect(url: str, password: str | None) -> redis.Redis:
     """A client that never retries by itself (the writer owns retries and knows what a retry
     may duplicate) and never blocks long."""
     return redis.Redis.from_url(
-        url, password=password, decode_responses=True,
-        socket_connect_timeout=CONNECT_TIMEOUT_S, socket_timeout=SOCKET_TIMEOUT_S,
-        retry=Retry(NoBackoff(), 0), health_check_interval=0,
+        url,
+        password=password,
+        decode_responses=True,
+        socket_connect_timeout=CONNECT_TIMEOUT_S,
+        socket_timeout=SOCKET_TIMEOUT_S,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
     )

@@ -46,9 +46,19 @@ class Outbox:
             n, t0, t1 = self._gap  # type: ignore[misc]
             self._gap = None
             self._seq += 1
-            self._queue.append((self._seq, StreamGap(
-                ts_event=ev.ts_recv, ts_recv=ev.ts_recv, stream=self._stream, dropped=n,
-                first_ts=t0, last_ts=t1)))
+            self._queue.append(
+                (
+                    self._seq,
+                    StreamGap(
+                        ts_event=ev.ts_recv,
+                        ts_recv=ev.ts_recv,
+                        stream=self._stream,
+                        dropped=n,
+                        first_ts=t0,
+                        last_ts=t1,
+                    ),
+                )
+            )
             self._seq += 1
             self._queue.append((self._seq, ev))
             return
@@ -62,7 +72,8 @@ class Outbox:
         log.error(
             "redis: %d events buffered while Redis is unreachable (storage.buffer_max); newer "
             "events are left out of the stream until it drains: counted, and marked there by "
-            "a StreamGap entry", self._maxlen,
+            "a StreamGap entry",
+            self._maxlen,
         )
 
     def mark(self, collection: str, key: str) -> None:

@@ -33,8 +33,14 @@ from trader.store.redis.store import daily_loss_from_json, prices_from_json
 log = logging.getLogger(__name__)
 
 
-def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStore,
-            clock: Clock, start_empty: bool, keep_saved: Callable[[], None]) -> list[Event]:
+def restore(
+    connect_fn: Callable[[], redis.Redis],
+    keys: Keys,
+    store: MemoryStore,
+    clock: Clock,
+    start_empty: bool,
+    keep_saved: Callable[[], None],
+) -> list[Event]:
     """Load the saved state into ``store`` (main thread, at start).
 
     When Redis cannot be read, the start ends with ``StorageUnavailableError`` (one line, exit
@@ -55,14 +61,24 @@ def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStor
         if not start_empty:
             raise StorageUnavailableError(
                 f"redis: cannot read the saved state at {keys.prefix}:* ({exc}); not starting "
-                "on empty state (set storage.start_empty_if_unreachable: true to do so)") from None
+                "on empty state (set storage.start_empty_if_unreachable: true to do so)"
+            ) from None
         keep_saved()
-        log.error("redis: cannot restore the saved state (%s); starting on empty state "
-                  "(storage.start_empty_if_unreachable); saved records are kept, only this "
-                  "run's records are written over theirs once Redis is reachable", exc)
+        log.error(
+            "redis: cannot restore the saved state (%s); starting on empty state "
+            "(storage.start_empty_if_unreachable); saved records are kept, only this "
+            "run's records are written over theirs once Redis is reachable",
+            exc,
+        )
         now = clock.now_ns()
-        return [StorageFailed(ts_event=now, ts_recv=now, component=COMPONENT,
-                              error=f"restore: {type(exc).__name__}: {exc}")]
+        return [
+            StorageFailed(
+                ts_event=now,
+                ts_recv=now,
+                component=COMPONENT,
+                error=f"restore: {type(exc).__name__}: {exc}",
+            )
+        ]
     bad = 0
 
     def decode(collection: str, fn: Callable[[str], Any]) -> list[Any]:
@@ -91,19 +107,30 @@ def restore(connect_fn: Callable[[], redis.Redis], keys: Keys, store: MemoryStor
             day, day_start = daily_loss_from_json(loss_text)
         except codec.CodecError as exc:
             bad += 1
-            log.warning("redis: %s unreadable, the daily loss counts afresh: %s",
-                        keys.hash(RISK), exc)
+            log.warning(
+                "redis: %s unreadable, the daily loss counts afresh: %s", keys.hash(RISK), exc
+            )
     now = clock.now_ns()
     restored = StateRestored(
-        ts_event=now, ts_recv=now, source=f"redis {keys.prefix}",
+        ts_event=now,
+        ts_recv=now,
+        source=f"redis {keys.prefix}",
         balances=tuple(decode(BALANCES, lambda t: codec.from_json(Balance, t))),
         orders=tuple(orders),
         positions=tuple(decode(POSITIONS, lambda t: codec.from_json(Position, t))),
-        loss_day=day, loss_day_start=day_start)
+        loss_day=day,
+        loss_day_start=day_start,
+    )
     log.info(
         "redis: restored %d markets, %d balances, %d orders (%d open), %d positions, %d prices "
-        "from %s:*%s", len(raw[MARKETS]), len(raw[BALANCES]), len(orders),
-        sum(o.is_open for o in orders), len(raw[POSITIONS]), len(pairs), keys.prefix,
+        "from %s:*%s",
+        len(raw[MARKETS]),
+        len(raw[BALANCES]),
+        len(orders),
+        sum(o.is_open for o in orders),
+        len(raw[POSITIONS]),
+        len(pairs),
+        keys.prefix,
         f" ({bad} unreadable records skipped)" if bad else "",
     )
     if not any(raw.values()) and loss_text is None:

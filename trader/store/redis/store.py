@@ -163,6 +163,7 @@ class RedisStore(MemoryStore):
             BALANCES: {k: codec.to_json(v) for k, v in self.balances().balances.items()},
             ORDERS: {o.client_id: codec.to_json(o) for o in self.orders()},
             POSITIONS: {k: codec.to_json(v) for k, v in self.positions().items()},
-            PRICES: {s: prices_to_json(quotes.get(s), trades.get(s))
-                     for s in set(quotes) | set(trades)},
+            PRICES: {
+                s: prices_to_json(quotes.get(s), trades.get(s)) for s in set(quotes) | set(trades)
+            },
         }

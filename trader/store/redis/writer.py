@@ -86,11 +86,17 @@ class RedisWriter(Worker):
             if final:
                 left = len(self.outbox)
                 if left:
-                    log.error("redis: stopped with %d events not appended to the stream (Redis "
-                              "unreachable); they were handled, only the stream copy is missing",
-                              left)
-                log.info("redis: %d events appended to %s this run, %d left out (buffer full)",
-                         self.acked, self._keys.stream, self.outbox.dropped)
+                    log.error(
+                        "redis: stopped with %d events not appended to the stream (Redis "
+                        "unreachable); they were handled, only the stream copy is missing",
+                        left,
+                    )
+                log.info(
+                    "redis: %d events appended to %s this run, %d left out (buffer full)",
+                    self.acked,
+                    self._keys.stream,
+                    self.outbox.dropped,
+                )
                 if self._client is not None:
                     self._client.close()
                 return
@@ -118,8 +124,7 @@ class RedisWriter(Worker):
         r = self._redis()
         pending = self.outbox.take(BATCH)
         # the client decodes replies (decode_responses): ids and fields are str
-        tail = cast("list[tuple[str, dict[str, str]]]",
-                    r.xrevrange(self._keys.stream, count=BATCH))
+        tail = cast("list[tuple[str, dict[str, str]]]", r.xrevrange(self._keys.stream, count=BATCH))
         if pending:
             ours = {f.get("seq") for _, f in tail}
             n = 0
@@ -129,9 +134,12 @@ class RedisWriter(Worker):
                 self._acked(n, tail[0][0] if tail else None)
         if self.last_id is not None and (not tail or _id(tail[0][0]) < _id(self.last_id)):
             self._stats.incr("redis_lost_acknowledged")
-            log.error("redis: the stream ends at %s but %s was acknowledged: Redis lost entries "
-                      "(restarted without persistence? use appendonly yes)",
-                      tail[0][0] if tail else "nothing", self.last_id)
+            log.error(
+                "redis: the stream ends at %s but %s was acknowledged: Redis lost entries "
+                "(restarted without persistence? use appendonly yes)",
+                tail[0][0] if tail else "nothing",
+                self.last_id,
+            )
         self.outbox.take_dirty()  # the full rewrite below covers them; later marks are kept
         snapshot = self._store.snapshot()
         with r.pipeline(transaction=True) as pipe:
@@ -148,8 +156,12 @@ class RedisWriter(Worker):
         self._synced = True
         self._backoff.reset()
         if self._down_since is not None:
-            log.warning("redis: reachable again after %.1fs; hashes rewritten, appending %d "
-                        "buffered events", time.monotonic() - self._down_since, len(self.outbox))
+            log.warning(
+                "redis: reachable again after %.1fs; hashes rewritten, appending %d "
+                "buffered events",
+                time.monotonic() - self._down_since,
+                len(self.outbox),
+            )
             self._down_since = None
             self._emit(StorageRecovered, component=COMPONENT)
 
@@ -167,9 +179,16 @@ class RedisWriter(Worker):
         try:
             with self._redis().pipeline(transaction=False) as pipe:
                 for seq, ev in entries:
-                    pipe.xadd(stream, {"seq": f"{self.session}:{seq}", "type": type(ev).__name__,
-                                       "event": event_to_json(ev)},
-                              maxlen=self._cfg.stream_maxlen, approximate=True)
+                    pipe.xadd(
+                        stream,
+                        {
+                            "seq": f"{self.session}:{seq}",
+                            "type": type(ev).__name__,
+                            "event": event_to_json(ev),
+                        },
+                        maxlen=self._cfg.stream_maxlen,
+                        approximate=True,
+                    )
                 for collection, key in dirty:
                     value = self._store.value(collection, key)
                     if value is None:
@@ -190,9 +209,14 @@ class RedisWriter(Worker):
         if failed is not None:
             raise failed  # a refused write (out of memory, wrong type): retried after backoff
         for ev in (e for _, e in entries[:n] if isinstance(e, StreamGap)):
-            log.error("redis: %d events (ts %d..%d) were left out of %s while the buffer was "
-                      "full; a StreamGap entry marks the place", ev.dropped, ev.first_ts,
-                      ev.last_ts, stream)
+            log.error(
+                "redis: %d events (ts %d..%d) were left out of %s while the buffer was "
+                "full; a StreamGap entry marks the place",
+                ev.dropped,
+                ev.first_ts,
+                ev.last_ts,
+                stream,
+            )
         self._order_writes += sum(c == ORDERS for c, _ in dirty)
         if self._order_writes >= TRIM_EVERY:
             self._order_writes = 0
@@ -229,8 +253,12 @@ class RedisWriter(Worker):
         if self._down_since is None:
             self._down_since = time.monotonic()
             self._stats.incr("redis_failures")
-            log.error("redis: %s: %s; running on in-memory state, buffering events (%d now), "
-                      "retrying", type(exc).__name__, exc, len(self.outbox))
+            log.error(
+                "redis: %s: %s; running on in-memory state, buffering events (%d now), retrying",
+                type(exc).__name__,
+                exc,
+                len(self.outbox),
+            )
             self._emit(StorageFailed, component=COMPONENT, error=f"{type(exc).__name__}: {exc}")
 
     def _emit(self, cls: type[Event], **fields: Any) -> None:

@@ -50,14 +50,14 @@ class MaCross(Strategy):
         candles = view.candles(self.symbol)
         # Only the window is read (a backtest calls this on every bar): at most one forming
         # candle sits at the end, unless updates were missed; then the whole history is read.
-        window = candles[-(p.slow + 1):]
-        closes = [c.close for c in window if c.closed][-p.slow:]
+        window = candles[-(p.slow + 1) :]
+        closes = [c.close for c in window if c.closed][-p.slow :]
         if len(closes) < p.slow and len(window) < len(candles):
-            closes = [c.close for c in candles if c.closed][-p.slow:]
+            closes = [c.close for c in candles if c.closed][-p.slow :]
         if len(closes) < p.slow:
             return ()
-        fast = sum(closes[-p.fast:]) / p.fast
-        slow = sum(closes[-p.slow:]) / p.slow
+        fast = sum(closes[-p.fast :]) / p.fast
+        slow = sum(closes[-p.slow :]) / p.slow
         sign = (fast > slow) - (fast < slow)
         previous, self._last_diff_sign = self._last_diff_sign, sign
         if previous == 0 or sign == previous or sign == 0:
@@ -73,6 +73,7 @@ class MaCross(Strategy):
         out: list[Output] = [self.signal(SignalKind.FLAT, f"fast {fast:.2f} crossed below slow")]
         if held is not None and held.free > 0:
             amount = min(p.amount, held.free)
-            out.append(OrderIntent(strategy=self.id, symbol=self.symbol, side=Side.SELL,
-                                   amount=amount))
+            out.append(
+                OrderIntent(strategy=self.id, symbol=self.symbol, side=Side.SELL, amount=amount)
+            )
         return out

@@ -97,9 +97,12 @@ class MarketMaker(Strategy):
     def on_quote(self, ev: QuoteTick, view: StoreView) -> Iterable[Output]:
         """Keep one quote per side near its target."""
         s = self._settled
-        if s is not None and s.lo <= ev.bid + ev.ask <= s.hi \
-                and view.balance(self._base) is s.balance \
-                and (s.until_ns is None or self.clock.now_ns() < s.until_ns):
+        if (
+            s is not None
+            and s.lo <= ev.bid + ev.ask <= s.hi
+            and view.balance(self._base) is s.balance
+            and (s.until_ns is None or self.clock.now_ns() < s.until_ns)
+        ):
             order = view.order
             for o in s.orders:
                 if order(o.client_id) is not o:
@@ -133,29 +136,46 @@ class MarketMaker(Strategy):
                 continue
             if not self._may_quote(side, total, free):
                 continue
-            ready = self._last_new.get(side, -10**20) + p.cooldown_s * NS
+            ready = self._last_new.get(side, -(10**20)) + p.cooldown_s * NS
             if now >= ready:
                 self._last_new[side], self._placed[side] = now, target
                 ready = now + p.cooldown_s * NS
-                out.append(OrderIntent(strategy=self.id, symbol=self.symbol, side=side,
-                                       amount=p.amount, order_type=OrderType.LIMIT,
-                                       price=target))
+                out.append(
+                    OrderIntent(
+                        strategy=self.id,
+                        symbol=self.symbol,
+                        side=side,
+                        amount=p.amount,
+                        order_type=OrderType.LIMIT,
+                        price=target,
+                    )
+                )
             until = ready if until is None else min(until, ready)
             if side in self._placed:
                 placed.append((side, self._placed[side]))
         self._settled = self._settle(bal, mine, placed, until)
         return out
 
-    def _settle(self, bal: Balance | None, mine: list[Order], placed: list[tuple[Side, Decimal]],
-                until: float | None) -> _Settled:
+    def _settle(
+        self,
+        bal: Balance | None,
+        mine: list[Order],
+        placed: list[tuple[Side, Decimal]],
+        until: float | None,
+    ) -> _Settled:
         """The range of ``bid + ask`` where no live or placed quote drifts more than
         ``requote_bps`` from its target: with ``k`` the target's share of ``bid + ask``, a quote
         at ``P`` stays while ``P / (1 + r) <= k (bid + ask) <= P / (1 - r)``."""
         half = self.params.spread_bps / BPS / 2
         r = self.params.requote_bps / BPS
         lo, hi = Decimal(0), _INF
-        quotes = [(o.side, o.price) for o in mine if o.status in _CANCELABLE
-                  and o.client_id not in self._canceling and o.price is not None]
+        quotes = [
+            (o.side, o.price)
+            for o in mine
+            if o.status in _CANCELABLE
+            and o.client_id not in self._canceling
+            and o.price is not None
+        ]
         for side, price in quotes + placed:
             assert price is not None
             k = (1 - half if side is Side.BUY else 1 + half) / 2
@@ -179,6 +199,7 @@ class MarketMaker(Strategy):
             if drift > self.params.requote_bps or too_much:
                 self._canceling.add(o.client_id)
                 self._placed.pop(o.side, None)  # that quote is going: its price binds no more
-                out.append(CancelIntent(strategy=self.id, symbol=self.symbol,
-                                        client_id=o.client_id))
+                out.append(
+                    CancelIntent(strategy=self.id, symbol=self.symbol, client_id=o.client_id)
+                )
         return out
