@@ -6,6 +6,7 @@ and skipped."""
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 from collections.abc import Iterator
@@ -352,6 +353,8 @@ def test_old_and_new_journal_files_replay_together(tmp_path: Path) -> None:
 def test_a_bad_frame_line_is_skipped_and_counted_with_its_place(
     tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # an earlier test may have left the root logger above WARNING (a CLI's --log-level)
+    caplog.set_level(logging.WARNING, logger="trader.journal")
     _, first = bybit_trades(T0, 1)
     _, last = bybit_trades(T0 + 1, 2)
     path = tmp_path / "2023-11-14.jsonl"
