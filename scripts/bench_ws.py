@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import multiprocessing as mp
+import random
 import socket
 import time
 from typing import Any
@@ -49,16 +50,26 @@ def quote(i: int, bid: str, ask: str) -> bytes:
     )
 
 
-def burst(count: int) -> bytes:
-    """``count`` quote frames with realistic 8-decimal prices, one bytes object."""
-    return b"".join(
-        ws_frame(
-            quote(
-                i, f"{60000 + i % 500}.{i % 97:02d}000000", f"{60001 + i % 500}.{i % 89:02d}000000"
+def burst(count: int, seed: int = 7) -> bytes:
+    """``count`` quote frames with realistic 8-decimal prices, one bytes object: the bid walks
+    one tick (0.01) at a time around 60,000 and the spread is one to three ticks, as a busy
+    BTC/USDT book moves from one message to the next. (An earlier sawtooth climbed $500 over 500
+    messages and fell back at once, 83 bps every 15 ms at these rates: no book moves so, and the
+    market maker requoted and filled on every cycle.)"""
+    rng = random.Random(seed)
+    bid = 6_000_000  # in ticks
+    frames = []
+    for i in range(count):
+        bid += rng.choice((-1, 0, 1))
+        ask = bid + rng.choice((1, 1, 2, 3))
+        frames.append(
+            ws_frame(
+                quote(
+                    i, f"{bid // 100}.{bid % 100:02d}000000", f"{ask // 100}.{ask % 100:02d}000000"
+                )
             )
         )
-        for i in range(count)
-    )
+    return b"".join(frames)
 
 
 def _read_exactly(conn: socket.socket, n: int) -> bytes:

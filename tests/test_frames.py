@@ -204,6 +204,17 @@ def test_a_frame_split_across_reads_at_every_byte_boundary(
         (frame(OP_PING, b"x" * 126), "control frame"),
         (frame(OP_CLOSE, b"\x03"), "1-byte"),
     ],
+    # fixed ids: a masked frame's key is random, and pytest-xdist's workers must collect alike
+    ids=[
+        "reserved-bits",
+        "reserved-opcode",
+        "masked",
+        "continuation",
+        "inside-fragmented",
+        "fragmented-control",
+        "long-control",
+        "1-byte-close",
+    ],
 )
 def test_frames_no_server_may_send_are_protocol_errors(
     pair: tuple[FrameReader, socket.socket], data: bytes, why: str
