@@ -406,6 +406,10 @@ class App(Lifecycle):
             for s in self.runner.strategies
         ]
 
+    def run(self) -> None:
+        """The main loop, until :meth:`request_stop`."""
+        self.engine.run(self.stop_event)
+
     def _kept_counters(self) -> dict[str, int]:
         """Counters kept outside Stats, for /metrics (see trader.counters.KEPT)."""
         store = self.store

@@ -139,10 +139,6 @@ class Lifecycle:
         if not self.cfg.reconcile.enabled:
             self._ready()  # else once the start-up reconciliation completed
 
-    def run(self) -> None:
-        """The main loop, until :meth:`request_stop`."""
-        self.engine.run(self.stop_event)
-
     def _ready_once_reconciled(self, _ev: ReconciliationCompleted) -> None:
         """systemd READY after the first reconciliation round, agreed or not: start-up is done,
         and whether trading is halted shows in the status line."""
