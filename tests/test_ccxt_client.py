@@ -11,7 +11,6 @@ import ccxt
 import pytest
 
 from tests.doubles.binance_rest import BinanceRestDouble
-from trader.app import build_venue
 from trader.clock import LiveClock
 from trader.config import (
     Config,
@@ -30,6 +29,7 @@ from trader.exchange.paper import PaperGateway
 from trader.logsetup import setup_logging
 from trader.model.orders import OrderType, Side
 from trader.registries import check_config
+from trader.wiring.venue import build_venue
 
 BASE = "http://127.0.0.1:18080"
 

@@ -1,25 +1,14 @@
 """The wiring: the one place that builds every object, holds the event -> handlers table and
 knows the start and stop order. Read :meth:`App.handler_table` to see the whole system.
 
-Start: open the journal, bind the HTTP endpoint (either failing is a ``ConfigError``) -> record
-``SessionStarted`` -> restore the saved ledger (``StateRestored``: the state file, or Redis) ->
-load markets and balances (retried on rate limits, 5xx and network errors up to
-``exchange.start_deadline_s``; a failed start is journaled) -> halt
-trading until reconciled -> start the storage writers (journal, Redis), the executor, the
-producers (feeds, poller, reconciler, HTTP endpoint) -> main loop; systemd READY once the
-start-up reconciliation completed (at once without it).
-Stop (Ctrl-C, SIGTERM, fatal error, one path): tell systemd STOPPING -> stop and join the
-producers -> drain the bus before a deadline -> stop the executor and send what it still holds
-(unless it is stuck in a request: then nothing more is sent, and the next start's reconciliation
-settles the recorded orders) -> optional cancel-all -> close the gateway -> flush and stop the
-storage writers, write what is left of the journal -> log totals.
+The start and stop paths, and their order in words, are in ``trader/lifecycle.py`` (mixed into
+:class:`App`). The builders of what the config chooses (the exchange, the store backend, the
+HTTP endpoint and alerts) are in ``trader/wiring/``.
 
-The start and stop paths themselves are in ``trader/lifecycle.py`` (mixed into :class:`App`).
-
-Modes (:class:`RunMode`): ``LIVE`` is the above. ``REPLAY`` builds the same objects and registers
-:meth:`App.replay_table` instead (``trader/replay.py``); ``BACKTEST`` registers the full table and
-is driven event by event (``trader/backtest.py``). Neither journals, serves HTTP, starts workers,
-uses Redis, the state file or the paper account file.
+Modes (:class:`RunMode`): ``LIVE`` starts and stops as described there. ``REPLAY`` builds the
+same objects and registers :meth:`App.replay_table` instead (``trader/replay.py``); ``BACKTEST``
+registers the full table and is driven event by event (``trader/backtest/``). Neither journals,
+serves HTTP, starts workers, uses Redis, the state file or the paper account file.
 """
 
 from __future__ import annotations
@@ -27,25 +16,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, cast
 
 from trader.alerts.rules import AlertRules
-from trader.alerts.sender import AlertSender, Outbox, apprise_targets
 from trader.bus import Bus
 from trader.clock import Clock, LiveClock
-from trader.config import (
-    SIMULATED,
-    Config,
-    Mode,
-    StorageBackend,
-    api_token_path,
-    paper_account_path,
-    state_file_path,
-)
+from trader.config import Config, StorageBackend
 from trader.engine import Engine, Handler, Registry
 from trader.events import (
     BalanceUpdate,
@@ -90,14 +69,7 @@ from trader.events import (
     TradingStateChanged,
     WorkerCrashed,
 )
-from trader.exchange.gateway import Gateway, MarketDataSource
-from trader.exchange.paper import PaperGateway
-from trader.exchange.paper.persistence import AccountWriter
 from trader.feeds.poller import Poller
-from trader.feeds.simulated import SimulatedFeed, SimulatedMarket
-from trader.feeds.streams import build_stream_workers, data_markets
-from trader.feeds.websocket import Listener
-from trader.httpapi import HttpApi
 from trader.journal import Journal
 from trader.lifecycle import Lifecycle
 from trader.metrics import REFRESH_S, Metrics
@@ -105,8 +77,7 @@ from trader.model.units import NS
 from trader.registries import Strategies, build_strategies, check_config
 from trader.report import Reporter
 from trader.stats import Stats
-from trader.store.memory import MemoryStore
-from trader.store.state_file import DailyLossSaved, StateFileWriter, read_state
+from trader.store.state_file import StateFileWriter
 from trader.store.view import ReadOnlyView, StoreView
 from trader.systemd import Notifier, StatusLine
 from trader.trading.client_ids import ClientIdGenerator
@@ -117,10 +88,12 @@ from trader.trading.reconcile import Reconciler
 from trader.trading.risk import Risk
 from trader.trading.strategies import STRATEGIES
 from trader.trading.strategy import StrategyRunner
-from trader.web.dashboard import Dashboard
 from trader.web.history import History
-from trader.web.routes import WebRoutes
-from trader.workers import Supervisor, Worker
+from trader.wiring.endpoints import build_alerts, build_http
+from trader.wiring.replay_table import without_outside
+from trader.wiring.storage import build_storage
+from trader.wiring.venue import build_venue
+from trader.workers import Supervisor
 
 log = logging.getLogger("trader")
 
@@ -128,121 +101,6 @@ HEARTBEAT_S = 5.0
 RISK_CHECK_S = 1.0  # the daily loss limit is checked this often even without fills
 DASHBOARD_SAMPLE_S = 1.0  # the dashboard's equity curve and halt reasons
 ALERT_CHECK_S = 1.0  # long feed outages and the daily summary
-
-
-@dataclass
-class Venue:
-    """What the exchange choice decides: the gateway, the feeds that stream its data,
-    main-thread handlers it needs (the paper gateway matches resting orders on quotes), and
-    writers stopped with the storage writers (the paper account file's)."""
-
-    gateway: Gateway
-    feeds: list[Worker] = field(default_factory=list)
-    handlers: list[tuple[type[Event], Handler]] = field(default_factory=list)
-    # feed -> the markets whose data it carries (risk's data halt); a feed not listed: all
-    feed_markets: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    writers: list[AccountWriter] = field(default_factory=list)
-
-
-def build_venue(
-    cfg: Config,
-    publish: Callable[[Event], None],
-    clock: Clock,
-    stats: Stats | None = None,
-) -> Venue:
-    """Choose the exchange once, here; nothing else asks whether it is paper or live.
-
-    ``simulated``: the built-in market and the paper gateway. Any ccxt exchange: ccxt market
-    data; in ``paper`` mode the paper gateway (public client, no keys) simulates the account and
-    the orders, in ``live`` mode the ccxt gateway (with the keys) does everything. Websocket
-    streams come from :func:`trader.feeds.streams.build_stream_workers`.
-    """
-    if cfg.exchange.name == SIMULATED:
-        market = SimulatedMarket(cfg.simulated, cfg.trade.markets, clock)
-        source: MarketDataSource = market
-        feeds: list[Worker] = [SimulatedFeed(market, publish, clock, cfg.simulated.tick_interval_s)]
-    else:
-        from trader.exchange.ccxt_gateway import CcxtGateway  # imports ccxt: only when used
-
-        live = cfg.exchange.mode is Mode.LIVE
-        ccxt_gw = CcxtGateway.from_config(
-            cfg.exchange, cfg.secrets if live else None, clock, cfg.trade.markets
-        )
-        feeds = build_stream_workers(cfg, publish, clock, stats or Stats())
-        if live:
-            return Venue(ccxt_gw, feeds, feed_markets=data_markets(feeds))
-        source = ccxt_gw
-    p = cfg.paper
-    paper = PaperGateway(
-        source,
-        clock,
-        p.starting_balances,
-        p.fee_rate,
-        p.slippage_bps,
-        p.latency_ms,
-        p.partial_fills,
-        paper_account_path(cfg),
-        publish,
-    )
-    return Venue(
-        paper,
-        feeds,
-        [(QuoteTick, paper.on_quote), (TradeTick, paper.on_trade)],
-        data_markets(feeds),
-        [paper.writer] if paper.writer is not None else [],
-    )
-
-
-@dataclass
-class Storage:
-    """What the storage choice decides: the store, the workers that persist it, observers that
-    see every dispatched event, and how saved state is restored at start."""
-
-    store: MemoryStore
-    workers: list[Worker] = field(default_factory=list)
-    observers: list[Handler] = field(default_factory=list)
-    restore: Callable[[], list[Event]] = lambda: []
-
-
-def build_storage(
-    cfg: Config,
-    own_prefix: str,
-    publish: Callable[[Event], None],
-    clock: Clock,
-    stats: Stats,
-    daily_loss: DailyLossSaved,
-    persist: bool = True,
-) -> Storage:
-    """Choose the store backend once, here; nothing else asks which it is. The memory backend
-    saves its ledger to the state file (unless ``persist`` is off: a replay or a backtest)."""
-    if cfg.storage.backend is StorageBackend.MEMORY:
-        store = MemoryStore(cfg.store, own_prefix=own_prefix)
-        if not persist:
-            return Storage(store)
-        path = state_file_path(cfg)
-        saver = StateFileWriter(
-            path, store, daily_loss, clock, publish, cfg.storage.flush_interval_s
-        )
-        return Storage(store, [saver], [], lambda: read_state(path, clock))
-    from trader.store import redis as rs  # redis-py is an optional extra
-
-    sc = cfg.storage
-    keys = rs.Keys(sc.key_prefix)
-    outbox = rs.Outbox(sc.buffer_max, stats, keys.stream)
-    store = rs.RedisStore(cfg.store, outbox, own_prefix=own_prefix)
-
-    def connect() -> Any:
-        return rs.connect(sc.redis_url, cfg.secrets.redis_password)
-
-    writer = rs.RedisWriter(connect, keys, outbox, store, publish, clock, stats, sc, daily_loss)
-    return Storage(
-        store,
-        [writer],
-        [store.on_event],
-        lambda: rs.restore(
-            connect, keys, store, clock, sc.start_empty_if_unreachable, writer.keep_saved_records
-        ),
-    )
 
 
 def _fills_later(cfg: Config) -> str:
@@ -260,10 +118,6 @@ class RunMode(StrEnum):
     LIVE = "live"  # journal, metrics endpoint, workers (started by start())
     REPLAY = "replay"  # replay_table, driven by trader.replay
     BACKTEST = "backtest"  # handler_table, driven by trader.backtest
-
-
-def _done_live(event: Event) -> None:
-    """Replay's handler for commands the live run carried out: what came of them is journaled."""
 
 
 class App(Lifecycle):
@@ -379,41 +233,21 @@ class App(Lifecycle):
         )
         self.http = None
         if cfg.metrics.port and live:
-            listeners = [f for f in self.venue.feeds if isinstance(f, Listener)]
-            web = WebRoutes(
-                Dashboard(
-                    self.metrics,
-                    self.view,
-                    self.history,
-                    cfg.trade.markets,
-                    self.clock,
-                    lambda: {f.name: f.message_age_s() for f in listeners},
-                )
-            )
-            self.http = HttpApi(
-                cfg.metrics.port,
+            self.http = build_http(
+                cfg,
                 self.metrics,
-                self.bus.publish,
+                self.view,
+                self.history,
                 self.clock,
-                web,
-                token=cfg.secrets.api_token,
-                token_file=api_token_path(cfg),
+                self.venue.feeds,
+                self.bus.publish,
             )
             self.producers.add(self.http)
         # alerts: only a live run with destinations (TRADER_ALERT_URLS) has them
         self.alerts: AlertRules | None = None
-        if live and cfg.secrets.alert_url_list():
-            outbox = Outbox(cfg.alerts.max_pending, self.stats)
-            self.alerts = AlertRules(cfg.alerts, outbox, self.view, self.clock)
-            self.storage_workers.add(
-                AlertSender(  # stopped last: alerts of the stop get out
-                    cfg.alerts,
-                    outbox,
-                    apprise_targets(cfg.secrets.alert_url_list()),
-                    cfg.general.name,
-                    self.stats,
-                )
-            )
+        if live and (alerts := build_alerts(cfg, self.view, self.clock, self.stats)):
+            self.alerts, sender = alerts
+            self.storage_workers.add(sender)  # stopped last: alerts of the stop get out
             self.engine.every(ALERT_CHECK_S, self.alerts.check)
         table = self.replay_table() if mode is RunMode.REPLAY else self.handler_table()
         for event_cls, handler in table:
@@ -564,16 +398,7 @@ class App(Lifecycle):
         signals, ``HandlerFailed``), in the order they were dispatched. So the store and the
         portfolio are rebuilt from recorded facts, while strategies and risk still run on the
         same inputs, and a strategy that failed live fails again, with its traceback."""
-        outside = self.outside_world()
-        table: list[tuple[type[Event], Handler]] = []
-        dropped: list[tuple[type[Event], Handler]] = []
-        for cls, h in self.handler_table():
-            acts_outside = any(getattr(h, "__self__", None) is o for o in outside)
-            (dropped if acts_outside else table).append((cls, h))
-        kept = {cls for cls, _ in table}
-        for cls in dict.fromkeys(cls for cls, _ in dropped if cls not in kept):
-            table.append((cls, _done_live))  # handled live (not "unhandled" in a replay)
-        return table
+        return without_outside(self.handler_table(), self.outside_world())
 
     def _strategies(self) -> list[dict[str, Any]]:
         return [

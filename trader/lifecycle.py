@@ -1,6 +1,20 @@
-"""The start and stop order of the running system (``trader.app`` builds it; see its docstring
-for the order in words). :class:`Lifecycle` is mixed into :class:`~trader.app.App`: it uses the
-objects the app built, declared below, and nothing else."""
+"""The start and stop order of the running system (``trader.app`` builds it). :class:`Lifecycle`
+is mixed into :class:`~trader.app.App`: it uses the objects the app built, declared below, and
+nothing else.
+
+Start: open the journal, bind the HTTP endpoint (either failing is a ``ConfigError``) -> record
+``SessionStarted`` -> restore the saved ledger (``StateRestored``: the state file, or Redis) ->
+load markets and balances (retried on rate limits, 5xx and network errors up to
+``exchange.start_deadline_s``; a failed start is journaled) -> halt
+trading until reconciled -> start the storage writers (journal, Redis), the executor, the
+producers (feeds, poller, reconciler, HTTP endpoint) -> main loop; systemd READY once the
+start-up reconciliation completed (at once without it).
+Stop (Ctrl-C, SIGTERM, fatal error, one path): tell systemd STOPPING -> stop and join the
+producers -> drain the bus before a deadline -> stop the executor and send what it still holds
+(unless it is stuck in a request: then nothing more is sent, and the next start's reconciliation
+settles the recorded orders) -> optional cancel-all -> close the gateway -> flush and stop the
+storage writers, write what is left of the journal -> log totals.
+"""
 
 from __future__ import annotations
 
