@@ -31,7 +31,8 @@ from trader.events import (
 from trader.model.orders import OrderStatus, OrderType, Side
 from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
-from trader.trading.reconcile import Fetched, Reconciler, Row, compare, render
+from trader.trading.reconcile import Reconciler
+from trader.trading.reconcile_diff import Fetched, Row, compare, render
 
 
 def submit(cid: str, side: Side, amount: str, price: str) -> SubmitOrder:

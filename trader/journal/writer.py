@@ -1,13 +1,4 @@
-"""The event journal: every dispatched event, one line each, one file per UTC day.
-
-Files are ``<journal.path>/YYYY-MM-DD.jsonl``, in dispatch order, so ``grep`` answers "what
-happened at 14:03" and ``scripts/replay.py`` rebuilds the state. A line is
-``event_to_json(event)`` (its ``type``, ``ts_event``, ``ts_recv`` and fields), except for market
-data parsed from a websocket message: that message is one frame line, its bytes as received in an
-envelope (see :func:`encode_lines`), which the reader parses again with the stream's parser.
-An event goes to the file of its ``ts_recv`` day; the file only rolls forward, so a late event
-stays in the current file and dispatch order is kept across files. Successive sessions append to
-the same day's file; each starts with a ``SessionStarted`` event.
+"""The journal's writer: a buffer the main thread appends to, and a thread that writes it.
 
 How it is written (measured with ``scripts/bench_journal.py``; numbers in the README):
 
@@ -41,53 +32,31 @@ Events carry no secrets (keys live only in ``Config.secrets``), so neither does 
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import Decimal
 from itertools import repeat, starmap
 from operator import attrgetter
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from trader.clock import Clock
 from trader.config import JournalConfig
 from trader.errors import BusFullError, ConfigError
-from trader.events import (
-    JOURNAL,
-    Event,
-    Frame,
-    StorageFailed,
-    StorageRecovered,
-    event_from_json,
-    event_to_json,
-)
-from trader.model.units import DAY_NS
+from trader.events import JOURNAL, Event, StorageFailed, StorageRecovered, event_to_json
+from trader.journal.lines import SUFFIX, encode_lines, utc_day
 from trader.workers import Worker
 
 log = logging.getLogger(__name__)
 
-SUFFIX = ".jsonl"
 CHUNK = 2_000  # events encoded between two writes (about 0.3 MB, 1.5 ms of encoding)
 MAX_UNWRITTEN_BYTES = 64 * 1024 * 1024
 _DAY_FILE = re.compile(r"^(\d{4}-\d{2}-\d{2})\.jsonl$")
-_EPOCH = date(1970, 1, 1)
 _TS_RECV = attrgetter("ts_recv")
-_FRAME = attrgetter("frame")
-_COUNT = attrgetter("count")
-_ENVELOPE = attrgetter("stream", "ts_recv", "seq", "raw")
-_FRAME_LINE = b'{"frame":"%b","ts_recv":%d,"seq":%d,"msg":%b}'.__mod__
-
-
-def utc_day(ts_ns: int) -> tuple[str, int]:
-    """The UTC date of ``ts_ns`` as ``YYYY-MM-DD`` and the ns timestamp where that day ends."""
-    days = ts_ns // DAY_NS
-    return (_EPOCH + timedelta(days=days)).isoformat(), (days + 1) * DAY_NS
 
 
 class JournalBuffer(deque):
@@ -100,53 +69,6 @@ class _Block:
     day: str
     data: bytes
     events: int
-
-
-def encode_lines(events: list[Event]) -> list[bytes]:
-    """The journal lines of ``events`` (dispatched in this order), without newlines.
-
-    A message whose events were all dispatched one after the other is one frame line, its bytes
-    as received in an envelope: ``{"frame":"ws-binance-market","ts_recv":..,"seq":..,"msg":..}``.
-    Every other event is its JSON line: account and system events, market data that did not come
-    from a websocket, and the rest of a message the bus conflated in part (the replay parses a
-    frame line into all of its events, so a frame line stands only for events all dispatched).
-
-    The common run, messages of one event each, is encoded by C calls alone (``map``), with no
-    Python code per event: that is most of what makes these lines cheaper than JSON.
-    """
-    frames = list(map(_FRAME, events))
-    out: list[bytes] = []
-    start, n = 0, len(events)
-    while start < n:
-        try:
-            stop = frames.index(None, start)
-        except ValueError:
-            stop = n
-        if stop > start:
-            run = frames[start:stop]
-            if max(map(_COUNT, run)) == 1:
-                out.extend(map(_FRAME_LINE, map(_ENVELOPE, run)))
-            else:
-                out.extend(_messages(events[start:stop], run))
-        if stop < n:
-            out.append(event_to_json(events[stop]).encode())
-        start = stop + 1
-    return out
-
-
-def _messages(events: list[Event], frames: list[Frame]) -> Iterator[bytes]:
-    """The lines of a run of market data where a message gave several events: one frame line
-    where all of them come one after the other, JSON lines where the bus conflated some."""
-    i, n = 0, len(frames)
-    while i < n:
-        frame = frames[i]
-        end = i + frame.count
-        if end <= n and frames[i:end].count(frame) == frame.count:
-            yield _FRAME_LINE(_ENVELOPE(frame))
-            i = end
-        else:
-            yield event_to_json(events[i]).encode()
-            i += 1
 
 
 class Journal(Worker):
@@ -405,97 +327,3 @@ class Journal(Worker):
             "dropped": self.dropped,
             "failing": int(self._failure is not None),
         }
-
-
-# ---------------------------------------------------------------------------------- reading
-
-
-def journal_files(paths: Iterable[str | Path]) -> list[Path]:
-    """Expand the arguments: a folder gives its ``*.jsonl`` files by name (that is, by date);
-    files are taken in the order given. A missing path raises ``FileNotFoundError``."""
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(x for x in p.iterdir() if x.suffix == SUFFIX))
-        elif p.exists():
-            out.append(p)
-        else:
-            raise FileNotFoundError(f"no such journal file or folder: {p}")
-    return out
-
-
-#: A market stream's parser, by the name of its listener: ``protocol.parse(msg, ts_recv)``.
-FrameParser = Callable[[Any, int], Sequence[object]]
-_FRAME_PREFIX = b'{"frame":'
-# As the listener decodes a message: the same msg for the same parser.
-_DECODE = json.JSONDecoder(parse_float=Decimal).decode
-
-
-class BadFrame(ValueError):
-    """A frame line that does not give events (its message cannot be parsed again)."""
-
-
-@dataclass
-class JournalReader:
-    """Iterates the events of journal files in order. A line that is not a valid event (a line
-    cut by a crash, a hand edit, a frame whose message does not parse) is logged with its place,
-    counted in ``bad_lines`` and skipped; the rest is read.
-
-    Frame lines (see :func:`encode_lines`) are parsed again by ``parsers``, the parsers of the
-    market streams of the config the journal was recorded with; journals of JSON lines only
-    need none."""
-
-    files: list[Path]
-    parsers: Mapping[str, FrameParser] = field(default_factory=dict)
-    bad_lines: list[str] = field(default_factory=list)
-    bytes_read: int = 0
-
-    @property
-    def total_bytes(self) -> int:
-        """The size of all files (for a progress bar)."""
-        return sum(f.stat().st_size for f in self.files)
-
-    def __iter__(self) -> Iterator[Event]:
-        for path in self.files:
-            with open(path, "rb") as fh:
-                for lineno, raw in enumerate(fh, 1):
-                    self.bytes_read += len(raw)
-                    if not raw.strip():
-                        continue
-                    try:
-                        if raw.startswith(_FRAME_PREFIX):
-                            yield from self._frame(raw)
-                        else:
-                            yield event_from_json(raw.decode())
-                    except (ValueError, TypeError, KeyError) as exc:
-                        where = f"{path}:{lineno}"
-                        self.bad_lines.append(where)
-                        log.warning("journal: skipped bad line %s: %s", where, exc)
-
-    def _frame(self, raw: bytes) -> list[Event]:
-        """The events of a frame line, parsed again as the listener parsed them."""
-        line = _DECODE(raw.decode())
-        stream = line["frame"]
-        parse = self.parsers.get(stream)
-        if parse is None:
-            raise BadFrame(
-                f"no parser for stream {stream!r} (replay with the config the "
-                f"journal was recorded with)"
-            )
-        try:
-            items = parse(line["msg"], line["ts_recv"])
-        except Exception as exc:  # noqa: BLE001 - any parser failure is this line's fault
-            raise BadFrame(
-                f"{stream} message does not parse: {type(exc).__name__}: {exc}"
-            ) from None
-        events = [item for item in items if isinstance(item, Event)]
-        if not events or len(events) != len(items):
-            raise BadFrame(f"{stream} message is not market data")
-        return events
-
-
-def read_events(
-    *paths: str | Path, parsers: Mapping[str, FrameParser] | None = None
-) -> list[Event]:
-    """Every event of the given journal files or folders, in order (tests, small journals)."""
-    return list(JournalReader(journal_files(paths), dict(parsers or {})))
