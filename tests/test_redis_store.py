@@ -385,7 +385,7 @@ def test_example_consumer_follows_the_stream(redis_server: RedisServer) -> None:
 
 def test_every_memory_store_write_is_mirrored() -> None:
     not_persisted = {"on_candle", "on_signal"}  # bounded histories, rebuilt from market data
-    writes = {n for n in vars(MemoryStore) if n.startswith("on_")} - not_persisted
+    writes = {n for n in dir(MemoryStore) if n.startswith("on_")} - not_persisted  # with the base
     assert writes == {n for n in vars(RedisStore) if n.startswith("on_")} - {"on_event"}
 
 
