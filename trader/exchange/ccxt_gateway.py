@@ -13,7 +13,7 @@ Protocol (and, built without keys, the :class:`MarketDataSource` of the paper ga
   An order create refused that way (or by a 429 itself) comes back as ``OrderRejected`` of kind
   ``RATE_LIMITED``: the exchange provably did not take it.
 - Decimal in and out: quantities go to ccxt as strings; every float ccxt returns becomes
-  ``Decimal(str(x))``.
+  ``Decimal(str(x))`` (the conversions are :mod:`trader.exchange.ccxt_convert`).
 - Orders carry our client id (``newClientOrderId`` on Binance, ccxt's ``clientOrderId``
   elsewhere) and are looked up by it (``origClientOrderId`` on Binance, ``orderLinkId`` on
   Bybit), so an order whose create timed out can be found without sending it again. Once an
@@ -32,8 +32,6 @@ import threading
 import time
 from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, TypeVar
 
 import ccxt
@@ -52,7 +50,6 @@ from trader.errors import (
 from trader.events import (
     BalanceUpdate,
     Event,
-    Liquidity,
     MarketUpdated,
     OrderAccepted,
     OrderCanceled,
@@ -63,53 +60,31 @@ from trader.events import (
     SubmitOrder,
 )
 from trader.exchange.ccxt_client import SharedRateLimit, make_exchange
+from trader.exchange.ccxt_convert import (
+    STATUS,
+    ZERO,
+    balance_update,
+    dec,
+    market_updated,
+    ns,
+    order_filled,
+    order_fills,
+    quote_tick,
+    status_report,
+    wire,
+)
 from trader.exchange.ccxt_errors import translate
-from trader.exchange.lookups import order_lookup
-from trader.model.orders import OrderStatus, OrderType, Side
+from trader.exchange.lookups import client_id_params, order_lookup
+from trader.model.orders import OrderStatus
 from trader.model.units import NS_PER_MS
 
 log = logging.getLogger(__name__)
 
-ZERO = Decimal(0)
 DEFAULT_PAUSE_S = 10.0  # a 429 without Retry-After
 MAX_REMEMBERED = 10_000  # client id <-> exchange id pairs, final orders
 
-_STATUS = {
-    "open": OrderStatus.OPEN,
-    "closed": OrderStatus.FILLED,
-    "canceled": OrderStatus.CANCELED,
-    "cancelled": OrderStatus.CANCELED,
-    "expired": OrderStatus.EXPIRED,
-    "rejected": OrderStatus.REJECTED,
-}
-_LIQUIDITY = {"maker": Liquidity.MAKER, "taker": Liquidity.TAKER}
-
-
-@dataclass(frozen=True)
-class _ClientIdParams:
-    """The params that carry our client order id: on create, and on lookup / cancel."""
-
-    create: str = "clientOrderId"
-    lookup: str = "clientOrderId"
-
-
-_CLIENT_ID_PARAMS = {
-    "binance": _ClientIdParams("newClientOrderId", "origClientOrderId"),
-    "bybit": _ClientIdParams("clientOrderId", "orderLinkId"),
-}
-
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _dec(value: Any) -> Decimal:
-    """A ccxt number (float, int, str or None) as an exact Decimal; None is 0."""
-    return ZERO if value is None else Decimal(str(value))
-
-
-def _wire(value: Decimal) -> str:
-    """A Decimal as ccxt gets it: a plain string, never in exponent notation."""
-    return format(value, "f")
 
 
 def _reads_answer(unknown_outcome: bool = False) -> Callable[[F], F]:
@@ -151,7 +126,7 @@ class CcxtGateway:
         self._orders_ex = orders_exchange or exchange
         self._orders_lock = self._lock if orders_exchange is None else threading.Lock()
         self._paused_until = 0.0  # monotonic seconds; under _lock
-        self._ids = _CLIENT_ID_PARAMS.get(exchange.id, _ClientIdParams())
+        self._ids = client_id_params(exchange.id)
         self._lookup = order_lookup(exchange, self._ids.lookup)
         self._state = threading.Lock()  # the maps below; never held during I/O
         self._exchange_ids: OrderedDict[str, str] = OrderedDict()  # client id -> exchange id
@@ -240,33 +215,7 @@ class CcxtGateway:
                     f"trade.markets: {s} is not a market on {self._ex.id}{suggestion}"
                 )
         now = self._clock.now_ns()
-        return [self._market(markets[s], now) for s in symbols]
-
-    def _market(self, m: dict[str, Any], now: int) -> MarketUpdated:
-        precision, limits = m.get("precision") or {}, m.get("limits") or {}
-        return MarketUpdated(
-            ts_event=now,
-            ts_recv=now,
-            symbol=m["symbol"],
-            base=m["base"],
-            quote=m["quote"],
-            price_increment=self._step(precision.get("price")),
-            amount_increment=self._step(precision.get("amount")),
-            min_amount=_dec((limits.get("amount") or {}).get("min")),
-            min_notional=_dec((limits.get("cost") or {}).get("min")),
-            active=m.get("active") is not False,
-        )
-
-    def _step(self, precision: Any) -> Decimal:
-        """ccxt's precision as a step: a tick size as is, decimal places as 10^-n; significant
-        digits have no fixed step (0 leaves amounts unquantised)."""
-        if precision is None:
-            return ZERO
-        if self._ex.precisionMode == ccxt.TICK_SIZE:
-            return _dec(precision)
-        if self._ex.precisionMode == ccxt.DECIMAL_PLACES:
-            return Decimal(1).scaleb(-int(precision))
-        return ZERO
+        return [market_updated(markets[s], self._ex.precisionMode, now) for s in symbols]
 
     @_reads_answer()
     def fetch_tickers(self, symbols: Sequence[str]) -> list[QuoteTick]:
@@ -277,23 +226,8 @@ class CcxtGateway:
         else:
             tickers = {s: self._call("fetch_ticker", s) for s in symbols}
         now = self._clock.now_ns()
-        out = []
-        for s in symbols:
-            t = tickers.get(s)
-            if not t or t.get("bid") is None or t.get("ask") is None:
-                continue  # no book right now (halted market): nothing to report
-            out.append(
-                QuoteTick(
-                    ts_event=_ns(t.get("timestamp"), now),
-                    ts_recv=now,
-                    symbol=s,
-                    bid=_dec(t["bid"]),
-                    bid_size=_dec(t.get("bidVolume")),
-                    ask=_dec(t["ask"]),
-                    ask_size=_dec(t.get("askVolume")),
-                )
-            )
-        return out
+        quotes = (quote_tick(s, tickers.get(s), now) for s in symbols)
+        return [q for q in quotes if q is not None]  # None: no book now (a halted market)
 
     # ------------------------------------------------------------------ account
 
@@ -303,7 +237,7 @@ class CcxtGateway:
         balance going to zero is reported once)."""
         raw = self._call("fetch_balance")
         now = self._clock.now_ns()
-        ts = _ns(raw.get("timestamp"), now)
+        ts = ns(raw.get("timestamp"), now)
         totals = raw.get("total") or {}
         out = []
         with self._state:
@@ -311,21 +245,12 @@ class CcxtGateway:
             self._nonzero = set()
             for asset in sorted(set(totals) | previous):
                 row = raw.get(asset) or {}
-                total = _dec(row.get("total"))
+                total = dec(row.get("total"))
                 if total:
                     self._nonzero.add(asset)
                 elif asset not in previous:
                     continue
-                out.append(
-                    BalanceUpdate(
-                        ts_event=ts,
-                        ts_recv=now,
-                        asset=asset,
-                        free=_dec(row.get("free")),
-                        used=_dec(row.get("used")),
-                        total=total,
-                    )
-                )
+                out.append(balance_update(asset, row, total, ts, now))
         return out
 
     @_reads_answer()
@@ -375,25 +300,16 @@ class CcxtGateway:
             if len(states) == len(group):
                 for t, st in zip(group, states, strict=True):
                     own = {"id": order_id, "symbol": symbol, "clientOrderId": st.client_id}
-                    out.append(self._fill(t, own, st.filled_total, st.final, now))
+                    cid = self._client_id(own)
+                    out.append(order_filled(t, own, cid, st.filled_total, st.final, now))
                 continue
             order = self._order_for_fills(order_id, symbol)
-            filled = (
-                _dec(order.get("filled"))
-                if order
-                else sum((_dec(t.get("amount")) for t in group), ZERO)
-            )
-            cumulative = filled - sum((_dec(t.get("amount")) for t in group), ZERO)
-            for i, t in enumerate(group):
-                cumulative += _dec(t.get("amount"))
-                final = (
-                    order is not None and i == len(group) - 1 and order.get("status") == "closed"
-                )
-                out.append(
-                    self._fill(
-                        t, order or {"id": order_id, "symbol": symbol}, cumulative, final, now
-                    )
-                )
+            amounts = sum((dec(t.get("amount")) for t in group), ZERO)
+            filled = dec(order.get("filled")) if order else amounts
+            known = order or {"id": order_id, "symbol": symbol}
+            closed = order is not None and order.get("status") == "closed"
+            cid = self._client_id(known)
+            out += order_fills(group, known, cid, filled - amounts, closed, now)
         return out
 
     def _order_for_fills(self, order_id: str, symbol: str) -> dict[str, Any] | None:
@@ -405,7 +321,7 @@ class CcxtGateway:
             order = self._lookup.find(self._call, "", order_id, symbol)
         except OrderNotFoundError:
             return None  # fills of an order too old to query: reported without its total
-        if _STATUS.get(order.get("status") or "", OrderStatus.OPEN).is_final:
+        if STATUS.get(order.get("status") or "", OrderStatus.OPEN).is_final:
             with self._state:
                 _remember(self._final_orders, order_id, order)
         return order
@@ -419,14 +335,14 @@ class CcxtGateway:
         A timeout or 5xx raises
         ``UnknownOutcomeError`` (the executor looks the order up); a rate limit returns
         ``OrderRejected``."""
-        price = None if cmd.price is None else _wire(cmd.price)
+        price = None if cmd.price is None else wire(cmd.price)
         try:
             raw = self._call(
                 "create_order",
                 cmd.symbol,
                 cmd.order_type.value,
                 cmd.side.value,
-                _wire(cmd.amount),
+                wire(cmd.amount),
                 price,
                 {self._ids.create: cmd.client_id},
                 order_create=True,
@@ -447,20 +363,17 @@ class CcxtGateway:
         exchange_id = str(raw.get("id") or "")
         if exchange_id:
             self._remember_ids(cmd.client_id, exchange_id)
-        ts = _ns(raw.get("timestamp"), now)
+        ts = ns(raw.get("timestamp"), now)
         events: list[Event] = [
             OrderAccepted(
                 ts_event=ts, ts_recv=now, client_id=cmd.client_id, exchange_id=exchange_id
             )
         ]
         raw = {**raw, "clientOrderId": cmd.client_id, "side": cmd.side.value, "symbol": cmd.symbol}
-        trades = raw.get("trades") or []
-        cumulative = ZERO
-        for i, t in enumerate(trades):
-            cumulative += _dec(t.get("amount"))
-            final = i == len(trades) - 1 and raw.get("status") == "closed"
-            events.append(self._fill(t, raw, cumulative, final, now))
-        status = _STATUS.get(raw.get("status") or "")
+        closed = raw.get("status") == "closed"
+        cid = self._client_id(raw)
+        events += order_fills(raw.get("trades") or [], raw, cid, ZERO, closed, now)
+        status = STATUS.get(raw.get("status") or "")
         if status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
             events.append(
                 OrderCanceled(
@@ -493,57 +406,14 @@ class CcxtGateway:
         except Exception:  # noqa: BLE001 - closing at exit must not fail the shutdown
             log.debug("closing the %s session failed", self._ex.id, exc_info=True)
 
-    # ------------------------------------------------------------------ conversions
+    # ------------------------------------------------------------------ answers
 
     def _report(self, raw: dict[str, Any], client_id: str | None = None) -> OrderStatusReport:
+        """``raw`` as a report, its client id and exchange id remembered."""
         now = self._clock.now_ns()
-        exchange_id = str(raw.get("id") or "")
         client_id = client_id or self._client_id(raw)
-        self._remember_ids(client_id, exchange_id)
-        filled = _dec(raw.get("filled"))
-        status = _STATUS.get(raw.get("status") or "", OrderStatus.UNKNOWN)
-        if status is OrderStatus.OPEN and filled > 0:
-            status = OrderStatus.PARTIALLY_FILLED
-        price, stop, cost = raw.get("price"), raw.get("triggerPrice"), raw.get("cost")
-        return OrderStatusReport(
-            ts_event=_ns(raw.get("lastUpdateTimestamp") or raw.get("timestamp"), now),
-            ts_recv=now,
-            client_id=client_id,
-            exchange_id=exchange_id,
-            symbol=raw["symbol"],
-            side=Side(raw["side"]),
-            order_type=OrderType.MARKET if raw.get("type") == "market" else OrderType.LIMIT,
-            status=status,
-            amount=_dec(raw.get("amount")),
-            filled=filled,
-            price=_dec(price) if price else None,
-            avg_price=_dec(raw["average"]) if raw.get("average") else None,
-            venue_order_type=raw.get("type"),
-            time_in_force=raw.get("timeInForce"),
-            stop_price=_dec(stop) if stop else None,
-            cum_quote=None if cost is None else _dec(cost),
-        )
-
-    def _fill(
-        self, t: dict[str, Any], order: dict[str, Any], filled_total: Decimal, final: bool, now: int
-    ) -> OrderFilled:
-        fee = t.get("fee") or {}
-        return OrderFilled(
-            ts_event=_ns(t.get("timestamp") or order.get("timestamp"), now),
-            ts_recv=now,
-            client_id=self._client_id(order),
-            exchange_id=str(order.get("id") or ""),
-            trade_id=str(t.get("id") or ""),
-            symbol=order.get("symbol") or t["symbol"],
-            side=Side(t.get("side") or order["side"]),
-            price=_dec(t.get("price")),
-            amount=_dec(t.get("amount")),
-            fee=_dec(fee.get("cost")),
-            fee_asset=fee.get("currency") or "",
-            filled_total=filled_total,
-            is_final=final,
-            liquidity=_LIQUIDITY.get(t.get("takerOrMaker") or "", Liquidity.UNKNOWN),
-        )
+        self._remember_ids(client_id, str(raw.get("id") or ""))
+        return status_report(raw, client_id, now)
 
     def _client_id(self, raw: dict[str, Any]) -> str:
         """The order's client id: as the exchange reports it, else as we sent it, else one
@@ -568,8 +438,3 @@ def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
     table.move_to_end(key)
     while len(table) > MAX_REMEMBERED:
         table.popitem(last=False)
-
-
-def _ns(ms: Any, default: int) -> int:
-    """ccxt's millisecond timestamp in ns, or ``default`` when there is none."""
-    return int(ms) * NS_PER_MS if ms else default

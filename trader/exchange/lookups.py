@@ -1,5 +1,6 @@
 """How one order is found on an exchange, and what a fill says about its order: chosen per
-exchange from ccxt's capabilities (``exchange.has``) by :func:`order_lookup`.
+exchange from ccxt's capabilities (``exchange.has``) by :func:`order_lookup`. The params that
+carry our client order id on create, lookup and cancel are :func:`client_id_params`.
 
 - :class:`FetchOrderLookup` (Binance and every exchange without the two calls below): ccxt's
   ``fetch_order``, by the exchange's order id once known, else by our client id in the
@@ -84,6 +85,25 @@ class FetchOrderLookup:
     def fill_state(self, trade: dict[str, Any]) -> FillState | None:
         """Never carried: the gateway looks the order up."""
         return None
+
+
+@dataclass(frozen=True)
+class ClientIdParams:
+    """The ccxt params that carry our client order id: on create, and on lookup / cancel."""
+
+    create: str = "clientOrderId"
+    lookup: str = "clientOrderId"
+
+
+_CLIENT_ID_PARAMS = {
+    "binance": ClientIdParams("newClientOrderId", "origClientOrderId"),
+    "bybit": ClientIdParams("clientOrderId", "orderLinkId"),
+}
+
+
+def client_id_params(exchange_id: str) -> ClientIdParams:
+    """Where ``exchange_id`` (a ccxt id) takes our client order id."""
+    return _CLIENT_ID_PARAMS.get(exchange_id, ClientIdParams())
 
 
 @dataclass(frozen=True)
