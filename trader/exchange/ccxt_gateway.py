@@ -30,7 +30,7 @@ import functools
 import logging
 import threading
 import time
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -74,6 +74,7 @@ from trader.exchange.ccxt_convert import (
     wire,
 )
 from trader.exchange.ccxt_errors import translate
+from trader.exchange.known_orders import KnownOrders
 from trader.exchange.lookups import client_id_params, order_lookup
 from trader.model.orders import OrderStatus
 from trader.model.units import NS_PER_MS
@@ -81,7 +82,6 @@ from trader.model.units import NS_PER_MS
 log = logging.getLogger(__name__)
 
 DEFAULT_PAUSE_S = 10.0  # a 429 without Retry-After
-MAX_REMEMBERED = 10_000  # client id <-> exchange id pairs, final orders
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -128,10 +128,8 @@ class CcxtGateway:
         self._paused_until = 0.0  # monotonic seconds; under _lock
         self._ids = client_id_params(exchange.id)
         self._lookup = order_lookup(exchange, self._ids.lookup)
-        self._state = threading.Lock()  # the maps below; never held during I/O
-        self._exchange_ids: OrderedDict[str, str] = OrderedDict()  # client id -> exchange id
-        self._client_ids: OrderedDict[str, str] = OrderedDict()  # exchange id -> client id
-        self._final_orders: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._known = KnownOrders(exchange.id)
+        self._state = threading.Lock()  # _nonzero; never held during I/O
         self._nonzero: set[str] = set()  # assets last reported non-zero
         self._warned_no_trades = False
 
@@ -266,8 +264,7 @@ class CcxtGateway:
     @_reads_answer()
     def fetch_order(self, client_id: str, symbol: str) -> OrderStatusReport:
         """One order by our client id; ``OrderNotFoundError`` when the exchange has none."""
-        with self._state:
-            exchange_id = self._exchange_ids.get(client_id)
+        exchange_id = self._known.exchange_id(client_id)
         raw = self._lookup.find(self._call, client_id, exchange_id, symbol)
         if raw.get("clientOrderId") not in (None, client_id):
             raise OrderNotFoundError(
@@ -300,21 +297,20 @@ class CcxtGateway:
             if len(states) == len(group):
                 for t, st in zip(group, states, strict=True):
                     own = {"id": order_id, "symbol": symbol, "clientOrderId": st.client_id}
-                    cid = self._client_id(own)
+                    cid = self._known.client_id(own)
                     out.append(order_filled(t, own, cid, st.filled_total, st.final, now))
                 continue
             order = self._order_for_fills(order_id, symbol)
             amounts = sum((dec(t.get("amount")) for t in group), ZERO)
             filled = dec(order.get("filled")) if order else amounts
-            known = order or {"id": order_id, "symbol": symbol}
+            answer = order or {"id": order_id, "symbol": symbol}
             closed = order is not None and order.get("status") == "closed"
-            cid = self._client_id(known)
-            out += order_fills(group, known, cid, filled - amounts, closed, now)
+            cid = self._known.client_id(answer)
+            out += order_fills(group, answer, cid, filled - amounts, closed, now)
         return out
 
     def _order_for_fills(self, order_id: str, symbol: str) -> dict[str, Any] | None:
-        with self._state:
-            cached = self._final_orders.get(order_id)
+        cached = self._known.final_order(order_id)
         if cached is not None:
             return cached
         try:
@@ -322,8 +318,7 @@ class CcxtGateway:
         except OrderNotFoundError:
             return None  # fills of an order too old to query: reported without its total
         if STATUS.get(order.get("status") or "", OrderStatus.OPEN).is_final:
-            with self._state:
-                _remember(self._final_orders, order_id, order)
+            self._known.remember_final(order_id, order)
         return order
 
     # ------------------------------------------------------------------ orders
@@ -362,7 +357,7 @@ class CcxtGateway:
         now = self._clock.now_ns()
         exchange_id = str(raw.get("id") or "")
         if exchange_id:
-            self._remember_ids(cmd.client_id, exchange_id)
+            self._known.remember(cmd.client_id, exchange_id)
         ts = ns(raw.get("timestamp"), now)
         events: list[Event] = [
             OrderAccepted(
@@ -371,7 +366,7 @@ class CcxtGateway:
         ]
         raw = {**raw, "clientOrderId": cmd.client_id, "side": cmd.side.value, "symbol": cmd.symbol}
         closed = raw.get("status") == "closed"
-        cid = self._client_id(raw)
+        cid = self._known.client_id(raw)
         events += order_fills(raw.get("trades") or [], raw, cid, ZERO, closed, now)
         status = STATUS.get(raw.get("status") or "")
         if status in (OrderStatus.CANCELED, OrderStatus.EXPIRED):
@@ -389,8 +384,7 @@ class CcxtGateway:
     @_reads_answer()
     def cancel_order(self, client_id: str, symbol: str) -> list[Event]:
         """Cancel one order by our client id."""
-        with self._state:
-            exchange_id = self._exchange_ids.get(client_id)
+        exchange_id = self._known.exchange_id(client_id)
         if exchange_id:
             self._call("cancel_order", exchange_id, symbol, order_lane=True)
         else:
@@ -411,30 +405,6 @@ class CcxtGateway:
     def _report(self, raw: dict[str, Any], client_id: str | None = None) -> OrderStatusReport:
         """``raw`` as a report, its client id and exchange id remembered."""
         now = self._clock.now_ns()
-        client_id = client_id or self._client_id(raw)
-        self._remember_ids(client_id, str(raw.get("id") or ""))
+        client_id = client_id or self._known.client_id(raw)
+        self._known.remember(client_id, str(raw.get("id") or ""))
         return status_report(raw, client_id, now)
-
-    def _client_id(self, raw: dict[str, Any]) -> str:
-        """The order's client id: as the exchange reports it, else as we sent it, else one
-        derived from the exchange id (an order placed outside this system)."""
-        if raw.get("clientOrderId"):
-            return str(raw["clientOrderId"])
-        exchange_id = str(raw.get("id") or "")
-        with self._state:
-            known = self._client_ids.get(exchange_id)
-        return known or f"{self._ex.id}-{exchange_id}"
-
-    def _remember_ids(self, client_id: str, exchange_id: str) -> None:
-        if not exchange_id:
-            return
-        with self._state:
-            _remember(self._exchange_ids, client_id, exchange_id)
-            _remember(self._client_ids, exchange_id, client_id)
-
-
-def _remember(table: OrderedDict[str, Any], key: str, value: Any) -> None:
-    table[key] = value
-    table.move_to_end(key)
-    while len(table) > MAX_REMEMBERED:
-        table.popitem(last=False)
