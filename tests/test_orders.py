@@ -110,7 +110,7 @@ def test_store_applies_legal_and_rejects_illegal_transitions(
     store = MemoryStore(StoreConfig())
     store.on_order_report(report(current))
     assert store.order("c1").status is current
-    with caplog.at_level(logging.INFO, logger="trader.store.memory"):
+    with caplog.at_level(logging.INFO, logger="trader.store"):  # the memory store and its ledger
         drive(store, new)
     order = store.order("c1")
     if new in EXPECTED[current]:
