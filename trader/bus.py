@@ -74,7 +74,12 @@ class Bus:
                     self._market_queued += 1
                     q.queue.append(event)
                     q.unfinished_tasks += 1
-                    q.not_empty.notify()
+                    # Condition.notify() is Python code that first proves the lock is held (an
+                    # acquire attempt) even when nobody waits; the consumer waits only on an empty
+                    # queue, so most messages have no waiter. Reading the waiter list under the
+                    # same mutex is race-free: a consumer adds itself before releasing it.
+                    if q.not_empty._waiters:  # type: ignore[attr-defined]  # noqa: SLF001
+                        q.not_empty.notify()
                     return
         key = (type(event), event.symbol)
         with self._overflow_lock:
