@@ -15,11 +15,12 @@ Binance (rest-api.md, "Request Security" and the endpoint sections):
 - the account moves with every fill (the commission is charged in the quote asset);
 - every answer takes the fixture's shape and fills in the book's values.
 
-Faults are scripted per (method, path) with :meth:`BinanceRestDouble.script` and used up in
-order: 429/418 with ``Retry-After``, 5xx, malformed JSON, any documented error payload, and
-"accept the order, then hang past the client's timeout". ``latency_s`` delays every answer (a
-slow exchange). Every request is recorded in ``requests`` so tests can assert what reached the
-exchange (and what did not).
+The server, the fault script and the request log are
+:class:`tests.doubles.rest_server.RestDouble`'s. Faults are scripted per (method, path) with
+:meth:`BinanceRestDouble.script` and used up in order: 429/418 with ``Retry-After``, 5xx,
+malformed JSON, any documented error payload, and "accept the order, then hang past the
+client's timeout". ``latency_s`` delays every answer (a slow exchange). Every request is
+recorded in ``requests`` so tests can assert what reached the exchange (and what did not).
 """
 
 from __future__ import annotations
@@ -27,16 +28,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
+
+from tests.doubles import rest_server
+from tests.doubles.rest_server import Endpoint, RestDouble, now_ms
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "binance" / "rest"
 FEE_RATE = Decimal("0.001")
@@ -51,16 +50,9 @@ def _fmt(value: Decimal) -> str:
     return f"{value:.8f}"
 
 
-@dataclass
-class Fault:
-    """One scripted answer. ``process`` runs the real endpoint first (the order is recorded),
-    then waits ``hang_s`` and answers with ``body`` (or the real answer when ``body`` is None)."""
-
-    status: int = 200
-    body: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)
-    hang_s: float = 0.0
-    process: bool = False
+class Fault(rest_server.Fault):
+    """A scripted answer (:class:`tests.doubles.rest_server.Fault`), plus Binance's documented
+    error payloads."""
 
     @classmethod
     def rate_limited(cls, status: int = 429, retry_after: str | None = "30") -> Fault:
@@ -75,35 +67,6 @@ class Fault:
         """A documented error payload from the fixtures."""
         return cls(status, json.dumps(fixture(name)))
 
-    @classmethod
-    def server_error(cls, status: int = 503) -> Fault:
-        """A 5xx with an HTML body, as a proxy in front of the API would send it."""
-        return cls(
-            status,
-            "<html><body><h1>503 Service Unavailable</h1></body></html>",
-            {"Content-Type": "text/html"},
-        )
-
-    @classmethod
-    def malformed(cls) -> Fault:
-        """HTTP 200 with truncated JSON."""
-        return cls(200, '{"symbol": "BTCUSDT", "orderId": 7, "status": ')
-
-    @classmethod
-    def accept_then_hang(cls, seconds: float) -> Fault:
-        """Do what was asked (record the order), then answer only after ``seconds``."""
-        return cls(hang_s=seconds, process=True)
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request as the double saw it."""
-
-    method: str
-    path: str
-    params: dict[str, str]
-    at: float = field(default_factory=time.monotonic)  # when it arrived
-
 
 class _Refused(Exception):
     def __init__(self, status: int, name: str) -> None:
@@ -112,34 +75,22 @@ class _Refused(Exception):
         self.name = name
 
 
-class BinanceRestDouble:
+class BinanceRestDouble(RestDouble):
     """The server and its state; use as a context manager (or ``start``/``stop``)."""
 
     def __init__(self, api_key: str = "test-key", api_secret: str = "test-secret") -> None:
-        self.api_key = api_key
-        self.api_secret = api_secret
+        super().__init__(api_key, api_secret, "binance-double")
         self.exchange_info = fixture("exchangeInfo.captured-2021.json")
         self.symbols = {s["symbol"]: s for s in self.exchange_info["symbols"]}
         self.balances: list[dict[str, str]] = fixture("account.json")["balances"]
         self.tickers: dict[str, dict[str, str]] = {}  # per-symbol overrides of ticker fields
         self.orders: dict[int, dict[str, Any]] = {}
         self.trades: list[dict[str, Any]] = []
-        self.requests: list[Request] = []
-        self.latency_s = 0.0  # added before every answer
-        self._faults: dict[tuple[str, str], deque[Fault]] = {}
-        self._lock = threading.Lock()
         self._next_order_id = 1000
         self._next_trade_id = 5000
-        self.release = threading.Event()  # ends every hang at stop
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.double = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="binance-double", daemon=True
-        )
-        self._routes: dict[tuple[str, str], tuple[bool, Callable[[dict[str, str]], Any]]] = {
+        self._routes = {
             ("GET", "/api/v3/ping"): (False, lambda p: {}),
-            ("GET", "/api/v3/time"): (False, lambda p: {"serverTime": _now_ms()}),
+            ("GET", "/api/v3/time"): (False, lambda p: {"serverTime": now_ms()}),
             ("GET", "/api/v3/exchangeInfo"): (False, self._exchange_info),
             ("GET", "/api/v3/ticker/24hr"): (False, self._ticker_24hr),
             ("GET", "/api/v3/account"): (True, self._account),
@@ -152,39 +103,6 @@ class BinanceRestDouble:
 
     # ------------------------------------------------------------------ control
 
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``, the value for ``exchange.urls.rest``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> BinanceRestDouble:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End every hang, stop serving, close the socket."""
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def __enter__(self) -> BinanceRestDouble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def script(self, method: str, path: str, *faults: Fault) -> None:
-        """Answer the next requests to ``method path`` with ``faults``, in order."""
-        with self._lock:
-            self._faults.setdefault((method, path), deque()).extend(faults)
-
-    def count(self, method: str, path: str) -> int:
-        """How many requests reached ``method path``."""
-        with self._lock:
-            return sum(1 for r in self.requests if r.method == method and r.path == path)
-
     def fill(self, order_id: int, price: Decimal | None = None) -> None:
         """Fill a resting order completely (a counterparty traded against it)."""
         with self._lock:
@@ -193,40 +111,29 @@ class BinanceRestDouble:
 
     # ------------------------------------------------------------------ request handling
 
-    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        """Route one request (called on the server's handler thread)."""
-        split = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length).decode() if length else ""
-        params = dict(parse_qsl(split.query)) | dict(parse_qsl(body))
-        with self._lock:
-            self.requests.append(Request(method, split.path, params))
-            queued = self._faults.get((method, split.path))
-            fault = queued.popleft() if queued else None
-        if self.latency_s:
-            self.release.wait(self.latency_s)
-        if fault is not None and not fault.process:
-            self.release.wait(fault.hang_s)
-            _respond(h, fault.status, fault.body or "", fault.headers)
-            return
-        route = self._routes.get((method, split.path))
-        if route is None:
-            _respond(h, 404, json.dumps({"code": -1000, "msg": f"no route {split.path}"}))
-            return
-        signed, endpoint = route
+    def _params(self, query: str, body: str) -> dict[str, Any]:
+        return dict(parse_qsl(query)) | dict(parse_qsl(body))
+
+    def _no_route(self, path: str) -> Any:
+        return {"code": -1000, "msg": f"no route {path}"}
+
+    def _call(
+        self,
+        h: BaseHTTPRequestHandler,
+        method: str,
+        query: str,
+        body: str,
+        params: dict[str, Any],
+        signed: bool,
+        endpoint: Endpoint,
+    ) -> tuple[int, Any]:
         try:
             if signed:
-                self._check_signature(h, split.query, body, params)
+                self._check_signature(h, query, body, params)
             with self._lock:
-                status, payload = 200, endpoint(params)
+                return 200, endpoint(params)
         except _Refused as exc:
-            status, payload = exc.status, fixture(exc.name)
-        if fault is not None:
-            self.release.wait(fault.hang_s)
-            if fault.body is not None:
-                _respond(h, fault.status, fault.body, fault.headers)
-                return
-        _respond(h, status, json.dumps(payload))
+            return exc.status, fixture(exc.name)
 
     def _check_signature(
         self, h: BaseHTTPRequestHandler, query: str, body: str, params: dict[str, str]
@@ -243,13 +150,13 @@ class BinanceRestDouble:
         if not hmac.compare_digest(expected, params.get("signature", "")):
             raise _Refused(400, "error.-1022.signature.COMPOSED.json")
         window = int(params.get("recvWindow", 5000))
-        if abs(_now_ms() - int(params.get("timestamp", 0))) > window:
+        if abs(now_ms() - int(params.get("timestamp", 0))) > window:
             raise _Refused(400, "error.-1021.timestamp.COMPOSED.json")
 
     # ------------------------------------------------------------------ endpoints (locked)
 
     def _exchange_info(self, params: dict[str, str]) -> Any:
-        return dict(self.exchange_info, serverTime=_now_ms())
+        return dict(self.exchange_info, serverTime=now_ms())
 
     def _ticker(self, symbol: str) -> dict[str, Any]:
         if symbol not in self.symbols:
@@ -257,7 +164,7 @@ class BinanceRestDouble:
         return dict(
             fixture("ticker_24hr.json"),
             symbol=symbol,
-            closeTime=_now_ms(),
+            closeTime=now_ms(),
             **self.tickers.get(symbol, {}),
         )
 
@@ -269,7 +176,7 @@ class BinanceRestDouble:
         return [self._ticker(s) for s in self.symbols]
 
     def _account(self, params: dict[str, str]) -> Any:
-        return dict(fixture("account.json"), balances=self.balances, updateTime=_now_ms())
+        return dict(fixture("account.json"), balances=self.balances, updateTime=now_ms())
 
     def _create(self, p: dict[str, str]) -> Any:
         symbol = p["symbol"]
@@ -281,7 +188,7 @@ class BinanceRestDouble:
             for o in self.orders.values()
         ):
             raise _Refused(400, "error.-2010.duplicate-order.COMPOSED.json")
-        now = _now_ms()
+        now = now_ms()
         self._next_order_id += 1
         order = {
             "symbol": symbol,
@@ -340,12 +247,12 @@ class BinanceRestDouble:
         if order["status"] not in ("NEW", "PARTIALLY_FILLED"):
             raise _Refused(400, "error.-2011.unknown-order.COMPOSED.json")
         order["status"] = "CANCELED"
-        order["updateTime"] = _now_ms()
+        order["updateTime"] = now_ms()
         out = fixture("order.delete.json") | self._public(order)
         out |= {
             "origClientOrderId": order["clientOrderId"],
             "clientOrderId": f"cancel-{order['orderId']}",
-            "transactTime": _now_ms(),
+            "transactTime": now_ms(),
         }
         for key in ("time", "updateTime"):
             out.pop(key, None)
@@ -383,7 +290,7 @@ class BinanceRestDouble:
         quote = self.symbols[order["symbol"]]["quoteAsset"]
         fee = qty * price * FEE_RATE
         self._next_trade_id += 1
-        now = _now_ms()
+        now = now_ms()
         order["fills"].append(
             {
                 "price": _fmt(price),
@@ -425,41 +332,3 @@ class BinanceRestDouble:
             row = {"asset": asset, "free": _fmt(Decimal(0)), "locked": _fmt(Decimal(0))}
             self.balances.append(row)
         row["free"] = _fmt(Decimal(row["free"]) + delta)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _respond(
-    h: BaseHTTPRequestHandler, status: int, body: str, headers: dict[str, str] | None = None
-) -> None:
-    data = body.encode()
-    try:
-        h.send_response(status)
-        headers = headers or {}
-        if "Content-Type" not in headers:
-            h.send_header("Content-Type", "application/json;charset=UTF-8")
-        for name, value in headers.items():
-            h.send_header(name, value)
-        h.send_header("Content-Length", str(len(data)))
-        h.end_headers()
-        h.wfile.write(data)
-    except (BrokenPipeError, ConnectionResetError):
-        pass  # the client gave up (its timeout): nothing to answer
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self.server.double.handle(self, "GET")  # type: ignore[attr-defined]
-
-    def do_POST(self) -> None:  # noqa: N802
-        self.server.double.handle(self, "POST")  # type: ignore[attr-defined]
-
-    def do_DELETE(self) -> None:  # noqa: N802
-        self.server.double.handle(self, "DELETE")  # type: ignore[attr-defined]
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        """Quiet: tests assert on ``requests`` instead."""

@@ -23,7 +23,7 @@ and account sections; shapes as the docs' examples, quoted in ccxt's ``bybit.py`
   private stream.
 
 Faults are scripted per (method, path) with :meth:`BybitRestDouble.script`, as on the Binance
-double (:class:`~tests.doubles.binance_rest.Fault`): :func:`rate_limited` (10006 with
+double (both are :class:`~tests.doubles.rest_server.RestDouble`): :func:`rate_limited` (10006 with
 ``X-Bapi-Limit-Reset-Timestamp``), :func:`error` (any retCode), the shared 5xx / malformed /
 accept-then-hang faults. Every request is recorded in ``requests``.
 """
@@ -33,16 +33,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
-import time
-from collections import deque
-from collections.abc import Callable
 from decimal import Decimal
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
-from tests.doubles.binance_rest import Fault, Request, _Handler, _respond
+from tests.doubles.rest_server import Endpoint, Fault, RestDouble, now_ms
 
 FEE_RATE = Decimal("0.001")
 OPEN = ("New", "PartiallyFilled")
@@ -82,7 +78,7 @@ INSTRUMENT = {  # docs v5/market/instrument, spot example
 
 def envelope(result: Any, code: int = 0, msg: str = "OK") -> dict[str, Any]:
     """Bybit's answer around ``result``."""
-    return {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": _now_ms()}
+    return {"retCode": code, "retMsg": msg, "result": result, "retExtInfo": {}, "time": now_ms()}
 
 
 def error(code: int, msg: str | None = None) -> Fault:
@@ -92,7 +88,7 @@ def error(code: int, msg: str | None = None) -> Fault:
 
 def rate_limited(reset_in_s: float = 1.0) -> Fault:
     """10006 "Too many visits!" with the documented ``X-Bapi-Limit-*`` headers."""
-    reset = str(_now_ms() + int(reset_in_s * 1000))
+    reset = str(now_ms() + int(reset_in_s * 1000))
     return Fault(
         200,
         json.dumps(envelope({}, 10006, MESSAGES[10006])),
@@ -110,12 +106,11 @@ def _fmt(value: Decimal) -> str:
     return format(value.normalize(), "f") if value else "0"
 
 
-class BybitRestDouble:
+class BybitRestDouble(RestDouble):
     """The server and its state; use as a context manager (or ``start``/``stop``)."""
 
     def __init__(self, api_key: str = "test-key", api_secret: str = "test-secret") -> None:
-        self.api_key = api_key
-        self.api_secret = api_secret
+        super().__init__(api_key, api_secret, "bybit-double")
         self.instruments = {"BTCUSDT": dict(INSTRUMENT)}
         self.wallet: dict[str, Decimal] = {"BTC": Decimal(10), "USDT": Decimal(100_000)}
         self.locked: dict[str, Decimal] = {}
@@ -130,18 +125,8 @@ class BybitRestDouble:
         }
         self.orders: dict[str, dict[str, Any]] = {}  # orderId -> order row
         self.executions: list[dict[str, Any]] = []
-        self.requests: list[Request] = []
-        self._faults: dict[tuple[str, str], deque[Fault]] = {}
-        self._lock = threading.Lock()
         self._next_id = 1000
-        self.release = threading.Event()  # ends every hang at stop
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
-        self._server.double = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="bybit-double", daemon=True
-        )
-        self._routes: dict[tuple[str, str], tuple[bool, Callable[[dict[str, Any]], Any]]] = {
+        self._routes = {
             ("GET", "/v5/market/time"): (False, self._time),
             ("GET", "/v5/market/instruments-info"): (False, self._instruments),
             ("GET", "/v5/market/tickers"): (False, self._tickers),
@@ -157,34 +142,6 @@ class BybitRestDouble:
         }
 
     # ------------------------------------------------------------------ control
-
-    @property
-    def url(self) -> str:
-        """``http://127.0.0.1:PORT``, the value for ``exchange.urls.rest``."""
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def start(self) -> BybitRestDouble:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """End every hang, stop serving, close the socket."""
-        self.release.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(5)
-
-    def __enter__(self) -> BybitRestDouble:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def script(self, method: str, path: str, *faults: Fault) -> None:
-        """Answer the next requests to ``method path`` with ``faults``, in order."""
-        with self._lock:
-            self._faults.setdefault((method, path), deque()).extend(faults)
 
     def fill(
         self, order_id: str, qty: Decimal | None = None, price: Decimal | None = None
@@ -212,51 +169,39 @@ class BybitRestDouble:
 
     # ------------------------------------------------------------------ request handling
 
-    def handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
-        """Route one request (called on the server's handler thread)."""
-        split = urlsplit(h.path)
-        length = int(h.headers.get("Content-Length") or 0)
-        body = h.rfile.read(length).decode() if length else ""
-        params: dict[str, Any] = dict(parse_qsl(split.query))
+    def _params(self, query: str, body: str) -> dict[str, Any]:
+        params: dict[str, Any] = dict(parse_qsl(query))
         if body:
             params |= json.loads(body)
-        with self._lock:
-            self.requests.append(
-                Request(method, split.path, {k: str(v) for k, v in params.items()})
-            )
-            queued = self._faults.get((method, split.path))
-            fault = queued.popleft() if queued else None
-        if fault is not None and not fault.process:
-            self.release.wait(fault.hang_s)
-            _respond(h, fault.status, fault.body or "", fault.headers)
-            return
-        route = self._routes.get((method, split.path))
-        if route is None:
-            _respond(h, 404, json.dumps(envelope({}, 10001, f"no route {split.path}")))
-            return
-        signed, endpoint = route
+        return params
+
+    def _no_route(self, path: str) -> Any:
+        return envelope({}, 10001, f"no route {path}")
+
+    def _call(
+        self,
+        h: BaseHTTPRequestHandler,
+        method: str,
+        query: str,
+        body: str,
+        params: dict[str, Any],
+        signed: bool,
+        endpoint: Endpoint,
+    ) -> tuple[int, Any]:
         try:
             if signed:
-                self._check_signature(h, split.query if method == "GET" else body)
+                self._check_signature(h, query if method == "GET" else body)
             with self._lock:
-                payload = envelope(endpoint(params))
+                return 200, envelope(endpoint(params))
         except _Refused as exc:
-            payload = envelope({}, exc.code, str(exc))
-        if fault is not None:
-            self.release.wait(fault.hang_s)
-            if fault.body is not None:
-                _respond(h, fault.status, fault.body, fault.headers)
-                return
-        _respond(
-            h,
-            200,
-            json.dumps(payload),
-            {
-                "X-Bapi-Limit": "20",
-                "X-Bapi-Limit-Status": "19",
-                "X-Bapi-Limit-Reset-Timestamp": str(_now_ms()),
-            },
-        )
+            return 200, envelope({}, exc.code, str(exc))
+
+    def _answer_headers(self) -> dict[str, str] | None:
+        return {
+            "X-Bapi-Limit": "20",
+            "X-Bapi-Limit-Status": "19",
+            "X-Bapi-Limit-Reset-Timestamp": str(now_ms()),
+        }
 
     def _check_signature(self, h: BaseHTTPRequestHandler, signed: str) -> None:
         key = h.headers.get("X-BAPI-API-KEY")
@@ -269,14 +214,14 @@ class BybitRestDouble:
         ).hexdigest()
         if not hmac.compare_digest(expected, h.headers.get("X-BAPI-SIGN") or ""):
             raise _Refused(10004)
-        now = _now_ms()
+        now = now_ms()
         if not now - int(window) <= int(ts) < now + 1000:
             raise _Refused(10002)
 
     # ------------------------------------------------------------------ endpoints (locked)
 
     def _time(self, p: dict[str, Any]) -> Any:
-        now = _now_ms()
+        now = now_ms()
         return {"timeSecond": str(now // 1000), "timeNano": str(now * 1_000_000)}
 
     def _instrument(self, symbol: str) -> dict[str, Any]:
@@ -328,7 +273,7 @@ class BybitRestDouble:
             "marginMode": "REGULAR_MARGIN",
             "isMasterTrader": False,
             "spotHedgingStatus": "OFF",
-            "updatedTime": str(_now_ms()),
+            "updatedTime": str(now_ms()),
         }
 
     def _wallet_balance(self, p: dict[str, Any]) -> Any:
@@ -380,7 +325,7 @@ class BybitRestDouble:
         need_coin, need = (quote, qty * price) if side == "Buy" else (base, qty)
         if self.wallet.get(need_coin, Decimal(0)) - self.locked.get(need_coin, Decimal(0)) < need:
             raise _Refused(170131)
-        now = _now_ms()
+        now = now_ms()
         self._next_id += 1
         order = {
             "orderId": str(self._next_id),
@@ -518,7 +463,7 @@ class BybitRestDouble:
             self.wallet[quote] = self.wallet.get(quote, Decimal(0)) + qty * price - fee
         cum_qty = Decimal(order["cumExecQty"]) + qty
         cum_value = Decimal(order["cumExecValue"]) + qty * price
-        now = _now_ms()
+        now = now_ms()
         order.update(
             leavesQty=_fmt(leaves),
             cumExecQty=_fmt(cum_qty),
@@ -571,7 +516,7 @@ class BybitRestDouble:
         order.update(
             orderStatus="PartiallyFilledCanceled" if filled else "Cancelled",
             cancelType=cancel_type,
-            updatedTime=str(_now_ms()),
+            updatedTime=str(now_ms()),
         )
 
 
@@ -582,7 +527,3 @@ def link_matches(row: dict[str, Any], p: dict[str, Any]) -> bool:
 
 def _public(order: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in order.items() if not k.startswith("_") and k != "category"}
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
