@@ -30,8 +30,14 @@ TOOL_CACHES = {".pytest_cache", ".ruff_cache", ".mypy_cache", "__pycache__"}
 _CHECKOUT = set(os.listdir(ROOT))
 
 from trader.config import Config, StoreConfig  # noqa: E402
-from trader.events import BalanceUpdate, MarketUpdated, QuoteTick, TradeTick  # noqa: E402
-from trader.model.orders import Side  # noqa: E402
+from trader.events import (  # noqa: E402
+    BalanceUpdate,
+    MarketUpdated,
+    QuoteTick,
+    SubmitOrder,
+    TradeTick,
+)
+from trader.model.orders import OrderType, Side  # noqa: E402
 from trader.store.memory import MemoryStore  # noqa: E402
 
 D = Decimal
@@ -93,6 +99,37 @@ def market(symbol: str = "BTC/USDT", min_notional: str = "5") -> MarketUpdated:
         min_amount=D("0.0001"),
         min_notional=D(min_notional),
     )
+
+
+def submit_order(
+    cid: str,
+    side: Side,
+    amount: str,
+    kind: OrderType = OrderType.MARKET,
+    price: str | None = None,
+    symbol: str = "BTC/USDT",
+) -> SubmitOrder:
+    """An order command with string amount and price."""
+    return SubmitOrder(
+        ts_event=1,
+        ts_recv=1,
+        client_id=cid,
+        symbol=symbol,
+        side=side,
+        order_type=kind,
+        amount=D(amount),
+        price=D(price) if price else None,
+    )
+
+
+class FakeMonotonic:
+    """An injectable monotonic clock, so a pause takes no real time: tests move ``now``."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @pytest.fixture

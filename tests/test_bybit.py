@@ -10,6 +10,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.conftest import FakeMonotonic, submit_order
 from tests.doubles.binance_rest import Fault
 from tests.doubles.bybit_rest import BybitRestDouble, error, rate_limited
 from trader.clock import LiveClock, ManualClock
@@ -45,16 +46,6 @@ SYMBOL = "BTC/USDT"
 NS = 1_000_000_000
 
 
-class FakeMonotonic:
-    """An injectable monotonic clock, so a pause takes no real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def double():
     with BybitRestDouble() as d:
@@ -74,16 +65,7 @@ def order(
     cid: str, price: str | None = "4.1", amount: str = "1", side: Side = Side.SELL
 ) -> SubmitOrder:
     kind = OrderType.MARKET if price is None else OrderType.LIMIT
-    return SubmitOrder(
-        ts_event=1,
-        ts_recv=1,
-        client_id=cid,
-        symbol=SYMBOL,
-        side=side,
-        order_type=kind,
-        amount=D(amount),
-        price=D(price) if price else None,
-    )
+    return submit_order(cid, side, amount, kind, price, SYMBOL)
 
 
 def paths(double: BybitRestDouble, since: int = 0) -> list[str]:

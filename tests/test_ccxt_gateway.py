@@ -8,6 +8,7 @@ from decimal import Decimal as D
 
 import pytest
 
+from tests.conftest import FakeMonotonic, submit_order
 from tests.doubles.binance_rest import BinanceRestDouble, Fault
 from trader.clock import LiveClock
 from trader.config import ExchangeConfig, Mode, Secrets, StoreConfig, UrlsConfig
@@ -44,16 +45,6 @@ from trader.trading.execution import Executor
 KEYS = Secrets(api_key="test-key", api_secret="test-secret")
 
 
-class FakeMonotonic:
-    """An injectable monotonic clock, so a 30 s pause takes no real time."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def double():
     with BinanceRestDouble() as d:
@@ -79,16 +70,7 @@ def order(
     amount: str = "3",
     side: Side = Side.BUY,
 ) -> SubmitOrder:
-    return SubmitOrder(
-        ts_event=1,
-        ts_recv=1,
-        client_id=cid,
-        symbol="BTC/USDT",
-        side=side,
-        order_type=kind,
-        amount=D(amount),
-        price=D(price) if price else None,
-    )
+    return submit_order(cid, side, amount, kind, price)
 
 
 def test_markets_load_as_decimal_steps_and_limits(double) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_metrics import free_port, get, make_app, post
+from tests.test_metrics import free_port, get, post, serving_http
 from trader.app import App
 from trader.config import config_from_dict
 from trader.events import HaltTrading, ResumeTrading
@@ -22,16 +22,9 @@ from trader.events import HaltTrading, ResumeTrading
 
 @pytest.fixture
 def api(tmp_path: Any) -> Iterator[App]:
-    """The HTTP endpoint alone, no main loop: what it publishes stays on the bus."""
-    app = make_app(tmp_path)
-    app.http.bind()
-    stop = threading.Event()
-    thread = threading.Thread(target=app.http.run, args=(stop,), name="metrics")
-    thread.start()
-    yield app
-    stop.set()
-    thread.join(5)
-    assert not thread.is_alive()
+    """The HTTP endpoint alone (:func:`tests.test_metrics.serving_http`)."""
+    with serving_http(tmp_path) as app:
+        yield app
 
 
 def raw(app: App, data: bytes, timeout: float = 5.0) -> bytes:

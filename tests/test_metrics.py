@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -234,8 +235,8 @@ def test_health_is_unhealthy_when_a_market_goes_silent(tmp_path: Any) -> None:
     assert doc["markets"]["BTC/USDT"] == {"last_data_s": 61.0}
 
 
-@pytest.fixture
-def api(tmp_path: Any) -> Iterator[App]:
+@contextmanager
+def serving_http(tmp_path: Any) -> Iterator[App]:
     """The HTTP endpoint alone, no main loop: what it publishes stays on the bus."""
     app = make_app(tmp_path)
     app.http.bind()
@@ -245,6 +246,14 @@ def api(tmp_path: Any) -> Iterator[App]:
     yield app
     stop.set()
     thread.join(5)
+    assert not thread.is_alive()
+
+
+@pytest.fixture
+def api(tmp_path: Any) -> Iterator[App]:
+    """The HTTP endpoint alone (:func:`serving_http`)."""
+    with serving_http(tmp_path) as app:
+        yield app
 
 
 def test_commands_are_published_on_the_bus_and_answered_202(api: App) -> None:

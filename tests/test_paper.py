@@ -9,6 +9,7 @@ from decimal import Decimal as D
 import pytest
 
 from tests.conftest import quote, trade
+from tests.conftest import submit_order as order
 from trader.clock import ManualClock
 from trader.errors import ConfigError, ErrorKind, OrderNotFoundError
 from trader.events import (
@@ -20,7 +21,6 @@ from trader.events import (
     OrderRejected,
     StorageFailed,
     StorageRecovered,
-    SubmitOrder,
 )
 from trader.exchange.paper import PaperGateway
 from trader.model.orders import OrderStatus, OrderType, Side
@@ -38,21 +38,6 @@ def gw(slippage: str = "0") -> PaperGateway:
     g = PaperGateway(NoSource(), ManualClock(10), {"USDT": D("10000")}, D("0.001"), D(slippage))
     g.on_quote(quote(bid="100", ask="101", size="100"))
     return g
-
-
-def order(
-    cid: str, side: Side, amount: str, kind: OrderType = OrderType.MARKET, price: str | None = None
-) -> SubmitOrder:
-    return SubmitOrder(
-        ts_event=1,
-        ts_recv=1,
-        client_id=cid,
-        symbol="BTC/USDT",
-        side=side,
-        order_type=kind,
-        amount=D(amount),
-        price=D(price) if price else None,
-    )
 
 
 def balances(g: PaperGateway) -> dict:
