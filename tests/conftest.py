@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from decimal import Decimal
@@ -156,6 +158,31 @@ def running(app: Any) -> Iterator[Any]:
         app.request_stop("test")
         loop.join(10)
         app.shutdown()
+
+
+def start_service(
+    config: Path, cwd: Path, env: dict[str, str], *args: str
+) -> subprocess.Popen[str]:
+    """``scripts/start.py --config CONFIG ARGS`` in a child process, stdout and stderr merged."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "start.py"), "--config", str(config), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
+    """Poll ``predicate`` until it returns something truthy (returned), or fail."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

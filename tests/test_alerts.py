@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import running
+from tests.conftest import running, wait_until
 from tests.redis_server import free_port
 from trader.alerts.rules import AlertRules
 from trader.alerts.sender import AlertSender, Outbox, apprise_targets
@@ -85,16 +85,6 @@ def receiver() -> Iterator[Receiver]:
     yield r
     if r._server is not None:
         r.down()
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def fill(n: int, ts: int = 0, side: Side = Side.BUY) -> OrderFilled:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import quote
+from tests.conftest import quote, start_service
 from tests.test_events import sample_event
 from trader.app import App
 from trader.clock import ManualClock
@@ -211,21 +211,7 @@ def test_a_killed_process_loses_only_the_last_flush_interval_and_no_secret(tmp_p
         "  - {name: ma_cross, market: BTC/USDT, params: {fast: 2, slow: 3, amount: 0.01}}\n"
     )
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}, **secrets}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "start.py"),
-            "--config",
-            str(cfg),
-            "--log-level",
-            "DEBUG",
-        ],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_service(cfg, tmp_path, env, "--log-level", "DEBUG")
     lines: queue.Queue[str] = queue.Queue()
     reader = threading.Thread(
         target=lambda: [lines.put(x) for x in proc.stdout], daemon=True, name="test-reader"

@@ -7,8 +7,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -16,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_service
 from tests.subproc import read_rest
 from tests.test_start import fast_config, wait_for
 from trader.config import LogFormat, config_from_dict
@@ -129,19 +128,7 @@ def test_a_canary_secret_is_scrubbed_from_message_traceback_and_event(
 def test_the_service_logs_json_with_the_trade_events(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
     env["TRADER__GENERAL__LOG_FORMAT"] = "json"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "start.py"),
-            "--config",
-            str(fast_config(tmp_path)),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_service(fast_config(tmp_path), ROOT, env)
     try:
         lines = wait_for(proc, "TRADE ")
         proc.send_signal(signal.SIGTERM)

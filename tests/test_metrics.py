@@ -22,7 +22,7 @@ import prometheus_client
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import quote, running
+from tests.conftest import quote, running, wait_until
 from trader.app import App
 from trader.bus import Bus
 from trader.clock import ManualClock
@@ -94,16 +94,6 @@ def post(
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read())
-
-
-def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not met in time")
 
 
 def test_metrics_are_served_as_prometheus_text(tmp_path: Any) -> None:

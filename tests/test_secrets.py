@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_service
 from tests.redis_server import RedisServer
 from tests.subproc import read_rest
 from tests.test_start import wait_for
@@ -159,21 +160,7 @@ def test_live_exchange_at_debug_logs_no_signed_request(tmp_path: Path) -> None:
             )
             env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER")}
             env.update(TRADER_API_KEY=API_KEY, TRADER_API_SECRET=API_SECRET)
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    str(ROOT / "scripts" / "start.py"),
-                    "--config",
-                    str(cfg),
-                    "--log-level",
-                    "DEBUG",
-                ],
-                cwd=tmp_path,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
+            proc = start_service(cfg, tmp_path, env, "--log-level", "DEBUG")
             try:
                 lines = wait_for(proc, "started trader: exchange binance (live)")
                 proc.send_signal(signal.SIGINT)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import start_service
 from tests.subproc import read_rest
 from tests.test_start import fast_config, wait_for
 from trader.app import App
@@ -97,19 +98,7 @@ def test_start_script_sends_ready_watchdog_status_then_stopping(
 ) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
     env.update(NOTIFY_SOCKET=abstract_listener.address, WATCHDOG_USEC="200000")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "start.py"),
-            "--config",
-            str(fast_config(tmp_path)),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_service(fast_config(tmp_path), ROOT, env)
     try:
         abstract_listener.wait_for("READY=1")
         abstract_listener.collect(time.monotonic() + 1.2)
@@ -137,19 +126,7 @@ def test_start_script_sends_ready_watchdog_status_then_stopping(
 def test_a_watchdog_kill_prints_every_thread_s_stack(tmp_path: Path) -> None:
     """systemd's watchdog sends SIGABRT: the journal then shows where the loop was stuck."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "scripts" / "start.py"),
-            "--config",
-            str(fast_config(tmp_path)),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    proc = start_service(fast_config(tmp_path), ROOT, env)
     try:
         wait_for(proc, "started trader")
         wait_for(proc, "STATS ")  # logged by a main-loop timer: the main loop runs
