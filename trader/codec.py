@@ -179,19 +179,19 @@ def _enum_value(value: Enum) -> Any:
 
 def _make_plain_encoder(tp: Any) -> Encoder:
     kind, args = _classify(tp)
-    if kind == "optional":
+    if kind is _Kind.OPTIONAL:
         inner = plain_encoder(args)
         return lambda v: None if v is None else inner(v)
-    if kind == "decimal":
+    if kind is _Kind.DECIMAL:
         return str
-    if kind == "enum":
+    if kind is _Kind.ENUM:
         return _enum_value
-    if kind == "scalar":
+    if kind is _Kind.SCALAR:
         return _identity
-    if kind == "tuple":
+    if kind is _Kind.TUPLE:
         item = plain_encoder(args)
         return lambda v: [item(x) for x in v]
-    if kind == "dict":
+    if kind is _Kind.DICT:
         item = plain_encoder(args)
         return lambda v: {k: item(x) for k, x in v.items()}
     fields = tuple((name, plain_encoder(hint)) for name, hint in _fields(tp))
@@ -200,19 +200,19 @@ def _make_plain_encoder(tp: Any) -> Encoder:
 
 def _make_decoder(tp: Any) -> Decoder:
     kind, args = _classify(tp)
-    if kind == "optional":
+    if kind is _Kind.OPTIONAL:
         inner = plain_decoder(args)
         return lambda v: None if v is None else inner(v)
-    if kind == "decimal":
+    if kind is _Kind.DECIMAL:
         return _decimal
-    if kind == "enum":
+    if kind is _Kind.ENUM:
         return tp
-    if kind == "scalar":
+    if kind is _Kind.SCALAR:
         return _SCALAR_DECODERS.get(tp, _identity)
-    if kind == "tuple":
+    if kind is _Kind.TUPLE:
         item = plain_decoder(args)
         return lambda v: tuple(item(x) for x in _list(v))
-    if kind == "dict":
+    if kind is _Kind.DICT:
         item = plain_decoder(args)
         return lambda v: {str(k): item(x) for k, x in _dict(v).items()}
     return _dataclass_decoder(tp, None)
@@ -300,18 +300,18 @@ def _dumps(value: Any) -> str:
 
 def _make_text_encoder(tp: Any) -> TextEncoder:
     kind, args = _classify(tp)
-    if kind == "optional":
+    if kind is _Kind.OPTIONAL:
         inner = json_encoder(args)
         return lambda v: "null" if v is None else inner(v)
-    if kind == "decimal":
+    if kind is _Kind.DECIMAL:
         return lambda v: f'"{v}"'
-    if kind == "tuple":
+    if kind is _Kind.TUPLE:
         item = json_encoder(args)
         return lambda v: "[" + ",".join(map(item, v)) + "]"
-    if kind == "dict":
+    if kind is _Kind.DICT:
         item = json_encoder(args)
         return lambda v: "{" + ",".join([_esc(k) + ":" + item(x) for k, x in v.items()]) + "}"
-    if kind == "dataclass":
+    if kind is _Kind.DATACLASS:
         return _compile_json(tp, None)
     if tp is str or (isinstance(tp, type) and issubclass(tp, StrEnum)):
         return _esc
@@ -388,32 +388,44 @@ def _fields(cls: type) -> tuple[tuple[str, Any], ...]:
     return out
 
 
-def _classify(tp: Any) -> tuple[str, Any]:
+class _Kind(Enum):
+    """The kinds of type the codec handles (what :func:`_classify` tells)."""
+
+    OPTIONAL = "optional"
+    DECIMAL = "decimal"
+    ENUM = "enum"
+    SCALAR = "scalar"
+    TUPLE = "tuple"
+    DICT = "dict"
+    DATACLASS = "dataclass"
+
+
+def _classify(tp: Any) -> tuple[_Kind, Any]:
     """What kind of type ``tp`` is, and its item type where it has one."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, UnionType):
         args = [a for a in typing.get_args(tp) if a is not NoneType]
         if len(args) != 1:
             raise TypeError(f"unsupported union {tp}")
-        return "optional", args[0]
+        return _Kind.OPTIONAL, args[0]
     if tp is Decimal:
-        return "decimal", None
+        return _Kind.DECIMAL, None
     if isinstance(tp, type) and issubclass(tp, Enum):
-        return "enum", None
+        return _Kind.ENUM, None
     if tp in (int, str, bool, float) or tp is Any:
-        return "scalar", None
+        return _Kind.SCALAR, None
     if origin is tuple:
         args = list(typing.get_args(tp))
         if len(args) != 2 or args[1] is not Ellipsis:
             raise TypeError(f"unsupported tuple {tp}: use tuple[X, ...]")
-        return "tuple", args[0]
+        return _Kind.TUPLE, args[0]
     if origin in (dict, collections.abc.Mapping):
         key, item = typing.get_args(tp)
         if key is not str:
             raise TypeError(f"unsupported mapping {tp}: keys must be str")
-        return "dict", item
+        return _Kind.DICT, item
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        return "dataclass", None
+        return _Kind.DATACLASS, None
     raise TypeError(f"unsupported type {tp!r}")
 
 
