@@ -4,11 +4,11 @@ and small converters.
 A parser is a function ``(payload, ctx) -> list[Event | Control]``: no I/O, no clock, and no
 state of its own. The one state a parser may touch is ``ctx.orders``, an :class:`OrderMemory`
 owned by the stream protocol (one per connection's lifetime, bounded), for a fact a message can
-only be read against the previous message of the same order (Binance's fill price when ``L`` is
-0; see :func:`trader.feeds.parsers.binance.order_trade`). A returned :class:`Control` tells the
-listener about the connection (a subscription was acknowledged, reconnect now, ...); a message
-whose result holds a ``Control`` is a control message and does not count as data for the
-watchdog. Anything else, even an empty list, is data.
+only be read against the previous message of the same order (Binance's fill price when ``L``
+is 0; see :func:`trader.feeds.parsers.binance_orders.order_trade`). A returned
+:class:`Control` tells the listener about the connection (a subscription was acknowledged,
+reconnect now, ...); a message whose result holds a ``Control`` is a control message and does
+not count as data for the watchdog. Anything else, even an empty list, is data.
 """
 
 from __future__ import annotations
