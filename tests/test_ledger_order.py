@@ -14,7 +14,7 @@ from typing import Any
 from tests.conftest import balance
 from tests.harness import SYMBOL, Harness
 from tests.test_paper import NoSource
-from tests.test_replay import FastClock
+from tests.test_replay import FastClock, run_until
 from trader.app import App
 from trader.config import StoreConfig, config_from_dict
 from trader.events import (
@@ -279,23 +279,9 @@ def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: 
     gw.create_order = answered_late(create)  # type: ignore[method-assign]
     gw.cancel_order = answered_late(cancel)  # type: ignore[method-assign]
     app.start()
-
-    def stop_after_fills() -> None:
-        deadline = time.monotonic() + 20
-        while (
-            time.monotonic() < deadline
-            and app.stats.snapshot()["dispatched"].get("OrderFilled", 0) < 100
-        ):
-            app.stop_event.wait(0.01)
-        app.request_stop("test")
-
-    watcher = threading.Thread(target=stop_after_fills, name="test-stopper", daemon=True)
-    watcher.start()
-    try:
-        app.run()
-    finally:
-        app.shutdown()
-    watcher.join(5)
+    run_until(
+        app, lambda: app.stats.snapshot()["dispatched"].get("OrderFilled", 0) >= 100, poll_s=0.01
+    )
     assert app.stats.snapshot()["dispatched"].get("OrderFilled", 0) >= 100, "the maker traded"
     account = {b.asset: (b.free, b.used) for b in app.gateway.fetch_balances()}
     held = {a: (b.free, b.used) for a, b in app.store.balances().balances.items()}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import balance, quote
+from tests.conftest import balance, quote, submit_order
 from tests.harness import SYMBOL, Harness
 from trader.clock import ManualClock
 from trader.config import ReconcileConfig, StoreConfig
@@ -25,7 +25,6 @@ from trader.events import (
     OrderStatusReport,
     ReconciliationCompleted,
     ReconciliationStarted,
-    SubmitOrder,
     TradingState,
 )
 from trader.model.orders import OrderStatus, OrderType, Side
@@ -33,19 +32,6 @@ from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.trading.reconcile import Reconciler
 from trader.trading.reconcile_diff import Fetched, Row, compare, render
-
-
-def submit(cid: str, side: Side, amount: str, price: str) -> SubmitOrder:
-    return SubmitOrder(
-        ts_event=1,
-        ts_recv=1,
-        client_id=cid,
-        symbol=SYMBOL,
-        side=side,
-        order_type=OrderType.LIMIT,
-        amount=D(amount),
-        price=D(price),
-    )
 
 
 def test_prepared_difference_is_tabled_halts_then_agrees(
@@ -59,8 +45,8 @@ def test_prepared_difference_is_tabled_halts_then_agrees(
     paper.on_quote(quote(SYMBOL, "59800", "59850", ts=h.clock.now_ns(), size="1"))
     # 2. an order placed on the exchange by someone else (the web UI) and one by an earlier
     #    session of ours
-    paper.create_order(submit("web-1", Side.BUY, "0.01", "50000"))
-    paper.create_order(submit("trd-old-7", Side.BUY, "0.01", "51000"))
+    paper.create_order(submit_order("web-1", Side.BUY, "0.01", OrderType.LIMIT, "50000"))
+    paper.create_order(submit_order("trd-old-7", Side.BUY, "0.01", OrderType.LIMIT, "51000"))
     # 3. a balance the store has wrong
     store.on_balance(balance("ETH", "3"))
     assert store.order(sub.client_id).status is OrderStatus.OPEN
