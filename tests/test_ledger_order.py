@@ -11,7 +11,7 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import balance
+from tests.conftest import balance, order_filled
 from tests.harness import SYMBOL, Harness
 from tests.test_paper import NoSource
 from tests.test_replay import FastClock, run_until
@@ -97,20 +97,8 @@ def _report(status: OrderStatus, filled: str, avg: str | None = None) -> OrderSt
 
 
 def _fill(trade_id: str, amount: str, total: str, final: bool) -> OrderFilled:
-    return OrderFilled(
-        ts_event=2,
-        ts_recv=2,
-        client_id="c1",
-        exchange_id="x1",
-        trade_id=trade_id,
-        symbol=SYMBOL,
-        side=Side.BUY,
-        price=D(100),
-        amount=D(amount),
-        fee=D(0),
-        fee_asset="USDT",
-        filled_total=D(total),
-        is_final=final,
+    return order_filled(
+        "c1", trade_id, amount, total=total, final=final, ts=2, exchange_id="x1", symbol=SYMBOL
     )
 
 

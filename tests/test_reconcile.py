@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import balance, quote, submit_order
+from tests.conftest import balance, order_filled, quote, submit_order
 from tests.harness import SYMBOL, Harness
 from trader.clock import ManualClock
 from trader.config import ReconcileConfig, StoreConfig
@@ -150,31 +150,13 @@ def test_an_open_order_the_exchange_does_not_know_is_marked_canceled() -> None:
     assert store.order("trd-a-1").status is OrderStatus.CANCELED
 
 
-def fill(cid: str, trade_id: str, side: Side, amount: str, ts: int = 1) -> OrderFilled:
-    return OrderFilled(
-        ts_event=ts,
-        ts_recv=ts,
-        client_id=cid,
-        exchange_id="1",
-        trade_id=trade_id,
-        symbol=SYMBOL,
-        side=side,
-        price=D(100),
-        amount=D(amount),
-        fee=D(0),
-        fee_asset="USDT",
-        filled_total=D(amount),
-        is_final=True,
-    )
-
-
 def test_a_position_the_holdings_cannot_cover_is_a_blocking_difference() -> None:
     """After a restart the BTC/USDT position read more than the account held: reported and
     halting, never silently kept (nor corrected: only the operator knows which side is right)."""
     base = SYMBOL.split("/")[0]
     store = MemoryStore(StoreConfig(), own_prefix="trd-")
     store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
-    store.on_order_filled(fill("trd-a-1", "t1", Side.BUY, "0.008"))
+    store.on_order_filled(order_filled("trd-a-1", "t1", "0.008", side=Side.BUY))
     held = BalanceUpdate(
         ts_event=1, ts_recv=1, asset=base, free=D("0.004"), used=D(0), total=D("0.004")
     )
@@ -202,7 +184,7 @@ def test_fills_reported_at_reconciliation_carry_the_time_they_reached_us() -> No
     """An old fill applied at reconciliation must not count as hours of dispatch lag."""
     store = MemoryStore(StoreConfig(), own_prefix="trd-")
     store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
-    old = fill("trd-a-1", "t1", Side.BUY, "1", ts=1)
+    old = order_filled("trd-a-1", "t1", "1", side=Side.BUY, ts=1)
     out = compare(
         ReadOnlyView(store),
         Fetched(looked_up=(report("trd-a-1", OrderStatus.FILLED, "1"),), trades=(old,)),
