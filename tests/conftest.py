@@ -35,6 +35,7 @@ from trader.config import Config, StoreConfig  # noqa: E402
 from trader.events import (  # noqa: E402
     BalanceUpdate,
     MarketUpdated,
+    OrderFilled,
     QuoteTick,
     SubmitOrder,
     TradeTick,
@@ -121,6 +122,37 @@ def submit_order(
         order_type=kind,
         amount=D(amount),
         price=D(price) if price else None,
+    )
+
+
+def order_filled(
+    cid: str,
+    trade_id: str,
+    amount: str,
+    *,
+    side: Side = Side.BUY,
+    total: str | None = None,
+    final: bool = True,
+    ts: int = 1,
+    exchange_id: str = "1",
+    symbol: str = "BTC/USDT",
+) -> OrderFilled:
+    """A fill of ``amount`` at 100, without a fee; ``total`` (the order's filled amount with
+    it) is ``amount`` unless given."""
+    return OrderFilled(
+        ts_event=ts,
+        ts_recv=ts,
+        client_id=cid,
+        exchange_id=exchange_id,
+        trade_id=trade_id,
+        symbol=symbol,
+        side=side,
+        price=D("100"),
+        amount=D(amount),
+        fee=D("0"),
+        fee_asset="USDT",
+        filled_total=D(total or amount),
+        is_final=final,
     )
 
 

@@ -4,33 +4,23 @@ double (``exchange.urls.ws``): nothing leaves 127.0.0.1."""
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from tests.doubles.binance_rest import BinanceRestDouble
-from tests.test_start import START, wait_for
-from tests.ws_server import FakeExchange, wait_until
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.test_start import signal_and_wait, wait_for
+from tests.test_start import start as start_script
+from tests.ws_server import FakeExchange, wait_until, ws  # noqa: F401 - a fixture
 
 
 @pytest.fixture
 def double():
     with BinanceRestDouble() as d:
         yield d
-
-
-@pytest.fixture
-def ws():
-    fake = FakeExchange().start()
-    yield fake
-    fake.stop()
 
 
 def live_config(tmp_path: Path, url: str, ws_url: str, tickers_every_s: int = 0) -> Path:
@@ -49,16 +39,7 @@ def live_config(tmp_path: Path, url: str, ws_url: str, tickers_every_s: int = 0)
 
 
 def start(cfg: Path, secret: str = "test-secret") -> subprocess.Popen:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
-    env |= {"TRADER_API_KEY": "test-key", "TRADER_API_SECRET": secret}
-    return subprocess.Popen(
-        START + ["--config", str(cfg)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    return start_script(cfg, {"TRADER_API_KEY": "test-key", "TRADER_API_SECRET": secret})
 
 
 def test_live_binance_streams_prices_and_balances_survives_a_drop_and_stops_on_sigint(
@@ -103,10 +84,7 @@ def test_live_binance_streams_prices_and_balances_survives_a_drop_and_stops_on_s
         lines += wait_for(proc, "refreshing balances, open orders and trades")
         assert wait_until(lambda: double.count("GET", "/api/v3/account") > refreshes)
         lines += wait_for(proc, "BTC/USDT 61000.20")
-        sent = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=5)
-        elapsed = time.monotonic() - sent
+        out, elapsed = signal_and_wait(proc, signal.SIGINT)
     finally:
         proc.kill()
     text = "".join(lines) + out

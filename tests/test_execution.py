@@ -7,7 +7,9 @@ import threading
 import time
 from decimal import Decimal as D
 from pathlib import Path
+from typing import Any
 
+from tests.conftest import order_filled, submit_order
 from tests.harness import SYMBOL, Harness
 from trader.clock import ManualClock
 from trader.config import ExecutionConfig, StoreConfig
@@ -75,15 +77,8 @@ class Scripted:
 
 
 def cmd(cid: str = "c1") -> SubmitOrder:
-    return SubmitOrder(
-        ts_event=1,
-        ts_recv=1,
-        client_id=cid,
-        symbol=SYMBOL,
-        side=Side.BUY,
-        order_type=OrderType.MARKET,
-        amount=D(1),
-    )
+    """A market buy of 1."""
+    return submit_order(cid, Side.BUY, "1", symbol=SYMBOL)
 
 
 def report(status: OrderStatus, filled: str = "1", cid: str = "c1") -> OrderStatusReport:
@@ -102,24 +97,13 @@ def report(status: OrderStatus, filled: str = "1", cid: str = "c1") -> OrderStat
 
 
 def fill(cid: str, trade_id: str, amount: str) -> OrderFilled:
-    return OrderFilled(
-        ts_event=1,
-        ts_recv=1,
-        client_id=cid,
-        exchange_id="9",
-        trade_id=trade_id,
-        symbol=SYMBOL,
-        side=Side.BUY,
-        price=D(100),
-        amount=D(amount),
-        fee=D(0),
-        fee_asset="USDT",
-        filled_total=D(amount),
-        is_final=False,
-    )
+    """A buy's fill, not its last."""
+    return order_filled(cid, trade_id, amount, final=False, exchange_id="9", symbol=SYMBOL)
 
 
-def run(gateway: Scripted, commands: list, until, store: MemoryStore | None = None) -> list:
+def run(gateway: Any, commands: list, until, store: MemoryStore | None = None) -> list:
+    """Run an executor on ``gateway`` in its thread, submit ``commands`` and return what it
+    published once ``until(published)`` holds (or after 5 s)."""
     published: list = []
     view = ReadOnlyView(store or MemoryStore(StoreConfig()))
     ex = Executor(

@@ -11,10 +11,10 @@ from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import balance
+from tests.conftest import balance, order_filled
 from tests.harness import SYMBOL, Harness
 from tests.test_paper import NoSource
-from tests.test_replay import FastClock
+from tests.test_replay import FastClock, run_until
 from trader.app import App
 from trader.config import StoreConfig, config_from_dict
 from trader.events import (
@@ -97,20 +97,8 @@ def _report(status: OrderStatus, filled: str, avg: str | None = None) -> OrderSt
 
 
 def _fill(trade_id: str, amount: str, total: str, final: bool) -> OrderFilled:
-    return OrderFilled(
-        ts_event=2,
-        ts_recv=2,
-        client_id="c1",
-        exchange_id="x1",
-        trade_id=trade_id,
-        symbol=SYMBOL,
-        side=Side.BUY,
-        price=D(100),
-        amount=D(amount),
-        fee=D(0),
-        fee_asset="USDT",
-        filled_total=D(total),
-        is_final=final,
+    return order_filled(
+        "c1", trade_id, amount, total=total, final=final, ts=2, exchange_id="x1", symbol=SYMBOL
     )
 
 
@@ -279,23 +267,9 @@ def test_a_fast_market_maker_on_paper_ends_with_the_accounts_balances(tmp_path: 
     gw.create_order = answered_late(create)  # type: ignore[method-assign]
     gw.cancel_order = answered_late(cancel)  # type: ignore[method-assign]
     app.start()
-
-    def stop_after_fills() -> None:
-        deadline = time.monotonic() + 20
-        while (
-            time.monotonic() < deadline
-            and app.stats.snapshot()["dispatched"].get("OrderFilled", 0) < 100
-        ):
-            app.stop_event.wait(0.01)
-        app.request_stop("test")
-
-    watcher = threading.Thread(target=stop_after_fills, name="test-stopper", daemon=True)
-    watcher.start()
-    try:
-        app.run()
-    finally:
-        app.shutdown()
-    watcher.join(5)
+    run_until(
+        app, lambda: app.stats.snapshot()["dispatched"].get("OrderFilled", 0) >= 100, poll_s=0.01
+    )
     assert app.stats.snapshot()["dispatched"].get("OrderFilled", 0) >= 100, "the maker traded"
     account = {b.asset: (b.free, b.used) for b in app.gateway.fetch_balances()}
     held = {a: (b.free, b.used) for a, b in app.store.balances().balances.items()}

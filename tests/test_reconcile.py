@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import balance, quote
+from tests.conftest import balance, order_filled, quote, submit_order
 from tests.harness import SYMBOL, Harness
 from trader.clock import ManualClock
 from trader.config import ReconcileConfig, StoreConfig
@@ -25,7 +25,6 @@ from trader.events import (
     OrderStatusReport,
     ReconciliationCompleted,
     ReconciliationStarted,
-    SubmitOrder,
     TradingState,
 )
 from trader.model.orders import OrderStatus, OrderType, Side
@@ -33,19 +32,6 @@ from trader.store.memory import MemoryStore
 from trader.store.view import ReadOnlyView
 from trader.trading.reconcile import Reconciler
 from trader.trading.reconcile_diff import Fetched, Row, compare, render
-
-
-def submit(cid: str, side: Side, amount: str, price: str) -> SubmitOrder:
-    return SubmitOrder(
-        ts_event=1,
-        ts_recv=1,
-        client_id=cid,
-        symbol=SYMBOL,
-        side=side,
-        order_type=OrderType.LIMIT,
-        amount=D(amount),
-        price=D(price),
-    )
 
 
 def test_prepared_difference_is_tabled_halts_then_agrees(
@@ -59,8 +45,8 @@ def test_prepared_difference_is_tabled_halts_then_agrees(
     paper.on_quote(quote(SYMBOL, "59800", "59850", ts=h.clock.now_ns(), size="1"))
     # 2. an order placed on the exchange by someone else (the web UI) and one by an earlier
     #    session of ours
-    paper.create_order(submit("web-1", Side.BUY, "0.01", "50000"))
-    paper.create_order(submit("trd-old-7", Side.BUY, "0.01", "51000"))
+    paper.create_order(submit_order("web-1", Side.BUY, "0.01", OrderType.LIMIT, "50000"))
+    paper.create_order(submit_order("trd-old-7", Side.BUY, "0.01", OrderType.LIMIT, "51000"))
     # 3. a balance the store has wrong
     store.on_balance(balance("ETH", "3"))
     assert store.order(sub.client_id).status is OrderStatus.OPEN
@@ -164,31 +150,13 @@ def test_an_open_order_the_exchange_does_not_know_is_marked_canceled() -> None:
     assert store.order("trd-a-1").status is OrderStatus.CANCELED
 
 
-def fill(cid: str, trade_id: str, side: Side, amount: str, ts: int = 1) -> OrderFilled:
-    return OrderFilled(
-        ts_event=ts,
-        ts_recv=ts,
-        client_id=cid,
-        exchange_id="1",
-        trade_id=trade_id,
-        symbol=SYMBOL,
-        side=side,
-        price=D(100),
-        amount=D(amount),
-        fee=D(0),
-        fee_asset="USDT",
-        filled_total=D(amount),
-        is_final=True,
-    )
-
-
 def test_a_position_the_holdings_cannot_cover_is_a_blocking_difference() -> None:
     """After a restart the BTC/USDT position read more than the account held: reported and
     halting, never silently kept (nor corrected: only the operator knows which side is right)."""
     base = SYMBOL.split("/")[0]
     store = MemoryStore(StoreConfig(), own_prefix="trd-")
     store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
-    store.on_order_filled(fill("trd-a-1", "t1", Side.BUY, "0.008"))
+    store.on_order_filled(order_filled("trd-a-1", "t1", "0.008", side=Side.BUY))
     held = BalanceUpdate(
         ts_event=1, ts_recv=1, asset=base, free=D("0.004"), used=D(0), total=D("0.004")
     )
@@ -216,7 +184,7 @@ def test_fills_reported_at_reconciliation_carry_the_time_they_reached_us() -> No
     """An old fill applied at reconciliation must not count as hours of dispatch lag."""
     store = MemoryStore(StoreConfig(), own_prefix="trd-")
     store.on_order_report(report("trd-a-1", OrderStatus.OPEN, "0"))
-    old = fill("trd-a-1", "t1", Side.BUY, "1", ts=1)
+    old = order_filled("trd-a-1", "t1", "1", side=Side.BUY, ts=1)
     out = compare(
         ReadOnlyView(store),
         Fetched(looked_up=(report("trd-a-1", OrderStatus.FILLED, "1"),), trades=(old,)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,18 +88,14 @@ def session_config(tmp_path: Path, boom: bool = False, persist: bool = False) ->
     }
 
 
-def record_session(
-    tmp_path: Path, steps: int = 600, boom: bool = False, speed: int = 200, persist: bool = False
-) -> tuple[Path, App]:
-    """Run a real paper session until ``steps`` events were dispatched; stop it cleanly."""
-    cfg = config_from_dict(session_config(tmp_path, boom, persist), {})
-    app = App(cfg, FastClock(speed), strategies=WITH_BOOM)
-    app.start()
+def run_until(app: App, done: Callable[[], bool], poll_s: float = 0.005) -> None:
+    """Run the started ``app`` on this thread until ``done()`` holds (or 20 s have passed),
+    then stop it cleanly."""
 
     def stop_after() -> None:
         deadline = time.monotonic() + 20
-        while app.stats.snapshot()["dispatched_total"] < steps and time.monotonic() < deadline:
-            app.stop_event.wait(0.005)
+        while not done() and time.monotonic() < deadline:
+            app.stop_event.wait(poll_s)
         app.request_stop("test")
 
     watcher = threading.Thread(target=stop_after, name="test-stopper", daemon=True)
@@ -108,6 +105,16 @@ def record_session(
     finally:
         app.shutdown()
     watcher.join(5)
+
+
+def record_session(
+    tmp_path: Path, steps: int = 600, boom: bool = False, speed: int = 200, persist: bool = False
+) -> tuple[Path, App]:
+    """Run a real paper session until ``steps`` events were dispatched; stop it cleanly."""
+    cfg = config_from_dict(session_config(tmp_path, boom, persist), {})
+    app = App(cfg, FastClock(speed), strategies=WITH_BOOM)
+    app.start()
+    run_until(app, lambda: app.stats.snapshot()["dispatched_total"] >= steps)
     return Path(cfg.journal.path), app
 
 

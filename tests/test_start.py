@@ -27,8 +27,11 @@ def fast_config(tmp_path: Path) -> Path:
     return cfg
 
 
-def start(cfg: Path) -> subprocess.Popen:
+def start(cfg: Path, trader_env: dict[str, str] | None = None) -> subprocess.Popen:
+    """scripts/start.py on ``cfg``, its output piped; of the ``TRADER_*`` variables only
+    ``trader_env``'s are set."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRADER_")}
+    env |= trader_env or {}
     return subprocess.Popen(
         START + ["--config", str(cfg)],
         cwd=ROOT,
@@ -52,6 +55,17 @@ def wait_for(proc: subprocess.Popen, text: str, timeout: float = 30) -> list[str
     raise AssertionError(f"{text!r} not seen in:\n{''.join(lines)}")
 
 
+def signal_and_wait(
+    proc: subprocess.Popen, sig: signal.Signals, timeout: float = 5
+) -> tuple[str, float]:
+    """Send ``sig`` and wait for the exit: the rest of the output and the seconds the exit
+    took from the signal."""
+    sent = time.monotonic()
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=timeout)
+    return out, time.monotonic() - sent
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_runs_trades_and_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Signals) -> None:
     proc = start(fast_config(tmp_path))
@@ -59,10 +73,7 @@ def test_runs_trades_and_stops_cleanly_on_signal(tmp_path: Path, sig: signal.Sig
         lines = wait_for(proc, "started trader")
         lines += wait_for(proc, "STATS")
         lines += wait_for(proc, "TRADE")
-        sent = time.monotonic()
-        proc.send_signal(sig)
-        out, _ = proc.communicate(timeout=5)
-        elapsed = time.monotonic() - sent
+        out, elapsed = signal_and_wait(proc, sig)
     finally:
         proc.kill()
     text = "".join(lines) + out
@@ -84,10 +95,7 @@ def test_second_ctrl_c_exits_at_once(tmp_path: Path) -> None:
         wait_for(proc, "started trader")
         proc.send_signal(signal.SIGINT)
         wait_for(proc, "ShutdownRequested reason=SIGINT")
-        t0 = time.monotonic()
-        proc.send_signal(signal.SIGINT)
-        out, _ = proc.communicate(timeout=5)
-        elapsed = time.monotonic() - t0
+        out, elapsed = signal_and_wait(proc, signal.SIGINT)
     finally:
         proc.kill()
     assert proc.returncode == 130, out

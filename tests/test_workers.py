@@ -3,25 +3,19 @@
 from __future__ import annotations
 
 import threading
-import time
-from decimal import Decimal as D
 
+from tests.test_execution import cmd, report, run
 from trader.clock import ManualClock
-from trader.config import StoreConfig
 from trader.errors import ErrorKind, InsufficientFundsError, OrderNotFoundError, TemporaryError
 from trader.events import (
     OrderAccepted,
     OrderRejected,
     OrderStatusReport,
     OrderStatusUnknown,
-    SubmitOrder,
     WorkerCrashed,
 )
-from trader.model.orders import OrderStatus, OrderType, Side
+from trader.model.orders import OrderStatus
 from trader.stats import Stats
-from trader.store.memory import MemoryStore
-from trader.store.view import ReadOnlyView
-from trader.trading.execution import Executor
 from trader.workers import Supervisor, Worker
 
 
@@ -78,62 +72,12 @@ class ScriptedGateway:
         return item
 
 
-def cmd() -> SubmitOrder:
-    return SubmitOrder(
-        ts_event=1,
-        ts_recv=1,
-        client_id="c1",
-        symbol="BTC/USDT",
-        side=Side.BUY,
-        order_type=OrderType.MARKET,
-        amount=D("1"),
-    )
-
-
-def report(status: OrderStatus) -> OrderStatusReport:
-    return OrderStatusReport(
-        ts_event=1,
-        ts_recv=1,
-        client_id="c1",
-        exchange_id="9",
-        symbol="BTC/USDT",
-        side=Side.BUY,
-        order_type=OrderType.MARKET,
-        status=status,
-        amount=D(1),
-        filled=D(1),
-    )
-
-
-def run_executor(gateway, until) -> list:
-    published: list = []
-    ex = Executor(
-        gateway,
-        published.append,
-        ReadOnlyView(MemoryStore(StoreConfig())),
-        ManualClock(1),
-        Stats(),
-        lookup_attempts=3,
-        lookup_backoff_s=0.001,
-    )
-    stop = threading.Event()
-    t = threading.Thread(target=ex.run, args=(stop,), name="executor")
-    t.start()
-    ex.submit(cmd())
-    deadline = time.monotonic() + 5
-    while not until(published) and time.monotonic() < deadline:
-        stop.wait(0.005)
-    stop.set()
-    t.join(2)
-    return published
-
-
 def test_timeout_makes_the_order_unknown_and_it_is_looked_up_not_resent() -> None:
     gw = ScriptedGateway(
         TemporaryError("read timeout"),
         [TemporaryError("503"), OrderNotFoundError("-2013"), report(OrderStatus.FILLED)],
     )
-    out = run_executor(gw, lambda p: any(isinstance(e, OrderStatusReport) for e in p))
+    out = run(gw, [cmd()], lambda p: any(isinstance(e, OrderStatusReport) for e in p))
     assert gw.creates == 1  # never blindly retried
     assert isinstance(out[0], OrderStatusUnknown) and "read timeout" in out[0].reason
     assert out[-1].status is OrderStatus.FILLED
@@ -141,12 +85,12 @@ def test_timeout_makes_the_order_unknown_and_it_is_looked_up_not_resent() -> Non
 
 def test_order_never_found_is_rejected_after_the_lookups() -> None:
     gw = ScriptedGateway(TemporaryError("timeout"), [OrderNotFoundError("x")] * 3)
-    out = run_executor(gw, lambda p: any(isinstance(e, OrderRejected) for e in p))
+    out = run(gw, [cmd()], lambda p: any(isinstance(e, OrderRejected) for e in p))
     assert gw.creates == 1
     assert out[-1].kind is ErrorKind.UNKNOWN_OUTCOME and "3 lookups" in out[-1].reason
 
 
 def test_insufficient_funds_is_rejected_at_once() -> None:
     gw = ScriptedGateway(InsufficientFundsError("-2010 insufficient balance"), [])
-    out = run_executor(gw, lambda p: bool(p))
+    out = run(gw, [cmd()], lambda p: bool(p))
     assert isinstance(out[0], OrderRejected) and out[0].kind is ErrorKind.INSUFFICIENT_FUNDS

@@ -11,9 +11,10 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
@@ -202,3 +203,12 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
         if value or time.monotonic() > deadline:
             return value
         tick.wait(0.005)
+
+
+@pytest.fixture
+def ws() -> Iterator[FakeExchange]:
+    """The websocket double, started (market streams and the user data stream on one port),
+    stopped after the test."""
+    fake = FakeExchange().start()
+    yield fake
+    fake.stop()

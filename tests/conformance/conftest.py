@@ -20,7 +20,13 @@ from tests.faults.conftest import (
     Running,
     binance_config,
 )
-from tests.ws_server import API_KEY, API_SECRET, FakeExchange, wait_until
+from tests.ws_server import (  # noqa: F401 - ws: a fixture
+    API_KEY,
+    API_SECRET,
+    FakeExchange,
+    wait_until,
+    ws,
+)
 from trader.app import App
 from trader.events import ReconciliationCompleted
 
@@ -67,14 +73,6 @@ def double(venue: Venue) -> Iterator[Double]:
     d.start()
     yield d
     d.stop()
-
-
-@pytest.fixture
-def ws() -> Iterator[FakeExchange]:
-    """The websocket double."""
-    fake = FakeExchange().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture

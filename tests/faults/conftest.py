@@ -26,7 +26,13 @@ from typing import Any
 import pytest
 
 from tests.doubles.binance_rest import BinanceRestDouble
-from tests.ws_server import API_KEY, API_SECRET, FakeExchange, wait_until
+from tests.ws_server import (  # noqa: F401 - ws: a fixture
+    API_KEY,
+    API_SECRET,
+    FakeExchange,
+    wait_until,
+    ws,
+)
 from trader.app import App
 from trader.config import Config, config_from_dict
 from trader.events import Event, QuoteTick, ReconciliationCompleted
@@ -332,14 +338,6 @@ def double() -> Iterator[BinanceRestDouble]:
     """The Binance REST double."""
     with BinanceRestDouble(API_KEY, API_SECRET) as d:
         yield d
-
-
-@pytest.fixture
-def ws() -> Iterator[FakeExchange]:
-    """The websocket double (market streams and the user data stream on one port)."""
-    fake = FakeExchange().start()
-    yield fake
-    fake.stop()
 
 
 @pytest.fixture
