@@ -186,7 +186,14 @@ def test_collections_are_bounded() -> None:
         )
         store.on_trade(trade(ts=i))
     assert [c.close for c in store.candles("BTC/USDT")] == [D(2), D(3), D(4)]
+    # a strategy's window: the newest few, oldest first, however long the history
+    assert [c.close for c in store.candles("BTC/USDT", last=2)] == [D(3), D(4)]
+    assert store.candles("BTC/USDT", last=9) == store.candles("BTC/USDT")
+    assert store.candles("BTC/USDT", last=0) == () == store.candles("ETH/USDT", last=2)
+    with pytest.raises(ValueError, match="negative"):
+        store.candles("BTC/USDT", last=-1)
     assert len(store.trades("BTC/USDT")) == 2
+    assert [t.ts_event for t in store.trades("BTC/USDT", last=1)] == [4]
     for s in ("A/USDT", "B/USDT", "C/USDT"):
         store.on_quote(quote(s))
     assert set(store.quotes()) == {"A/USDT", "B/USDT"} and store.dropped == 1

@@ -22,6 +22,7 @@ import logging
 from collections import deque
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from itertools import islice
 from types import MappingProxyType
 from typing import TypeVar
 
@@ -200,15 +201,15 @@ class MemoryStore(OrderLedger):
         """Every latest public trade."""
         return self._copy(self._last_trades)
 
-    def trades(self, symbol: str) -> tuple[TradeTick, ...]:
-        """Recent public trades, oldest first."""
+    def trades(self, symbol: str, last: int | None = None) -> tuple[TradeTick, ...]:
+        """Recent public trades, oldest first; only the ``last`` few when given."""
         with self._lock:
-            return tuple(self._trades.get(symbol, ()))
+            return _newest(self._trades.get(symbol, ()), last)
 
-    def candles(self, symbol: str) -> tuple[Candle, ...]:
-        """Recent candles, oldest first."""
+    def candles(self, symbol: str, last: int | None = None) -> tuple[Candle, ...]:
+        """Recent candles, oldest first; only the ``last`` few when given."""
         with self._lock:
-            return tuple(self._candles.get(symbol, ()))
+            return _newest(self._candles.get(symbol, ()), last)
 
     def last_price(self, symbol: str) -> Decimal | None:
         """Mid of the latest quote, else the last trade price."""
@@ -284,3 +285,13 @@ class MemoryStore(OrderLedger):
                 "signals": len(self._signals),
                 "fills_seen": len(self._fills_seen),
             }
+
+
+def _newest(history: deque[T] | tuple[()], last: int | None) -> tuple[T, ...]:
+    """The ``last`` newest items of ``history``, oldest first (all of it when None): a strategy
+    reading its window on every candle copies that window, not the whole history."""
+    if last is None or last >= len(history):
+        return tuple(history)
+    if last < 0:
+        raise ValueError(f"last must not be negative, got {last}")
+    return tuple(islice(reversed(history), last))[::-1]

@@ -47,13 +47,12 @@ class MaCross(Strategy):
             return ()
         self._last_start = ev.start_ns
         p = self.params
-        candles = view.candles(self.symbol)
-        # Only the window is read (a backtest calls this on every bar): at most one forming
-        # candle sits at the end, unless updates were missed; then the whole history is read.
-        window = candles[-(p.slow + 1) :]
+        # Only the window is read and copied (a backtest calls this on every bar): at most one
+        # forming candle sits at the end, unless updates were missed; then the whole history.
+        window = view.candles(self.symbol, last=p.slow + 1)
         closes = [c.close for c in window if c.closed][-p.slow :]
-        if len(closes) < p.slow and len(window) < len(candles):
-            closes = [c.close for c in candles if c.closed][-p.slow :]
+        if len(closes) < p.slow and len(window) == p.slow + 1:
+            closes = [c.close for c in view.candles(self.symbol) if c.closed][-p.slow :]
         if len(closes) < p.slow:
             return ()
         fast = sum(closes[-p.fast :]) / p.fast
