@@ -896,21 +896,22 @@ def main() -> int:
         "cpus": os.cpu_count(),
         "processor": platform.processor() or platform.machine(),
     }
+    print(f"{'':4} {'ratio':>8} {'target':>7} {'met':>5}  figures", flush=True)
     for name, fn in FIGURES.items():
-        if name in only:
-            print(f"running {name} ...", file=sys.stderr, flush=True)
-            results[name] = fn(run)
-    print(f"{'':4} {'ratio':>8} {'target':>7} {'met':>5}  figures")
-    for name, r in results.items():
-        if name == "machine":
+        if name not in only:
             continue
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        r = results[name] = fn(run)
+        # each row as soon as it is measured, and the JSON so far: a figure that fails later
+        # (a missing optional anchor, a port in use) does not cost the ones already measured
         figures = ", ".join(f"{k}={v}" for k, v in r.items() if k not in ("ratio", "target", "met"))
         print(
             f"{name:4} {str(r.get('ratio')):>8} {str(r.get('target')):>7} "
-            f"{str(r.get('met')):>5}  {figures}"
+            f"{str(r.get('met')):>5}  {figures}",
+            flush=True,
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        if args.json:
+            Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
