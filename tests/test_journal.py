@@ -151,6 +151,52 @@ def test_a_failing_write_halts_trading_keeps_the_events_and_recovers(
     assert [e.ts_recv for e in read_events(tomorrow)] == [DAY0 + DAY_NS + i for i in range(4)]
 
 
+def test_a_writer_that_falls_behind_its_cap_halts_trading_until_it_catches_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    published: list[Event] = []
+    j = journal(tmp_path, published=published)
+    j.max_pending = 1_000  # the writer thread never runs here: a stalled writer
+    for i in range(1_000):
+        j.record(q(DAY0 + i))
+    j.check_backlog()
+    assert published == []  # at the cap, not above it
+    j.record(q(DAY0 + 1_000))
+    with caplog.at_level(logging.CRITICAL):
+        j.check_backlog()
+        j.check_backlog()
+    assert [type(e) for e in published] == [StorageFailed]  # once; risk halts trading on it
+    assert "1001 events waiting" in published[0].error and "max_pending 1000" in caplog.text
+    j.flush()  # the writer catches up: nothing was dropped
+    j.check_backlog()
+    assert [type(e) for e in published] == [StorageFailed, StorageRecovered]
+    j.finish()
+    assert len(read_events(tmp_path)) == 1_001
+
+
+def test_a_write_failure_and_a_backlog_report_one_failure_and_one_recovery(
+    tmp_path: Path,
+) -> None:
+    published: list[Event] = []
+    j = journal(tmp_path, published=published)
+    j.max_pending = 1_000
+    tomorrow = tmp_path / "2024-03-19.jsonl"
+    tomorrow.symlink_to("/dev/full")  # a full disk
+    j.record(q(DAY0 + DAY_NS))
+    j.flush()  # the write fails: reported
+    assert [type(e) for e in published] == [StorageFailed]
+    for i in range(1_001):
+        j.record(q(DAY0 + DAY_NS + 1 + i))
+    j.check_backlog()  # and now behind as well: already reported, not again
+    assert [type(e) for e in published] == [StorageFailed]
+    tomorrow.unlink()
+    j.flush()  # writes again, but was behind: the backlog check reports the recovery
+    assert [type(e) for e in published] == [StorageFailed]
+    j.check_backlog()
+    assert [type(e) for e in published] == [StorageFailed, StorageRecovered]
+    j.finish()
+
+
 def test_an_unusable_folder_is_a_config_error_at_start(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match=r"journal.path: cannot write the journal in .*file/j"):

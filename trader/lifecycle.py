@@ -53,6 +53,7 @@ PRODUCER_JOIN_S = 0.4
 DRAIN_S = 0.2
 EXECUTOR_JOIN_S = 0.2
 STORAGE_JOIN_S = 2.0  # the writer's last flush is bounded by its socket timeout (1 s)
+JOURNAL_CHECK_S = 1.0  # how often the main loop compares the journal's backlog with its cap
 
 
 class Restorer(Protocol):
@@ -136,6 +137,7 @@ class Lifecycle:
             len(self.registry.table()),
         )
         log.info("journal: %s", self.journal.folder.resolve())
+        self.engine.every(JOURNAL_CHECK_S, self.journal.check_backlog)
         if not self.cfg.reconcile.enabled:
             self._ready()  # else once the start-up reconciliation completed
 

@@ -220,6 +220,8 @@ class JournalConfig:
     path: str = "data/journal"
     flush_interval_s: float = field(default=1.0, metadata=_range(0.01, 1.0))
     retention_days: int = field(default=30, metadata=_range(0, 100_000))
+    # events waiting for the writer thread before the journal counts as failed (trading halts)
+    max_pending: int = field(default=2_000_000, metadata=_range(1_000, 100_000_000))
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,8 @@ class Journal(Worker):
         self.folder = Path(cfg.path)
         self._interval = cfg.flush_interval_s
         self._retention_days = cfg.retention_days
+        self.max_pending = cfg.max_pending
+        self._lagging = False  # pending above max_pending (set and cleared by check_backlog)
         self._clock = clock
         self._publish = publish
         self._pending = JournalBuffer()
@@ -270,9 +272,38 @@ class Journal(Worker):
     def _recovered(self, report: bool) -> None:
         log.warning("journal: writing works again after %s", self._failure)
         self._failure = None
-        if report:
+        if report and not self._lagging:  # else check_backlog reports it, once caught up
             now = self._clock.now_ns()
             self._emit(StorageRecovered(ts_event=now, ts_recv=now, component=JOURNAL))
+
+    def check_backlog(self) -> None:
+        """Main-thread timer: the events waiting for the writer against ``journal.max_pending``.
+
+        The buffer is appended to by a C call on every dispatch, so it is not capped there; it
+        is watched here instead. Above the cap (a writer stalled on a hung disk, or slower than
+        dispatch for long) the journal counts as failed: a CRITICAL line and ``StorageFailed``,
+        so risk halts trading as on a write failure, until the writer has caught up and writes.
+        Nothing is dropped: the buffer keeps every event (its size is ``trader_journal_pending``).
+        Each side sets its own flag before reading the other's, so a recovery is reported at
+        least once and only when both are clear (a second report is harmless)."""
+        pending = len(self._pending)
+        now = self._clock.now_ns()
+        if not self._lagging and pending > self.max_pending:
+            self._lagging = True
+            log.critical(
+                "journal: %d events wait for the writer (journal.max_pending %d); trading is "
+                "halted until it catches up",
+                pending,
+                self.max_pending,
+            )
+            if self._failure is None:  # else already reported as failed
+                error = f"{pending} events waiting for the writer"
+                self._emit(StorageFailed(ts_event=now, ts_recv=now, component=JOURNAL, error=error))
+        elif self._lagging and pending <= self.max_pending // 2:
+            self._lagging = False
+            log.warning("journal: the writer caught up (%d events waiting)", pending)
+            if self._failure is None:
+                self._emit(StorageRecovered(ts_event=now, ts_recv=now, component=JOURNAL))
 
     def _bound_memory(self) -> None:
         size = sum(len(b.data) for b in self._blocks)
