@@ -264,17 +264,13 @@ class Journal(Worker):
             self._failure,
         )
         if report:
-            now = self._clock.now_ns()
-            self._emit(
-                StorageFailed(ts_event=now, ts_recv=now, component=JOURNAL, error=self._failure)
-            )
+            self._report_failed(self._failure)
 
     def _recovered(self, report: bool) -> None:
         log.warning("journal: writing works again after %s", self._failure)
         self._failure = None
         if report and not self._lagging:  # else check_backlog reports it, once caught up
-            now = self._clock.now_ns()
-            self._emit(StorageRecovered(ts_event=now, ts_recv=now, component=JOURNAL))
+            self._report_recovered()
 
     def check_backlog(self) -> None:
         """Main-thread timer: the events waiting for the writer against ``journal.max_pending``.
@@ -287,7 +283,6 @@ class Journal(Worker):
         Each side sets its own flag before reading the other's, so a recovery is reported at
         least once and only when both are clear (a second report is harmless)."""
         pending = len(self._pending)
-        now = self._clock.now_ns()
         if not self._lagging and pending > self.max_pending:
             self._lagging = True
             log.critical(
@@ -297,13 +292,20 @@ class Journal(Worker):
                 self.max_pending,
             )
             if self._failure is None:  # else already reported as failed
-                error = f"{pending} events waiting for the writer"
-                self._emit(StorageFailed(ts_event=now, ts_recv=now, component=JOURNAL, error=error))
+                self._report_failed(f"{pending} events waiting for the writer")
         elif self._lagging and pending <= self.max_pending // 2:
             self._lagging = False
             log.warning("journal: the writer caught up (%d events waiting)", pending)
             if self._failure is None:
-                self._emit(StorageRecovered(ts_event=now, ts_recv=now, component=JOURNAL))
+                self._report_recovered()
+
+    def _report_failed(self, error: str) -> None:
+        now = self._clock.now_ns()
+        self._emit(StorageFailed(ts_event=now, ts_recv=now, component=JOURNAL, error=error))
+
+    def _report_recovered(self) -> None:
+        now = self._clock.now_ns()
+        self._emit(StorageRecovered(ts_event=now, ts_recv=now, component=JOURNAL))
 
     def _bound_memory(self) -> None:
         size = sum(len(b.data) for b in self._blocks)
