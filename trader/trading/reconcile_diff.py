@@ -24,7 +24,9 @@ Rules of the comparison:
   sharing that base; positions are net of fees paid in the base) is a difference, reported and
   blocking, never corrected: the fills say one thing, the exchange another, and only the
   operator can tell which (a resume accepts it). Holdings beyond our positions are normal
-  (bought outside this system), so only a position the holdings cannot cover is flagged;
+  (bought outside this system), so only a position the holdings cannot cover is flagged. When
+  an order of that base is ahead of the answer (its fill came after the fetch), the holdings
+  are older than the position too: checked again next round, like the order;
 - fills the exchange reports are applied with ``ts_recv`` set to the comparison time: they
   reach us now, and must not count as hours of dispatch lag;
 - a balance the store lacks is taken at once (nothing disagrees: it does not block trading); a
@@ -110,6 +112,7 @@ class Comparison:
     # balance differences seen this round, to confirm next round: asset -> (store, exchange)
     balance_diffs: dict[str, tuple[BalanceKey, BalanceKey]] = field(default_factory=dict)
     ignored_trades: int = 0  # fills of orders the store does not know
+    ahead: set[str] = field(default_factory=set)  # symbols of orders ahead of the answer
 
     @property
     def blocking(self) -> int:
@@ -199,6 +202,7 @@ def _compare_orders(
             continue
         status_differs = r is not None and (o.status != r.status or o.filled != r.filled)
         if r is not None and status_differs and _store_ahead(o, r):
+            out.ahead.add(o.symbol)
             out.rows.append(
                 Row(
                     "order",
@@ -267,13 +271,16 @@ def _compare_positions(view: StoreView, fetched: Sequence[BalanceUpdate], out: C
     for base, positions in by_base.items():
         amount = sum((a for _, a in positions), ZERO)
         if amount > held.get(base, ZERO):
+            ahead = any(s in out.ahead for s, _ in positions)
             out.rows.append(
                 Row(
                     "position",
                     ", ".join(s for s, _ in positions),
                     f"{amount} {base}",
                     f"holds {held.get(base, ZERO)} {base}",
-                    "position exceeds holdings: check by hand, resume to accept",
+                    "store is ahead of the answer: checked again"
+                    if ahead
+                    else "position exceeds holdings: check by hand, resume to accept",
                     True,
                 )
             )
